@@ -10,15 +10,30 @@ import json
 from pathlib import Path
 from typing import Any
 
-from workbench.config import stable_hash
 
 
 class ArtifactError(RuntimeError):
     """An artifact is missing, incomplete or does not fit the base model."""
 
 
-def apply_artifact(model: Any, path: Path, *, base_fingerprint: str) -> str:
-    """Apply the artifact in `path` to `model` in place; return the new state's fingerprint.
+def _manifest(path: Path) -> dict[str, Any]:
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{path} is not a fine-tune artifact (no manifest.json)")
+    return json.loads(manifest_path.read_text())
+
+
+def artifact_fingerprint(path: Path, base_fingerprint: str) -> str:
+    """Fingerprint of base + artifact (from the artifact's manifest and file hashes)."""
+    from workbench.models import hash_files
+
+    _manifest(path)
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return f"{base_fingerprint}+{hash_files(files, path)[:12]}"
+
+
+def apply_artifact(model: Any, path: Path, *, base_fingerprint: str) -> None:
+    """Apply the artifact in `path` to `model` in place.
 
     Raises:
         ArtifactError: no manifest, unknown parameter names, shape mismatch, or an artifact
@@ -26,10 +41,7 @@ def apply_artifact(model: Any, path: Path, *, base_fingerprint: str) -> str:
     """
     from safetensors.torch import load_file
 
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
-        raise ArtifactError(f"{path} is not a fine-tune artifact (no manifest.json)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = _manifest(path)
     want = manifest.get("base_fingerprint")
     if want and not base_fingerprint.startswith(str(want).split("-")[0]):
         raise ArtifactError(f"artifact {path.name} was made for base {want}, not {base_fingerprint}")
@@ -44,4 +56,3 @@ def apply_artifact(model: Any, path: Path, *, base_fingerprint: str) -> str:
         if tuple(params[name].shape) != tuple(t.shape):
             raise ArtifactError(f"artifact tensor {name!r} has shape {tuple(t.shape)}, model has {tuple(params[name].shape)}")
         params[name].data.copy_(t.to(params[name].dtype))
-    return f"{base_fingerprint.split('-')[0]}+{stable_hash(manifest.get('delta_sha256', manifest), 12)}"

@@ -281,7 +281,12 @@ def convert_gguf(gguf: Path, target: Path, *, progress: Callable[[str], None] | 
         try:
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-            model.save_pretrained(tmp, safe_serialization=True)
+            # transformers marks a GGUF-loaded model as "quantized" (and refuses to save it),
+            # but its weights are already dequantised to fp32 here: drop the marker.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             fp = hash_files(_dir_files(tmp), tmp)
             meta = {"source_gguf": str(gguf), "gguf_bytes": gguf.stat().st_size, "fingerprint": fp}
@@ -440,6 +445,9 @@ def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # progress is ours to report, not transformers'
     spec = ModelSpec(source=spec) if isinstance(spec, str) else spec
     prep = prepare(spec, progress=progress)
     dev, dtype = resolve_device(spec.device, spec.dtype)
@@ -457,9 +465,24 @@ def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None
         raise
     if dev != "cuda":
         model.to(dev)
-    fp = prep.fingerprint
     if spec.artifact:
         from workbench.artifacts import apply_artifact
 
-        fp = apply_artifact(model, Path(spec.artifact), base_fingerprint=fp)
-    return state_from_model(model, tok, name=prep.name, spec=spec, fingerprint=f"{fp}-{str(dtype)[6:]}")
+        apply_artifact(model, Path(spec.artifact), base_fingerprint=prep.fingerprint)
+    return state_from_model(model, tok, name=prep.name, spec=spec, fingerprint=state_fingerprint(spec, prep))
+
+
+def state_fingerprint(spec: ModelSpec | str, prep: PreparedModel | None = None) -> str:
+    """The fingerprint a loaded state of `spec` will have, without loading its weights.
+
+    Covers the weights and tokenizer files, any fine-tune artifact, and the dtype.
+    """
+    spec = ModelSpec(source=spec) if isinstance(spec, str) else spec
+    prep = prep or prepare(spec)
+    _, dtype = resolve_device(spec.device, spec.dtype)
+    fp = prep.fingerprint
+    if spec.artifact:
+        from workbench.artifacts import artifact_fingerprint
+
+        fp = artifact_fingerprint(Path(spec.artifact), fp)
+    return f"{fp}-{str(dtype).replace('torch.', '')}"
