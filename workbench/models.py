@@ -85,7 +85,7 @@ def architecture_for(model: Any) -> ArchEntry:
     model_type = getattr(model.config, "model_type", None)
     entry = ARCHITECTURES.get(model_type)  # type: ignore[arg-type]  # None is a valid miss
     if entry is None:
-        names = [n for n, _ in model.named_modules()][:40]
+        names = [n for n, _ in model.named_modules() if n][:40]
         raise ModelError(
             f"unknown architecture {model_type!r} (known: {sorted(ARCHITECTURES)}). Add an entry to "
             f"workbench.models.ARCHITECTURES naming its parts; the model's first modules are:\n  "

@@ -98,7 +98,7 @@ def build_texts(corpus: Any, unit: str, spec: RecordSpec) -> tuple[list[str], li
         for s, t in zip(corpus.texts(src), corpus.texts(tgt)):
             text, sp = _span_offsets(spec.template or "", {**names, "src_text": s, "tgt_text": t})
             texts.append(text)
-            spans.append(None if spec.token_span == "all" else sp[spec.token_span[:3]])
+            spans.append(None if spec.token_span == "all" else sp[{"source": "src", "target": "tgt"}[spec.token_span]])
         return texts, spans
     raw = corpus.texts(unit)
     if spec.template:
