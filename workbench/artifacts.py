@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 class ArtifactError(RuntimeError):
     """An artifact is missing, incomplete or does not fit the base model."""
 
@@ -54,5 +53,6 @@ def apply_artifact(model: Any, path: Path, *, base_fingerprint: str) -> None:
         if name not in params:
             raise ArtifactError(f"artifact tensor {name!r} is not a parameter of the base model")
         if tuple(params[name].shape) != tuple(t.shape):
-            raise ArtifactError(f"artifact tensor {name!r} has shape {tuple(t.shape)}, model has {tuple(params[name].shape)}")
+            raise ArtifactError(f"artifact tensor {name!r} has shape {tuple(t.shape)}, "
+                                f"model has {tuple(params[name].shape)}")
         params[name].data.copy_(t.to(params[name].dtype))

@@ -60,7 +60,8 @@ def _pairs(s: str) -> list[tuple[str, str]]:
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model, --device, --dtype, --artifact, --trust-remote-code."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="gemma-3-270m", help="bundled name, hub id, local dir or .gguf (default: %(default)s)")
+    g.add_argument("--model", default="gemma-3-270m",
+                   help="bundled name, hub id, local dir or .gguf (default: %(default)s)")
     g.add_argument("--artifact", default=None, help="fine-tune artifact directory applied on top of the model")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda (default: %(default)s)")
     g.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16")
@@ -71,7 +72,8 @@ def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,s
     """Corpus and recording options shared by `record` and `analyze`."""
     g = p.add_argument_group("corpus")
     g.add_argument("--corpus", default="udhr", help="udhr, tatoeba:sw, or a TSV/JSONL file or FLORES dir")
-    g.add_argument("--langs", type=_csv, default=_csv(langs_default), help="comma-separated codes (default: %(default)s)")
+    g.add_argument("--langs", type=_csv, default=_csv(langs_default), 
+                   help="comma-separated codes (default: %(default)s)")
     g.add_argument("--limit", type=int, default=None, help="only the first N units per language (quick looks)")
     r = p.add_argument_group("recording")
     r.add_argument("--poolings", type=_csv, default=["mean", "last", "weighted"], help="mean,last,weighted")
@@ -252,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_model_args(r)
     add_record_args(r)
-    r.add_argument("--pairs", type=_pairs, default=None, help="translation directions for a pair template, e.g. en:sw,sw:en")
+    r.add_argument("--pairs", type=_pairs, default=None,
+                   help="translation directions for a pair template, e.g. en:sw,sw:en")
     r.set_defaults(func=cmd_record)
 
     s = sub.add_parser("store", help="inspect or clean the activation store")

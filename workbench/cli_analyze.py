@@ -59,8 +59,9 @@ def cmd_retrieval(a: argparse.Namespace) -> int:
     allp = summary[summary.series == "all_pairs"].set_index("layer")["accuracy"]
     blocks = allp[[isinstance(x, (int, np.integer)) for x in allp.index]]
     best = blocks.idxmax()
+    n = len(rec.entries[langs[0]]["n_tokens"])
     print(f"retrieval ({a.method}{', centred' if a.center else ''}, {a.pooling} pooling), "
-          f"{len(langs)} languages × {len(rec.entries[langs[0]]['n_tokens'])} units, chance {1 / len(rec.entries[langs[0]]['n_tokens']):.3f}")
+          f"{len(langs)} languages × {n} units, chance {1 / n:.3f}")
     print("all pairs by layer:", _curve(allp, list(allp.index)))
     print("\n".join(f"  layer {layer!s:>3}: {acc:.3f}" for layer, acc in allp.items()))
     print(f"best layer: {best} (all-pairs accuracy {blocks[best]:.3f})")

@@ -283,7 +283,7 @@ def convert_gguf(gguf: Path, target: Path, *, progress: Callable[[str], None] | 
             model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
             # transformers marks a GGUF-loaded model as "quantized" (and refuses to save it),
             # but its weights are already dequantised to fp32 here: drop the marker.
-            model.hf_quantizer = None
+            model.hf_quantizer = None  # type: ignore[assignment]  # HF types it as always set
             if hasattr(model.config, "quantization_config"):
                 del model.config.quantization_config
             model.save_pretrained(tmp)
@@ -346,7 +346,8 @@ def prepare(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = N
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"{path} is a directory but has no config.json: not a Hugging Face model directory")
-        return PreparedModel(path.name, path, directory_fingerprint(path), json.loads((path / "config.json").read_text()))
+        config = json.loads((path / "config.json").read_text())
+        return PreparedModel(path.name, path, directory_fingerprint(path), config)
     if src.startswith((".", "/", "~")) or os.sep in src and src.count("/") != 1:
         raise ModelError(f"model path {src!r} does not exist")
     d = _from_hub(spec)
@@ -442,9 +443,7 @@ def state_from_model(model: Any, tokenizer: Any, *, name: str = "in-memory",
 
 def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None) -> ModelState:
     """Prepare (if needed) and load a model state: weights, tokenizer, table entry, fingerprint."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # progress is ours to report, not transformers'
@@ -464,7 +463,7 @@ def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None
             raise ModelError(f"{prep.name} needs custom code; enable trust_remote_code if you trust it") from e
         raise
     if dev != "cuda":
-        model.to(dev)
+        model.to(dev)  # type: ignore[arg-type]  # HF stubs type .to() for dtype only
     if spec.artifact:
         from workbench.artifacts import apply_artifact
 

@@ -232,7 +232,7 @@ class _Acc:
 
 
 def _trace_body(envoy: Any, arch: Any, batch: dict[str, torch.Tensor], plan: dict[str, Any],
-                out: dict[str, Any]) -> None:
+                out: dict[Any, Any]) -> None:
     """What runs inside the trace: visit sites in execution order, pool, aggregate.
 
     Kept free of local I/O so the same body can run under nnsight's remote execution.
@@ -259,7 +259,7 @@ def _trace_body(envoy: Any, arch: Any, batch: dict[str, torch.Tensor], plan: dic
 
 def _run_batch(state: ModelState, batch: dict[str, torch.Tensor], plan: dict[str, Any]) -> dict[str, Any]:
     envoy, lock = _envoy(state)
-    out: dict[str, Any] = {}
+    out: dict[Any, Any] = {}
     with lock, torch.inference_mode():
         # The whole causal LM is traced, but the run stops after the last needed block:
         # the final norm and the LM head never execute.
@@ -270,7 +270,7 @@ def _run_batch(state: ModelState, batch: dict[str, torch.Tensor], plan: dict[str
     return out
 
 
-def _accumulate(acc: _Acc, idx: list[int], out: dict[str, Any], plan: dict[str, Any]) -> None:
+def _accumulate(acc: _Acc, idx: list[int], out: dict[Any, Any], plan: dict[str, Any]) -> None:
     rows = np.asarray(idx)
     for li, label in enumerate(acc.rec_layers):
         for p, v in out[label].items():
@@ -334,7 +334,8 @@ def unit_key(fingerprint: str, corpus: Any, unit: str, spec: RecordSpec) -> str:
                      "spec": spec.to_dict(), "transformers": transformers.__version__.split(".")[:2]})
 
 
-def units_for(corpus: Any, langs: Sequence[str], spec: RecordSpec, pairs: Sequence[tuple[str, str]] | None) -> list[str]:
+def units_for(corpus: Any, langs: Sequence[str], spec: RecordSpec,
+              pairs: Sequence[tuple[str, str]] | None) -> list[str]:
     """The units to record: languages, or `src>tgt` directions for a pair template."""
     known = corpus.check_langs(list(langs) + [x for p in pairs or [] for x in p])
     if spec.is_pair_template:
@@ -356,13 +357,13 @@ class Recording:
     layer_labels: list[Any]
 
     def vectors(self, pooling: str = "mean") -> dict[str, np.ndarray]:
-        """unit -> `(n_layers, n, d)` pooled vectors (memory-mapped)."""
+        """Unit -> `(n_layers, n, d)` pooled vectors (memory-mapped)."""
         if pooling not in self.spec.poolings:
             raise RecordError(f"pooling {pooling!r} was not recorded; recorded: {list(self.spec.poolings)}")
         return {u: e[f"pooled_{pooling}"] for u, e in self.entries.items()}
 
     def activation_probs(self) -> dict[str, np.ndarray]:
-        """unit -> `(L_ffn, M)` probability that a neuron is active (A > 0) on a counted token."""
+        """Unit -> `(L_ffn, M)` probability that a neuron is active (A > 0) on a counted token."""
         return {u: np.asarray(e["ffn_pos_counts"], np.float64) / float(e["ffn_tokens"][0])
                 for u, e in self.entries.items()}
 
