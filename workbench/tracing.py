@@ -270,6 +270,11 @@ def _run_batch(state: ModelState, batch: dict[str, torch.Tensor], plan: dict[str
     return out
 
 
+def _free_accelerator_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _accumulate(acc: _Acc, idx: list[int], out: dict[Any, Any], plan: dict[str, Any]) -> None:
     rows = np.asarray(idx)
     for li, label in enumerate(acc.rec_layers):
@@ -307,10 +312,21 @@ def record_unit(state: ModelState, corpus: Any, unit: str, spec: RecordSpec, *,
     acc = _Acc(len(texts), plan["labels"], spec.poolings, plan["last"] + 1 if spec.ffn_stats else 0,
                state.d_model, state.n_neurons)
     acc.n_tokens[:] = [sum(c) for c in enc.count]
-    pad = state.tokenizer.pad_token_id
-    for idx in make_batches([len(x) for x in enc.ids], spec.batch_tokens):
-        batch = pad_batch(enc, idx, pad, padding_side, state.device)
-        _accumulate(acc, idx, _run_batch(state, batch, plan), plan)
+    pending = make_batches([len(x) for x in enc.ids], spec.batch_tokens)
+    while pending:
+        idx = pending.pop(0)
+        try:
+            out = _run_batch(state, pad_batch(enc, idx, state.tokenizer.pad_token_id, padding_side, state.device),
+                             plan)
+        except (torch.OutOfMemoryError, MemoryError):
+            if len(idx) == 1:
+                raise RecordError(f"one sentence of {len(enc.ids[idx[0]])} tokens does not fit in memory; "
+                                  "lower max_length") from None
+            log.warning("batch of %d sentences ran out of memory; splitting it in two", len(idx))
+            _free_accelerator_memory()
+            pending[:0] = [idx[: len(idx) // 2], idx[len(idx) // 2:]]
+            continue
+        _accumulate(acc, idx, out, plan)
         if progress:
             progress(len(idx))
     arrays: dict[str, np.ndarray] = {f"pooled_{p}": a for p, a in acc.pooled.items()}

@@ -195,3 +195,23 @@ def test_memory_bounded_batches():
     batches = tracing.make_batches(lengths, 512)
     assert sorted(i for b in batches for i in b) == list(range(199))
     assert all(len(b) * max(lengths[i] for i in b) <= 512 for b in batches)
+
+
+def test_out_of_memory_batch_is_split_and_results_unchanged(tiny_state, corpus, monkeypatch):
+    """A batch that does not fit is halved and retried; the recorded numbers do not change."""
+    spec = RecordSpec(batch_tokens=256)
+    ref = tracing.record_unit(tiny_state, corpus, "en", spec)
+    real = tracing._run_batch
+    sizes = []
+
+    def flaky(state, batch, plan):
+        sizes.append(batch["input_ids"].shape[0])
+        if batch["input_ids"].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(state, batch, plan)
+
+    monkeypatch.setattr(tracing, "_run_batch", flaky)
+    got = tracing.record_unit(tiny_state, corpus, "en", spec)
+    assert sizes == [5, 2, 3, 1, 2]  # 5 fails -> 2 + 3; 3 fails -> 1 + 2
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], atol=1e-5, err_msg=k)
