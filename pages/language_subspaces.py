@@ -1,0 +1,71 @@
+"""Language subspaces (LENS): agnostic and specific projections, separation per layer."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _common as ui_st
+from workbench.viz import figures
+
+PERSIST = "session"
+
+s = ui_st.page_header(
+    "Language subspaces",
+    "LENS splits each layer's language means into a shared, language-agnostic direction and a "
+    "language-specific subspace: sentences should converge in the first and separate in the second.",
+)
+rec = ui_st.require_recording(s, what="The subspace view")
+if rec is None:
+    st.stop()
+
+key = ui_st.data_key(s)
+langs = list(rec.entries)
+labels = ui_st.layer_options(rec)
+c = st.columns([3, 1, 1], gap="medium", vertical_alignment="bottom")
+layer = c[0].select_slider("Layer", labels, value=labels[len(labels) // 2], key="sub_layer", format_func=str,
+                           persist_state=PERSIST)
+max_rank = len(langs) - 1
+rank = int(c[1].number_input("Rank r", 1, max_rank, max_rank, key="sub_rank", persist_state=PERSIST,
+                             help=f"Dimension of the language-specific subspace (1…{max_rank})."))
+central = c[2].selectbox("Central language", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
+                         key="sub_central", persist_state=PERSIST,
+                         help="Language directions δ = P_s(m_lang − m_central) are measured from it.")
+
+left, right = st.columns([3, 1], gap="large")
+with ui_st.guard("the language subspaces"):
+    points, norms, strips = ui_st.subspace_view(key, s.pooling, layer, rank, central)
+    with left:
+        fig = figures.subspace_figure(points[["x_agnostic", "y_agnostic"]].to_numpy(),
+                                      points[["x_specific", "y_specific"]].to_numpy(),
+                                      points["lang"].tolist(), points["text"].tolist(),
+                                      title=f"Language subspaces at layer {layer} (rank {rank})")
+        # The agnostic projection is one direction: show it as one strip per language.
+        for col, name in ((1, "agnostic"), (2, "specific")):
+            if strips[name]:
+                fig.update_xaxes(title_text=f"coordinate along the {name} direction", row=1, col=col)
+                fig.update_yaxes(title_text="language", tickvals=list(range(len(langs))), ticktext=langs,
+                                 autorange="reversed", showgrid=False, row=1, col=col)
+        fig.update_layout(margin={"t": 90})
+        ui_st.show_figure(fig, f"subspaces-layer-{layer}", points, height=480)
+        st.caption("Left: each sentence's position along the language-agnostic direction u_a (one row per "
+                   "language; overlapping rows = converged). Right: PCA of its coordinates in the "
+                   "language-specific subspace (separated clusters = language identity kept).")
+    with right:
+        st.markdown(f"**Language directions at layer {layer}**")
+        st.dataframe(norms, hide_index=True, column_config={
+            "direction norm ‖δ‖": st.column_config.NumberColumn(format="%.3f")})
+        st.caption(f"‖P_s(m_lang − m_{central})‖: how far each language's mean sits from {central}'s inside "
+                   "the language-specific subspace.")
+
+st.header("Separation by layer", divider="gray")
+holdout = st.toggle("Hold out half of the sentences", value=len(ui_st.corpus_of(s)) >= 4, key="sub_holdout",
+                    persist_state=PERSIST,
+                    help="Fit on even-indexed sentences, measure on odd ones. In-sample, the agnostic ratio is "
+                         "~0 by construction.")
+with ui_st.guard("the separation table"):
+    sep = ui_st.separation_table(key, s.pooling, rank, central, holdout)
+    fig = figures.separation_figure(sep)
+    fig.update_layout(margin={"t": 90})
+    ui_st.show_figure(fig, "subspace-separation", sep, height=440)
+    st.caption("Left: between-language over within-language variance of the projected sentences (low = "
+               "languages mixed, high = separated). Right: norm of each language's direction per layer.")

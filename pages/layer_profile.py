@@ -1,0 +1,118 @@
+"""Layer profile: retrieval accuracy, SiLP projection sensitivity and neuron overlap per layer."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages import _common as ui_st
+from workbench import ui_support as ui
+from workbench.analysis import retrieval, sensitivity
+from workbench.viz import figures
+
+METHOD_HELP = ("cosine: the gold translation is the nearest neighbour. margin: ratio margin of Artetxe & "
+               "Schwenk (2019), robust to hubs. mexa: nearest neighbour in both directions (strict).")
+PERSIST = "session"
+
+s = ui_st.page_header(
+    "Layer profile",
+    "How well translations find each other at every layer, where SiLP's projection sensitivity puts its "
+    "N2D / D2N layers, and how much the active FFN neurons overlap with the pivot language.",
+)
+rec = ui_st.require_recording(s, what="The layer profile")
+if rec is None:
+    st.stop()
+
+key = ui_st.data_key(s)
+langs = list(rec.entries)
+n_blocks = len(ui.ffn_layer_labels(rec))
+fmt = ui_st.language_label(s)
+pivot = st.selectbox("Pivot language", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
+                     key="lp_pivot", persist_state=PERSIST, format_func=fmt, width=320,
+                     help="Per-language lines and the overlap curves are measured against this language.")
+
+# --------------------------------------------------------------------------- retrieval
+
+st.header("Translation retrieval by layer", divider="gray")
+st.caption("Fraction of sentences whose nearest neighbour in the other language is their translation "
+           f"({s.pooling}-pooled states; chance = 1/{len(ui_st.corpus_of(s))}).")
+controls, plot = st.columns([1, 3], gap="large")
+with controls:
+    method = st.segmented_control("Method", list(retrieval.METHODS), default="margin", required=True,
+                                  key="lp_method", help=METHOD_HELP, persist_state=PERSIST)
+    k = 4
+    if method == "margin":
+        k = int(st.number_input("Margin neighbourhood k", 1, 32, 4, key="lp_k", persist_state=PERSIST))
+    per_language = st.toggle("Per-language lines", value=True, key="lp_per_lang", persist_state=PERSIST)
+    center = st.toggle("Centre languages", value=False, key="lp_center", persist_state=PERSIST,
+                       help="Subtract each language's mean vector per layer before comparing.")
+with plot, ui_st.guard("retrieval accuracy"):
+    _, summary = ui_st.retrieval_tables(key, s.pooling, method, k, pivot, center)
+    all_pairs = summary[summary["series"] == "all_pairs"]
+    best = all_pairs.loc[all_pairs["accuracy"].idxmax()]
+    m = st.columns(3)
+    m[0].metric("Best layer (all pairs)", str(best["layer"]), f"{best['accuracy']:.1%}", delta_color="off")
+    m[1].metric("Mean over layers", f"{all_pairs['accuracy'].mean():.1%}")
+    try:
+        m[2].metric("Mid-align score", f"{retrieval.mid_align_score(summary):.1%}",
+                    help="Mean all-pairs accuracy over even-numbered layers (Mid-align).")
+    except ValueError:
+        m[2].metric("Mid-align score", "—")
+    ui_st.show_figure(figures.retrieval_by_layer_figure(summary, per_language=per_language),
+                      "retrieval-by-layer", summary, height=430)
+
+# --------------------------------------------------------------------------- sensitivity
+
+st.header("SiLP projection sensitivity", divider="gray")
+st.caption("How much the mean FFN activation moves from one layer to the next on translation prompts; SiLP "
+           "tunes the most sensitive layers before the split (N2D) and after it (D2N).")
+controls, plot = st.columns([1, 3], gap="large")
+with controls:
+    src0, tgt0 = ui_st.default_pair(langs, pivot)
+    a, b = st.columns(2)
+    src = a.selectbox("Source", langs, index=langs.index(src0), key="lp_src", persist_state=PERSIST,
+                      help="Translation direction of SiLP's prompts: source → target.")
+    tgt = b.selectbox("Target", langs, index=langs.index(tgt0), key="lp_tgt", persist_state=PERSIST)
+    variant = st.segmented_control("Score", list(sensitivity.VARIANTS), default="paper", required=True,
+                                   key="lp_variant", persist_state=PERSIST,
+                                   help="paper: |Σ diff| as printed in SiLP; abs: Σ |diff| per neuron.")
+    if n_blocks >= 2:
+        split = st.slider("Split layer k", 1, n_blocks - 1, sensitivity.default_split(n_blocks), key="lp_split",
+                          persist_state=PERSIST, help="N2D candidates are layers 1…k, D2N candidates k+1…L−1.")
+        a, b = st.columns(2)
+        k1 = int(a.number_input("N2D layers k1", 0, n_blocks, min(4, split), key="lp_k1", persist_state=PERSIST))
+        k2 = int(b.number_input("D2N layers k2", 0, n_blocks, min(4, n_blocks - 1 - split), key="lp_k2",
+                                persist_state=PERSIST))
+with plot:
+    if n_blocks < 2:
+        st.info("Projection sensitivity needs at least two recorded blocks.")
+    elif src == tgt:
+        st.warning("Choose two different languages for the translation direction.")
+    else:
+        pair_rec = ui_st.require_recording(s, pair=(src, tgt), what="Projection sensitivity")
+        if pair_rec is not None:
+            with ui_st.guard("projection sensitivity"):
+                scores = ui_st.sensitivity_scores(key, src, tgt, variant)
+                n2d, d2n = sensitivity.allocate_layers(scores, split=split, k1=k1, k2=k2)
+                st.markdown(f"**N2D layers** {', '.join(map(str, n2d)) or '—'} · "
+                            f"**D2N layers** {', '.join(map(str, d2n)) or '—'} · split after layer {split}")
+                data = pd.DataFrame({"layer": range(len(scores)), "sensitivity": scores,
+                                     "allocation": ["N2D" if i in n2d else "D2N" if i in d2n else ""
+                                                    for i in range(len(scores))]})
+                fig = figures.sensitivity_figure(scores, n2d, d2n, split=split,
+                                                 title=f"Projection sensitivity, {src} → {tgt} ({variant})")
+                ui_st.show_figure(fig, "projection-sensitivity", data, height=400)
+
+# --------------------------------------------------------------------------- overlap
+
+st.header("Neuron overlap with the pivot", divider="gray")
+st.caption(f"Overlap of each language's most often active FFN neurons with {pivot}'s, per layer.")
+controls, plot = st.columns([1, 3], gap="large")
+with controls:
+    top_pct = st.slider("Activated set: top % of neurons", 1, 50, 5, key="lp_top", persist_state=PERSIST,
+                        help="Per layer, the neurons with the highest activation probability.")
+    measure = st.radio("Measure", ["jaccard", "pivot_frac"], key="lp_measure", persist_state=PERSIST,
+                       format_func=lambda x: {"jaccard": "Jaccard |∩|/|∪|", "pivot_frac": "|∩| / |pivot set|"}[x])
+with plot, ui_st.guard("neuron overlap"):
+    overlap = ui_st.overlap_table(key, pivot, tuple(langs), top_pct / 100)
+    ui_st.show_figure(figures.overlap_figure(overlap, measure), "neuron-overlap", overlap, height=400)

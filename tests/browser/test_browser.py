@@ -1,0 +1,149 @@
+"""The running app in headless Chromium: pick the tiny model, record, open every view.
+
+Starts `streamlit run app.py` on a free port (tiny model enabled, a temporary store) and
+drives Debian's Chromium through Playwright (never a downloaded browser). Screenshots go
+to test-artifacts/ at the repository root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+VIEWS = ["Layer profile", "Representation map", "Language subspaces", "Neurons"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).is_file(),
+                       reason=f"Chromium not installed at {CHROMIUM} (apt-get install -y chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"streamlit did not become healthy at {url} within {timeout} s")
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "WORKBENCH_UI_TINY_MODEL": "1", "WORKBENCH_CACHE": str(tmp_path / "cache"),
+           "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+         str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "server.log", ARTIFACTS / "server.log")
+
+
+def _no_errors(page) -> None:
+    assert page.locator(".stException").count() == 0, page.locator(".stException").first.inner_text()
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def _settle(page, timeout: float = 60_000) -> None:
+    """Wait until the script run finished (the status widget stops saying 'Running')."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout)
+
+
+def _screenshot(page, name: str) -> None:
+    """Whole-page screenshot: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
+    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1440, "height": max(1000, min(int(height), 6000))})
+    page.wait_for_timeout(800)  # plotly redraws at the new size
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def test_record_and_view_in_chromium(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(server)
+            expect(page.get_by_role("heading", name="Setup")).to_be_visible(timeout=60_000)
+            page.get_by_text("Tiny test model").click()
+            _settle(page)
+            # Keep three languages and five units.
+            for name in ("ja — Japanese", "fr — French", "es — Spanish", "hi — Hindi", "ar — Standard Arabic"):
+                page.get_by_role("button", name=f"Remove {name}").click()
+                _settle(page)
+            limit = page.get_by_role("spinbutton", name="Limit units (optional)")
+            limit.fill("5")
+            limit.press("Enter")
+            _settle(page)
+            # The Record button belongs to the settings: wait until the page shows the new ones.
+            expect(page.get_by_test_id("stMetricValue").nth(1)).to_have_text("5", timeout=60_000)
+            expect(page.get_by_test_id("stMetricValue").nth(0)).to_have_text("0 / 3", timeout=60_000)
+            record = page.get_by_role("button", name="Record", exact=True)
+            expect(record).to_be_visible(timeout=60_000)
+            _no_errors(page)
+            record.click()
+            expect(page.get_by_text("Recorded 3 units")).to_be_visible(timeout=180_000)
+            _settle(page)
+            _no_errors(page)
+            _screenshot(page, "setup")
+
+            for view in VIEWS:
+                page.get_by_role("link", name=view).first.click()
+                expect(page.get_by_role("heading", name=view).first).to_be_visible(timeout=60_000)
+                expect(page.locator(".stPlotlyChart .js-plotly-plot").first).to_be_visible(timeout=120_000)
+                _settle(page, 120_000)
+                _no_errors(page)
+                assert page.locator(".stPlotlyChart").count() >= 2
+                if view == "Layer profile":  # SiLP's pair pass, recorded from the view itself
+                    page.get_by_role("button", name="Record en → zh pass").click()
+                    expect(page.locator(".stPlotlyChart")).to_have_count(3, timeout=120_000)
+                    expect(page.get_by_text("Projection sensitivity, en → zh")).to_be_visible(timeout=30_000)
+                    _settle(page)
+                    _no_errors(page)
+                _screenshot(page, view.lower().replace(" ", "-"))
+        finally:
+            browser.close()
