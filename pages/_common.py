@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from workbench import ui_support as ui
+from workbench import views
 from workbench.config import ModelSpec
 from workbench.paths import cache_root
 
@@ -96,35 +97,35 @@ def corpus_of(settings: ui.Settings) -> Any:
 @st.cache_data(show_spinner=False, max_entries=64)
 def retrieval_tables(key: dict, pooling: str, method: str, k: int, pivot: str,
                      center: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return ui.retrieval_tables(_recording(key), pooling, method=method, k=k, pivot=pivot, center=center)
+    return views.retrieval_tables(_recording(key), pooling, method=method, k=k, pivot=pivot, center=center)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def retrieval_matrix(key: dict, pooling: str, layer: Any, method: str, k: int) -> pd.DataFrame:
-    return ui.retrieval_matrix_at(_recording(key), pooling, layer, method=method, k=k)
+    return views.retrieval_matrix_at(_recording(key), pooling, layer, method=method, k=k)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def sensitivity_scores(key: dict, src: str, tgt: str, variant: str) -> Any:
-    return ui.sensitivity_scores(_recording(key, (src, tgt)), f"{src}>{tgt}", variant)
+    return views.sensitivity_scores(_recording(key, (src, tgt)), f"{src}>{tgt}", variant)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def overlap_table(key: dict, pivot: str, langs: tuple[str, ...], top_frac: float) -> pd.DataFrame:
-    return ui.overlap_table(_recording(key), pivot, langs, top_frac=top_frac)
+    return views.overlap_table(_recording(key), pivot, langs, top_frac=top_frac)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def specific_counts(key: dict, langs: tuple[str, ...], entropy_quantile: float,
                     prob_quantile: float) -> pd.DataFrame:
-    return ui.specific_counts(_recording(key), langs, entropy_quantile=entropy_quantile,
+    return views.specific_counts(_recording(key), langs, entropy_quantile=entropy_quantile,
                               prob_quantile=prob_quantile)
 
 
 @st.cache_data(show_spinner="Computing the map…", max_entries=32)
 def map_points(key: dict, pooling: str, layer: Any, method: str, random_state: int) -> pd.DataFrame:
     s = ui.Settings.from_dict(key["settings"])
-    return ui.map_points(_recording(key), corpus_of(s), pooling, layer, method=method,
+    return views.map_points(_recording(key), corpus_of(s), pooling, layer, method=method,
                          random_state=random_state)
 
 
@@ -132,12 +133,12 @@ def map_points(key: dict, pooling: str, layer: Any, method: str, random_state: i
 def subspace_view(key: dict, pooling: str, layer: Any, rank: int | None,
                   central: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, bool]]:
     s = ui.Settings.from_dict(key["settings"])
-    return ui.subspace_view(_recording(key), corpus_of(s), pooling, layer, rank=rank, central=central)
+    return views.subspace_view(_recording(key), corpus_of(s), pooling, layer, rank=rank, central=central)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def separation_table(key: dict, pooling: str, rank: int | None, central: str, holdout: bool) -> pd.DataFrame:
-    return ui.separation_table(_recording(key), pooling, rank=rank, central=central, holdout=holdout)
+    return views.separation_table(_recording(key), pooling, rank=rank, central=central, holdout=holdout)
 
 
 # --------------------------------------------------------------------------- page frame

@@ -38,13 +38,7 @@ with ui_st.guard("the language subspaces"):
         fig = figures.subspace_figure(points[["x_agnostic", "y_agnostic"]].to_numpy(),
                                       points[["x_specific", "y_specific"]].to_numpy(),
                                       points["lang"].tolist(), points["text"].tolist(),
-                                      title=f"Language subspaces at layer {layer} (rank {rank})")
-        # The agnostic projection is one direction: show it as one strip per language.
-        for col, name in ((1, "agnostic"), (2, "specific")):
-            if strips[name]:
-                fig.update_xaxes(title_text=f"coordinate along the {name} direction", row=1, col=col)
-                fig.update_yaxes(title_text="language", tickvals=list(range(len(langs))), ticktext=langs,
-                                 autorange="reversed", showgrid=False, row=1, col=col)
+                                      title=f"Language subspaces at layer {layer} (rank {rank})", strips=strips)
         fig.update_layout(margin={"t": 90})
         ui_st.show_figure(fig, f"subspaces-layer-{layer}", points, height=480)
         st.caption("Left: each sentence's position along the language-agnostic direction u_a (one row per "

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import _common as ui_st
-from workbench import ui_support as ui
+from workbench import views
 from workbench.analysis import retrieval, sensitivity
 from workbench.viz import figures
 
@@ -25,7 +25,7 @@ if rec is None:
 
 key = ui_st.data_key(s)
 langs = list(rec.entries)
-n_blocks = len(ui.ffn_layer_labels(rec))
+n_blocks = len(views.ffn_layer_labels(rec))
 fmt = ui_st.language_label(s)
 pivot = st.selectbox("Pivot language", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
                      key="lp_pivot", persist_state=PERSIST, format_func=fmt, width=320,

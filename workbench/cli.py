@@ -5,6 +5,9 @@
     workbench record --model M --corpus C --langs en,zh,sw [--limit N] [--progress]
     workbench store ls | info KEY | rm KEY | gc [--older-than DAYS]
     workbench analyze retrieval|sensitivity|overlap|subspace|map ...
+    workbench export --manifest M.json | --analysis A ...   (PDF/SVG/PNG + CSV/Parquet + manifest)
+    workbench report --model M --corpus C --langs ... [--artifact DIR]
+    workbench figures SET.yaml|example
 
 Errors a user can fix (unknown language, model or file, out-of-range layer) print one
 line naming the problem and exit with status 2; no traceback.
@@ -30,6 +33,9 @@ EPILOG = """examples:
   workbench record --corpus udhr --langs en,sw --pairs en:sw --template silp --limit 20
   workbench store ls
   workbench analyze retrieval --corpus udhr --langs en,zh,sw,ar,hi,es --out out/
+  workbench report --langs en,zh,sw,ar --limit 20 --out out/report
+  workbench figures example --out out/figures
+  workbench export --manifest out/figures/retrieval.manifest.json --overwrite
 """
 
 
@@ -269,12 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--older-than", type=float, default=None, metavar="DAYS")
     s.set_defaults(func=cmd_store)
 
+    from workbench.cli_analyze import add_analyze_parser
+    from workbench.cli_export import add_export_parser
+
+    add_analyze_parser(sub)
+    add_export_parser(sub)
     try:
-        from workbench.cli_analyze import add_analyze_parser
-    except ImportError:  # analyses not installed in this build
-        pass
+        from workbench.cli_finetune import add_finetune_parser
+    except ImportError:  # fine-tunes need peft; the rest of the CLI works without
+        log.debug("fine-tune commands unavailable", exc_info=True)
     else:
-        add_analyze_parser(sub)
+        add_finetune_parser(sub)
     return p
 
 

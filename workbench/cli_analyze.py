@@ -127,7 +127,7 @@ def cmd_subspace(a: argparse.Namespace) -> int:
     rec = get_recording(a)
     corpus = load_corpus(a.corpus).subset(list(rec.entries), limit=a.limit)
     central = a.central if a.central in rec.entries else next(iter(rec.entries))
-    points, norms = views.subspace_view(rec, corpus, a.pooling, a.layer, rank=a.rank, central=central)
+    points, norms, strips = views.subspace_view(rec, corpus, a.pooling, a.layer, rank=a.rank, central=central)
     sep = views.separation_table(rec, a.pooling, rank=a.rank, central=central, holdout=True)
     print(f"LENS subspaces at layer {a.layer} (central {central}); direction norms:")
     print(norms.to_string(index=False))
@@ -135,7 +135,7 @@ def cmd_subspace(a: argparse.Namespace) -> int:
     print(sep[["layer", "agnostic_ratio", "specific_ratio"]].to_string(index=False, float_format="%.3f"))
     fig = figures.subspace_figure(points[["x_agnostic", "y_agnostic"]].to_numpy(),
                                   points[["x_specific", "y_specific"]].to_numpy(), list(points["lang"]),
-                                  list(points["text"]))
+                                  list(points["text"]), strips=strips)
     _write(Path(a.out), "subspace", sep, fig)
     points.to_csv(Path(a.out) / "subspace_points.csv", index=False)
     return 0

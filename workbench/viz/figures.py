@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -372,8 +372,13 @@ def subspace_figure(
     texts: Sequence[str],
     *,
     title: str | None = None,
+    strips: Mapping[str, bool] | None = None,
 ) -> go.Figure:
     """LENS Fig. 6 style: 2-D maps of the agnostic and the specific projections.
+
+    A panel named in ``strips`` (``{"agnostic": True}``) is one-dimensional: its points are
+    drawn as one horizontal strip per language (y = language row), as `views.subspace_view`
+    lays them out.
 
     Args:
         coords_agnostic: ``(n, 2)`` map of ``P_a x`` (e.g. PCA).
@@ -381,6 +386,7 @@ def subspace_figure(
         langs: ``n`` language codes.
         texts: ``n`` sentences.
         title: figure title.
+        strips: which panels are one-dimensional strips.
 
     Returns:
         Two-panel figure with one marker trace per language in each panel (legend shared).
@@ -406,6 +412,12 @@ def subspace_figure(
         legend={"title": {"text": "language"}},
         showlegend=True,
     )
+    row_langs = list(dict.fromkeys(langs))
+    for col, name in ((1, "agnostic"), (2, "specific")):
+        if (strips or {}).get(name):
+            fig.update_xaxes(title_text=f"coordinate along the {name} direction", row=1, col=col)
+            fig.update_yaxes(title_text="language", tickvals=list(range(len(row_langs))), ticktext=row_langs,
+                             autorange="reversed", showgrid=False, row=1, col=col)
     return fig
 
 
