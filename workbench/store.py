@@ -44,6 +44,10 @@ def make_key(parts: dict[str, Any]) -> str:
     return stable_hash({"store_format": STORE_FORMAT, **parts}, n=24)
 
 
+_VERIFIED: dict[str, tuple[tuple[int, int], ...]] = {}
+"""key -> (size, mtime_ns) of its files when last verified in this process."""
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -98,21 +102,34 @@ class Store:
         return FileLock(str(d / f"{key}.lock"), timeout=timeout)
 
     # -- read
-    def verify(self, key: str) -> str | None:
-        """None if the entry is complete and intact, else why not."""
+    def verify(self, key: str, *, full: bool = False) -> str | None:
+        """None if the entry is complete and intact, else why not.
+
+        Sizes are always checked; checksums are re-computed only when a file's size or
+        mtime changed since this process last verified it (or with `full=True`), so
+        reopening a view does not re-hash every array.
+        """
         d = self.path(key)
         try:
             manifest = json.loads((d / _MANIFEST).read_text())
         except (OSError, json.JSONDecodeError) as e:
             return f"manifest unreadable ({e})"
+        stamps = []
         for name, meta in manifest.get("arrays", {}).items():
             f = d / f"{name}.npy"
             if not f.is_file():
                 return f"array {name} missing"
-            if f.stat().st_size != meta["bytes"]:
-                return f"array {name} has {f.stat().st_size} bytes, manifest says {meta['bytes']}"
-            if _sha256(f) != meta["sha256"]:
+            st = f.stat()
+            if st.st_size != meta["bytes"]:
+                return f"array {name} has {st.st_size} bytes, manifest says {meta['bytes']}"
+            stamps.append((st.st_size, st.st_mtime_ns))
+        if not full and _VERIFIED.get(key) == tuple(stamps):
+            return None
+        for name, meta in manifest.get("arrays", {}).items():
+            if _sha256(d / f"{name}.npy") != meta["sha256"]:
+                _VERIFIED.pop(key, None)
                 return f"array {name} checksum mismatch"
+        _VERIFIED[key] = tuple(stamps)
         return None
 
     def get(self, key: str) -> Entry | None:
@@ -214,7 +231,7 @@ class Store:
         cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
         for key in list(self.keys()):
             old = cutoff is not None and self.path(key).stat().st_mtime < cutoff
-            if old or self.verify(key) is not None:
+            if old or self.verify(key, full=True) is not None:
                 self.rm(key)
                 removed.append(key)
         return removed
