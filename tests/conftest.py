@@ -25,8 +25,7 @@ def tiny_tokenizer():
 def tiny_model(model_type: str = "llama", seed: int = 0, n_layers: int = 4):
     """A random-init causal LM of the given family, small enough for seconds-long tests."""
     import torch
-    from transformers import (Gemma3TextConfig, GPT2Config, LlamaConfig, Qwen2Config)
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, GPT2Config, LlamaConfig, Qwen2Config
 
     common = dict(vocab_size=2000, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     if model_type == "gpt2":
@@ -51,3 +50,23 @@ def tiny_state():
     from workbench.models import state_from_model
 
     return state_from_model(tiny_model("llama"), tiny_tokenizer(), name="tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """The tiny Llama saved as a local Hugging Face directory (a `--model` for the CLI)."""
+    d = tmp_path_factory.mktemp("m") / "tiny"
+    tiny_model("llama").save_pretrained(d)
+    tiny_tokenizer().save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The browser kaleido renders with; a clear failure (not a skip) when there is none."""
+    from workbench import export
+
+    path = export.find_chromium()
+    if path is None:
+        pytest.fail(export.NO_CHROMIUM, pytrace=False)
+    return path

@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_model, tiny_tokenizer
 
 from workbench import cli, tracing
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("m") / "tiny"
-    tiny_model("llama").save_pretrained(d)
-    tiny_tokenizer().save_pretrained(d)
-    return str(d)
 
 
 def test_record_then_store_serves_second_run(model_dir, capsys, monkeypatch):

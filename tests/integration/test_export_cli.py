@@ -13,27 +13,10 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_model, tiny_tokenizer
 
-from workbench import cli, export
+from workbench import cli
 from workbench.cli_export import add_export_parser
 from workbench.report import ANALYSES, analyze_command, build_figure, normalize_spec
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    path = export.find_chromium()
-    if path is None:
-        pytest.fail(export.NO_CHROMIUM, pytrace=False)
-    return path
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("m") / "tiny"
-    tiny_model("llama").save_pretrained(d)
-    tiny_tokenizer().save_pretrained(d)
-    return str(d)
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,8 @@ def test_local_directory_loads_with_stable_fingerprint(local_dir):
     save_file(t, w, metadata={"format": "pt"})
     assert models.state_fingerprint(spec) != fp
     # the dtype is part of the state's identity
-    assert models.state_fingerprint(ModelSpec(source=str(local_dir), dtype="bfloat16")) != models.state_fingerprint(spec)
+    bf16 = ModelSpec(source=str(local_dir), dtype="bfloat16")
+    assert models.state_fingerprint(bf16) != models.state_fingerprint(spec)
 
 
 def test_unknown_architecture_lists_modules():

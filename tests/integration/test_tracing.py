@@ -21,7 +21,8 @@ from workbench.store import Store
 TEXTS = {
     "en": ["All human beings are born free and equal in dignity and rights.", "Everyone has the right to life.",
            "No one shall be held in slavery.", "Hi.", "Everyone has the right to education, which shall be free."],
-    "fr": ["Tous les êtres humains naissent libres et égaux en dignité et en droits.", "Tout individu a droit à la vie.",
+    "fr": ["Tous les êtres humains naissent libres et égaux en dignité et en droits.",
+           "Tout individu a droit à la vie.",
            "Nul ne sera tenu en esclavage.", "Salut.", "Toute personne a droit à l'éducation, qui doit être gratuite."],
 }
 

@@ -22,15 +22,6 @@ from workbench.export import ExportError, OverwriteError, export_figure, safe_na
 from workbench.viz import figures
 
 
-@pytest.fixture(scope="session")
-def chromium():
-    """The browser kaleido renders with; a clear failure (not a skip) when there is none."""
-    path = export.find_chromium()
-    if path is None:
-        pytest.fail(export.NO_CHROMIUM, pytrace=False)
-    return path
-
-
 def _summary() -> pd.DataFrame:
     """A retrieval summary like `summarize_by_layer`'s: layers 'emb', 0..3; planted numbers."""
     layers = ["emb", 0, 1, 2, 3]
