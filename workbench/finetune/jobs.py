@@ -1,0 +1,309 @@
+"""Fine-tune jobs: separate worker processes, tracked through files in `<cache>/jobs/<id>/`.
+
+A job directory holds:
+
+- `config.json`: `{id, method, model (ModelSpec dict), data (DataSpec dict), spec, evaluate}`;
+- `status.json`: `state` (queued → running → done | failed | cancelled), `step`, `total`,
+  `stage`, `message`, `history` (one `{step, loss, ...}` per step), `steps_per_s`,
+  `eta_s`, `reason` (failed/cancelled), `artifact` (done), `pid`, timestamps;
+- `log.txt`: the worker's log and stderr;
+- `cancel`: present once a cancel was asked for (the worker checks it before each step);
+- `worker.lock`: held (flock) by a live worker for its whole life.
+
+Everything is read back from disk, so a restarted app lists finished, failed and
+cancelled jobs with their reasons; a job whose process died without writing a final
+state (no lock holder, no live process) is reported, and recorded, as failed with
+"process died".
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from workbench.config import ModelSpec, _Spec
+from workbench.finetune.specs import DataSpec, spec_for
+from workbench.paths import cache_root
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FINAL_STATES",
+    "JobError",
+    "cancel_job",
+    "job_dir",
+    "job_status",
+    "jobs_root",
+    "list_jobs",
+    "start_job",
+    "wait_job",
+    "write_status",
+]
+
+FINAL_STATES = ("done", "failed", "cancelled")
+STATES = ("queued", "running", *FINAL_STATES)
+_PROCS: dict[str, subprocess.Popen[bytes]] = {}
+
+
+class JobError(ValueError):
+    """Unknown job id, or a request that does not fit the job's state."""
+
+
+def now() -> str:
+    """UTC time, ISO 8601, seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def jobs_root() -> Path:
+    """`<cache>/jobs` (created)."""
+    root = cache_root() / "jobs"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def job_dir(job_id: str) -> Path:
+    """The directory of a job.
+
+    Raises:
+        JobError: no such job.
+    """
+    d = jobs_root() / job_id
+    if "/" in job_id or job_id.startswith(".") or not (d / "config.json").is_file():
+        raise JobError(f"no job {job_id!r} in {jobs_root()}")
+    return d
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Atomic write (temp file in the same directory, then rename)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def write_status(d: Path, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into `<d>/status.json` (atomically) and return the new status."""
+    status = _read_json(d / "status.json")
+    status.update(fields, updated=now())
+    _write_json(d / "status.json", status)
+    return status
+
+
+def _as_dict(x: Any) -> dict[str, Any]:
+    return x.to_dict() if isinstance(x, _Spec) else dict(x or {})
+
+
+def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: dict[str, Any] | DataSpec,
+              method_spec: dict[str, Any] | Any = None, *, evaluate: bool = True) -> str:
+    """Write a job directory and launch `python -m workbench.finetune.worker <dir>`.
+
+    The specs are validated here (unknown fields and bad values fail at once); problems
+    with the data or the model surface in the worker as a failed job with the reason.
+
+    Args:
+        method: 'silp', 'midalign' or 'lens'.
+        model_spec: the base model (ModelSpec or its dict; `tiny-test:llama` for tests).
+        data_spec: the DataSpec (or its dict).
+        method_spec: the method's spec (or its dict; None = defaults).
+        evaluate: held-out loss and perplexity before and after training.
+
+    Returns:
+        The job id (`<method>-<UTC time>-<random>`).
+    """
+    spec = spec_for(method, method_spec if method_spec is None or isinstance(method_spec, _Spec)
+                    else dict(method_spec))
+    model = model_spec if isinstance(model_spec, ModelSpec) else ModelSpec.from_dict(_as_dict(model_spec))
+    if model.artifact:
+        raise ValueError("fine-tuning on top of an artifact is not supported; use the base model")
+    data = data_spec if isinstance(data_spec, DataSpec) else DataSpec.from_dict(_as_dict(data_spec))
+    job_id = f"{method}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    d = jobs_root() / job_id
+    d.mkdir(parents=True)
+    config = {"id": job_id, "method": method, "model": model.to_dict(), "data": data.to_dict(),
+              "spec": spec.to_dict(), "evaluate": evaluate, "created": now()}
+    _write_json(d / "config.json", config)
+    write_status(d, id=job_id, method=method, state="queued", step=0, total=None, stage=None,
+                 message="starting the worker", history=[], created=config["created"])
+    with open(d / "log.txt", "ab") as logf:
+        proc = subprocess.Popen([sys.executable, "-m", "workbench.finetune.worker", str(d)],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True, env=dict(os.environ))
+    _PROCS[job_id] = proc
+    # Not in status.json: the worker may already be writing it (no lost update that way).
+    (d / "pid").write_text(str(proc.pid))
+    log.info("started job %s (pid %d)", job_id, proc.pid)
+    return job_id
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) counts as dead
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _lock_held(d: Path) -> bool:
+    """True while a worker holds `<d>/worker.lock`."""
+    import fcntl
+
+    path = d / "worker.lock"
+    if not path.exists():
+        return False
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def _reap() -> None:
+    """Collect exited children of this process (so they are not zombies)."""
+    for job_id, p in list(_PROCS.items()):
+        if p.poll() is not None:
+            del _PROCS[job_id]
+
+
+def _job_pid(d: Path, status: dict[str, Any]) -> int | None:
+    """The worker's pid: from status.json, else the launcher's `pid` file."""
+    if status.get("pid"):
+        return int(status["pid"])
+    try:
+        return int((d / "pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _check_alive(d: Path, status: dict[str, Any]) -> dict[str, Any]:
+    """Mark a non-final job whose worker is gone as failed ('process died')."""
+    if status.get("state") in FINAL_STATES or _lock_held(d):
+        return status
+    if status.get("state", "queued") == "queued":
+        pid = _job_pid(d, status)
+        if pid is None and time.time() - (d / "config.json").stat().st_mtime < 30:
+            return status  # being launched right now
+        if _pid_alive(pid):
+            return status  # still starting up (the worker takes its lock first thing)
+    status = _read_json(d / "status.json")  # the worker may have just finished
+    if status.get("state") in FINAL_STATES:
+        return status
+    return write_status(d, state="failed", finished=now(),
+                        reason="process died (no final state was written; see log.txt)")
+
+
+def job_status(job_id: str) -> dict[str, Any]:
+    """The job's status.json (with `config`), after a liveness check.
+
+    Raises:
+        JobError: no such job.
+    """
+    _reap()
+    d = job_dir(job_id)
+    status = _check_alive(d, _read_json(d / "status.json"))
+    return {**status, "id": job_id, "dir": str(d), "config": _read_json(d / "config.json")}
+
+
+def list_jobs() -> list[dict[str, Any]]:
+    """Every job on disk, newest first (the same dicts as `job_status`, without history)."""
+    _reap()
+    out = []
+    for d in sorted(jobs_root().iterdir(), reverse=True):
+        if not (d / "config.json").is_file():
+            continue
+        status = _check_alive(d, _read_json(d / "status.json"))
+        row = {k: v for k, v in status.items() if k != "history"}
+        last = (status.get("history") or [{}])[-1]
+        out.append({**row, "id": d.name, "dir": str(d), "loss": last.get("loss")})
+    return sorted(out, key=lambda r: (r.get("created") or "", r["id"]), reverse=True)
+
+
+def cancel_job(job_id: str, *, grace_s: float = 5.0) -> dict[str, Any]:
+    """Ask a job to stop: write the cancel flag, then SIGTERM its process group if needed.
+
+    The worker checks the flag before every step and ends with state 'cancelled'. If the
+    job has not reached a final state after `grace_s` seconds (e.g. it is still loading
+    the model), its process group gets SIGTERM, which the worker also turns into a clean
+    'cancelled'. A finished job is left as it is.
+
+    Returns:
+        The job's status after the request.
+    """
+    d = job_dir(job_id)
+    status = job_status(job_id)
+    if status.get("state") in FINAL_STATES:
+        return status
+    (d / "cancel").write_text(now())
+    pid = _job_pid(d, status)
+
+    def settled(deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            _reap()
+            if _read_json(d / "status.json").get("state") in FINAL_STATES:
+                return True
+            if not _lock_held(d) and not _pid_alive(pid):
+                return False
+            time.sleep(0.05)
+        return False
+
+    if not settled(time.monotonic() + grace_s) and pid and _pid_alive(pid):
+        try:
+            os.killpg(pid, signal.SIGTERM)  # the worker leads its own process group
+        except ProcessLookupError:
+            pass
+        settled(time.monotonic() + 10.0)
+    if _read_json(d / "status.json").get("state") not in FINAL_STATES and not _pid_alive(pid):
+        write_status(d, state="cancelled", finished=now(),
+                     reason="cancelled (the worker stopped before writing a final state)")
+    return job_status(job_id)
+
+
+def wait_job(job_id: str, *, timeout_s: float | None = None, poll_s: float = 0.2,
+             on_update: Any = None) -> dict[str, Any]:
+    """Poll until the job reaches a final state (or `timeout_s`); return its status.
+
+    Args:
+        job_id: the job.
+        timeout_s: give up after this long (returns the current, non-final status).
+        poll_s: seconds between polls.
+        on_update: called with each new status (e.g. to print progress).
+    """
+    start = time.monotonic()
+    while True:
+        status = job_status(job_id)
+        if on_update is not None:
+            on_update(status)
+        if status.get("state") in FINAL_STATES:
+            return status
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            return status
+        time.sleep(poll_s)

@@ -1,0 +1,237 @@
+"""Mid-align: LoRA fine-tune alternating task and middle-layer alignment batches (METHODS §6).
+
+Task batches: causal-LM translation loss (labels on the target only). Alignment batches:
+for `n` parallel pairs, `h` = masked mean over the real (non-special) tokens of the output
+of block `i` (METHODS' layer `i`, i.e. HF's `hidden_states[i+1]`; default `i = L//2`), and
+
+    L_align = −mean_j log softmax_j'( cos(h_s^j, h_t^j') / τ )        (in-batch negatives)
+
+Mid-align Eq. 1, one direction (source rows against target columns), as METHODS writes
+it. Each optimiser step uses one batch kind: task, align, task, align, … (Mid-align §3);
+either loss can be switched off. The LoRA is merged into the weights at the end; the
+raw adapter is kept for merging experiments (`merge_lora_weights`: weighted average of
+the LoRA tensors, paper weight 0.9 on the task adapter, Mid-align §6.3 / App. D.3).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workbench.finetune.data import (
+    ParallelSplit,
+    collate,
+    encode_texts,
+    n_batches,
+    translation_examples,
+)
+from workbench.finetune.specs import LORA_TARGETS, MidAlignSpec
+from workbench.finetune.train import (
+    ProgressFn,
+    Stepper,
+    StopFn,
+    TrainResult,
+    block_output,
+    clone_for_training,
+    finish_model,
+    masked_mean,
+    summarize,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "contrastive_alignment_loss",
+    "lora_config",
+    "merge_adapter_artifacts",
+    "merge_lora_weights",
+    "train_midalign",
+]
+
+_GPT2_TARGETS = ("c_attn", "c_proj", "c_fc")
+
+
+def contrastive_alignment_loss(hs: torch.Tensor, ht: torch.Tensor, tau: float) -> torch.Tensor:
+    """In-batch contrastive loss `−mean_j log softmax_j'(cos(hs_j, ht_j') / τ)` at j' = j.
+
+    Args:
+        hs: `(n, d)` pooled source-sentence vectors.
+        ht: `(n, d)` pooled target-sentence vectors; row j translates `hs[j]`.
+        tau: temperature τ > 0.
+
+    Returns:
+        Scalar loss (computed in float32).
+    """
+    if hs.ndim != 2 or hs.shape != ht.shape or hs.shape[0] < 1:
+        raise ValueError(f"hs and ht must both be (n, d), got {tuple(hs.shape)} and {tuple(ht.shape)}")
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    s = F.normalize(hs.float(), dim=-1)
+    t = F.normalize(ht.float(), dim=-1)
+    logits = s @ t.T / tau
+    return F.cross_entropy(logits, torch.arange(hs.shape[0], device=hs.device))
+
+
+def lora_config(spec: MidAlignSpec, model: Any) -> Any:
+    """The peft LoraConfig of `spec` for `model` (GPT-2 gets its own module names)."""
+    from peft import LoraConfig
+
+    targets = list(spec.target_modules)
+    if getattr(model.config, "model_type", "") == "gpt2" and tuple(targets) == LORA_TARGETS:
+        targets = list(_GPT2_TARGETS)
+    return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def _plan(spec: MidAlignSpec, n_task: int, n_pairs: int) -> list[str]:
+    """The kind of each step: 'task' / 'align', alternating when both are on."""
+    if spec.task_loss:
+        rounds = n_batches(n_task, spec.batch_size, spec.epochs)
+        kinds = ["task", "align"] * rounds if spec.align_loss else ["task"] * rounds
+    else:
+        kinds = ["align"] * n_batches(n_pairs, spec.align_batch_size, spec.epochs)
+    return kinds[: spec.max_steps] if spec.max_steps is not None else kinds
+
+
+def _cycle(n: int, batch_size: int, seed: int, stream: int) -> Any:
+    """Endless seeded batches over n items: one permutation per pass, seeded by (seed, stream, pass)."""
+    e = 0
+    while True:
+        perm = np.random.Generator(np.random.PCG64([seed, stream, e])).permutation(n)
+        for b in range(0, n, batch_size):
+            yield [int(i) for i in perm[b:b + batch_size]]
+        e += 1
+
+
+def _merge(peft_model: Any) -> tuple[Any, dict[str, torch.Tensor], dict[str, Any], list[str]]:
+    """Adapter state (copied), config dict, the merged plain model, and the merged weights' names."""
+    from peft import get_peft_model_state_dict
+
+    adapter = {k: v.detach().clone().cpu() for k, v in get_peft_model_state_dict(peft_model).items()}
+    cfg = peft_model.peft_config["default"].to_dict()
+    cfg = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
+    lora_modules = [n for n, m in peft_model.base_model.model.named_modules() if hasattr(m, "lora_A")]
+    merged = peft_model.merge_and_unload()
+    names = {n for n, _ in merged.named_parameters()}
+    changed = sorted(f"{m}.weight" for m in lora_modules if f"{m}.weight" in names)
+    return merged, adapter, cfg, changed
+
+
+def train_midalign(state: Any, split: ParallelSplit, spec: MidAlignSpec, *, progress: ProgressFn | None = None,
+                   should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
+    """LoRA fine-tune with alternating task/alignment batches on a copy of `state.model`.
+
+    Args:
+        state: a ModelState-like object (model, tokenizer, arch, n_layers, device).
+        split: parallel data containing `spec.src` and `spec.tgt`.
+        spec: the Mid-align config.
+        progress: progress(step, total, metrics) after each step.
+        should_stop: checked before each step; True raises `Cancelled`.
+        inplace: modify `state.model` itself (only for a model nobody else uses).
+
+    Returns:
+        The merged model, history (task_loss / align_loss per step), metrics, the names of
+        the merged weights, and the raw LoRA adapter with its config.
+    """
+    from peft import get_peft_model
+
+    layer = spec.align_layer if spec.align_layer is not None else state.n_layers // 2
+    if layer >= state.n_layers:
+        raise ValueError(f"align_layer {layer} out of range: the model has {state.n_layers} blocks")
+    tok, pad, dev = state.tokenizer, state.tokenizer.pad_token_id, state.device
+    directions = [(spec.src, spec.tgt)] + ([(spec.tgt, spec.src)] if spec.task_directions == "both" else [])
+    task = translation_examples(tok, split, directions) if spec.task_loss else []
+    src_ex = encode_texts(tok, split.column(spec.src), split.spec.max_length) if spec.align_loss else []
+    tgt_ex = encode_texts(tok, split.column(spec.tgt), split.spec.max_length) if spec.align_loss else []
+    n_pairs = len(split.train)
+    kinds = _plan(spec, len(task), n_pairs)
+
+    torch.manual_seed(spec.seed)
+    base = clone_for_training(state.model, inplace)
+    peft_model = get_peft_model(base, lora_config(spec, base))
+    peft_model.train()
+    hf_model = peft_model.base_model.model  # the same module tree, LoRA layers injected
+    stepper = Stepper(peft_model.parameters(), lr=spec.lr, schedule=spec.schedule, warmup=spec.warmup,
+                      steps=len(kinds), max_grad_norm=spec.max_grad_norm, progress=progress,
+                      should_stop=should_stop, stage="midalign")
+    task_it = _cycle(len(task), spec.batch_size, spec.seed, 0) if task else None
+    align_it = _cycle(n_pairs, min(spec.align_batch_size, n_pairs), spec.seed, 1) if src_ex else None
+    for kind in kinds:
+        stepper.check()
+        if kind == "task":
+            batch = collate([task[i] for i in next(task_it)], pad, dev)  # type: ignore[arg-type]  # set when task steps exist
+            loss = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              labels=batch["labels"], use_cache=False).loss
+            stepper.step(loss, task_loss=loss)
+        else:
+            idx = next(align_it)  # type: ignore[arg-type]  # set when align steps exist
+            batch = collate([src_ex[i] for i in idx] + [tgt_ex[i] for i in idx], pad, dev)
+            h = masked_mean(block_output(hf_model, state.arch, batch, layer), batch["count"])
+            loss = contrastive_alignment_loss(h[: len(idx)], h[len(idx):], spec.tau)
+            stepper.step(loss, align_loss=loss)
+    seconds = stepper.close()
+    merged, adapter, cfg, changed = _merge(peft_model)
+    finish_model(merged)
+    metrics = {"align_layer": layer, "kinds": {k: kinds.count(k) for k in ("task", "align")},
+               **summarize(stepper.history, seconds, ("loss", "task_loss", "align_loss"))}
+    return TrainResult(merged, stepper.history, metrics, changed, adapter=adapter, adapter_config=cfg)
+
+
+# --------------------------------------------------------------------------- adapter merging
+
+
+def merge_lora_weights(task: dict[str, torch.Tensor], align: dict[str, torch.Tensor],
+                       weight: float = 0.9) -> dict[str, torch.Tensor]:
+    """Weighted average of two LoRA adapters, tensor by tensor: `w·task + (1−w)·align`.
+
+    Each LoRA factor (A and B) is averaged separately, which is what "averaging the
+    adapters' weights" means for LoRA (Mid-align §6.3); the merged update is then
+    `B_m A_m`, not the average of the two products.
+
+    Raises:
+        ValueError: different tensor names or shapes, or a weight outside [0, 1].
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    if set(task) != set(align):
+        diff = sorted(set(task) ^ set(align))[:5]
+        raise ValueError(f"the adapters have different tensors (e.g. {diff}); train both with the same LoRA config")
+    out = {}
+    for k, t in task.items():
+        if t.shape != align[k].shape:
+            raise ValueError(f"tensor {k}: shapes {tuple(t.shape)} and {tuple(align[k].shape)} differ")
+        out[k] = weight * t + (1.0 - weight) * align[k].to(t.dtype)
+    return out
+
+
+def merge_adapter_artifacts(state: Any, task_dir: str | Path, align_dir: str | Path, out_dir: str | Path,
+                            *, weight: float = 0.9) -> Path:
+    """Merge a task adapter artifact and an alignment-only one into a new artifact.
+
+    The new artifact holds the averaged adapter and, as its delta, the base weights with
+    that adapter merged in, so `models.load(ModelSpec(artifact=out_dir))` works.
+    """
+    from workbench.finetune import artifact_io
+
+    a = artifact_io.load_artifact(task_dir)
+    b = artifact_io.load_artifact(align_dir)
+    for art, path in ((a, task_dir), (b, align_dir)):
+        if art.adapter is None or art.adapter_config is None:
+            raise ValueError(f"{path} holds no LoRA adapter")
+        if art.manifest.get("base_fingerprint") != state.fingerprint:
+            raise ValueError(f"{path} was made for base {art.manifest.get('base_fingerprint')}, "
+                             f"not {state.fingerprint}")
+    merged = merge_lora_weights(a.adapter, b.adapter, weight)  # type: ignore[arg-type]  # checked above
+    model = artifact_io.apply_adapter(copy.deepcopy(state.model), merged, a.adapter_config)  # type: ignore[arg-type]  # checked above
+    finish_model(model)
+    manifest = {"method": "midalign-merge", "spec": {"weight": weight, "task": str(task_dir), "align": str(align_dir)},
+                "sources": [a.manifest, b.manifest], "data_hash": None, "seed": None,
+                "base_model": a.manifest.get("base_model"), "metrics": {}}
+    return artifact_io.write_artifact(out_dir, state, model, manifest, adapter=merged,
+                                      adapter_config=a.adapter_config)

@@ -1,0 +1,108 @@
+"""One fine-tune end to end, in this process: data → (eval) → train → (eval) → artifact.
+
+`finetune` is what a job's worker runs; a notebook or a test can call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from workbench.finetune.data import ParallelSplit, build_split
+from workbench.finetune.specs import DataSpec, LENSSpec, languages_for, spec_for
+from workbench.finetune.train import ProgressFn, StopFn, TrainResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["METHODS", "finetune", "languages_for", "train"]
+
+
+def _trainers() -> dict[str, Callable[..., TrainResult]]:
+    from workbench.finetune.lens import train_lens
+    from workbench.finetune.midalign import train_midalign
+    from workbench.finetune.silp import train_silp
+
+    return {"silp": train_silp, "midalign": train_midalign, "lens": train_lens}
+
+
+METHODS = ("silp", "midalign", "lens")
+
+
+def _pivot(method: str, spec: Any) -> str:
+    if isinstance(spec, LENSSpec):
+        return spec.central
+    return spec.tgt if method == "silp" else spec.src  # SiLP's D; Mid-align's first language
+
+
+def train(method: str, state: Any, split: ParallelSplit, spec: Any, *, progress: ProgressFn | None = None,
+          should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
+    """Dispatch to `train_silp` / `train_midalign` / `train_lens`."""
+    spec = spec_for(method, spec)
+    return _trainers()[method](state, split, spec, progress=progress, should_stop=should_stop, inplace=inplace)
+
+
+def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any, out_dir: str | Path, *,
+             model_spec: dict[str, Any] | None = None, progress: ProgressFn | None = None,
+             should_stop: StopFn | None = None, evaluate: bool = True,
+             status: Callable[[str], None] | None = None, corpus: Any = None,
+             split: ParallelSplit | None = None) -> tuple[Path, TrainResult]:
+    """Build the data, train, evaluate before/after and write the artifact.
+
+    Args:
+        method: 'silp', 'midalign' or 'lens'.
+        state: the base ModelState (never modified; training runs on a copy).
+        data: the DataSpec (or its dict).
+        spec: the method spec (or its dict).
+        out_dir: the artifact directory to create.
+        model_spec: how the base was loaded (ModelSpec dict), for the manifest.
+        progress: progress(step, total, metrics) per step.
+        should_stop: cancellation check, before each step.
+        evaluate: held-out translation loss and pivot perplexity before and after.
+        status: one-line messages ("building data", "evaluating", ...).
+        corpus: an already loaded corpus (else loaded from `data.source`).
+        split: an already built split of `data` (else built here).
+
+    Returns:
+        (artifact path, the TrainResult).
+    """
+    say = status or (lambda m: log.info(m))
+    data = data if isinstance(data, DataSpec) else DataSpec.from_dict(data)
+    spec = spec_for(method, spec)
+    if split is None:
+        say("building data")
+        split = build_split(data, languages_for(method, spec), corpus)
+    elif split.spec != data or split.langs != languages_for(method, spec):
+        raise ValueError("the given split was built from another DataSpec or other languages")
+    t0 = time.perf_counter()
+    before = None
+    if evaluate:
+        say("evaluating the base model")
+        from workbench.finetune.evaluate import evaluate_state
+
+        before = evaluate_state(state, split, pivot=_pivot(method, spec))
+    say("training")
+    result = train(method, state, split, spec, progress=progress, should_stop=should_stop)
+    after = None
+    if evaluate:
+        say("evaluating the tuned model")
+        from workbench.finetune.evaluate import evaluate_model
+
+        after = evaluate_model(result.model, state.tokenizer, split, pivot=_pivot(method, spec))
+    from workbench.finetune import artifact_io
+
+    manifest = {
+        "method": method, "spec": spec.to_dict(), "data": data.to_dict(), "data_hash": split.data_hash,
+        "languages": list(split.langs), "n_train": len(split.train), "n_heldout": len(split.heldout),
+        "base_model": model_spec or {"source": state.name}, "base_name": state.name, "seed": spec.seed,
+        "metrics": {**result.metrics, "eval_before": before, "eval_after": after},
+        "trainable": result.trainable if len(result.trainable) <= 2000 else len(result.trainable),
+        "history": [{k: h[k] for k in ("step", "stage", "loss") if k in h} for h in result.history],
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
+    say("writing the artifact")
+    path = artifact_io.write_artifact(out_dir, state, result.model, manifest, adapter=result.adapter,
+                                      adapter_config=result.adapter_config, allowed=result.trainable)
+    return path, result

@@ -1,0 +1,205 @@
+"""SiLP: selective bidirectional language projection (METHODS.md §6; SiLP §3.2–3.3).
+
+Stage N2D trains only the FFN parameters (gate/up/down) of the N2D layers on
+`x_N → x_D` translation pairs, then stage D2N only the FFN of the D2N layers on
+`x_D → x_N` (loss on the target tokens only, SiLP Eqs. 5–6). An optional stage TFT
+trains all parameters on instruction data in N (Eq. 7). Each stage has its own AdamW and
+learning-rate schedule (the paper runs them as separate trainings).
+
+When a stage's layers are not given, they come from SiLP's allocation (METHODS §2):
+projection-sensitivity scores `S_l` from teacher-forced passes over translation prompts
+of the training pairs, then top-k1 of `S_1…S_k` (N2D) and top-k2 of `S_{k+1}…S_{L-1}`
+(D2N). Our choice where the paper is silent: the passes cover both directions (N→D and
+D→N) of the first `alloc_pairs` training pairs, all real non-special tokens count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.finetune.data import (
+    Example,
+    ParallelSplit,
+    collate,
+    encode_translation,
+    epoch_batches,
+    n_batches,
+    translation_examples,
+)
+from workbench.finetune.specs import SiLPSpec
+from workbench.finetune.train import (
+    ProgressFn,
+    Stepper,
+    StopFn,
+    TrainResult,
+    clone_for_training,
+    finish_model,
+    summarize,
+)
+from workbench.models import get_path
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ffn_parameter_names", "load_tft_examples", "silp_allocation", "train_silp"]
+
+
+def ffn_parameter_names(model: Any, arch: Any, layers: list[int] | tuple[int, ...]) -> list[str]:
+    """Names of the FFN parameters (arch.ffn_params: weights and biases) of `layers`."""
+    prefixes = tuple(f"{arch.layers}.{i}.{p}." for i in layers for p in arch.ffn_params)
+    return [n for n, _ in model.named_parameters() if n.startswith(prefixes)]
+
+
+def _layer_means(state: Any, examples: list[Example], batch_size: int) -> np.ndarray:
+    """`(n_passes, L)` mean neuron activation per pass and layer (counted tokens, all neurons)."""
+    blocks = get_path(state.model, state.arch.layers)
+    acts: dict[int, torch.Tensor] = {}
+    hooks = [get_path(b, state.arch.act).register_forward_hook(
+        lambda _m, _a, out, i=i: acts.__setitem__(i, out)) for i, b in enumerate(blocks)]
+    rows = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(examples), batch_size):
+                batch = collate(examples[start:start + batch_size], state.tokenizer.pad_token_id, state.device)
+                get_path(state.model, state.arch.base)(input_ids=batch["input_ids"],
+                                                       attention_mask=batch["attention_mask"], use_cache=False)
+                cm = batch["count"].float().unsqueeze(-1)
+                per_layer = [((acts[i].float() * cm).sum(1) / cm.sum(1)).mean(1) for i in range(len(blocks))]
+                rows.append(torch.stack(per_layer, 1).cpu().numpy())
+    finally:
+        for h in hooks:
+            h.remove()
+    return np.concatenate(rows).astype(np.float64)
+
+
+def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec, *, batch_size: int = 8) -> dict[str, Any]:
+    """SiLP's layer allocation on the frozen model (METHODS §2), from the training pairs.
+
+    Returns:
+        `{"scores": [S_0 (NaN→None), …, S_{L-1}], "split": k, "n2d": [...], "d2n": [...]}`.
+    """
+    from workbench.analysis.sensitivity import allocate_layers, default_split, projection_sensitivity
+
+    sub = ParallelSplit(split.langs, split.names, split.train[: spec.alloc_pairs], [], split.data_hash, split.spec)
+    examples = translation_examples(state.tokenizer, sub, [(spec.src, spec.tgt), (spec.tgt, spec.src)])
+    scores = projection_sensitivity(_layer_means(state, examples, batch_size))
+    k = spec.split if spec.split is not None else default_split(len(scores))
+    n2d, d2n = allocate_layers(scores, split=k, k1=spec.k1, k2=spec.k2)
+    return {"scores": [None if not np.isfinite(s) else float(s) for s in scores],
+            "split": int(k), "n2d": n2d, "d2n": d2n}
+
+
+def load_tft_examples(path: str | Path, tokenizer: Any, max_length: int) -> list[Example]:
+    """Instruction data for stage TFT: JSONL with instruction/output (or prompt/response).
+
+    An optional `input` field is appended to the instruction after a blank line.
+
+    Raises:
+        ValueError: unreadable line or missing fields (with the 1-based line number).
+    """
+    out = []
+    p = Path(path)
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}:{lineno}: not JSON ({e.msg})") from None
+        prompt = rec.get("instruction", rec.get("prompt"))
+        answer = rec.get("output", rec.get("response"))
+        if not isinstance(prompt, str) or not isinstance(answer, str) or not answer:
+            raise ValueError(f"{p}:{lineno}: needs string fields instruction/output (or prompt/response)")
+        if rec.get("input"):
+            prompt = f"{prompt}\n\n{rec['input']}"
+        out.append(encode_translation(tokenizer, prompt + "\n", answer, max_length))
+    if not out:
+        raise ValueError(f"{p}: no instruction examples")
+    return out
+
+
+def _stages(state: Any, split: ParallelSplit, spec: SiLPSpec,
+            alloc: dict[str, Any] | None) -> list[tuple[str, list[int] | None, list[Example]]]:
+    """(name, layers (None = all parameters), examples) of each stage that runs."""
+    n2d = list(spec.n2d_layers) if spec.n2d_layers is not None else alloc["n2d"]  # type: ignore[index]  # alloc set when needed
+    d2n = list(spec.d2n_layers) if spec.d2n_layers is not None else alloc["d2n"]  # type: ignore[index]  # alloc set when needed
+    bad = [x for x in n2d + d2n if x >= state.n_layers]
+    if bad:
+        raise ValueError(f"SiLP layer(s) {bad} out of range: the model has {state.n_layers} blocks")
+    tok = state.tokenizer
+    stages: list[tuple[str, list[int] | None, list[Example]]] = []
+    if n2d:
+        stages.append(("n2d", n2d, translation_examples(tok, split, [(spec.src, spec.tgt)])))
+    if d2n:
+        stages.append(("d2n", d2n, translation_examples(tok, split, [(spec.tgt, spec.src)])))
+    if spec.tft_file:
+        stages.append(("tft", None, load_tft_examples(spec.tft_file, tok, split.spec.max_length)))
+    if not stages:
+        raise ValueError("SiLP: nothing to train (no N2D layers, no D2N layers, no TFT file)")
+    return stages
+
+
+def _stage_steps(n: int, spec: SiLPSpec) -> int:
+    steps = n_batches(n, spec.batch_size, spec.epochs)
+    return min(steps, spec.max_steps) if spec.max_steps is not None else steps
+
+
+def train_silp(state: Any, split: ParallelSplit, spec: SiLPSpec, *, progress: ProgressFn | None = None,
+               should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
+    """Run SiLP's stages on a copy of `state.model`.
+
+    Args:
+        state: a ModelState-like object (model, tokenizer, arch, n_layers, device).
+        split: parallel data containing `spec.src` and `spec.tgt`.
+        spec: the SiLP config.
+        progress: progress(step, total, metrics) after each step (steps count across stages).
+        should_stop: checked before each step; True raises `Cancelled`.
+        inplace: train `state.model` itself (only for a model nobody else uses, e.g. a worker's).
+
+    Returns:
+        The trained model, per-step history, and metrics (layers, allocation, per-stage summary).
+    """
+    torch.manual_seed(spec.seed)
+    need_alloc = spec.n2d_layers is None or spec.d2n_layers is None
+    alloc = silp_allocation(state, split, spec) if need_alloc else None
+    stages = _stages(state, split, spec, alloc)
+    steps = [_stage_steps(len(ex), spec) for _, _, ex in stages]
+    total = sum(steps)
+    model = clone_for_training(state.model, inplace)
+    params = dict(model.named_parameters())
+    history: list[dict[str, Any]] = []
+    metrics: dict[str, Any] = {"allocation": alloc, "stages": {}}
+    trainable: set[str] = set()
+    offset, seconds = 0, 0.0
+    for (name, layers, examples), n_steps in zip(stages, steps):
+        names = ffn_parameter_names(model, state.arch, layers) if layers is not None else list(params)
+        model.requires_grad_(False)
+        for n in names:
+            params[n].requires_grad_(True)
+        trainable.update(names)
+        stepper = Stepper([params[n] for n in names], lr=spec.lr, schedule=spec.schedule, warmup=spec.warmup,
+                          steps=n_steps, max_grad_norm=spec.max_grad_norm, progress=progress,
+                          should_stop=should_stop, offset=offset, total=total, stage=name, history=history)
+        for idx in epoch_batches(len(examples), spec.batch_size, spec.epochs, spec.seed):
+            if stepper.done >= n_steps:
+                break
+            stepper.check()
+            batch = collate([examples[i] for i in idx], state.tokenizer.pad_token_id, state.device)
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        labels=batch["labels"], use_cache=False)
+            stepper.step(out.loss)
+        secs = stepper.close()
+        seconds += secs
+        stage_hist = [h for h in history if h["stage"] == name]
+        metrics["stages"][name] = {"layers": layers, "examples": len(examples), **summarize(stage_hist, secs)}
+        offset += n_steps
+    metrics.update({"n2d_layers": metrics["stages"].get("n2d", {}).get("layers", []),
+                    "d2n_layers": metrics["stages"].get("d2n", {}).get("layers", []),
+                    **summarize(history, seconds)})
+    finish_model(model)
+    return TrainResult(model, history, metrics, sorted(trainable))

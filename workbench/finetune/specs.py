@@ -1,0 +1,236 @@
+"""Fine-tune configs: frozen, typed dataclasses with one line of help per field (HOUSE_STYLE 5).
+
+Defaults follow the papers (METHODS.md §6): SiLP §3.2–3.3 and §4 (lr 2e-5, cosine,
+warm-up 0.03, 2 epochs), Mid-align App. D.1 (LoRA r=8, α=16, dropout 0.1 on
+q,k,v,o,gate,up,down; lr 5e-4, inverse-sqrt schedule, warm-up 0.03; τ = 0.1; contrastive
+mini-batches of 32), LENS §4.3 / App. D (lr 1e-5, batch 8, 1 epoch, 200 samples per
+language, top layers). What a paper leaves open is said in the field's help.
+
+A job's config is `{method, model: ModelSpec, data: DataSpec, spec: <method spec>}`; all
+of it goes into the artifact's manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.config import SILP_TEMPLATE, _help, _Spec
+
+__all__ = ["DataSpec", "LENSSpec", "MidAlignSpec", "SCHEDULES", "SPECS", "SiLPSpec", "languages_for", "spec_for"]
+
+SCHEDULES = ("cosine", "linear", "constant", "inverse_sqrt")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _check_common(spec: Any) -> None:
+    """Checks shared by every method spec (fields lr, batch_size, epochs, ...)."""
+    name = type(spec).__name__
+    if spec.lr <= 0:
+        raise ValueError(f"{name}: lr must be > 0, got {spec.lr}")
+    if spec.batch_size < 1:
+        raise ValueError(f"{name}: batch_size must be >= 1, got {spec.batch_size}")
+    if spec.epochs <= 0:
+        raise ValueError(f"{name}: epochs must be > 0, got {spec.epochs}")
+    if spec.max_steps is not None and spec.max_steps < 1:
+        raise ValueError(f"{name}: max_steps must be >= 1 or None, got {spec.max_steps}")
+    if not 0 <= spec.warmup < 1:
+        raise ValueError(f"{name}: warmup must be a fraction in [0, 1), got {spec.warmup}")
+    if spec.schedule not in SCHEDULES:
+        raise ValueError(f"{name}: unknown schedule {spec.schedule!r}; choose from {SCHEDULES}")
+    if spec.max_grad_norm is not None and spec.max_grad_norm <= 0:
+        raise ValueError(f"{name}: max_grad_norm must be > 0 or None, got {spec.max_grad_norm}")
+
+
+def _check_layers(name: str, field: str, layers: tuple[int, ...] | None) -> None:
+    if layers is not None and any((not isinstance(x, int)) or x < 0 for x in layers):
+        raise ValueError(f"{name}: {field} must be non-negative block indices, got {layers}")
+
+
+@dataclass(frozen=True)
+class DataSpec(_Spec):
+    """Where the parallel data comes from and how it is split and tokenised."""
+
+    source: str = _help("corpus: tatoeba:sw, udhr, a TSV/JSONL file or a FLORES dir", "tatoeba:sw")
+    heldout: float = _help("fraction of units held out for evaluation (at least 1 unit)", 0.1)
+    limit: int | None = _help("use at most N training units (after holding out); None = all", None)
+    split_seed: int = _help("seed of the train/held-out split and of the unit order", 0)
+    max_length: int = _help("truncate prompt+target to this many tokens", 128)
+    template: str = _help("translation prompt with {src_name} {tgt_name} {src_text} {tgt_text}; "
+                          "the loss is on {tgt_text} (+EOS) only, so it must come last",
+                          SILP_TEMPLATE)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.heldout < 1:
+            raise ValueError(f"DataSpec: heldout must be a fraction in (0, 1), got {self.heldout}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"DataSpec: limit must be >= 1 or None, got {self.limit}")
+        if self.max_length < 8:
+            raise ValueError(f"DataSpec: max_length must be >= 8, got {self.max_length}")
+        for key in ("{src_text}", "{tgt_text}"):
+            if key not in self.template:
+                raise ValueError(f"DataSpec: template must contain {key}")
+        if not self.template.rstrip().endswith("{tgt_text}"):
+            raise ValueError("DataSpec: template must end with {tgt_text} (the target is what is learned)")
+
+
+@dataclass(frozen=True)
+class SiLPSpec(_Spec):
+    """SiLP: selective FFN fine-tune of projection-sensitive layers, N2D then D2N (§3.2–3.3)."""
+
+    src: str = _help("N: the non-dominant language (input of stage N2D, output of D2N)", "sw")
+    tgt: str = _help("D: the dominant language (output of stage N2D, input of D2N)", "en")
+    n2d_layers: tuple[int, ...] | None = _help(
+        "blocks whose FFN stage N2D trains; None = SiLP allocation from projection sensitivity; "
+        "() skips the stage", None)
+    d2n_layers: tuple[int, ...] | None = _help(
+        "blocks whose FFN stage D2N trains; None = from the allocation; () skips the stage", None)
+    split: int | None = _help("allocation split layer k; None = round(0.625·L)", None)
+    k1: int = _help("number of N2D layers chosen by the allocation", 4)
+    k2: int = _help("number of D2N layers chosen by the allocation", 4)
+    alloc_pairs: int = _help("training pairs used to score projection sensitivity", 200)
+    lr: float = _help("peak learning rate (AdamW β=(0.9, 0.999), no weight decay)", 2e-5)
+    schedule: str = _help("learning-rate schedule per stage: cosine, linear, constant, inverse_sqrt",
+                          "cosine")
+    warmup: float = _help("warm-up fraction of each stage's steps", 0.03)
+    epochs: float = _help("epochs per stage (the paper: 2)", 2.0)
+    batch_size: int = _help("pairs per step (the paper: 128 global; no accumulation here)", 8)
+    max_steps: int | None = _help("cap on the steps of each stage (short runs); None = epochs", None)
+    max_grad_norm: float | None = _help("clip the gradient norm (LLaMA-Factory default 1.0)", 1.0)
+    seed: int = _help("seed of the data order and of torch", 0)
+    tft_file: str | None = _help(
+        "optional stage TFT: JSONL of instruction/output (or prompt/response) pairs in N; "
+        "trains all parameters (SiLP Eq. 7)", None)
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        _check_layers("SiLPSpec", "n2d_layers", self.n2d_layers)
+        _check_layers("SiLPSpec", "d2n_layers", self.d2n_layers)
+        if self.src == self.tgt:
+            raise ValueError(f"SiLPSpec: src (N) and tgt (D) must differ, both are {self.src!r}")
+        if self.k1 < 0 or self.k2 < 0 or self.alloc_pairs < 1:
+            raise ValueError("SiLPSpec: k1, k2 must be >= 0 and alloc_pairs >= 1")
+
+
+@dataclass(frozen=True)
+class MidAlignSpec(_Spec):
+    """Mid-align: LoRA, alternating task (translation) and middle-layer contrastive alignment."""
+
+    src: str = _help("first language of each pair (the pivot, e.g. en)", "en")
+    tgt: str = _help("second language of each pair (e.g. sw)", "sw")
+    task_directions: str = _help("translation task: 'both' (src→tgt and tgt→src) or 'forward'", "both")
+    r: int = _help("LoRA rank", 8)
+    alpha: int = _help("LoRA α (scaling α/r)", 16)
+    dropout: float = _help("LoRA dropout", 0.1)
+    target_modules: tuple[str, ...] = _help(
+        "modules that get LoRA (Llama names; GPT-2 models map to c_attn, c_proj, c_fc)", LORA_TARGETS)
+    align_layer: int | None = _help("block i whose output is aligned; None = L//2", None)
+    tau: float = _help("contrastive temperature τ (paper: 0.1 for Llama, 1.5 for Qwen)", 0.1)
+    task_loss: bool = _help("use task batches (causal-LM translation loss)", True)
+    align_loss: bool = _help("use alignment batches (contrastive loss at the align layer)", True)
+    align_batch_size: int = _help("pairs per alignment batch (in-batch negatives; paper: 32)", 32)
+    lr: float = _help("peak learning rate (AdamW, no weight decay)", 5e-4)
+    schedule: str = _help("learning-rate schedule: inverse_sqrt (paper), cosine, linear, constant",
+                          "inverse_sqrt")
+    warmup: float = _help("warm-up fraction of the steps", 0.03)
+    epochs: float = _help("epochs over the task batches (align-only: over the pairs)", 1.0)
+    batch_size: int = _help("examples per task batch", 8)
+    max_steps: int | None = _help("cap on optimiser steps (task and align steps both count)", None)
+    max_grad_norm: float | None = _help("clip the gradient norm", 1.0)
+    seed: int = _help("seed of the data order, LoRA init and dropout", 0)
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if not (self.task_loss or self.align_loss):
+            raise ValueError("MidAlignSpec: switch on at least one of task_loss and align_loss")
+        if self.task_directions not in ("both", "forward"):
+            raise ValueError(f"MidAlignSpec: task_directions must be 'both' or 'forward', "
+                             f"got {self.task_directions!r}")
+        if self.r < 1 or self.tau <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError("MidAlignSpec: need r >= 1, tau > 0 and 0 <= dropout < 1")
+        if self.align_batch_size < 2:
+            raise ValueError("MidAlignSpec: align_batch_size must be >= 2 (in-batch negatives)")
+        if self.align_layer is not None and self.align_layer < 0:
+            raise ValueError(f"MidAlignSpec: align_layer must be >= 0, got {self.align_layer}")
+        if self.src == self.tgt:
+            raise ValueError(f"MidAlignSpec: src and tgt must differ, both are {self.src!r}")
+
+
+@dataclass(frozen=True)
+class LENSSpec(_Spec):
+    """LENS: pull in the agnostic subspace, push along δ_l, retain the central language."""
+
+    languages: tuple[str, ...] = _help("languages, the central one included", ("en", "sw"))
+    central: str = _help("central (pivot) language c", "en")
+    start_layer: int | None = _help("train blocks >= start (all their parameters); None = L-2", None)
+    rank: int | None = _help("language-specific subspace rank r; None = n_langs − 1", None)
+    lambda1: float = _help("λ1, weight of L1 (pull together in the agnostic subspace)", 1.0)
+    lambda3: float = _help("λ3, weight of L3 (retain the central language)", 1.0)
+    push: float = _help("λ_l, push strength along δ_l, for every target language", 1.0)
+    push_per_lang: tuple[tuple[str, float], ...] = _help(
+        "per-language λ_l overrides, e.g. (('sw', 0.2),)", ())
+    samples_per_lang: int = _help("parallel samples per language (subspace fit and training)", 200)
+    chat_template: bool = _help(
+        "wrap each sample as a user turn of the tokenizer's chat template with the generation "
+        "prompt (LENS); ignored when the tokenizer has none", True)
+    lr: float = _help("learning rate (AdamW, no weight decay)", 1e-5)
+    schedule: str = _help("learning-rate schedule (the paper does not say; constant)", "constant")
+    warmup: float = _help("warm-up fraction of the steps", 0.0)
+    epochs: float = _help("epochs over the samples", 1.0)
+    batch_size: int = _help("parallel samples per step (each in every language)", 8)
+    max_steps: int | None = _help("cap on steps", None)
+    max_grad_norm: float | None = _help("clip the gradient norm; None = no clipping", None)
+    seed: int = _help("seed of the data order", 0)
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        object.__setattr__(self, "push_per_lang",
+                           tuple((str(k), float(v)) for k, v in self.push_per_lang))
+        if len(self.languages) < 2 or len(set(self.languages)) != len(self.languages):
+            raise ValueError(f"LENSSpec: need >= 2 distinct languages, got {self.languages}")
+        if self.central not in self.languages:
+            raise ValueError(f"LENSSpec: central {self.central!r} must be one of {self.languages}")
+        unknown = [k for k, _ in self.push_per_lang if k not in self.languages or k == self.central]
+        if unknown:
+            raise ValueError(f"LENSSpec: push_per_lang names {unknown}, not target languages")
+        if self.samples_per_lang < 2:
+            raise ValueError("LENSSpec: samples_per_lang must be >= 2")
+        if self.start_layer is not None and self.start_layer < 0:
+            raise ValueError(f"LENSSpec: start_layer must be >= 0, got {self.start_layer}")
+
+    def push_strength(self, lang: str) -> float:
+        """λ_l for one target language."""
+        return dict(self.push_per_lang).get(lang, self.push)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The target languages (all but the central one), in order."""
+        return tuple(x for x in self.languages if x != self.central)
+
+
+SPECS: dict[str, type[_Spec]] = {"silp": SiLPSpec, "midalign": MidAlignSpec, "lens": LENSSpec}
+
+
+def spec_for(method: str, d: dict[str, Any] | _Spec | None = None) -> Any:
+    """The method's spec from a dict (or the spec itself, or defaults for None).
+
+    Raises:
+        ValueError: unknown method, unknown field or an invalid value.
+    """
+    if method not in SPECS:
+        raise ValueError(f"unknown fine-tune method {method!r}; choose from {sorted(SPECS)}")
+    cls = SPECS[method]
+    if d is None:
+        return cls()
+    if isinstance(d, _Spec):
+        if not isinstance(d, cls):
+            raise ValueError(f"method {method!r} takes a {cls.__name__}, got {type(d).__name__}")
+        return d
+    return cls.from_dict(d)
+
+
+def languages_for(method: str, spec: Any) -> tuple[str, ...]:
+    """The corpus languages a method needs, in the order its data split stores them."""
+    if isinstance(spec, LENSSpec):
+        return tuple(spec.languages)
+    return (spec.src, spec.tgt)
