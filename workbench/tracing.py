@@ -28,7 +28,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,21 +46,44 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, str], None]
 """progress(done_sentences, total_sentences, message)."""
 
-_ENVOYS: dict[int, tuple[Any, threading.Lock]] = {}
-_ENVOYS_LOCK = threading.Lock()
+_LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
 
 
 class RecordError(ValueError):
     """Bad recording input (unknown language, out-of-range layer, empty span, ...)."""
 
 
-def _envoy(state: ModelState) -> tuple[Any, threading.Lock]:
-    """One nnsight wrapper (and one lock: hooks are per model) per loaded model."""
-    with _ENVOYS_LOCK:
-        k = id(state.model)
-        if k not in _ENVOYS:
-            _ENVOYS[k] = (NNsight(state.model), threading.Lock())
-        return _ENVOYS[k]
+def _model_lock(state: ModelState) -> threading.Lock:
+    """One lock per loaded model: a model is traced by one recording at a time."""
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(id(state.model), threading.Lock())
+
+
+@contextmanager
+def traced(state: ModelState) -> Iterator[Any]:
+    """The model wrapped by nnsight for the duration of the block, then unwrapped.
+
+    nnsight installs a controller as every submodule's instance `forward` and leaves it
+    there (inert, but it makes later plain forwards several times slower and is copied
+    by `deepcopy`). The loaded model is shared read-only by the UI, fine-tunes and
+    evaluation, so the wrapper is removed again afterwards.
+    """
+    with _model_lock(state):
+        envoy = NNsight(state.model)
+        try:
+            yield envoy
+        finally:
+            _unwrap(state.model)
+
+
+def _unwrap(model: Any) -> None:
+    from nnsight.intervention.source import STATE, Controller
+
+    for module in model.modules():
+        if isinstance(module.__dict__.get("forward"), Controller):
+            del module.__dict__["forward"]
+        module.__dict__.pop(STATE, None)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -257,10 +281,10 @@ def _trace_body(envoy: Any, arch: Any, batch: dict[str, torch.Tensor], plan: dic
             out[layer] = pool(_hidden(block.output).float(), count, poolings)
 
 
-def _run_batch(state: ModelState, batch: dict[str, torch.Tensor], plan: dict[str, Any]) -> dict[str, Any]:
-    envoy, lock = _envoy(state)
+def _run_batch(envoy: Any, state: ModelState, batch: dict[str, torch.Tensor],
+               plan: dict[str, Any]) -> dict[str, Any]:
     out: dict[Any, Any] = {}
-    with lock, torch.inference_mode():
+    with torch.inference_mode():
         # The whole causal LM is traced, but the run stops after the last needed block:
         # the final norm and the LM head never execute.
         with envoy.trace(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -303,21 +327,15 @@ def _plan(state: ModelState, spec: RecordSpec) -> dict[str, Any]:
             "labels": (["emb"] if spec.embeddings else []) + layers}
 
 
-def record_unit(state: ModelState, corpus: Any, unit: str, spec: RecordSpec, *,
-                padding_side: str = "right", progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Record one unit (language or `src>tgt`) without touching the store. Arrays as module doc."""
-    plan = _plan(state, spec)
-    texts, spans = build_texts(corpus, unit, spec)
-    enc = encode(state.tokenizer, texts, spans, spec)
-    acc = _Acc(len(texts), plan["labels"], spec.poolings, plan["last"] + 1 if spec.ffn_stats else 0,
-               state.d_model, state.n_neurons)
-    acc.n_tokens[:] = [sum(c) for c in enc.count]
+def _run_batches(envoy: Any, state: ModelState, enc: Encoded, acc: _Acc, plan: dict[str, Any], spec: RecordSpec,
+                 padding_side: str, progress: Callable[[int], None] | None) -> None:
+    """All batches of one unit, longest first; a batch that runs out of memory is halved."""
     pending = make_batches([len(x) for x in enc.ids], spec.batch_tokens)
     while pending:
         idx = pending.pop(0)
         try:
-            out = _run_batch(state, pad_batch(enc, idx, state.tokenizer.pad_token_id, padding_side, state.device),
-                             plan)
+            batch = pad_batch(enc, idx, state.tokenizer.pad_token_id, padding_side, state.device)
+            out = _run_batch(envoy, state, batch, plan)
         except (torch.OutOfMemoryError, MemoryError):
             if len(idx) == 1:
                 raise RecordError(f"one sentence of {len(enc.ids[idx[0]])} tokens does not fit in memory; "
@@ -329,6 +347,19 @@ def record_unit(state: ModelState, corpus: Any, unit: str, spec: RecordSpec, *,
         _accumulate(acc, idx, out, plan)
         if progress:
             progress(len(idx))
+
+
+def record_unit(state: ModelState, corpus: Any, unit: str, spec: RecordSpec, *,
+                padding_side: str = "right", progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Record one unit (language or `src>tgt`) without touching the store. Arrays as module doc."""
+    plan = _plan(state, spec)
+    texts, spans = build_texts(corpus, unit, spec)
+    enc = encode(state.tokenizer, texts, spans, spec)
+    acc = _Acc(len(texts), plan["labels"], spec.poolings, plan["last"] + 1 if spec.ffn_stats else 0,
+               state.d_model, state.n_neurons)
+    acc.n_tokens[:] = [sum(c) for c in enc.count]
+    with traced(state) as envoy:
+        _run_batches(envoy, state, enc, acc, plan, spec, padding_side, progress)
     arrays: dict[str, np.ndarray] = {f"pooled_{p}": a for p, a in acc.pooled.items()}
     arrays["n_tokens"] = acc.n_tokens
     if spec.ffn_stats:

@@ -205,14 +205,27 @@ def test_out_of_memory_batch_is_split_and_results_unchanged(tiny_state, corpus, 
     real = tracing._run_batch
     sizes = []
 
-    def flaky(state, batch, plan):
+    def flaky(envoy, state, batch, plan):
         sizes.append(batch["input_ids"].shape[0])
         if batch["input_ids"].shape[0] > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(state, batch, plan)
+        return real(envoy, state, batch, plan)
 
     monkeypatch.setattr(tracing, "_run_batch", flaky)
     got = tracing.record_unit(tiny_state, corpus, "en", spec)
     assert sizes == [5, 2, 3, 1, 2]  # 5 fails -> 2 + 3; 3 fails -> 1 + 2
     for k in ref:
         np.testing.assert_allclose(got[k], ref[k], atol=1e-5, err_msg=k)
+
+
+def test_model_is_left_unwrapped_after_recording(tiny_state, corpus):
+    """nnsight's controllers are removed: the shared model runs plain forwards as before."""
+    tracing.record_unit(tiny_state, corpus, "en", RecordSpec(poolings=("mean",)))
+    assert not any("forward" in m.__dict__ for m in tiny_state.model.modules())
+    enc = tiny_state.tokenizer(TEXTS["en"][0], return_tensors="pt")
+    fresh = tiny_model("llama")  # same seed, never traced
+    with torch.no_grad():
+        np.testing.assert_array_equal(tiny_state.model(**enc).logits.numpy(), fresh(**enc).logits.numpy())
+    # and it can be traced again
+    again = tracing.record_unit(tiny_state, corpus, "en", RecordSpec(poolings=("mean",)))
+    assert again["pooled_mean"].shape[0] == 5
