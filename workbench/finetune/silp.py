@@ -42,7 +42,6 @@ from workbench.finetune.train import (
     finish_model,
     summarize,
 )
-from workbench.models import get_path
 
 log = logging.getLogger(__name__)
 
@@ -55,39 +54,32 @@ def ffn_parameter_names(model: Any, arch: Any, layers: list[int] | tuple[int, ..
     return [n for n, _ in model.named_parameters() if n.startswith(prefixes)]
 
 
-def _layer_means(state: Any, examples: list[Example], batch_size: int) -> np.ndarray:
-    """`(n_passes, L)` mean neuron activation per pass and layer (counted tokens, all neurons)."""
-    blocks = get_path(state.model, state.arch.layers)
-    acts: dict[int, torch.Tensor] = {}
-    hooks = [get_path(b, state.arch.act).register_forward_hook(
-        lambda _m, _a, out, i=i: acts.__setitem__(i, out)) for i, b in enumerate(blocks)]
-    rows = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(examples), batch_size):
-                batch = collate(examples[start:start + batch_size], state.tokenizer.pad_token_id, state.device)
-                get_path(state.model, state.arch.base)(input_ids=batch["input_ids"],
-                                                       attention_mask=batch["attention_mask"], use_cache=False)
-                cm = batch["count"].float().unsqueeze(-1)
-                per_layer = [((acts[i].float() * cm).sum(1) / cm.sum(1)).mean(1) for i in range(len(blocks))]
-                rows.append(torch.stack(per_layer, 1).cpu().numpy())
-    finally:
-        for h in hooks:
-            h.remove()
-    return np.concatenate(rows).astype(np.float64)
-
-
-def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec, *, batch_size: int = 8) -> dict[str, Any]:
+def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec) -> dict[str, Any]:
     """SiLP's layer allocation on the frozen model (METHODS §2), from the training pairs.
+
+    The FFN statistics come from the recorder (`tracing.record_unit` with the pair
+    template of the data spec, both directions), the scores from
+    `analysis.sensitivity`: the same numbers the Layer profile page and
+    `workbench analyze sensitivity` show for the same pairs.
 
     Returns:
         `{"scores": [S_0 (NaN→None), …, S_{L-1}], "split": k, "n2d": [...], "d2n": [...]}`.
     """
     from workbench.analysis.sensitivity import allocate_layers, default_split, projection_sensitivity
+    from workbench.config import RecordSpec
+    from workbench.corpus import Language, ParallelCorpus
+    from workbench.tracing import record_unit
 
-    sub = ParallelSplit(split.langs, split.names, split.train[: spec.alloc_pairs], [], split.data_hash, split.spec)
-    examples = translation_examples(state.tokenizer, sub, [(spec.src, spec.tgt), (spec.tgt, spec.src)])
-    scores = projection_sensitivity(_layer_means(state, examples, batch_size))
+    pairs = split.train[: spec.alloc_pairs]
+    corpus = ParallelCorpus("silp-allocation", [str(i) for i in range(len(pairs))],
+                            {lang: [u[i] for u in pairs] for i, lang in enumerate(split.langs)},
+                            languages={lang: Language(lang, split.names.get(lang, lang), lang)
+                                       for lang in split.langs})
+    rspec = RecordSpec(template=split.spec.template, poolings=("mean",), embeddings=False, ffn_stats=True,
+                       max_length=split.spec.max_length)
+    means = [record_unit(state, corpus, f"{a}>{b}", rspec)["ffn_layer_mean"]
+             for a, b in ((spec.src, spec.tgt), (spec.tgt, spec.src))]
+    scores = projection_sensitivity(np.concatenate(means).astype(np.float64))
     k = spec.split if spec.split is not None else default_split(len(scores))
     n2d, d2n = allocate_layers(scores, split=k, k1=spec.k1, k2=spec.k2)
     return {"scores": [None if not np.isfinite(s) else float(s) for s in scores],
