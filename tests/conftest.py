@@ -17,31 +17,17 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 def tiny_tokenizer():
-    from transformers import AutoTokenizer
+    """The local BPE fixture tokenizer (one definition: workbench.finetune.testing)."""
+    from workbench.finetune.testing import tiny_tokenizer as make
 
-    return AutoTokenizer.from_pretrained(str(TINY_TOKENIZER))
+    return make()
 
 
 def tiny_model(model_type: str = "llama", seed: int = 0, n_layers: int = 4):
     """A random-init causal LM of the given family, small enough for seconds-long tests."""
-    import torch
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig, GPT2Config, LlamaConfig, Qwen2Config
+    from workbench.finetune.testing import tiny_model as make
 
-    common = dict(vocab_size=2000, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    if model_type == "gpt2":
-        cfg = GPT2Config(n_embd=64, n_layer=n_layers, n_head=4, n_positions=512, **common)
-    else:
-        kw = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=512, **common)
-        if model_type == "gemma3_text":
-            cfg = Gemma3TextConfig(head_dim=16, sliding_window=8, **kw)
-        elif model_type == "qwen2":
-            cfg = Qwen2Config(**kw)
-        else:
-            cfg = LlamaConfig(**kw)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    return model.eval()
+    return make(model_type, seed, n_layers)
 
 
 @pytest.fixture(scope="session")

@@ -100,20 +100,13 @@ def tiny_state() -> Any:
     global _TINY
     with _TINY_LOCK:
         if _TINY is None:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
+            from workbench.finetune import testing
             from workbench.models import ModelError, state_from_model
 
             if not TINY_TOKENIZER.is_dir():
                 raise ModelError(f"the tiny test model needs a source checkout ({TINY_TOKENIZER} is missing)")
-            cfg = LlamaConfig(vocab_size=2000, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                              bos_token_id=1, eos_token_id=2, pad_token_id=0)
-            torch.manual_seed(0)
-            model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
-            tok = AutoTokenizer.from_pretrained(str(TINY_TOKENIZER))
-            _TINY = state_from_model(model, tok, name=TINY_MODEL, spec=ModelSpec(source=TINY_MODEL))
+            _TINY = state_from_model(testing.tiny_model("llama"), testing.tiny_tokenizer(), name=TINY_MODEL,
+                                     spec=ModelSpec(source=TINY_MODEL))
         return _TINY
 
 
