@@ -40,7 +40,8 @@ with ui_st.guard("the language subspaces"):
                                       points["lang"].tolist(), points["text"].tolist(),
                                       title=f"Language subspaces at layer {layer} (rank {rank})", strips=strips)
         fig.update_layout(margin={"t": 90})
-        ui_st.show_figure(fig, f"subspaces-layer-{layer}", points, height=480)
+        ui_st.show_figure(fig, f"subspaces-layer-{layer}", points, height=480,
+                          spec=ui_st.figure_spec(s, "subspace", {"layer": layer, "rank": rank, "central": central}))
         st.caption("Left: each sentence's position along the language-agnostic direction u_a (one row per "
                    "language; overlapping rows = converged). Right: PCA of its coordinates in the "
                    "language-specific subspace (separated clusters = language identity kept).")
@@ -60,6 +61,7 @@ with ui_st.guard("the separation table"):
     sep = ui_st.separation_table(key, s.pooling, rank, central, holdout)
     fig = figures.separation_figure(sep)
     fig.update_layout(margin={"t": 90})
-    ui_st.show_figure(fig, "subspace-separation", sep, height=440)
+    ui_st.show_figure(fig, "subspace-separation", sep, height=440,
+                      spec=ui_st.figure_spec(s, "separation", {"rank": rank, "central": central, "holdout": holdout}))
     st.caption("Left: between-language over within-language variance of the projected sentences (low = "
                "languages mixed, high = separated). Right: norm of each language's direction per layer.")

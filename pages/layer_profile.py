@@ -59,7 +59,9 @@ with plot, ui_st.guard("retrieval accuracy"):
     except ValueError:
         m[2].metric("Mid-align score", "—")
     ui_st.show_figure(figures.retrieval_by_layer_figure(summary, per_language=per_language),
-                      "retrieval-by-layer", summary, height=430)
+                      "retrieval-by-layer", summary, height=430,
+                      spec=ui_st.figure_spec(s, "retrieval", {"method": method, "k": k, "pivot": pivot,
+                                                              "center": center, "per_language": per_language}))
 
 # --------------------------------------------------------------------------- sensitivity
 
@@ -96,12 +98,15 @@ with plot:
                 n2d, d2n = sensitivity.allocate_layers(scores, split=split, k1=k1, k2=k2)
                 st.markdown(f"**N2D layers** {', '.join(map(str, n2d)) or '—'} · "
                             f"**D2N layers** {', '.join(map(str, d2n)) or '—'} · split after layer {split}")
-                data = pd.DataFrame({"layer": range(len(scores)), "sensitivity": scores,
+                # Same columns as `workbench export`'s sensitivity table (so a manifest regenerates it).
+                data = pd.DataFrame({"layer": range(len(scores)), "score": scores,
                                      "allocation": ["N2D" if i in n2d else "D2N" if i in d2n else ""
                                                     for i in range(len(scores))]})
                 fig = figures.sensitivity_figure(scores, n2d, d2n, split=split,
                                                  title=f"Projection sensitivity, {src} → {tgt} ({variant})")
-                ui_st.show_figure(fig, "projection-sensitivity", data, height=400)
+                spec = ui_st.figure_spec(s, "sensitivity", {"src": src, "tgt": tgt, "split": split, "k1": k1,
+                                                            "k2": k2, "variant": variant})
+                ui_st.show_figure(fig, "projection-sensitivity", data, height=400, spec=spec)
 
 # --------------------------------------------------------------------------- overlap
 
@@ -115,4 +120,6 @@ with controls:
                        format_func=lambda x: {"jaccard": "Jaccard |∩|/|∪|", "pivot_frac": "|∩| / |pivot set|"}[x])
 with plot, ui_st.guard("neuron overlap"):
     overlap = ui_st.overlap_table(key, pivot, tuple(langs), top_pct / 100)
-    ui_st.show_figure(figures.overlap_figure(overlap, measure), "neuron-overlap", overlap, height=400)
+    ui_st.show_figure(figures.overlap_figure(overlap, measure), "neuron-overlap", overlap, height=400,
+                      spec=ui_st.figure_spec(s, "overlap", {"pivot": pivot, "top_frac": top_pct / 100,
+                                                            "measure": measure}))

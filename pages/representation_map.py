@@ -39,12 +39,17 @@ with left, ui_st.guard("the 2-D map"):
     fig = figures.map_figure(pts[["x", "y"]].to_numpy(), pts["lang"].tolist(), pts["text"].tolist(),
                              pair_ids=pts["unit"].tolist(), show_links=links,
                              title=f"{METHOD_NAMES[method]} of layer {layer} ({s.pooling} pooling)")
-    ui_st.show_figure(fig, f"map-layer-{layer}-{method}", pts, height=560)
+    ui_st.show_figure(fig, f"map-layer-{layer}-{method}", pts, height=560,
+                      spec=ui_st.figure_spec(s, "map", {"layer": layer, "method": method, "seed": seed,
+                                                        "links": links}))
 with right:
     hm_method = st.segmented_control("Retrieval method", list(retrieval.METHODS), default="margin",
                                      required=True, key="map_hm_method", persist_state=PERSIST)
     with ui_st.guard("the retrieval heatmap"):
         matrix = ui_st.retrieval_matrix(key, s.pooling, layer, hm_method, 4)
         fig = figures.retrieval_heatmap(matrix, title=f"Retrieval accuracy at layer {layer} ({hm_method})")
-        ui_st.show_figure(fig, f"retrieval-heatmap-layer-{layer}", matrix, height=470, index=True)
+        # Rows are source languages ("source" is the first column of `workbench export`'s table too).
+        ui_st.show_figure(fig, f"retrieval-heatmap-layer-{layer}", matrix.rename_axis(index="source"), height=470,
+                          index=True, spec=ui_st.figure_spec(s, "retrieval_heatmap",
+                                                             {"layer": layer, "method": hm_method, "k": 4}))
         st.caption("Rows: source language; columns: target language. Diagonal left blank.")

@@ -402,6 +402,15 @@ def comparison_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Fi
     return fig
 
 
+def provenance(spec: dict[str, Any], recordings: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """Model, corpus and store facts of the recordings (role, Recording) a figure used.
+
+    `spec` is a canonical figure spec (`normalize_spec`). This is what a manifest records
+    about its inputs, for the CLI's exports and the UI's alike.
+    """
+    return _provenance(_Ctx(spec, recordings=list(recordings)))
+
+
 def _provenance(c: _Ctx) -> dict[str, Any]:
     """Model, corpus and store facts of the recordings a figure used."""
     states = []
