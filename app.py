@@ -32,4 +32,8 @@ st.navigation({
         st.Page("pages/language_subspaces.py", title="Language subspaces", icon=":material/call_split:"),
         st.Page("pages/neurons.py", title="Neurons", icon=":material/hub:"),
     ],
+    "Tune": [
+        st.Page("pages/finetune.py", title="Fine-tune", icon=":material/model_training:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    ],
 }).run()

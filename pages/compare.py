@@ -1,0 +1,377 @@
+"""Compare: two model states (base, or base + a fine-tune artifact) side by side and as a difference.
+
+Widgets → two state specs → their recordings of the Setup's corpus (recorded here if
+missing) → `workbench.compare` tables (the `workbench.views` numbers of each state, joined)
+→ `viz.compare_figures`. Held-out loss and perplexity come from `workbench.finetune.evaluate`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pages import _common as ui_st
+from workbench import compare
+from workbench import ui_support as ui
+from workbench.analysis import embed2d, retrieval, sensitivity
+from workbench.config import CorpusSpec, ModelSpec, RecordSpec
+from workbench.paths import cache_root
+from workbench.viz import compare_figures as cfig
+
+log = logging.getLogger("workbench.app")
+
+PERSIST = "session"
+FINETUNE_PAGE = "pages/finetune.py"
+BASE = "base"
+TABS = ["Retrieval", "Sensitivity", "Overlap", "Subspaces", "Maps", "Loss & perplexity"]
+METHOD_HELP = ("cosine: nearest neighbour. margin: ratio margin (Artetxe & Schwenk 2019). "
+               "mexa: nearest neighbour in both directions.")
+
+s = ui_st.page_header(
+    "Compare",
+    "Any view for two model states, side by side and as a difference B − A, plus held-out translation loss "
+    "and English perplexity: the gain of a fine-tune and anything it made the model forget.",
+)
+
+
+# --------------------------------------------------------------------------- states
+
+
+def state_options(s: ui.Settings) -> dict[str, dict[str, Any]]:
+    """Every state a picker lists: the Setup's model, the bases of tuned states, every tuned state."""
+    tuned = compare.tuned_states()
+    options = {BASE: {"label": f"Base: {Path(s.model.source).name} (Setup's model)", "model": s.model.to_dict()}}
+    for t in tuned:
+        base = ModelSpec.from_dict({**t["model"], "artifact": None})
+        if not any(compare.same_base(base, ModelSpec.from_dict(o["model"])) for o in options.values()):
+            options[f"base:{base.source}"] = {"label": f"Base: {Path(base.source).name}", "model": base.to_dict()}
+    options.update({t["job_id"]: t for t in tuned})
+    return options
+
+
+def _state_loader(spec: ModelSpec, progress: Any = None) -> Any:
+    """Loader handed to recording jobs: tiny states in the library, real ones via the shared cache."""
+    return compare.load_state(spec, loader=ui_st.state_loader, progress=progress)
+
+
+def require_state_recording(name: str, label: str, spec: ModelSpec, corpus_spec: CorpusSpec, rspec: RecordSpec,
+                            pairs: list[tuple[str, str]] | None = None) -> Any:
+    """The state's stored recording, or a message with a Record button (and its progress)."""
+    try:
+        rec = compare.stored_recording(spec, corpus_spec, rspec, pairs)
+        fp = compare.state_fingerprint(spec)
+    except Exception as e:  # noqa: BLE001 - unknown language, missing artifact, ...
+        log.warning("store lookup failed for %s", spec, exc_info=True)
+        st.error(f"State {name}: {ui.describe_error(e)}", icon=":material/error:")
+        return None
+    if rec is not None:
+        return rec
+    key = ui.job_key(spec, corpus_spec, rspec, pairs)
+    job = ui.JOBS.get(key)
+    if fp is None and job is not None and job.snapshot().state == "done":
+        return job.snapshot().recording  # the store cannot be checked before loading (hub model): trust the run
+    what = f"the {pairs[0][0]} → {pairs[0][1]} SiLP pass" if pairs else "the Setup's languages"
+    st.info(f"State **{name}** ({label}) has no recording of {what} yet.", icon=":material/info:")
+    if job is None or not job.snapshot().running:
+        if st.button(f"Record state {name}", type="primary", icon=":material/fiber_manual_record:",
+                     key=f"cmp-rec-{key}"):
+            ui.start_recording(spec, corpus_spec, rspec, pairs, state_loader=_state_loader, rerun_done=True)
+            st.rerun()
+    ui_st.job_panel(key)
+    return None
+
+
+# --------------------------------------------------------------------------- cached tables
+
+
+def table_key(spec_a: ModelSpec, spec_b: ModelSpec, corpus_spec: CorpusSpec, rspec: RecordSpec,
+              pairs: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Everything a cached table depends on: both states and their fingerprints, corpus, spec, store."""
+    return {"a": spec_a.to_dict(), "b": spec_b.to_dict(),
+            "fp": [compare.state_fingerprint(spec_a), compare.state_fingerprint(spec_b)],
+            "corpus": corpus_spec.to_dict(), "record": rspec.to_dict(), "pairs": [list(p) for p in pairs or []],
+            "root": str(cache_root())}
+
+
+def _recordings(key: dict[str, Any]) -> tuple[Any, Any]:
+    """Both recordings behind a cached table (called on cache misses only)."""
+    corpus_spec, rspec = CorpusSpec.from_dict(key["corpus"]), RecordSpec.from_dict(key["record"])
+    pairs = [tuple(p) for p in key["pairs"]] or None
+    out = []
+    for side in ("a", "b"):
+        spec = ModelSpec.from_dict(key[side])
+        rec = compare.stored_recording(spec, corpus_spec, rspec, pairs)
+        if rec is None:
+            job = ui.JOBS.get(ui.job_key(spec, corpus_spec, rspec, pairs))
+            rec = job.snapshot().recording if job is not None and job.snapshot().state == "done" else None
+        if rec is None:
+            raise RuntimeError(f"state {side.upper()} is no longer recorded; record it again")
+        out.append(rec)
+    return out[0], out[1]
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def retrieval_table(key: dict, pooling: str, method: str, k: int, pivot: str, center: bool) -> pd.DataFrame:
+    return compare.retrieval_compare(*_recordings(key), pooling, method=method, k=k, pivot=pivot, center=center)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def sensitivity_table(key: dict, unit: str, variant: str) -> pd.DataFrame:
+    return compare.sensitivity_compare(*_recordings(key), unit, variant)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def overlap_table(key: dict, pivot: str, langs: tuple[str, ...], top_frac: float) -> pd.DataFrame:
+    return compare.overlap_compare(*_recordings(key), pivot, langs, top_frac=top_frac)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def separation_table(key: dict, pooling: str, rank: int | None, central: str, holdout: bool) -> pd.DataFrame:
+    return compare.separation_compare(*_recordings(key), pooling, rank=rank, central=central, holdout=holdout)
+
+
+@st.cache_data(show_spinner="Computing the maps…", max_entries=16)
+def map_table(key: dict, pooling: str, layer: Any, method: str, seed: int) -> pd.DataFrame:
+    from workbench.session import load_corpus_spec
+
+    corpus = load_corpus_spec(CorpusSpec.from_dict(key["corpus"]))
+    return compare.map_compare(*_recordings(key), corpus, pooling, layer, method=method, random_state=seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def matrix_tables(key: dict, pooling: str, layer: Any, method: str,
+                  k: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return compare.retrieval_matrix_compare(*_recordings(key), pooling, layer, method=method, k=k)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def eval_table(fingerprints: tuple[str | None, str | None], spec_a: dict, spec_b: dict, data: dict,
+               langs: tuple[str, ...], pivot: str, max_items: int) -> pd.DataFrame:
+    """Held-out loss and perplexity; keyed by both fingerprints (the specs only say how to load)."""
+    state_a = _state_loader(ModelSpec.from_dict(spec_a))
+    state_b = _state_loader(ModelSpec.from_dict(spec_b))
+    return compare.eval_compare(state_a, state_b, data, langs, pivot=pivot, max_items=max_items)
+
+
+# --------------------------------------------------------------------------- tabs
+
+
+def _pct(x: float) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:.1%}"
+
+
+def retrieval_tab(key: dict, langs: list[str], labels: tuple[str, str]) -> None:
+    c = st.columns([3, 1, 2, 2, 3], vertical_alignment="bottom")
+    method = c[0].segmented_control("Method", list(retrieval.METHODS), default="margin", required=True,
+                                    key="cmp_method", help=METHOD_HELP, persist_state=PERSIST)
+    k = int(c[1].number_input("k", 1, 32, 4, key="cmp_k", persist_state=PERSIST,
+                              help="Margin neighbourhood (margin only).")) if method == "margin" else 4
+    pivot = c[2].selectbox("Pivot", langs, index=langs.index(s.pivot) if s.pivot in langs else 0, key="cmp_pivot",
+                           persist_state=PERSIST)
+    center = c[3].toggle("Centre", value=False, key="cmp_center", persist_state=PERSIST,
+                         help="Subtract each language's mean vector per layer before comparing.")
+    with ui_st.guard("retrieval by layer"):
+        table = retrieval_table(key, s.pooling, method, k, pivot, center)
+        series = list(pd.unique(table["series"]))
+        shown = c[4].multiselect("Lines", series, default=["all_pairs"], key="cmp_series", persist_state=PERSIST,
+                                 help="all_pairs: mean over ordered pairs; pivot: pairs with the pivot; a language: "
+                                      "its two directions with the pivot.")
+        all_pairs = table[table["series"] == "all_pairs"]
+        m = st.columns(4)
+        m[0].metric(f"Mean over layers, {labels[0]}", _pct(all_pairs["a"].mean()))
+        gain = all_pairs["diff"].mean()
+        m[1].metric(f"Mean over layers, {labels[1]}", _pct(all_pairs["b"].mean()), f"{gain:+.1%} vs {labels[0]}",
+                    delta_color="normal" if abs(gain) >= 5e-4 else "off")
+        m[2].metric(f"Best layer, {labels[0]}", str(all_pairs.loc[all_pairs["a"].idxmax(), "layer"]),
+                    _pct(all_pairs["a"].max()), delta_color="off")
+        m[3].metric(f"Best layer, {labels[1]}", str(all_pairs.loc[all_pairs["b"].idxmax(), "layer"]),
+                    _pct(all_pairs["b"].max()), delta_color="off")
+        fig = cfig.compare_by_layer_figure(table[table["series"].isin(shown or ["all_pairs"])], line="series",
+                                           labels=labels, y_title="retrieval accuracy",
+                                           title=f"Translation retrieval by layer ({method}, pivot {pivot})")
+        ui_st.show_figure(fig, "compare-retrieval", table, height=560)
+
+
+def sensitivity_tab(spec_a: ModelSpec, spec_b: ModelSpec, langs: list[str], labels: tuple[str, str],
+                    default: tuple[str, str], names: tuple[str, str]) -> None:
+    c = st.columns([1, 1, 2], vertical_alignment="bottom")
+    src = c[0].selectbox("Source", langs, index=langs.index(default[0]) if default[0] in langs else 0,
+                         key="cmp_src", persist_state=PERSIST, help="Translation direction of SiLP's prompts.")
+    tgt = c[1].selectbox("Target", langs, index=langs.index(default[1]) if default[1] in langs else 1,
+                         key="cmp_tgt", persist_state=PERSIST)
+    variant = c[2].segmented_control("Score", list(sensitivity.VARIANTS), default="paper", required=True,
+                                     key="cmp_variant", persist_state=PERSIST,
+                                     help="paper: |Σ diff| as printed in SiLP; abs: Σ |diff| per neuron.")
+    if src == tgt:
+        st.warning("Choose two different languages.")
+        return
+    pairs = [(src, tgt)]
+    corpus_spec, rspec = s.pair_corpus(src, tgt), s.silp_spec()
+    ra = require_state_recording(labels[0], names[0], spec_a, corpus_spec, rspec, pairs)
+    rb = require_state_recording(labels[1], names[1], spec_b, corpus_spec, rspec, pairs)
+    if ra is None or rb is None:
+        return
+    with ui_st.guard("projection sensitivity"):
+        table = sensitivity_table(table_key(spec_a, spec_b, corpus_spec, rspec, pairs), f"{src}>{tgt}", variant)
+        lines = []
+        for side, label in (("a", labels[0]), ("b", labels[1])):
+            n2d, d2n = sensitivity.allocate_layers(table[side].to_numpy(), k1=4, k2=4)
+            lines.append(f"**{label}** N2D {', '.join(map(str, n2d)) or '—'} · D2N {', '.join(map(str, d2n)) or '—'}")
+        st.markdown("SiLP allocation (default split, top 4 / 4): " + " ; ".join(lines))
+        fig = cfig.compare_by_layer_figure(table, labels=labels, y_title="projection sensitivity",
+                                           title=f"Projection sensitivity, {src} → {tgt} ({variant})")
+        ui_st.show_figure(fig, "compare-sensitivity", table, height=520)
+
+
+def overlap_tab(key: dict, langs: list[str], labels: tuple[str, str], focus: list[str]) -> None:
+    c = st.columns([1, 2, 2, 3], vertical_alignment="bottom")
+    pivot = c[0].selectbox("Pivot", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
+                           key="cmp_ov_pivot", persist_state=PERSIST)
+    top = c[1].slider("Activated set: top % of neurons", 1, 50, 5, key="cmp_top", persist_state=PERSIST)
+    measure = c[2].radio("Measure", ["jaccard", "pivot_frac"], horizontal=True, key="cmp_measure",
+                         persist_state=PERSIST,
+                         format_func=lambda x: {"jaccard": "Jaccard |∩|/|∪|", "pivot_frac": "|∩| / |pivot set|"}[x])
+    with ui_st.guard("neuron overlap"):
+        table = overlap_table(key, pivot, tuple(langs), top / 100)
+        others = [x for x in langs if x != pivot]
+        default = [x for x in focus if x in others] or others
+        shown = c[3].multiselect("Languages", others, default=default, key="cmp_ov_langs",
+                                 help="Lines to draw (the table has every language). Default: the fine-tune's.")
+        part = table[(table["measure"] == measure) & table["lang"].isin(shown or others)]
+        fig = cfig.compare_by_layer_figure(part, line="lang", labels=labels, y_title="overlap",
+                                           title=f"Activated-neuron overlap with {pivot}")
+        ui_st.show_figure(fig, "compare-overlap", table, height=520)
+
+
+def subspaces_tab(key: dict, langs: list[str], labels: tuple[str, str]) -> None:
+    c = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
+    max_rank = len(langs) - 1
+    rank = int(c[0].number_input("Rank r", 1, max_rank, max_rank, key="cmp_rank", persist_state=PERSIST))
+    central = c[1].selectbox("Central", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
+                             key="cmp_central", persist_state=PERSIST)
+    holdout = c[2].toggle("Hold out", value=len(ui_st.corpus_of(s)) >= 4, key="cmp_holdout", persist_state=PERSIST,
+                          help="Fit on even-indexed sentences, measure on odd ones.")
+    with ui_st.guard("subspace separation"):
+        table = separation_table(key, s.pooling, rank, central, holdout)
+        measures = list(pd.unique(table["measure"]))
+        shown = c[3].multiselect("Measures", measures, default=["agnostic_ratio", "specific_ratio"],
+                                 key="cmp_sep_measures", persist_state=PERSIST,
+                                 help="Between/within-language variance ratios of the projections, and ‖δ‖ per "
+                                      "language.")
+        fig = cfig.compare_by_layer_figure(table[table["measure"].isin(shown or measures)], labels=labels,
+                                           y_title="value", title=f"Subspace separation by layer (central {central})")
+        ui_st.show_figure(fig, "compare-separation", table, height=560)
+
+
+def maps_tab(key: dict, rec: Any, labels: tuple[str, str]) -> None:
+    layer_labels = ui_st.layer_options(rec)
+    c = st.columns([4, 3, 2], vertical_alignment="bottom")
+    layer = c[0].select_slider("Layer", layer_labels, value=layer_labels[len(layer_labels) // 2], key="cmp_layer",
+                               format_func=str, persist_state=PERSIST)
+    method = c[1].segmented_control("Projection", list(embed2d.EMBED_METHODS), default="pca", required=True,
+                                    key="cmp_map_method", persist_state=PERSIST)
+    seed = int(c[2].number_input("Seed", 0, 10_000, 0, key="cmp_seed", persist_state=PERSIST))
+    with ui_st.guard("the maps"):
+        pts = map_table(key, s.pooling, layer, method, seed)
+        fig = cfig.compare_maps_figure(pts, labels=labels, title=f"{method.upper()} of layer {layer}")
+        ui_st.show_figure(fig, f"compare-maps-{layer}", pts, height=520)
+        st.caption("Each panel is its own projection: compare how the languages cluster, not positions.")
+    with ui_st.guard("the retrieval difference"):
+        _, _, diff = matrix_tables(key, s.pooling, layer, "margin", 4)
+        fig = cfig.difference_heatmap(diff, title=f"Retrieval accuracy at layer {layer}, B − A (margin)")
+        ui_st.show_figure(fig, f"compare-retrieval-diff-{layer}", diff, height=420, index=True)
+
+
+def loss_tab(options: dict[str, dict[str, Any]], a: str, b: str, labels: tuple[str, str]) -> None:
+    tuned = [x for x in dict.fromkeys([b, a]) if "job_id" in options[x]]
+    if not tuned:
+        st.info("Held-out loss is scored on a fine-tune's own held-out split: pick a tuned state as A or B.",
+                icon=":material/info:")
+        return
+    c = st.columns([3, 1], vertical_alignment="bottom")
+    src = c[0].selectbox("Held-out split of", tuned, format_func=lambda x: options[x]["label"], key="cmp_eval_of",
+                         help="The job's data with its seeded held-out part: units the tuned state never trained on.")
+    max_items = int(c[1].number_input("Units per direction", 2, 2000, 64, key="cmp_eval_n",
+                                      help="Held-out units scored per direction (and for perplexity)."))
+    t = options[src]
+    langs, pivot = tuple(t["languages"]), t.get("pivot") or "en"
+    spec_a, spec_b = (ModelSpec.from_dict(options[x]["model"]) for x in (a, b))
+    with ui_st.guard("held-out loss and perplexity"):
+        fps = (compare.state_fingerprint(spec_a), compare.state_fingerprint(spec_b))
+        with st.spinner("Scoring the held-out units with both states…"):
+            table = eval_table(fps, spec_a.to_dict(), spec_b.to_dict(), t["data"], langs, pivot, max_items)
+        m = st.columns(len(table))
+        for col, row in zip(m, table.itertuples()):
+            col.metric(f"{row.kind}, {row.what}", f"{row.b:.4f}", f"{row.diff:+.4f} vs {labels[0]}",
+                       delta_color="inverse")
+        fig = cfig.eval_compare_figure(table, labels=labels)
+        ui_st.show_figure(fig, "compare-loss-perplexity", table, height=420)
+        st.dataframe(table.drop(columns="measure"), hide_index=True, column_config={
+            "a": st.column_config.NumberColumn(labels[0], format="%.4f"),
+            "b": st.column_config.NumberColumn(labels[1], format="%.4f"),
+            "diff": st.column_config.NumberColumn("B − A", format="%+.4f")})
+        st.caption(f"{table.attrs.get('n_heldout')} held-out units of `{Path(str(t['data']['source'])).name}`. "
+                   f"Translation loss in nats per target token; perplexity of {pivot} sentences. Lower is better: "
+                   f"a drop in the target directions is the gain, a rise in {pivot} perplexity is forgetting.")
+
+
+# --------------------------------------------------------------------------- page
+
+options = state_options(s)
+tuned_ids = [k for k, o in options.items() if "job_id" in o]
+if not tuned_ids:
+    st.info("No tuned model state yet. Start a fine-tune; each finished job adds a state to compare.",
+            icon=":material/info:")
+    st.page_link(FINETUNE_PAGE, label="Fine-tune", icon=":material/model_training:")
+    st.stop()
+
+c = st.columns(2)
+ids = list(options)
+a = c[0].selectbox("State A", ids, index=0, format_func=lambda x: options[x]["label"], key="cmp_a",
+                   help="Usually the base model.")
+b = c[1].selectbox("State B", ids, index=ids.index(tuned_ids[0]), format_func=lambda x: options[x]["label"],
+                   key="cmp_b", help="Usually a tuned state (the newest is pre-selected).")
+spec_a, spec_b = ModelSpec.from_dict(options[a]["model"]), ModelSpec.from_dict(options[b]["model"])
+labels = ("A", "B")
+st.caption(f"**A** = {options[a]['label']} · **B** = {options[b]['label']} · differences are B − A.")
+if a == b:
+    st.info("A and B are the same state: every difference is 0.", icon=":material/info:")
+elif not compare.same_base(spec_a, spec_b):
+    st.warning("A and B have different base models: layers are matched by index.", icon=":material/warning:")
+
+ra = require_state_recording("A", options[a]["label"], spec_a, s.corpus, s.record_spec())
+rb = require_state_recording("B", options[b]["label"], spec_b, s.corpus, s.record_spec())
+if ra is None or rb is None:
+    st.stop()
+
+key = table_key(spec_a, spec_b, s.corpus, s.record_spec())
+langs = list(ra.entries)
+tuned_langs = next((options[x]["languages"] for x in (b, a) if "job_id" in options[x]), [])
+pair0 = ui_st.default_pair(langs, s.pivot)
+if len(tuned_langs) >= 2 and all(x in langs for x in tuned_langs[:2]):
+    pair0 = (tuned_langs[0], tuned_langs[1])
+
+tabs = st.tabs(TABS, key="cmp_tab", on_change="rerun")
+with tabs[0]:
+    if tabs[0].open:
+        retrieval_tab(key, langs, labels)
+with tabs[1]:
+    if tabs[1].open:
+        sensitivity_tab(spec_a, spec_b, langs, labels, pair0, (options[a]["label"], options[b]["label"]))
+with tabs[2]:
+    if tabs[2].open:
+        overlap_tab(key, langs, labels, tuned_langs)
+with tabs[3]:
+    if tabs[3].open:
+        subspaces_tab(key, langs, labels)
+with tabs[4]:
+    if tabs[4].open:
+        maps_tab(key, ra, labels)
+with tabs[5]:
+    if tabs[5].open:
+        loss_tab(options, a, b, labels)

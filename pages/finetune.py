@@ -1,0 +1,434 @@
+"""Fine-tune: start a SiLP / Mid-align / LENS job (a separate process), follow it, cancel it.
+
+Widgets → specs (`workbench.finetune.specs`, defaults and help from the dataclasses) →
+`jobs.start_job`. The jobs table reads everything back from disk, so finished, failed and
+cancelled jobs of earlier app runs are listed with their reasons.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from pages import _common as ui_st
+from workbench import compare
+from workbench import ui_support as ui
+from workbench.config import ModelSpec
+from workbench.finetune import jobs
+from workbench.finetune.specs import LORA_TARGETS, SCHEDULES, DataSpec, spec_for
+from workbench.paths import cache_root
+from workbench.viz import compare_figures
+
+log = logging.getLogger("workbench.app")
+
+PERSIST = "session"
+COMPARE_PAGE = "pages/compare.py"
+UPLOAD = "__upload__"
+SHORT_RUN_STEPS = 20
+METHOD_CAPTIONS = {
+    "silp": "FFN of the projection-sensitive layers; N → D, then D → N",
+    "midalign": "LoRA; translation loss + middle-layer contrastive alignment",
+    "lens": "top layers; pull together / push apart in language subspaces",
+}
+# Fields set by other widgets (languages, steps, SiLP layers) or only by the CLI's --set.
+OWN_WIDGETS = {"src", "tgt", "languages", "central", "max_steps", "n2d_layers", "d2n_layers", "push_per_lang"}
+CHOICES = {"schedule": SCHEDULES, "task_directions": ("both", "forward")}
+STATE_BADGE = {"queued": "gray", "running": "blue", "done": "green", "failed": "red", "cancelled": "orange"}
+
+s = ui_st.page_header(
+    "Fine-tune",
+    "Train SiLP, Mid-align or LENS on parallel pairs in a separate process. The result is a new model "
+    "state (base + a small artifact) that the Compare page sets against its base.",
+)
+
+
+@st.cache_data(show_spinner=False)
+def _corpora() -> dict[str, dict[str, Any]]:
+    from workbench.corpus import list_corpora
+
+    return {c["name"]: c for c in list_corpora()}
+
+
+@st.cache_data(show_spinner="Checking the data…", max_entries=32)
+def _check_data(data: dict[str, Any], langs: tuple[str, ...], root: str) -> tuple[int, int]:
+    """(training units, held-out units) of the split the job will build (raises what it would)."""
+    from workbench.finetune.data import build_split
+
+    split = build_split(DataSpec.from_dict(data), list(langs))
+    return len(split.train), len(split.heldout)
+
+
+# --------------------------------------------------------------------------- base model and languages
+
+
+def base_model(s: ui.Settings) -> ModelSpec:
+    """The Setup page's model, or the base of an earlier fine-tune."""
+    options = {"setup": s.model}
+    for t in compare.tuned_states():
+        base = dataclasses.replace(ModelSpec.from_dict(t["model"]), artifact=None)
+        if not any(compare.same_base(base, m) for m in options.values()):
+            options[base.source] = base
+    names = {"setup": f"Setup's model: {Path(s.model.source).name}"}
+    choice = st.selectbox("Base model", list(options), key="ft_base", persist_state=PERSIST, width=420,
+                          format_func=lambda k: names.get(k, f"{Path(k).name} (base of an earlier fine-tune)"),
+                          help="Jobs train a base model; a tuned state cannot be tuned further yet. "
+                               "Change the Setup page's model to train another one.")
+    return options[choice]
+
+
+def languages(method: str, s: ui.Settings) -> tuple[str, ...] | None:
+    """(pivot, target) for SiLP and Mid-align; the language set, central first, for LENS."""
+    tatoeba = [n.split(":", 1)[1] for n in _corpora() if n.startswith("tatoeba:")]
+    codes = list(dict.fromkeys([*s.corpus.langs, "en", *tatoeba]))
+    pivot0, target0 = ui_st.default_pair(list(s.corpus.langs), s.pivot)
+    if method == "lens":
+        c = st.columns([3, 1])
+        langs = c[0].multiselect("Languages", codes, default=list(s.corpus.langs), key="ft_lens_langs",
+                                 persist_state=PERSIST, help="Every language of the set, the central one included.")
+        central = c[1].selectbox("Central language", langs or ["—"], key="ft_central", persist_state=PERSIST,
+                                 index=langs.index(s.pivot) if s.pivot in langs else 0,
+                                 help="c: its representations are retained; the others are pushed from it.")
+        if len(langs) < 2:
+            st.warning("Pick at least two languages.", icon=":material/translate:")
+            return None
+        return (central, *[x for x in langs if x != central])
+    c = st.columns(2)
+    pivot = c[0].selectbox("Pivot (dominant) language", codes, index=codes.index(pivot0), key="ft_pivot",
+                           persist_state=PERSIST, help="SiLP's D; Mid-align's first language. Usually English.")
+    target = c[1].selectbox("Target language", codes, index=codes.index(target0), key="ft_target",
+                            persist_state=PERSIST,
+                            help="SiLP's N (the language to improve); Mid-align's second language.")
+    if pivot == target:
+        st.warning("Choose two different languages.", icon=":material/translate:")
+        return None
+    return pivot, target
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _upload() -> str | None:
+    """Path of the validated upload, or None (errors shown inline)."""
+    from workbench.corpus import CorpusError
+
+    f = st.file_uploader("Parallel pair file", type=["tsv", "jsonl"], key="ft_upload",
+                         help="TSV: a header row of language codes (optional first column 'id'), one aligned "
+                              'unit per line. JSONL: one object per line, e.g. {"en": "...", "sw": "..."}.')
+    if f is None:
+        st.info("Upload a TSV or JSONL file of aligned translations.", icon=":material/upload_file:")
+        return None
+    try:
+        path = ui.save_upload(f.name, f.getvalue())
+        ui.read_upload(path, display_name=f.name)
+    except CorpusError as e:
+        st.error(f"**This file cannot be used:** {e}\n\nFix the file and upload it again.", icon=":material/error:")
+        return None
+    return str(path)
+
+
+def data_spec(langs: tuple[str, ...], s: ui.Settings) -> DataSpec | None:
+    """The DataSpec from the source choice and the data options (None while incomplete or invalid)."""
+    corpora = _corpora()
+    sources: dict[str, str] = {}
+    others = [x for x in langs if x != "en"]
+    if "en" in langs and len(others) == 1 and f"tatoeba:{others[0]}" in corpora:
+        name = f"tatoeba:{others[0]}"
+        sources[name] = f"Tatoeba {others[0]}–en pairs ({corpora[name]['n_units']})"
+    sources["udhr"] = f"UDHR ({corpora['udhr']['n_units']} articles)" if "udhr" in corpora else "UDHR"
+    if s.corpus.source not in sources:
+        sources[s.corpus.source] = f"Setup's corpus ({Path(s.corpus.source).name})"
+    sources[UPLOAD] = "Upload a file…"
+    source = st.radio("Training data", list(sources), format_func=sources.get, horizontal=True, key="ft_source",
+                      persist_state=PERSIST,
+                      help="Parallel units in the chosen languages; a seeded held-out part is kept for evaluation.")
+    if source == UPLOAD:
+        source = _upload()
+        if source is None:
+            return None
+    h = DataSpec.help()
+    with st.expander("Data options"):
+        c = st.columns(4)
+        heldout = c[0].number_input("Held-out fraction", 0.01, 0.9, DataSpec().heldout, 0.05, key="ft_heldout",
+                                    persist_state=PERSIST, help=h["heldout"])
+        limit = c[1].number_input("Training units (limit)", 1, None, None, key="ft_limit", persist_state=PERSIST,
+                                  placeholder="all", help=h["limit"])
+        max_length = c[2].number_input("Max length (tokens)", 8, 8192, DataSpec().max_length, 16,
+                                       key="ft_max_length", persist_state=PERSIST, help=h["max_length"])
+        seed = c[3].number_input("Split seed", 0, None, 0, key="ft_split_seed", persist_state=PERSIST,
+                                 help=h["split_seed"])
+        template = st.text_area("Prompt template", DataSpec().template, key="ft_template", persist_state=PERSIST,
+                                help=h["template"])
+    try:
+        spec = DataSpec(source=source, heldout=float(heldout), limit=int(limit) if limit else None,
+                        split_seed=int(seed), max_length=int(max_length), template=template)
+        n_train, n_held = _check_data(spec.to_dict(), langs, str(cache_root()))
+    except Exception as e:  # noqa: BLE001 - corpus and spec errors are the user's to fix
+        log.info("fine-tune data rejected: %s", e)
+        st.error(f"**This data cannot be used:** {ui.describe_error(e)}", icon=":material/error:")
+        return None
+    st.caption(f"{n_train} training units, {n_held} held out for evaluation ({', '.join(langs)}).")
+    return spec
+
+
+# --------------------------------------------------------------------------- method options
+
+
+def _field_widget(method: str, f: dataclasses.Field, help_text: str, col: Any) -> Any:
+    """One widget for a spec field, typed from its annotation, pre-filled with the paper default."""
+    key, label, default, kind = f"ft_{method}_{f.name}", f.name.replace("_", " "), f.default, str(f.type)
+    if f.name in CHOICES:
+        options = list(CHOICES[f.name])
+        return col.selectbox(label, options, index=options.index(default), key=key, help=help_text,
+                             persist_state=PERSIST)
+    if kind == "bool":
+        return col.checkbox(label, value=bool(default), key=key, help=help_text, persist_state=PERSIST)
+    if kind in ("int", "int | None"):
+        v = col.number_input(label, value=default, step=1, key=key, help=help_text, persist_state=PERSIST,
+                             placeholder="auto")
+        return None if v is None else int(v)
+    if kind in ("float", "float | None"):
+        step = abs(float(default)) / 10 if default else 0.01
+        v = col.number_input(label, value=None if default is None else float(default), step=step, format="%g",
+                             key=key, help=help_text, persist_state=PERSIST, placeholder="none")
+        return None if v is None else float(v)
+    if kind == "tuple[str, ...]":
+        return tuple(col.multiselect(label, list(dict.fromkeys([*LORA_TARGETS, *default])), default=list(default),
+                                     key=key, help=help_text, persist_state=PERSIST))
+    v = col.text_input(label, value=default or "", key=key, help=help_text, persist_state=PERSIST, placeholder="none")
+    return (v.strip() or None) if kind == "str | None" else v
+
+
+def _layers(text: str) -> tuple[int, ...] | None:
+    """'' → None (SiLP's allocation), 'none' → () (skip the stage), '1, 2' → (1, 2)."""
+    text = text.strip()
+    if not text:
+        return None
+    if text.lower() in ("none", "-", "skip"):
+        return ()
+    try:
+        return tuple(int(x) for x in text.replace(";", ",").split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"layers must be comma-separated block indices, got {text!r}") from None
+
+
+def _stored_allocation(s: ui.Settings, base: ModelSpec, n: str, d: str, knobs: dict[str, Any]) -> Any:
+    """((src, tgt), (n2d, d2n)) from a stored SiLP pair pass (N → D, else D → N) of the Setup's corpus, or None."""
+    from workbench.analysis import sensitivity
+
+    if base != s.model or n not in s.corpus.langs or d not in s.corpus.langs:
+        return None
+    for src, tgt in ((n, d), (d, n)):  # N → D is SiLP's stage N2D; the Layer profile records either
+        try:
+            status = ui.store_status(s.model, s.pair_corpus(src, tgt), s.silp_spec(), [(src, tgt)])
+            if status.recording is None:
+                continue
+            scores = ui_st.sensitivity_scores(ui_st.data_key(s), src, tgt, "paper")
+            split = knobs.get("split") or sensitivity.default_split(len(scores))
+            return (src, tgt), sensitivity.allocate_layers(scores, split=split, k1=knobs["k1"], k2=knobs["k2"])
+        except Exception:  # noqa: BLE001 - a pre-fill only; the job computes its own allocation
+            log.info("no stored SiLP allocation for %s > %s", src, tgt, exc_info=True)
+    return None
+
+
+def silp_layers(s: ui.Settings, base: ModelSpec, n: str, d: str, knobs: dict[str, Any]) -> dict[str, Any]:
+    """N2D / D2N layer boxes, pre-filled from the store's projection sensitivity when it has the pass."""
+    found = _stored_allocation(s, base, n, d, knobs)
+    n2d0, d2n0 = found[1] if found is not None else ([], [])
+    sig = f"{'-'.join(map(str, n2d0))}_{'-'.join(map(str, d2n0))}"  # a new pre-fill gives fresh boxes
+    c = st.columns(2)
+    n2d = c[0].text_input("N2D layers", ", ".join(map(str, n2d0)), key=f"ft_n2d_{sig}", placeholder="auto",
+                          help="Blocks whose FFN stage N2D trains (e.g. 1, 2). Empty: SiLP's allocation on the "
+                               "training pairs, computed by the job. 'none' skips the stage.")
+    d2n = c[1].text_input("D2N layers", ", ".join(map(str, d2n0)), key=f"ft_d2n_{sig}", placeholder="auto",
+                          help="Blocks whose FFN stage D2N trains. Empty: from the allocation. 'none' skips it.")
+    if found is not None:
+        (src, tgt), _ = found
+        st.caption(f"Pre-filled from the stored {src} → {tgt} SiLP pass of the Setup's corpus (projection "
+                   f"sensitivity, top {knobs['k1']} / {knobs['k2']}); edit freely. Empty boxes let the job "
+                   "allocate from its own training pairs.")
+    else:
+        st.caption(f"No stored {n} ↔ {d} SiLP pass of the Setup's corpus (record one on the Layer profile "
+                   "page to pre-fill); empty boxes let the job allocate from its training pairs.")
+    return {"n2d_layers": _layers(n2d), "d2n_layers": _layers(d2n)}
+
+
+def method_spec(method: str, langs: tuple[str, ...], steps: int | None, s: ui.Settings, base: ModelSpec) -> Any:
+    """The method spec from the widgets (raises ValueError for invalid values)."""
+    cls = type(spec_for(method))
+    helps = cls.help()
+    fields = [f for f in dataclasses.fields(cls) if f.name not in OWN_WIDGETS]
+    knobs: dict[str, Any] = {}
+    with st.expander(f"{compare.METHOD_NAMES[method]} options (the paper's defaults)"):
+        cols = st.columns(4)
+        for i, f in enumerate(fields):
+            knobs[f.name] = _field_widget(method, f, helps[f.name], cols[i % 4])
+        if method == "silp":
+            knobs.update(silp_layers(s, base, langs[1], langs[0], knobs))
+        if method == "lens":
+            st.caption("Per-language push strengths: `workbench finetune lens --set push_per_lang=…`.")
+    if method == "silp":
+        knobs.update(src=langs[1], tgt=langs[0])  # N = the target language, D = the pivot
+    elif method == "midalign":
+        knobs.update(src=langs[0], tgt=langs[1])
+    else:
+        knobs.update(languages=langs, central=langs[0])
+    return spec_for(method, {**knobs, "max_steps": steps})
+
+
+# --------------------------------------------------------------------------- new job
+
+
+def new_job(s: ui.Settings) -> None:
+    st.header("New fine-tune", divider="gray")
+    method = st.radio("Method", list(METHOD_CAPTIONS), format_func=compare.METHOD_NAMES.get, horizontal=True,
+                      captions=list(METHOD_CAPTIONS.values()), key="ft_method", persist_state=PERSIST)
+    base = base_model(s)
+    langs = languages(method, s)
+    if langs is None:
+        return
+    data = data_spec(langs, s)
+    c = st.columns([1, 1, 2], vertical_alignment="bottom")
+    steps = c[0].number_input("Steps (short run)", 1, None, SHORT_RUN_STEPS, key="ft_steps", persist_state=PERSIST,
+                              placeholder="epochs",
+                              help="Cap on optimiser steps (per stage for SiLP), so a CPU run takes minutes. "
+                                   "Empty: the paper's epochs.")
+    evaluate = c[1].toggle("Evaluate before/after", value=True, key="ft_evaluate", persist_state=PERSIST,
+                           help="Held-out translation loss (both directions) and pivot perplexity, before and "
+                                "after training.")
+    try:
+        spec = method_spec(method, langs, int(steps) if steps else None, s, base)
+        problem = None if data is not None else "the training data is not ready"
+    except ValueError as e:
+        spec, problem = None, str(e)
+        st.error(f"**Invalid option:** {e}", icon=":material/error:")
+    if st.button("Start", type="primary", icon=":material/play_arrow:", key="ft_start", disabled=problem is not None,
+                 help=f"Cannot start: {problem}." if problem else "Start the job in a separate process."):
+        try:
+            job_id = jobs.start_job(method, compare.job_model_spec(base), data, spec, evaluate=evaluate)
+        except (ValueError, OSError) as e:
+            st.error(f"**Could not start the job:** {ui.describe_error(e)}", icon=":material/error:")
+            return
+        st.session_state["ft_job"] = job_id
+        st.rerun()
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+def _fmt_s(t: float | None) -> str:
+    if t is None:
+        return "…"
+    t = int(round(t))
+    return f"{t // 60} min {t % 60:02d} s" if t >= 60 else f"{t} s"
+
+
+def jobs_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One line per job: what the table shows."""
+    out = []
+    for r in rows:
+        final = r.get("state") in jobs.FINAL_STATES
+        out.append({"job": r["id"], "method": compare.METHOD_NAMES.get(r.get("method"), r.get("method")),
+                    "state": r.get("state"), "steps": f"{r.get('step') or 0}/{r.get('total') or '?'}",
+                    "loss": r.get("loss"), "created": str(r.get("created", ""))[:19].replace("T", " "),
+                    "reason": r.get("reason") if r.get("state") in ("failed", "cancelled") else
+                    (None if final else r.get("message")),
+                    "artifact": r.get("artifact")})
+    return pd.DataFrame(out, columns=["job", "method", "state", "steps", "loss", "created", "reason", "artifact"])
+
+
+def _log_tail(d: str, n: int = 200) -> str:
+    path = Path(d) / "log.txt"
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _eval_table(metrics: dict[str, Any]) -> pd.DataFrame | None:
+    before, after = metrics.get("eval_before"), metrics.get("eval_after")
+    if not before or not after:
+        return None
+    return pd.DataFrame([{"metric": k, "before": before[k], "after": after.get(k),
+                          "change": (after.get(k) or float("nan")) - before[k]} for k in before])
+
+
+def job_detail(job_id: str) -> None:
+    """Progress, loss curve, cancel, and the outcome (reason and log, or artifact) of one job."""
+    try:
+        st_ = jobs.job_status(job_id)
+    except jobs.JobError as e:
+        st.warning(str(e))
+        return
+    state = st_.get("state", "queued")
+    method = compare.METHOD_NAMES.get(st_.get("method"), st_.get("method"))
+    st.markdown(f"**{method}** `{job_id}` :{STATE_BADGE.get(state, 'gray')}-badge[{state}]")
+    step, total = st_.get("step") or 0, st_.get("total")
+    history = st_.get("history") or []
+    if state in ("queued", "running"):
+        st.progress(min(1.0, step / total) if total else 0.0,
+                    text=f"{st_.get('message') or state} · step {step}/{total or '?'}")
+        m = st.columns(4)
+        m[0].metric("Step", f"{step}/{total or '?'}")
+        m[1].metric("Loss", f"{history[-1]['loss']:.4f}" if history and history[-1].get("loss") is not None else "—")
+        m[2].metric("Steps/s", f"{st_['steps_per_s']:.2f}" if st_.get("steps_per_s") else "—")
+        m[3].metric("ETA", _fmt_s(st_.get("eta_s")) if st_.get("eta_s") is not None else "—")
+        if st.button("Cancel", key=f"ft_cancel_{job_id}", icon=":material/stop:"):
+            st_ = jobs.cancel_job(job_id, grace_s=2.0)
+            st.rerun(scope="app")
+    if history:
+        fig = compare_figures.training_loss_figure(history, title=f"Training loss, {method} ({job_id[-6:]})")
+        ui_st.show_figure(fig, f"loss-{job_id}", pd.DataFrame(history), height=340)
+    if state == "failed":
+        st.error(f"**The job failed:** {st_.get('reason') or 'no reason was recorded'}", icon=":material/error:")
+    elif state == "cancelled":
+        st.warning(f"**Cancelled:** {st_.get('reason') or ''}", icon=":material/stop_circle:")
+    elif state == "done":
+        st.success(f"Done: a new model state, base + artifact `{st_.get('artifact')}`.",
+                   icon=":material/check_circle:")
+        table = _eval_table(st_.get("metrics") or {})
+        if table is not None:
+            st.dataframe(table, hide_index=True, column_config={
+                c: st.column_config.NumberColumn(format="%.4f") for c in ("before", "after", "change")})
+            st.caption("Held-out translation loss (nats per target token) and pivot perplexity, measured by the "
+                       "job before and after training (lower is better).")
+        st.page_link(COMPARE_PAGE, label="Compare with its base", icon=":material/compare_arrows:")
+    with st.expander("Log" if state != "failed" else "Full log"):
+        st.code(_log_tail(st_["dir"]), language=None)
+    with st.expander("Configuration"):
+        st.json(st_.get("config") or {}, expanded=False)
+
+
+def jobs_section() -> None:
+    st.header("Jobs", divider="gray")
+    rows = jobs.list_jobs()
+    busy = {r["id"] for r in rows if r.get("state") not in jobs.FINAL_STATES}
+
+    @st.fragment(run_every=2 if busy else 10)
+    def _poll() -> None:
+        now = jobs.list_jobs()
+        if {r["id"] for r in now if r.get("state") not in jobs.FINAL_STATES} != busy:
+            st.rerun(scope="app")  # a job started or ended: refresh the whole page (polling rate, states)
+        if not now:
+            st.caption("No jobs yet. Start one above; jobs of earlier sessions are listed here too.")
+            return
+        st.dataframe(jobs_table(now), hide_index=True, column_config={
+            "loss": st.column_config.NumberColumn(format="%.4f"),
+            "reason": st.column_config.TextColumn(width="large"),
+            "artifact": st.column_config.TextColumn(help="base + this artifact = the tuned model state")})
+        ids = [r["id"] for r in now]
+        if st.session_state.get("ft_job") not in ids:
+            st.session_state.pop("ft_job", None)
+        label = {r["id"]: f"{r['id']} ({r.get('state')})" for r in now}
+        job_id = st.selectbox("Job", ids, format_func=label.get, key="ft_job", width=480)
+        job_detail(job_id)
+
+    _poll()
+
+
+new_job(s)
+jobs_section()

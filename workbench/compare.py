@@ -1,0 +1,370 @@
+"""Before/after tables for two model states (METHODS.md §7): side by side and as a difference.
+
+A model state is a base model plus an optional fine-tune artifact (`ModelSpec(artifact=…)`);
+its fingerprint covers the artifact, so each state's recordings are separate store entries.
+
+- `tuned_states`: the states made by finished fine-tune jobs, for every model picker.
+- `load_state`, `state_fingerprint`, `stored_recording`: a state's model, identity and
+  stored recording (also for the tiny test model, whose tuned states the UI's helpers do
+  not cover).
+- `retrieval_compare`, `sensitivity_compare`, `overlap_compare`, `separation_compare`,
+  `retrieval_matrix_compare`, `map_compare`: the `workbench.views` tables of two
+  recordings joined by their keys.
+- `eval_compare`: held-out translation loss in both directions and pivot perplexity
+  (`workbench.finetune.evaluate`) of two loaded states.
+
+Every before/after table is long: the view's key columns (``layer``, ``series``, ``lang``,
+…), ``measure``, ``a``, ``b`` and ``diff = b − a``. Nothing here re-implements a metric;
+no Streamlit (HOUSE_STYLE 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench import views
+from workbench.config import CorpusSpec, ModelSpec, RecordSpec
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "METHOD_NAMES",
+    "eval_compare",
+    "job_model_spec",
+    "load_state",
+    "map_compare",
+    "overlap_compare",
+    "retrieval_compare",
+    "retrieval_matrix_compare",
+    "same_base",
+    "sensitivity_compare",
+    "separation_compare",
+    "side_by_side",
+    "state_fingerprint",
+    "stored_recording",
+    "tuned_states",
+]
+
+METHOD_NAMES = {"silp": "SiLP", "midalign": "Mid-align", "lens": "LENS", "cctuning": "CC-Tuning"}
+WORKER_TINY = "tiny-test:llama"
+"""The job worker's name for the UI's tiny test model (same config and seed, same weights)."""
+
+StateLoader = Callable[[ModelSpec, Any], Any]
+
+
+# --------------------------------------------------------------------------- model states
+
+
+def _is_tiny(source: str) -> bool:
+    """The UI's tiny model (`tiny-test`) or a worker tiny model (`tiny-test:<type>`)."""
+    from workbench import ui_support
+    from workbench.finetune.testing import is_tiny
+
+    return source == ui_support.TINY_MODEL or is_tiny(source)
+
+
+def _canonical_source(source: str) -> str:
+    from workbench import ui_support
+
+    return WORKER_TINY if source == ui_support.TINY_MODEL else source
+
+
+def job_model_spec(model: ModelSpec) -> ModelSpec:
+    """The base a fine-tune job's worker can load for `model` (the UI's tiny model renamed).
+
+    Raises:
+        ValueError: `model` is already a tuned state (jobs train on a base model only).
+    """
+    if model.artifact:
+        raise ValueError("a tuned state cannot be fine-tuned further; choose its base model")
+    return dataclasses.replace(model, source=_canonical_source(model.source))
+
+
+def same_base(a: ModelSpec, b: ModelSpec) -> bool:
+    """True when two states share their base model (the UI and worker tiny models count as one)."""
+    return (_canonical_source(a.source), a.revision) == (_canonical_source(b.source), b.revision)
+
+
+def _pivot_of(method: str, spec: dict[str, Any]) -> str | None:
+    """The pivot a job evaluates with (as `finetune.runner` does): SiLP's D, Mid-align's first, LENS's central."""
+    return {"silp": spec.get("tgt"), "midalign": spec.get("src"), "lens": spec.get("central"),
+            "cctuning": spec.get("pivot")}.get(method)
+
+
+def tuned_states() -> list[dict[str, Any]]:
+    """The model states made by finished fine-tune jobs, newest first.
+
+    Returns:
+        One dict per job that is done and whose artifact is readable: ``label``,
+        ``source`` (base model), ``artifact`` (path), ``method``, ``job_id``,
+        ``model`` (the state's ModelSpec dict, artifact included), ``languages``,
+        ``data`` (the job's DataSpec dict: its held-out split is what `eval_compare`
+        scores), ``pivot``, ``created``.
+    """
+    from workbench.finetune import jobs
+
+    out = []
+    for job in jobs.list_jobs():
+        if job.get("state") != "done" or not job.get("artifact"):
+            continue
+        path = Path(job["artifact"])
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+            spec = ModelSpec.from_dict({**(manifest.get("base_model") or {}), "artifact": str(path)})
+        except (OSError, ValueError, TypeError) as e:  # a deleted or foreign artifact: skip, say why
+            log.warning("skipping job %s: unreadable artifact %s (%s)", job["id"], path, e)
+            continue
+        method = str(job.get("method") or manifest.get("method"))
+        langs = [str(x) for x in manifest.get("languages") or []]
+        created = str(job.get("created") or manifest.get("created") or "")[:16].replace("T", " ")
+        label = (f"{METHOD_NAMES.get(method, method)} {'/'.join(langs)} on {Path(spec.source).name} "
+                 f"· {created} · {job['id'][-6:]}")
+        out.append({"label": label, "source": spec.source, "artifact": str(path), "method": method,
+                    "job_id": job["id"], "model": spec.to_dict(), "languages": langs,
+                    "data": manifest.get("data"), "pivot": _pivot_of(method, manifest.get("spec") or {}),
+                    "created": created})
+    return out
+
+
+_TINY_STATES: dict[ModelSpec, Any] = {}
+_LOCK = threading.Lock()  # guards both memos of this module
+
+
+def _tiny_state(spec: ModelSpec) -> Any:
+    """A tiny test state, with its artifact applied (built once per process; read-only)."""
+    from workbench import ui_support
+    from workbench.finetune.testing import tiny_state_for
+
+    key = dataclasses.replace(spec, device="cpu", dtype="float32")  # the tiny models ignore both
+    with _LOCK:
+        if key not in _TINY_STATES:
+            if spec.source == ui_support.TINY_MODEL:
+                base = ui_support.tiny_state()
+            else:
+                base = tiny_state_for(spec.source)
+            if spec.artifact:
+                from workbench.finetune.artifact_io import load_tuned
+
+                base = load_tuned(base, spec.artifact)
+            _TINY_STATES[key] = base
+        return _TINY_STATES[key]
+
+
+def load_state(spec: ModelSpec, *, loader: StateLoader | None = None, progress: Any = None) -> Any:
+    """The loaded ModelState of a state spec (base + artifact).
+
+    Args:
+        spec: the state (`artifact=None` for a base model).
+        loader: how real models load, `loader(spec, progress)` (default
+            `ui_support.load_state`, which applies the artifact via `models.load`); the UI
+            passes its `st.cache_resource`-backed loader.
+        progress: one-line messages while loading.
+    """
+    if _is_tiny(spec.source):
+        return _tiny_state(spec)
+    if loader is None:
+        from workbench import ui_support
+
+        return ui_support.load_state(spec, progress)
+    return loader(spec, progress)
+
+
+_FINGERPRINTS: dict[tuple[Any, ...], str] = {}
+
+
+def _files_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime) of every file under `path`: what changes when its bytes may have."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    return tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
+def state_fingerprint(spec: ModelSpec) -> str | None:
+    """The state's fingerprint (artifact included), or None when it is unknown before loading.
+
+    Hashing an artifact reads all of its bytes (a merged LoRA delta is most of the model),
+    so the result is memoised on the base's fingerprint and the artifact files' size and
+    mtime: pages ask for it on every rerun.
+    """
+    if _is_tiny(spec.source):
+        return str(_tiny_state(spec).fingerprint)
+    from workbench import ui_support
+
+    if not spec.artifact:
+        return ui_support.model_fingerprint(spec)
+    base_fp = ui_support.model_fingerprint(dataclasses.replace(spec, artifact=None))
+    memo_key = (spec, base_fp, _files_signature(Path(spec.artifact)))
+    with _LOCK:
+        if base_fp is not None and memo_key in _FINGERPRINTS:
+            return _FINGERPRINTS[memo_key]
+    fp = ui_support.model_fingerprint(spec)
+    if fp is not None and base_fp is not None:
+        with _LOCK:
+            _FINGERPRINTS[memo_key] = fp
+    return fp
+
+
+def stored_recording(spec: ModelSpec, corpus_spec: CorpusSpec, record_spec: RecordSpec,
+                     pairs: Sequence[tuple[str, str]] | None = None) -> Any:
+    """The complete stored recording of a state, or None (never loads a real model)."""
+    from workbench import tracing
+    from workbench.session import load_corpus_spec
+
+    fp = state_fingerprint(spec)
+    if fp is None:
+        return None
+    corpus = load_corpus_spec(corpus_spec)
+    units = tracing.units_for(corpus, corpus_spec.langs, record_spec, pairs)
+    found = tracing.lookup(fp, corpus, units, record_spec)
+    if any(e is None for e in found.values()):
+        return None
+    first = next(iter(found.values()))
+    return tracing.Recording(first.manifest.get("model_name", spec.source), fp, corpus.name,  # type: ignore[union-attr]  # all found
+                             record_spec, found, first.manifest["layer_labels"])  # type: ignore[union-attr,arg-type]  # all found
+
+
+# --------------------------------------------------------------------------- before/after tables
+
+
+def side_by_side(a: pd.DataFrame, b: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
+    """Join two tables of the same view: long, with ``measure, a, b, diff = b − a``.
+
+    Rows keep `a`'s order; rows only in `b` follow (with ``a`` NaN). Values are float64,
+    so ``diff`` is exactly ``b − a`` and identical inputs give exactly 0 (NaN stays NaN).
+
+    Args:
+        a: the view's table for state A.
+        b: the same view's table for state B.
+        keys: columns identifying a row (``layer``, ``series``, ``lang``, …).
+        values: the numeric columns to compare (one ``measure`` each).
+    """
+    keys = list(keys)
+    on = [*keys, "measure"]
+    la = a.melt(id_vars=keys, value_vars=list(values), var_name="measure", value_name="a")
+    lb = b.melt(id_vars=keys, value_vars=list(values), var_name="measure", value_name="b")
+    # Layer labels mix "emb" and ints: a left merge keeps a's order (an outer one would sort them).
+    out = la.merge(lb, on=on, how="left")
+    only_b = lb.merge(la[on], on=on, how="left", indicator=True)
+    only_b = only_b[only_b["_merge"] == "left_only"].drop(columns="_merge")
+    if len(only_b):
+        out = pd.concat([out, only_b.assign(a=np.nan)[out.columns]], ignore_index=True)
+    out["a"] = out["a"].astype(np.float64)
+    out["b"] = out["b"].astype(np.float64)
+    out["diff"] = out["b"] - out["a"]
+    return out
+
+
+def retrieval_compare(rec_a: Any, rec_b: Any, pooling: str, *, method: str = "margin", k: int = 4,
+                      pivot: str = "en", center: bool = False) -> pd.DataFrame:
+    """Retrieval accuracy by layer (`views.retrieval_tables` summary): layer, series, measure, a, b, diff."""
+    _, sa = views.retrieval_tables(rec_a, pooling, method=method, k=k, pivot=pivot, center=center)
+    _, sb = views.retrieval_tables(rec_b, pooling, method=method, k=k, pivot=pivot, center=center)
+    keys = ["center", "layer", "series"] if "center" in sa.columns else ["layer", "series"]
+    out = side_by_side(sa, sb, keys, ["accuracy"])
+    out.attrs.update(method=method, pivot=pivot, k=k, pooling=pooling)
+    return out
+
+
+def sensitivity_compare(pair_a: Any, pair_b: Any, unit: str, variant: str = "paper") -> pd.DataFrame:
+    """SiLP projection sensitivity of one direction (`views.sensitivity_scores`): layer, measure, a, b, diff."""
+    scores = (views.sensitivity_scores(pair_a, unit, variant), views.sensitivity_scores(pair_b, unit, variant))
+    frames = [pd.DataFrame({"layer": range(len(s)), "sensitivity": np.asarray(s, np.float64)}) for s in scores]
+    out = side_by_side(frames[0], frames[1], ["layer"], ["sensitivity"])
+    out.attrs.update(unit=unit, variant=variant)
+    return out
+
+
+def overlap_compare(rec_a: Any, rec_b: Any, pivot: str, langs: Sequence[str], *, top_frac: float) -> pd.DataFrame:
+    """Neuron overlap with the pivot (`views.overlap_table`): layer, lang, measure (jaccard, pivot_frac), a, b, diff."""
+    ta = views.overlap_table(rec_a, pivot, langs, top_frac=top_frac)
+    tb = views.overlap_table(rec_b, pivot, langs, top_frac=top_frac)
+    out = side_by_side(ta, tb, ["layer", "lang"], ["jaccard", "pivot_frac"])
+    out.attrs.update(pivot=pivot, top_frac=top_frac)
+    return out
+
+
+def separation_compare(rec_a: Any, rec_b: Any, pooling: str, *, rank: int | None, central: str,
+                       holdout: bool) -> pd.DataFrame:
+    """Subspace separation by layer (`views.separation_table`): layer, measure, a, b, diff.
+
+    Measures: ``agnostic_ratio``, ``specific_ratio`` and ``direction_norm_<lang>``.
+    """
+    ta = views.separation_table(rec_a, pooling, rank=rank, central=central, holdout=holdout)
+    tb = views.separation_table(rec_b, pooling, rank=rank, central=central, holdout=holdout)
+    values = [c for c in ta.columns if c != "layer"]
+    out = side_by_side(ta, tb, ["layer"], values)
+    out.attrs.update(central=ta.attrs.get("central", central), rank=rank, holdout=holdout)
+    return out
+
+
+def retrieval_matrix_compare(rec_a: Any, rec_b: Any, pooling: str, layer: Any, *, method: str = "margin",
+                             k: int = 4) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Language × language retrieval at one layer (`views.retrieval_matrix_at`): (A, B, B − A)."""
+    ma = views.retrieval_matrix_at(rec_a, pooling, layer, method=method, k=k)
+    mb = views.retrieval_matrix_at(rec_b, pooling, layer, method=method, k=k)
+    return ma, mb, mb.astype(np.float64) - ma.astype(np.float64)
+
+
+def map_compare(rec_a: Any, rec_b: Any, corpus: Any, pooling: str, layer: Any, *, method: str = "pca",
+                random_state: int = 0) -> pd.DataFrame:
+    """2-D maps of one layer for both states (`views.map_points`), stacked with a ``state`` column ('a', 'b').
+
+    Each state's map is its own projection (axes are not comparable point by point; a
+    difference of maps is not defined), so only the layouts are compared.
+    """
+    pa = views.map_points(rec_a, corpus, pooling, layer, method=method, random_state=random_state)
+    pb = views.map_points(rec_b, corpus, pooling, layer, method=method, random_state=random_state)
+    return pd.concat([pa.assign(state="a"), pb.assign(state="b")], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- held-out loss and perplexity
+
+
+def _metric_row(name: str) -> dict[str, str]:
+    """``loss_en>sw`` -> translation loss en → sw; ``ppl_en`` -> perplexity of en."""
+    if name.startswith("loss_"):
+        src, _, tgt = name[len("loss_"):].partition(">")
+        return {"kind": "translation loss", "what": f"{src} → {tgt}"}
+    if name.startswith("ppl_"):
+        return {"kind": "perplexity", "what": name[len("ppl_"):]}
+    return {"kind": name, "what": ""}
+
+
+def eval_compare(state_a: Any, state_b: Any, data: Any, languages: Sequence[str], *, pivot: str = "en",
+                 max_items: int | None = 64) -> pd.DataFrame:
+    """Held-out translation loss (both directions) and pivot perplexity of two states.
+
+    Args:
+        state_a: loaded ModelState A.
+        state_b: loaded ModelState B.
+        data: the DataSpec (or its dict) whose held-out split is scored, e.g. the tuned
+            job's own, so the units were never trained on.
+        languages: the split's languages (pivot included).
+        pivot: the perplexity language and one side of every direction.
+        max_items: held-out units scored per direction.
+
+    Returns:
+        One row per metric (``loss_<src>><tgt>`` in nats per target token, ``ppl_<pivot>``):
+        measure, kind, what, a, b, diff (= b − a; negative = B is better).
+    """
+    from workbench.finetune.data import build_split
+    from workbench.finetune.evaluate import evaluate_state
+    from workbench.finetune.specs import DataSpec
+
+    spec = data if isinstance(data, DataSpec) else DataSpec.from_dict(dict(data))
+    split = build_split(spec, list(languages))
+    ea = evaluate_state(state_a, split, pivot=pivot, max_items=max_items)
+    eb = evaluate_state(state_b, split, pivot=pivot, max_items=max_items)
+    rows = [{"measure": m, **_metric_row(m), "a": float(ea[m]), "b": float(eb.get(m, np.nan))} for m in ea]
+    out = pd.DataFrame(rows, columns=["measure", "kind", "what", "a", "b"])
+    out["diff"] = out["b"] - out["a"]
+    out.attrs.update(pivot=pivot, n_heldout=len(split.heldout), data_hash=split.data_hash)
+    return out
