@@ -41,6 +41,8 @@ PAGES = {
     "map": "pages/representation_map.py",
     "subspaces": "pages/language_subspaces.py",
     "neurons": "pages/neurons.py",
+    "finetune": "pages/finetune.py",
+    "compare": "pages/compare.py",
 }
 
 
@@ -163,7 +165,8 @@ def settings_line(s: ui.Settings) -> str:
     from pathlib import Path
 
     limit = f" · first {s.corpus.limit} units" if s.corpus.limit else ""
-    return (f"**Model** `{Path(s.model.source).name}` · **Corpus** `{Path(s.corpus.source).name}`{limit} · "
+    model = Path(s.model.source).name + (f" + {Path(s.model.artifact).parent.name}" if s.model.artifact else "")
+    return (f"**Model** `{model}` · **Corpus** `{Path(s.corpus.source).name}`{limit} · "
             f"**Languages** {_lang_list(list(s.corpus.langs))} · **Pooling** {s.pooling} · "
             f"**Max length** {s.max_length}")
 

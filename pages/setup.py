@@ -15,6 +15,7 @@ from workbench.config import CorpusSpec, ModelSpec, stable_hash
 log = logging.getLogger("workbench.app")
 
 BUNDLED_KIND, PATH_KIND, TINY_KIND = "Bundled model", "Hub id or local path", "Tiny test model"
+TUNED_KIND = "Tuned state"
 UPLOAD = "__upload__"
 POOLING_HELP = {
     "mean": "token average",
@@ -55,10 +56,16 @@ def _load(source: str) -> Any:
 
 def model_column(s: ui.Settings) -> ModelSpec | None:
     st.subheader("Model", divider="gray")
-    kinds = [BUNDLED_KIND, PATH_KIND] + ([TINY_KIND] if ui.tiny_model_enabled() else [])
+    from workbench import compare
+
+    tuned = {t["job_id"]: t for t in compare.tuned_states()}
+    kinds = ([BUNDLED_KIND, PATH_KIND] + ([TUNED_KIND] if tuned else [])
+             + ([TINY_KIND] if ui.tiny_model_enabled() else []))
     bundled = {m["name"]: m for m in _bundled_models()}
     current = s.model.source
-    kind_now = TINY_KIND if current == ui.TINY_MODEL else BUNDLED_KIND if current in bundled else PATH_KIND
+    kind_now = (TUNED_KIND if s.model.artifact else TINY_KIND if current == ui.TINY_MODEL
+                else BUNDLED_KIND if current in bundled else PATH_KIND)
+    artifact = None
     kind = st.radio("Source", kinds, index=kinds.index(kind_now) if kind_now in kinds else 0,
                     horizontal=True, key="setup_model_kind")
     if kind == BUNDLED_KIND:
@@ -83,6 +90,14 @@ def model_column(s: ui.Settings) -> ModelSpec | None:
         if not source:
             st.info("Enter a hub id or a local path.", icon=":material/edit:")
             return None
+    elif kind == TUNED_KIND:
+        ids = list(tuned)
+        now = next((k for k, t in tuned.items() if t["artifact"] == s.model.artifact), ids[0])
+        job_id = st.selectbox("Tuned state", ids, index=ids.index(now), format_func=lambda k: tuned[k]["label"],
+                              key="setup_tuned", help="A base model plus the artifact of a finished fine-tune "
+                                                      "(Fine-tune page). Its recordings are separate store entries.")
+        source, artifact = tuned[job_id]["source"], tuned[job_id]["artifact"]
+        st.caption(f"Base `{Path(source).name}` + artifact `{artifact}`")
     else:
         source = ui.TINY_MODEL
         st.caption("A 4-layer random-init Llama (d=64) for tests and demos: fast, but its numbers mean nothing.")
@@ -95,7 +110,7 @@ def model_column(s: ui.Settings) -> ModelSpec | None:
                              key="setup_dtype", help="auto: bfloat16 on CUDA, float32 on CPU.")
         trust = st.checkbox("Trust remote code", value=s.model.trust_remote_code, key="setup_trust",
                             help="Allow custom model code from the hub. Only for models you trust.")
-    return ModelSpec(source=source, device=device, dtype=dtype, trust_remote_code=trust)
+    return ModelSpec(source=source, device=device, dtype=dtype, trust_remote_code=trust, artifact=artifact)
 
 
 # --------------------------------------------------------------------------- corpus

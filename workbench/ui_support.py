@@ -110,13 +110,24 @@ def tiny_state() -> Any:
         return _TINY
 
 
+def _is_tiny(source: str) -> bool:
+    """The UI's tiny model or the job worker's `tiny-test:<type>`."""
+    from workbench.finetune.testing import is_tiny
+
+    return source == TINY_MODEL or is_tiny(source)
+
+
 def load_state(spec: ModelSpec, progress: Callable[[str], None] | None = None) -> Any:
     """A loaded model state: the tiny test model, or `session.get_state` (cached per process).
 
     `progress` receives one-line messages (converting, loading).
     """
-    if spec.source == TINY_MODEL:
+    if spec.source == TINY_MODEL and not spec.artifact:
         return tiny_state()
+    if _is_tiny(spec.source):  # a tuned tiny state, or the job worker's name for the tiny model
+        from workbench.compare import load_state as load_tiny
+
+        return load_tiny(spec)
     from workbench.session import get_state
 
     return get_state(spec, progress=progress)
@@ -135,8 +146,12 @@ def model_fingerprint(spec: ModelSpec) -> str | None:
     """
     from workbench import models
 
-    if spec.source == TINY_MODEL:
+    if spec.source == TINY_MODEL and not spec.artifact:
         return str(tiny_state().fingerprint)
+    if _is_tiny(spec.source):  # the artifact is part of the fingerprint
+        from workbench.compare import state_fingerprint
+
+        return str(state_fingerprint(spec))
     if spec in _FINGERPRINTS:
         return _FINGERPRINTS[spec]
     if spec.source in models.BUNDLED:
@@ -379,7 +394,8 @@ def job_label(model: ModelSpec, corpus_spec: CorpusSpec, pairs: Sequence[tuple[s
     """Short human label of a job."""
     what = ", ".join(f"{s}→{t}" for s, t in pairs) + " (SiLP pass)" if pairs else ", ".join(corpus_spec.langs)
     limit = f", first {corpus_spec.limit} units" if corpus_spec.limit else ""
-    return f"{Path(model.source).name} · {Path(corpus_spec.source).name} · {what}{limit}"
+    tuned = f" + {Path(model.artifact).parent.name}" if model.artifact else ""
+    return f"{Path(model.source).name}{tuned} · {Path(corpus_spec.source).name} · {what}{limit}"
 
 
 def start_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,

@@ -287,3 +287,17 @@ def test_compare_base_with_the_tuned_state(tuned_state):
         record_missing(at)  # Sensitivity needs SiLP's pair pass of both states
         ok(at)
         assert figures(at), tab
+
+
+def test_setup_lists_the_tuned_state_and_it_gets_its_own_store_entries(tuned_state):
+    at = app("pages/setup.py")
+    ok(at)
+    assert "Tuned state" in at.radio(key="setup_model_kind").options
+    at.radio(key="setup_model_kind").set_value("Tuned state").run()
+    ok(at)
+    assert at.selectbox(key="setup_tuned").value == tuned_state["job_id"]
+    spec = ui.Settings.from_dict(at.session_state["wb_settings"]).model
+    assert spec.artifact == tuned_state["artifact"]
+    # the artifact is part of the fingerprint: the tuned state never reads its base's recordings
+    base = ui.model_fingerprint(type(spec)(source=spec.source))
+    assert ui.model_fingerprint(spec) != base
