@@ -1,4 +1,4 @@
-"""CLI for fine-tunes and jobs: `workbench finetune silp|midalign|lens ...` and `workbench jobs ...`.
+"""CLI for fine-tunes and jobs: `workbench finetune silp|midalign|lens|cctuning ...` and `workbench jobs ...`.
 
 `add_finetune_parser(subparsers)` adds both commands to the main parser. A fine-tune
 always runs as a job (a separate worker process); `--wait` follows its progress and
@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   workbench finetune silp --model gemma-3-270m --pair en:sw --steps 200 --wait
   workbench finetune midalign --pair en:sw --steps 100 --set tau=1.5 --set align_layer=9
   workbench finetune lens --langs en,sw,zh --corpus udhr --steps 50
+  workbench finetune cctuning --model gemma-3-270m --pair en:sw --steps 20 --set wt_pairs=300
   workbench jobs ls
   workbench jobs show silp-20250101-120000-ab12cd
   workbench jobs cancel silp-20250101-120000-ab12cd
@@ -88,6 +89,13 @@ def _method_args(method: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--tau", type=float, default=None, help="contrastive temperature (default 0.1)")
         p.add_argument("--no-task", action="store_true", help="alignment loss only (an alignment adapter)")
         p.add_argument("--no-align", action="store_true", help="task loss only (plain LoRA)")
+    elif method == "cctuning":
+        p.add_argument("--train", choices=("lora", "ffn", "full"), default=None,
+                       help="what the SFT loss trains besides the Decision Maker (default lora)")
+        p.add_argument("--wt-pairs", type=int, default=None, help="pairs the Transform Matrix is fitted on (1000)")
+        p.add_argument("--target", default=None, help="response language (default: the pivot)")
+        p.add_argument("--instructions", default=None,
+                       help="JSONL of instruction / instruction_en / output rows (instead of the pairs)")
     else:
         p.add_argument("--langs", type=_csv, default=None, help="languages incl. the central one (default: the pair)")
         p.add_argument("--start-layer", type=int, default=None, help="train blocks >= this (default L-2)")
@@ -103,6 +111,11 @@ def _method_spec(a: argparse.Namespace) -> dict[str, Any]:
         spec.update(src=pivot, tgt=target, align_layer=a.layer, task_loss=not a.no_task, align_loss=not a.no_align)
         if a.tau is not None:
             spec["tau"] = a.tau
+    elif a.method == "cctuning":
+        spec.update(pivot=pivot, lang=target, target=a.target, instruction_file=a.instructions)
+        for key, arg in (("train", a.train), ("wt_pairs", a.wt_pairs)):
+            if arg is not None:
+                spec[key] = arg
     else:
         langs = a.langs or [pivot, target]
         spec.update(languages=langs, central=pivot if pivot in langs else langs[0], start_layer=a.start_layer)
@@ -219,13 +232,14 @@ def cmd_jobs(a: argparse.Namespace) -> int:
 
 
 def add_finetune_parser(sub: Any) -> None:
-    """Add `finetune {silp,midalign,lens}` and `jobs {ls,show,cancel}` to the main subparsers."""
-    f = sub.add_parser("finetune", help="start a fine-tune job (SiLP, Mid-align, LENS)", epilog=EXAMPLES,
+    """Add `finetune {silp,midalign,lens,cctuning}` and `jobs {ls,show,cancel}` to the main subparsers."""
+    f = sub.add_parser("finetune", help="start a fine-tune job (SiLP, Mid-align, LENS, CC-Tuning)", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     fsub = f.add_subparsers(dest="method", required=True)
     helps = {"silp": "SiLP: FFN of projection-sensitive layers, N2D then D2N",
              "midalign": "Mid-align: LoRA with middle-layer contrastive alignment",
-             "lens": "LENS: pull/push/retain in language subspaces, top layers"}
+             "lens": "LENS: pull/push/retain in language subspaces, top layers",
+             "cctuning": "CC-Tuning: English FFN outputs connected into block 0, Decision Maker, Transform Matrix"}
     for method, text in helps.items():
         p = fsub.add_parser(method, help=text, description=text,
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)

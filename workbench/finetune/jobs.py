@@ -122,7 +122,7 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
     with the data or the model surface in the worker as a failed job with the reason.
 
     Args:
-        method: 'silp', 'midalign' or 'lens'.
+        method: 'silp', 'midalign', 'lens' or 'cctuning'.
         model_spec: the base model (ModelSpec or its dict; `tiny-test:llama` for tests).
         data_spec: the DataSpec (or its dict).
         method_spec: the method's spec (or its dict; None = defaults).

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.finetune.data import ParallelSplit, build_split
-from workbench.finetune.specs import DataSpec, LENSSpec, languages_for, spec_for
+from workbench.finetune.specs import CCTuningSpec, DataSpec, LENSSpec, languages_for, spec_for
 from workbench.finetune.train import ProgressFn, StopFn, TrainResult
 
 log = logging.getLogger(__name__)
@@ -21,25 +21,28 @@ __all__ = ["METHODS", "finetune", "languages_for", "train"]
 
 
 def _trainers() -> dict[str, Callable[..., TrainResult]]:
+    from workbench.finetune.cctuning import train_cctuning
     from workbench.finetune.lens import train_lens
     from workbench.finetune.midalign import train_midalign
     from workbench.finetune.silp import train_silp
 
-    return {"silp": train_silp, "midalign": train_midalign, "lens": train_lens}
+    return {"silp": train_silp, "midalign": train_midalign, "lens": train_lens, "cctuning": train_cctuning}
 
 
-METHODS = ("silp", "midalign", "lens")
+METHODS = ("silp", "midalign", "lens", "cctuning")
 
 
 def _pivot(method: str, spec: Any) -> str:
     if isinstance(spec, LENSSpec):
         return spec.central
+    if isinstance(spec, CCTuningSpec):
+        return spec.pivot
     return spec.tgt if method == "silp" else spec.src  # SiLP's D; Mid-align's first language
 
 
 def train(method: str, state: Any, split: ParallelSplit, spec: Any, *, progress: ProgressFn | None = None,
           should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
-    """Dispatch to `train_silp` / `train_midalign` / `train_lens`."""
+    """Dispatch to `train_silp` / `train_midalign` / `train_lens` / `train_cctuning`."""
     spec = spec_for(method, spec)
     return _trainers()[method](state, split, spec, progress=progress, should_stop=should_stop, inplace=inplace)
 
@@ -52,7 +55,7 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
     """Build the data, train, evaluate before/after and write the artifact.
 
     Args:
-        method: 'silp', 'midalign' or 'lens'.
+        method: 'silp', 'midalign', 'lens' or 'cctuning'.
         state: the base ModelState (never modified; training runs on a copy).
         data: the DataSpec (or its dict).
         spec: the method spec (or its dict).
@@ -103,6 +106,13 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
         "wall_s": round(time.perf_counter() - t0, 3),
     }
     say("writing the artifact")
-    path = artifact_io.write_artifact(out_dir, state, result.model, manifest, adapter=result.adapter,
-                                      adapter_config=result.adapter_config, allowed=result.trainable)
+    files = result.extra.get("artifact_files")  # tensors beside the delta (CC-Tuning: W_DM, W_T)
+    if files:
+        from workbench.finetune.cctuning import write_artifact_with_files
+
+        path = write_artifact_with_files(out_dir, state, result.model, manifest, files, adapter=result.adapter,
+                                         adapter_config=result.adapter_config, allowed=result.trainable)
+    else:
+        path = artifact_io.write_artifact(out_dir, state, result.model, manifest, adapter=result.adapter,
+                                          adapter_config=result.adapter_config, allowed=result.trainable)
     return path, result

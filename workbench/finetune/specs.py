@@ -4,7 +4,8 @@ Defaults follow the papers (METHODS.md §6): SiLP §3.2–3.3 and §4 (lr 2e-5, 
 warm-up 0.03, 2 epochs), Mid-align App. D.1 (LoRA r=8, α=16, dropout 0.1 on
 q,k,v,o,gate,up,down; lr 5e-4, inverse-sqrt schedule, warm-up 0.03; τ = 0.1; contrastive
 mini-batches of 32), LENS §4.3 / App. D (lr 1e-5, batch 8, 1 epoch, 200 samples per
-language, top layers). What a paper leaves open is said in the field's help.
+language, top layers), CC-Tuning §4.1 / §3.2.2 (batch 16, 3 epochs, warm-up 0.1,
+1,000 pairs for the Transform Matrix). What a paper leaves open is said in the field's help.
 
 A job's config is `{method, model: ModelSpec, data: DataSpec, spec: <method spec>}`; all
 of it goes into the artifact's manifest.
@@ -17,7 +18,8 @@ from typing import Any
 
 from workbench.config import SILP_TEMPLATE, _help, _Spec
 
-__all__ = ["DataSpec", "LENSSpec", "MidAlignSpec", "SCHEDULES", "SPECS", "SiLPSpec", "languages_for", "spec_for"]
+__all__ = ["CCTuningSpec", "DataSpec", "LENSSpec", "MidAlignSpec", "SCHEDULES", "SPECS", "SiLPSpec", "languages_for",
+           "spec_for"]
 
 SCHEDULES = ("cosine", "linear", "constant", "inverse_sqrt")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -208,7 +210,67 @@ class LENSSpec(_Spec):
         return tuple(x for x in self.languages if x != self.central)
 
 
-SPECS: dict[str, type[_Spec]] = {"silp": SiLPSpec, "midalign": MidAlignSpec, "lens": LENSSpec}
+@dataclass(frozen=True)
+class CCTuningSpec(_Spec):
+    """CC-Tuning: cross-lingual FFN connection chosen by a Decision Maker (§3.2; METHODS §6)."""
+
+    lang: str = _help("N: the non-English language of the inputs the model is tuned on", "sw")
+    pivot: str = _help("the English (parallel) language whose FFN outputs are connected", "en")
+    target: str | None = _help("language of the responses (translation data); None = the pivot", None)
+    train: str = _help("what the SFT loss trains besides W_DM: 'lora' (cheap), 'ffn' (gate/up/down of "
+                       "every block) or 'full' (every parameter, as the paper does)", "lora")
+    r: int = _help("LoRA rank (train='lora')", 8)
+    alpha: int = _help("LoRA α (scaling α/r)", 16)
+    dropout: float = _help("LoRA dropout", 0.05)
+    target_modules: tuple[str, ...] = _help(
+        "modules that get LoRA (Llama names; GPT-2 models map to c_attn, c_proj, c_fc)", LORA_TARGETS)
+    tau: float = _help("Gumbel-softmax temperature of the Decision Maker (hard, straight-through)", 1.0)
+    embed: str = _help("e of Eq. 3: 'mean' (embedding output averaged over the non-English prompt's "
+                       "real tokens) or 'position' (the embedding output at the connection position)",
+                       "mean")
+    wt_pairs: int = _help("parallel training pairs the Transform Matrix is fitted on (paper: 1,000; "
+                          "clipped to the training data)", 1000)
+    curve_points: int = _help("points of the fit-error-vs-pairs curve (CC-Tuning Fig. 5)", 8)
+    eval_items: int | None = _help("held-out examples for |Δ| and the layer distribution; None = all", 200)
+    instruction_file: str | None = _help(
+        "optional JSONL of instruction (in N) / instruction_en / output rows; used instead of the "
+        "translation pairs for training and the Transform Matrix", None)
+    lr: float = _help("peak learning rate (AdamW, no weight decay; the paper: 1e-5 with full "
+                      "fine-tuning; LoRA needs ~10× more)", 1e-4)
+    schedule: str = _help("learning-rate schedule (LLaMA-Factory's default, the paper's tool: cosine)",
+                          "cosine")
+    warmup: float = _help("warm-up fraction of the steps (paper: 0.1)", 0.1)
+    epochs: float = _help("epochs (paper: 3)", 3.0)
+    batch_size: int = _help("examples per step (paper: 16)", 16)
+    max_steps: int | None = _help("cap on optimiser steps (short CPU runs); None = epochs", None)
+    max_grad_norm: float | None = _help("clip the gradient norm (LLaMA-Factory default 1.0)", 1.0)
+    seed: int = _help("seed of the data order, LoRA init, dropout and the Gumbel noise", 0)
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if self.lang == self.pivot:
+            raise ValueError(f"CCTuningSpec: lang and pivot must differ, both are {self.lang!r}")
+        if self.target == self.lang:
+            raise ValueError("CCTuningSpec: target must differ from lang (the input language)")
+        if self.train not in ("lora", "ffn", "full"):
+            raise ValueError(f"CCTuningSpec: train must be 'lora', 'ffn' or 'full', got {self.train!r}")
+        if self.embed not in ("mean", "position"):
+            raise ValueError(f"CCTuningSpec: embed must be 'mean' or 'position', got {self.embed!r}")
+        if self.r < 1 or self.tau <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError("CCTuningSpec: need r >= 1, tau > 0 and 0 <= dropout < 1")
+        if self.wt_pairs < 1 or self.curve_points < 1:
+            raise ValueError("CCTuningSpec: wt_pairs and curve_points must be >= 1")
+        if self.eval_items is not None and self.eval_items < 1:
+            raise ValueError(f"CCTuningSpec: eval_items must be >= 1 or None, got {self.eval_items}")
+
+    @property
+    def response_lang(self) -> str:
+        """The language of the responses (translation data): `target`, else the pivot."""
+        return self.target or self.pivot
+
+
+SPECS: dict[str, type[_Spec]] = {"silp": SiLPSpec, "midalign": MidAlignSpec, "lens": LENSSpec,
+                                 "cctuning": CCTuningSpec}
 
 
 def spec_for(method: str, d: dict[str, Any] | _Spec | None = None) -> Any:
@@ -233,4 +295,6 @@ def languages_for(method: str, spec: Any) -> tuple[str, ...]:
     """The corpus languages a method needs, in the order its data split stores them."""
     if isinstance(spec, LENSSpec):
         return tuple(spec.languages)
+    if isinstance(spec, CCTuningSpec):
+        return (spec.pivot, spec.lang) + ((spec.target,) if spec.target not in (None, spec.pivot) else ())
     return (spec.src, spec.tgt)
