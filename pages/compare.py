@@ -320,6 +320,32 @@ def loss_tab(options: dict[str, dict[str, Any]], a: str, b: str, labels: tuple[s
                    f"a drop in the target directions is the gain, a rise in {pivot} perplexity is forgetting.")
 
 
+def cctuning_tab(option: dict) -> None:
+    """CC-Tuning's own views of a tuned state: selected layers (Fig. 8), W_T fit (Fig. 5), |Δ| (Table 2)."""
+    import json
+
+    from workbench.viz.cctuning_figures import cctuning_figures
+
+    manifest = json.loads((Path(option["artifact"]) / "manifest.json").read_text())
+    report = manifest.get("metrics", {}).get("cctuning")
+    if not report:
+        st.info("This CC-Tuning artifact holds no evaluation report (the job ran with evaluation off).",
+                icon=":material/info:")
+        return
+    figs = cctuning_figures(report)
+    c = st.columns(2)
+    with c[0]:
+        ui_st.show_figure(figs["layer_selection"], "cctuning-layer-selection", height=380)
+        st.caption("Layers the Decision Maker picks on held-out inputs, with the real English input and with "
+                   "the Transform Matrix (CC-Tuning Fig. 8).")
+    with c[1]:
+        ui_st.show_figure(figs["transform_fit"], "cctuning-transform-fit", height=380)
+        st.caption("Least-squares fit error of W_T against the number of parallel pairs (CC-Tuning Fig. 5).")
+    ui_st.show_figure(figs["parallel_gap"], "cctuning-parallel-gap", height=360)
+    st.caption("Held-out loss without the connection, with the real English parallel input, and with W_T "
+               "(the |Δ| of CC-Tuning Table 2).")
+
+
 # --------------------------------------------------------------------------- page
 
 options = state_options(s)
@@ -356,7 +382,8 @@ pair0 = ui_st.default_pair(langs, s.pivot)
 if len(tuned_langs) >= 2 and all(x in langs for x in tuned_langs[:2]):
     pair0 = (tuned_langs[0], tuned_langs[1])
 
-tabs = st.tabs(TABS, key="cmp_tab", on_change="rerun")
+cc = next((options[x] for x in (b, a) if options[x].get("method") == "cctuning"), None)
+tabs = st.tabs(TABS + (["CC-Tuning"] if cc else []), key="cmp_tab", on_change="rerun")
 with tabs[0]:
     if tabs[0].open:
         retrieval_tab(key, langs, labels)
@@ -375,3 +402,8 @@ with tabs[4]:
 with tabs[5]:
     if tabs[5].open:
         loss_tab(options, a, b, labels)
+if cc:
+    with tabs[6]:
+        if tabs[6].open:
+            with ui_st.guard("the CC-Tuning views"):
+                cctuning_tab(cc)

@@ -1,4 +1,4 @@
-"""Fine-tune: start a SiLP / Mid-align / LENS job (a separate process), follow it, cancel it.
+"""Fine-tune: start a SiLP / Mid-align / LENS / CC-Tuning job (a separate process), follow it, cancel it.
 
 Widgets → specs (`workbench.finetune.specs`, defaults and help from the dataclasses) →
 `jobs.start_job`. The jobs table reads everything back from disk, so finished, failed and
@@ -34,15 +34,18 @@ METHOD_CAPTIONS = {
     "silp": "FFN of the projection-sensitive layers; N → D, then D → N",
     "midalign": "LoRA; translation loss + middle-layer contrastive alignment",
     "lens": "top layers; pull together / push apart in language subspaces",
+    "cctuning": "English FFN outputs connected into block 0 by a Decision Maker; W_T at inference",
 }
 # Fields set by other widgets (languages, steps, SiLP layers) or only by the CLI's --set.
-OWN_WIDGETS = {"src", "tgt", "languages", "central", "max_steps", "n2d_layers", "d2n_layers", "push_per_lang"}
-CHOICES = {"schedule": SCHEDULES, "task_directions": ("both", "forward")}
+OWN_WIDGETS = {"src", "tgt", "languages", "central", "max_steps", "n2d_layers", "d2n_layers", "push_per_lang",
+               "lang", "pivot"}
+CHOICES = {"schedule": SCHEDULES, "task_directions": ("both", "forward"), "train": ("lora", "ffn", "full"),
+           "embed": ("mean", "position")}
 STATE_BADGE = {"queued": "gray", "running": "blue", "done": "green", "failed": "red", "cancelled": "orange"}
 
 s = ui_st.page_header(
     "Fine-tune",
-    "Train SiLP, Mid-align or LENS on parallel pairs in a separate process. The result is a new model "
+    "Train SiLP, Mid-align, LENS or CC-Tuning on parallel pairs in a separate process. The result is a new model "
     "state (base + a small artifact) that the Compare page sets against its base.",
 )
 
@@ -275,6 +278,8 @@ def method_spec(method: str, langs: tuple[str, ...], steps: int | None, s: ui.Se
         knobs.update(src=langs[1], tgt=langs[0])  # N = the target language, D = the pivot
     elif method == "midalign":
         knobs.update(src=langs[0], tgt=langs[1])
+    elif method == "cctuning":
+        knobs.update(pivot=langs[0], lang=langs[1])  # English parallels connect into the target's pass
     else:
         knobs.update(languages=langs, central=langs[0])
     return spec_for(method, {**knobs, "max_steps": steps})

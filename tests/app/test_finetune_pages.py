@@ -301,3 +301,24 @@ def test_setup_lists_the_tuned_state_and_it_gets_its_own_store_entries(tuned_sta
     # the artifact is part of the fingerprint: the tuned state never reads its base's recordings
     base = ui.model_fingerprint(type(spec)(source=spec.source))
     assert ui.model_fingerprint(spec) != base
+
+
+def test_cctuning_is_offered_and_its_views_show_on_compare():
+    at = app("pages/finetune.py")
+    assert "CC-Tuning" in at.radio(key="ft_method").options  # labels; values are method ids
+    at.radio(key="ft_method").set_value("cctuning").run()
+    ok(at)
+    job_id = jobs.start_job("cctuning", {"source": "tiny-test:llama"},
+                            {"source": "udhr", "limit": 16, "max_length": 48},
+                            {"lang": "zh", "pivot": "en", "max_steps": 2, "batch_size": 4, "wt_pairs": 8,
+                             "curve_points": 3, "eval_items": 4})
+    assert wait(job_id)["state"] == "done", jobs.job_status(job_id)
+    at = app("pages/compare.py")
+    at.selectbox(key="cmp_b").set_value(job_id).run()
+    record_missing(at)
+    at.session_state["cmp_tab"] = "CC-Tuning"
+    at.run()
+    ok(at)
+    assert len(figures(at)) == 3  # only the open tab is computed: the three CC-Tuning views
+    captions = " ".join(c.value for c in at.caption)
+    assert "Fig. 8" in captions and "Fig. 5" in captions and "|Δ|" in captions
