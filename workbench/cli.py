@@ -39,20 +39,22 @@ EPILOG = """examples:
 """
 
 
-def _csv(s: str) -> list[str]:
+def csv_list(s: str) -> list[str]:
+    """Comma-separated values, stripped, empty ones dropped."""
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
-def _ints(s: str) -> list[int]:
+def int_list(s: str) -> list[int]:
+    """Comma-separated block indices."""
     try:
-        return [int(x) for x in _csv(s)]
+        return [int(x) for x in csv_list(s)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated block indices, got {s!r}") from None
 
 
 def _pairs(s: str) -> list[tuple[str, str]]:
     out = []
-    for p in _csv(s):
+    for p in csv_list(s):
         if ":" not in p:
             raise argparse.ArgumentTypeError(f"a pair is SRC:TGT (e.g. en:sw), got {p!r}")
         a, b = p.split(":", 1)
@@ -78,13 +80,13 @@ def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,s
     """Corpus and recording options shared by `record` and `analyze`."""
     g = p.add_argument_group("corpus")
     g.add_argument("--corpus", default="udhr", help="udhr, tatoeba:sw, or a TSV/JSONL file or FLORES dir")
-    g.add_argument("--langs", type=_csv, default=_csv(langs_default), 
+    g.add_argument("--langs", type=csv_list, default=csv_list(langs_default), 
                    help="comma-separated codes (default: %(default)s)")
     g.add_argument("--limit", type=int, default=None, help="only the first N units per language (quick looks)")
     r = p.add_argument_group("recording")
-    r.add_argument("--poolings", type=_csv, default=["mean", "last", "weighted"], help="mean,last,weighted")
+    r.add_argument("--poolings", type=csv_list, default=["mean", "last", "weighted"], help="mean,last,weighted")
     r.add_argument("--max-length", type=int, default=256, help="truncate inputs to N tokens (default: %(default)s)")
-    r.add_argument("--layers", type=_ints, default=None, help="blocks to record, e.g. 0,4,8 (default: all)")
+    r.add_argument("--layers", type=int_list, default=None, help="blocks to record, e.g. 0,4,8 (default: all)")
     r.add_argument("--template", default=None,
                    help="text template with {text}, or 'silp' / a pair template with {src_text} {tgt_text}")
     r.add_argument("--chat-template", action="store_true", help="wrap inputs in the tokenizer's chat template")
@@ -115,26 +117,33 @@ def corpus_spec(a: argparse.Namespace, langs: Sequence[str] | None = None) -> Co
     return CorpusSpec(source=a.corpus, langs=tuple(langs or a.langs), limit=a.limit)
 
 
-class _Bar:
-    """A tqdm progress bar driven by progress(done, total, message) callbacks."""
+class ProgressBar:
+    """A tqdm bar on stderr driven by progress(done, total, message) callbacks (only if enabled).
+
+    A new total (the next recording of a multi-recording command) starts a new bar.
+    """
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.bar: Any = None
 
     def __call__(self, done: int, total: int, message: str) -> None:
+        """Advance the bar to `done` of `total`."""
         if not self.enabled:
             return
-        if self.bar is None:
+        if self.bar is None or self.bar.total != total:
             from tqdm import tqdm
 
+            self.close()
             self.bar = tqdm(total=total, unit="sent", file=sys.stderr, dynamic_ncols=True)
         self.bar.set_description(message)
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
+        """Finish the current bar."""
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def get_recording(a: argparse.Namespace, *, langs: Sequence[str] | None = None,
@@ -142,7 +151,7 @@ def get_recording(a: argparse.Namespace, *, langs: Sequence[str] | None = None,
     """Record what is missing (with progress if asked) and return the Recording."""
     from workbench.session import ensure_recording
 
-    bar = _Bar(getattr(a, "progress", False))
+    bar = ProgressBar(getattr(a, "progress", False))
     try:
         return ensure_recording(model_spec(a), corpus_spec(a, langs), record_spec(a, **override), pairs=pairs,
                                 progress=bar, status=lambda m: print(m, file=sys.stderr))
@@ -252,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("list", help="bundled corpora")
     cs = csub.add_parser("show", help="languages and the first units of a corpus")
     cs.add_argument("name")
-    cs.add_argument("--langs", type=_csv, default=None)
+    cs.add_argument("--langs", type=csv_list, default=None)
     cs.add_argument("--limit", type=int, default=3)
     c.set_defaults(func=cmd_corpus)
 

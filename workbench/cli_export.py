@@ -20,11 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from workbench.cli import ProgressBar as _Progress
+from workbench.cli import csv_list as _csv
 from workbench.config import RecordSpec
-
-
-def _csv(s: str) -> list[str]:
-    return [x.strip() for x in s.split(",") if x.strip()]
 
 
 def _kv(s: str) -> tuple[str, Any]:
@@ -40,30 +38,6 @@ def _kv(s: str) -> tuple[str, Any]:
 
 def _status(msg: str) -> None:
     print(msg, file=sys.stderr)
-
-
-class _Progress:
-    """tqdm bar from progress(done, total, message) callbacks (only when --progress)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None or self.bar.total != total:
-            from tqdm import tqdm
-
-            self.close()
-            self.bar = tqdm(total=total, unit="sent", file=sys.stderr, dynamic_ncols=True)
-        self.bar.set_description(message)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def _record_overrides(a: argparse.Namespace) -> dict[str, Any]:

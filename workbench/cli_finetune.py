@@ -12,6 +12,9 @@ import json
 import sys
 from typing import Any
 
+from workbench.cli import csv_list as _csv
+from workbench.cli import int_list as _ints
+
 __all__ = ["add_finetune_parser", "cmd_finetune", "cmd_jobs"]
 
 EXAMPLES = """examples:
@@ -23,17 +26,6 @@ EXAMPLES = """examples:
   workbench jobs show silp-20250101-120000-ab12cd
   workbench jobs cancel silp-20250101-120000-ab12cd
 """
-
-
-def _csv(s: str) -> list[str]:
-    return [x.strip() for x in s.split(",") if x.strip()]
-
-
-def _ints(s: str) -> list[int]:
-    try:
-        return [int(x) for x in _csv(s)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated block indices, got {s!r}") from None
 
 
 def _pair(s: str) -> tuple[str, str]:
