@@ -52,6 +52,17 @@ def int_list(s: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated block indices, got {s!r}") from None
 
 
+def key_value(s: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; the value is read as JSON when it parses (numbers, true, null, lists), else text."""
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
+    k, v = s.split("=", 1)
+    try:
+        return k.strip(), json.loads(v)
+    except json.JSONDecodeError:
+        return k.strip(), v
+
+
 def _pairs(s: str) -> list[tuple[str, str]]:
     out = []
     for p in csv_list(s):

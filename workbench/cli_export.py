@@ -14,7 +14,6 @@ pictures); the default output folder is the manifest's own, so there it needs
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -22,18 +21,8 @@ from typing import Any
 
 from workbench.cli import ProgressBar as _Progress
 from workbench.cli import csv_list as _csv
+from workbench.cli import key_value as _kv
 from workbench.config import RecordSpec
-
-
-def _kv(s: str) -> tuple[str, Any]:
-    """``key=value``; the value is read as JSON when it parses (numbers, true, null, lists), else text."""
-    if "=" not in s:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
-    k, v = s.split("=", 1)
-    try:
-        return k.strip(), json.loads(v)
-    except json.JSONDecodeError:
-        return k.strip(), v
 
 
 def _status(msg: str) -> None:

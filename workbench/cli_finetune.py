@@ -14,6 +14,7 @@ from typing import Any
 
 from workbench.cli import csv_list as _csv
 from workbench.cli import int_list as _ints
+from workbench.cli import key_value as _kv
 
 __all__ = ["add_finetune_parser", "cmd_finetune", "cmd_jobs"]
 
@@ -33,16 +34,6 @@ def _pair(s: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"a pair is PIVOT:TARGET (e.g. en:sw), got {s!r}")
     a, b = s.split(":")
     return a.strip(), b.strip()
-
-
-def _assignment(s: str) -> tuple[str, Any]:
-    if "=" not in s:
-        raise argparse.ArgumentTypeError(f"--set takes FIELD=VALUE, got {s!r}")
-    k, v = s.split("=", 1)
-    try:
-        return k.strip(), json.loads(v)
-    except json.JSONDecodeError:
-        return k.strip(), v
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -65,7 +56,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: the paper's)")
     t.add_argument("--batch-size", type=int, default=None, help="examples per step")
     t.add_argument("--seed", type=int, default=0, help="training seed")
-    t.add_argument("--set", type=_assignment, action="append", default=[], metavar="FIELD=VALUE",
+    t.add_argument("--set", type=_kv, action="append", default=[], metavar="FIELD=VALUE",
                    help="any other field of the method's spec (JSON values), repeatable")
     t.add_argument("--no-eval", action="store_true", help="skip held-out loss / perplexity before and after")
     p.add_argument("--wait", action="store_true", help="follow the job and print the artifact path")
