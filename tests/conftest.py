@@ -56,3 +56,29 @@ def chromium():
     if path is None:
         pytest.fail(export.NO_CHROMIUM, pytrace=False)
     return path
+
+
+# ------------------------------------------------------------------ fine-tune fixtures (module-scoped)
+
+
+@pytest.fixture(scope="module")
+def state():
+    """A fresh tiny Llama state per module (fine-tune tests may train copies of it)."""
+    from workbench.finetune.testing import tiny_state
+
+    return tiny_state("llama")
+
+
+@pytest.fixture(scope="module")
+def split():
+    """16 Tatoeba en–sw pairs with a held-out part, short sequences."""
+    from workbench.finetune.data import build_split
+    from workbench.finetune.specs import DataSpec
+
+    return build_split(DataSpec(limit=16, max_length=48), ("en", "sw"))
+
+
+@pytest.fixture(scope="module")
+def base_params(state):
+    """The base parameters before any training, to check what changed."""
+    return {n: p.detach().clone() for n, p in state.model.named_parameters()}

@@ -26,8 +26,7 @@ from workbench.finetune.cctuning import (
     train_cctuning,
     write_artifact_with_files,
 )
-from workbench.finetune.data import build_split
-from workbench.finetune.specs import CCTuningSpec, DataSpec
+from workbench.finetune.specs import CCTuningSpec
 from workbench.finetune.testing import tiny_state
 from workbench.models import get_path
 from workbench.viz.cctuning_figures import cctuning_figures
@@ -45,19 +44,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def state():
-    return tiny_state("llama")
-
-
-@pytest.fixture(scope="module")
-def split():
-    return build_split(DataSpec(limit=16, max_length=48), ("en", "sw"))
-
-
-@pytest.fixture(scope="module")
-def base_params(state):
-    return {n: p.detach().clone() for n, p in state.model.named_parameters()}
 
 
 @pytest.fixture(scope="module")

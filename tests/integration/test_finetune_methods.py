@@ -15,7 +15,7 @@ from workbench.finetune.lens import lens_losses, lens_representations, lens_subs
 from workbench.finetune.midalign import contrastive_alignment_loss, merge_adapter_artifacts, train_midalign
 from workbench.finetune.runner import finetune
 from workbench.finetune.silp import train_silp
-from workbench.finetune.specs import DataSpec, LENSSpec, MidAlignSpec, SiLPSpec
+from workbench.finetune.specs import LENSSpec, MidAlignSpec, SiLPSpec
 from workbench.finetune.testing import tiny_model, tiny_state
 from workbench.finetune.train import Cancelled, block_output, masked_mean
 from workbench.models import get_path
@@ -34,19 +34,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module")
-def state():
-    return tiny_state("llama")
-
-
-@pytest.fixture(scope="module")
-def split():
-    return build_split(DataSpec(limit=16, max_length=48), ("en", "sw"))
-
-
-@pytest.fixture(scope="module")
-def base_params(state):
-    return {n: p.detach().clone() for n, p in state.model.named_parameters()}
 
 
 def _names(layers, modules):

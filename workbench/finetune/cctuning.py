@@ -71,6 +71,7 @@ from workbench.finetune.data import (
     collate,
     encode_translation,
     epoch_batches,
+    jsonl_records,
     n_batches,
     prompt_and_target,
 )
@@ -167,13 +168,7 @@ def instruction_examples(path: str | Path, tokenizer: Any, max_length: int) -> l
     """
     out = []
     p = Path(path)
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p}:{lineno}: not JSON ({e.msg})") from None
+    for lineno, rec in jsonl_records(p):
         fields = [rec.get(k) for k in ("instruction", "instruction_en", "output")]
         if not all(isinstance(f, str) and f for f in fields):
             raise ValueError(f"{p}:{lineno}: needs non-empty string fields instruction, instruction_en, output")

@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -236,3 +238,18 @@ def epoch_batches(n: int, batch_size: int, epochs: float, seed: int) -> Iterator
 def n_batches(n: int, batch_size: int, epochs: float) -> int:
     """How many batches `epoch_batches` yields."""
     return math.ceil(epochs * math.ceil(n / batch_size))
+
+
+def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """(1-based line number, parsed object) of each non-blank line of a JSONL file.
+
+    Raises:
+        ValueError: a line that is not JSON, naming the file and line.
+    """
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not JSON ({e.msg})") from None

@@ -15,7 +15,6 @@ D→N) of the first `alloc_pairs` training pairs, all real non-special tokens co
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from workbench.finetune.data import (
     collate,
     encode_translation,
     epoch_batches,
+    jsonl_records,
     n_batches,
     translation_examples,
 )
@@ -96,13 +96,7 @@ def load_tft_examples(path: str | Path, tokenizer: Any, max_length: int) -> list
     """
     out = []
     p = Path(path)
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p}:{lineno}: not JSON ({e.msg})") from None
+    for lineno, rec in jsonl_records(p):
         prompt = rec.get("instruction", rec.get("prompt"))
         answer = rec.get("output", rec.get("response"))
         if not isinstance(prompt, str) or not isinstance(answer, str) or not answer:
