@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from workbench.errors import ArtifactError
 
 
-class ArtifactError(RuntimeError):
-    """An artifact is missing, incomplete or does not fit the base model."""
 
 
 def _manifest(path: Path) -> dict[str, Any]:

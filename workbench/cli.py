@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
+from workbench.errors import is_user_error, user_message
 
 log = logging.getLogger("workbench")
 
@@ -309,16 +310,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from workbench.artifacts import ArtifactError
-    from workbench.corpus import CorpusError
-    from workbench.models import ModelError
-    from workbench.store import StoreError
-    from workbench.tracing import RecordError
-
-    return (ModelError, CorpusError, StoreError, RecordError, ArtifactError, ValueError, FileNotFoundError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `workbench` console script."""
     args = build_parser().parse_args(argv)
@@ -327,15 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except _user_errors() as e:
-        log.debug("error", exc_info=True)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `workbench store ls | head`
         return 0
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not is_user_error(e) and not isinstance(e, ValueError):
+            raise
+        log.debug("error", exc_info=True)
+        print(f"error: {user_message(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

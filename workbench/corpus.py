@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pycountry
+from workbench.errors import CorpusError
 
 __all__ = [
     "CorpusError",
@@ -47,30 +48,6 @@ _HF_SPLITS = ("test", "devtest", "dev", "validation", "train")
 _HASH_VERSION = b"workbench.corpus.content/v1\n"
 
 
-class CorpusError(ValueError):
-    """Bad corpus input; the message names the file, the 1-based line and the language.
-
-    Attributes:
-        path: The file, directory or bundled resource at fault, if any.
-        line: 1-based line number at fault, if any.
-        lang: Language code at fault, if any.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str | Path | None = None,
-        line: int | None = None,
-        lang: str | None = None,
-    ) -> None:
-        where = ""
-        if path is not None:
-            where = f"{path}:{line}: " if line is not None else f"{path}: "
-        super().__init__(where + message)
-        self.path = None if path is None else str(path)
-        self.line = line
-        self.lang = lang
 
 
 # --------------------------------------------------------------------------- languages

@@ -45,6 +45,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.viz.theme import FONT_FAMILY, paper_layout
+from workbench.errors import ChromiumNotFoundError, ExportError, OverwriteError
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,6 @@ _VERSIONED = ("workbench", "multilingual-workbench", "torch", "transformers", "n
               "numpy", "pandas", "pyarrow", "scikit-learn")
 
 
-class ExportError(ValueError):
-    """An export cannot be done as asked (bad name, format, size or manifest)."""
-
-
-class OverwriteError(ExportError, FileExistsError):
-    """A file to be written exists and ``overwrite`` was not given."""
-
-
-class ChromiumNotFoundError(ExportError):
-    """Static export (PDF/SVG/PNG) needs a Chromium-based browser and none was found."""
 
 
 # --------------------------------------------------------------------------- names and paths

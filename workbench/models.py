@@ -24,12 +24,11 @@ from filelock import FileLock
 
 from workbench.config import ModelSpec
 from workbench.paths import cache_root
+from workbench.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 
-class ModelError(RuntimeError):
-    """A model cannot be found, prepared or understood; the message says what to do."""
 
 
 # --------------------------------------------------------------------------- architectures

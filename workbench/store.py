@@ -27,6 +27,7 @@ from filelock import FileLock
 
 from workbench.config import stable_hash
 from workbench.paths import cache_root
+from workbench.errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ _MANIFEST = "manifest.json"
 _TMP_PREFIX = ".tmp-"
 
 
-class StoreError(RuntimeError):
-    """A store entry is missing or damaged."""
 
 
 def make_key(parts: dict[str, Any]) -> str:

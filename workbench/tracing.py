@@ -40,6 +40,7 @@ from nnsight import NNsight
 from workbench.config import RecordSpec
 from workbench.models import ModelState, get_path
 from workbench.store import Entry, Store, make_key
+from workbench.errors import RecordError
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ _LOCKS: dict[int, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
 
 
-class RecordError(ValueError):
-    """Bad recording input (unknown language, out-of-range layer, empty span, ...)."""
 
 
 def _model_lock(state: ModelState) -> threading.Lock:

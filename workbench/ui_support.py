@@ -490,18 +490,6 @@ def is_upload(source: str) -> bool:
 
 def describe_error(e: BaseException) -> str:
     """A message a user can act on (the traceback belongs in the log, not on the page)."""
-    from workbench.corpus import CorpusError
-    from workbench.models import ModelError
-    from workbench.store import StoreError
+    from workbench.errors import user_message
 
-    name = type(e).__name__
-    if isinstance(e, (ModelError, CorpusError, StoreError)):
-        return str(e)
-    if name == "OutOfMemoryError" or isinstance(e, MemoryError):
-        return ("Out of memory while recording. Lower the max length, limit the units, or choose "
-                "a smaller model.")
-    if isinstance(e, FileNotFoundError):
-        return f"File not found: {e.filename or e}. Check the path on the Setup page."
-    if isinstance(e, ValueError):  # RecordError and the analyses' input checks
-        return str(e)
-    return f"Unexpected {name}: {e}. The full traceback is in the server log."
+    return user_message(e)

@@ -34,6 +34,7 @@ from typing import Any
 from workbench.config import ModelSpec, _Spec
 from workbench.finetune.specs import DataSpec, spec_for
 from workbench.paths import cache_root
+from workbench.errors import JobError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ STATES = ("queued", "running", *FINAL_STATES)
 _PROCS: dict[str, subprocess.Popen[bytes]] = {}
 
 
-class JobError(ValueError):
-    """Unknown job id, or a request that does not fit the job's state."""
 
 
 def now() -> str:

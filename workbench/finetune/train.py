@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from workbench.models import get_path
+from workbench.errors import Cancelled
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ StopFn = Callable[[], bool]
 """should_stop(): checked before each step; True cancels the run (raises `Cancelled`)."""
 
 
-class Cancelled(RuntimeError):
-    """The run was cancelled (should_stop() returned True, or the worker got SIGTERM)."""
 
 
 @dataclass
