@@ -47,14 +47,10 @@ from workbench.finetune.specs import CCTuningSpec, DataSpec
 
 
 def _load(source: str, device: str) -> Any:
-    from workbench.finetune.testing import is_tiny, tiny_state_for
-
-    if is_tiny(source):
-        return tiny_state_for(source)
     from workbench.config import ModelSpec
     from workbench.models import load
 
-    return load(ModelSpec(source=source, device=device, dtype="float32"))
+    return load(ModelSpec(source=source, device=device, dtype="float32"), fresh=True)
 
 
 def _time(fn: Callable[[], Any], dev: Any) -> float:
@@ -117,7 +113,7 @@ def _train_steps(state: Any, batch: Any, spec: CCTuningSpec, repeat: int) -> dic
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny-test:llama")
+    p.add_argument("--model", default="tiny:llama")
     p.add_argument("--device", default="cpu")
     p.add_argument("--artifact", default=None, help="a CC-Tuning artifact of --model (else random W_DM, fitted W_T)")
     p.add_argument("--corpus", default="tatoeba:sw")

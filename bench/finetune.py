@@ -58,14 +58,10 @@ class _Marks:
 
 
 def _load(source: str, device: str) -> Any:
-    from workbench.finetune.testing import is_tiny, tiny_state_for
-
-    if is_tiny(source):
-        return tiny_state_for(source)
     from workbench.config import ModelSpec
     from workbench.models import load
 
-    return load(ModelSpec(source=source, device=device, dtype="float32"))
+    return load(ModelSpec(source=source, device=device, dtype="float32"), fresh=True)
 
 
 def silp_ours(state: Any, split: Any, layers: list[int], a: argparse.Namespace) -> float:
@@ -143,7 +139,7 @@ def mid_plain(state: Any, task: dict[str, Any], align: dict[str, Any], a: argpar
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="tiny-test:llama")
+    p.add_argument("--model", default="tiny:llama")
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=6, help="steps not timed (even: Mid-align pairs)")

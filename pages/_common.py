@@ -26,10 +26,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from workbench import export as wb_export
+from workbench import recordings, views
 from workbench import report as wb_report
 from workbench import ui_support as ui
-from workbench import views
 from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
+from workbench.errors import user_message
+from workbench.jobs.progress import Snapshot
+from workbench.jobs.threads import JOBS
 from workbench.paths import cache_root
 
 log = logging.getLogger("workbench.app")
@@ -73,27 +76,13 @@ def data_key(settings: ui.Settings) -> dict[str, Any]:
 # --------------------------------------------------------------------------- caches
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _model_state(spec: dict[str, Any], _progress: Any = None) -> Any:
-    """The loaded, read-only model (shared by every session and tab of this server).
-
-    `_progress` (not part of the cache key) receives loading / converting messages.
-    """
-    return ui.load_state(ModelSpec.from_dict(spec), _progress)
-
-
-def state_loader(spec: ModelSpec, progress: Any = None) -> Any:
-    """Loader handed to recording jobs: the st.cache_resource-backed model state."""
-    return _model_state(spec.to_dict(), progress)
-
-
 def _recording(key: dict[str, Any], pair: tuple[str, str] | None = None) -> Any:
     """The complete recording behind a cached table (called only on cache misses)."""
     s = ui.Settings.from_dict(key["settings"])
     if pair:
-        status = ui.store_status(s.model, s.pair_corpus(*pair), s.silp_spec(), [pair])
+        status = recordings.store_status(s.model, s.pair_corpus(*pair), s.silp_spec(), [pair])
     else:
-        status = ui.store_status(s.model, s.corpus, s.record_spec())
+        status = recordings.store_status(s.model, s.corpus, s.record_spec())
     if status.recording is None:
         raise RuntimeError("the recording is no longer in the store; record it again on the Setup page")
     return status.recording
@@ -101,7 +90,7 @@ def _recording(key: dict[str, Any], pair: tuple[str, str] | None = None) -> Any:
 
 def corpus_of(settings: ui.Settings) -> Any:
     """The corpus with the chosen languages and limit."""
-    from workbench.session import load_corpus_spec
+    from workbench.recordings import load_corpus_spec
 
     return load_corpus_spec(settings.corpus)
 
@@ -185,7 +174,7 @@ def page_header(title: str, caption: str, *, show_settings: bool = True) -> ui.S
 
 
 def _sidebar_jobs() -> None:
-    running = [j.snapshot() for j in ui.JOBS.jobs()]
+    running = [j.snapshot() for j in JOBS.jobs()]
     running = [j for j in running if j.running]
     if running:
         with st.sidebar:
@@ -201,7 +190,7 @@ def guard(what: str) -> Iterator[None]:
         yield
     except Exception as e:  # noqa: BLE001 - one view failing must not take the page down
         log.warning("%s failed", what, exc_info=True)
-        st.error(f"Could not compute {what}: {ui.describe_error(e)}", icon=":material/error:")
+        st.error(f"Could not compute {what}: {user_message(e)}", icon=":material/error:")
 
 
 def _slug(text: str) -> str:
@@ -311,7 +300,7 @@ def _spec_recordings(canon: dict[str, Any]) -> list[tuple[str, Any]]:
     corpus = CorpusSpec(source=canon["corpus"], langs=tuple(langs), limit=canon["limit"])
     out = []
     for role, m in states:
-        status = ui.store_status(m, corpus, rspec, pairs)
+        status = recordings.store_status(m, corpus, rspec, pairs)
         if status.recording is None:
             why = status.unknown or f"{', '.join(status.missing) or 'some units'} not in the store"
             raise wb_export.ExportError(f"the recording behind this figure cannot be found ({why}); "
@@ -442,7 +431,7 @@ def _export_panel(fig: go.Figure, name: str, data: pd.DataFrame | None, *, spec:
                 blob = export_zip(fig, data, name, spec=spec, formats=formats, width=width, dpi=dpi, index=index)
         except Exception as e:  # noqa: BLE001 - shown to the user; the traceback goes to the log
             log.warning("export of %s failed", name, exc_info=True)
-            st.error(f"Could not export this figure: {ui.describe_error(e)} The HTML and CSV downloads above "
+            st.error(f"Could not export this figure: {user_message(e)} The HTML and CSV downloads above "
                      "still work.", icon=":material/error:")
         else:
             st.session_state[key] = {"token": token, "file_name": file_name, "data": blob}
@@ -464,7 +453,7 @@ def _fmt_seconds(t: float | None) -> str:
     return f"{t // 60} min {t % 60:02d} s" if t >= 60 else f"{t} s"
 
 
-def _progress_text(j: ui.JobSnapshot) -> str:
+def _progress_text(j: Snapshot) -> str:
     parts = [j.message]
     if j.total:
         parts.append(f"{j.done}/{j.total} sentences")
@@ -475,9 +464,9 @@ def _progress_text(j: ui.JobSnapshot) -> str:
     return " · ".join(parts)
 
 
-def job_panel(key: str) -> ui.JobSnapshot | None:
+def job_panel(key: str) -> Snapshot | None:
     """Progress of the job `key` (polled every second while it runs), or its outcome."""
-    job = ui.JOBS.get(key)
+    job = JOBS.get(key)
     if job is None:
         return None
     snap = job.snapshot()
@@ -493,7 +482,7 @@ def job_panel(key: str) -> ui.JobSnapshot | None:
                 job.cancel()
 
         _poll()
-    elif snap.state == "error":
+    elif snap.state == "failed":
         st.error(f"Recording failed: {snap.error}", icon=":material/error:")
     elif snap.state == "cancelled":
         st.warning("Recording cancelled. Units finished before the cancel are kept in the store.",
@@ -504,13 +493,13 @@ def job_panel(key: str) -> ui.JobSnapshot | None:
 def record_button(model: ModelSpec, corpus_spec: Any, spec: Any, pairs: list[tuple[str, str]] | None,
                   label: str) -> None:
     """A primary button that starts (or joins) the background recording of these specs."""
-    key = ui.job_key(model, corpus_spec, spec, pairs)
-    job = ui.JOBS.get(key)
+    key = recordings.job_key(model, corpus_spec, spec, pairs)
+    job = JOBS.get(key)
     if job is None or not job.snapshot().running:
         if st.button(label, type="primary", icon=":material/fiber_manual_record:", key=f"rec-{key}"):
             # The button shows only when the store lacks the recording, so a finished job of the
             # same specs is stale (entries removed since): run again rather than reuse it.
-            ui.start_recording(model, corpus_spec, spec, pairs, state_loader=state_loader, rerun_done=True)
+            recordings.start_recording(model, corpus_spec, spec, pairs, rerun_done=True)
             st.rerun()
     job_panel(key)
 
@@ -528,14 +517,14 @@ def require_recording(s: ui.Settings, *, pair: tuple[str, str] | None = None, wh
     else:
         corpus_spec, spec, pairs = s.corpus, s.record_spec(), None
     try:
-        status = ui.store_status(s.model, corpus_spec, spec, pairs)
+        status = recordings.store_status(s.model, corpus_spec, spec, pairs)
     except Exception as e:  # noqa: BLE001 - unknown language, bad corpus file, ...
         log.warning("store lookup failed", exc_info=True)
-        st.error(f"{ui.describe_error(e)} Fix the choice on the Setup page.", icon=":material/error:")
+        st.error(f"{user_message(e)} Fix the choice on the Setup page.", icon=":material/error:")
         return None
     if status.recording is not None:
         return status.recording
-    job = ui.JOBS.get(ui.job_key(s.model, corpus_spec, spec, pairs))
+    job = JOBS.get(recordings.job_key(s.model, corpus_spec, spec, pairs))
     if status.unknown and job is not None and job.snapshot().state == "done":
         return job.snapshot().recording  # the store cannot be checked (hub model): trust the run
     if pair:

@@ -16,10 +16,12 @@ import pandas as pd
 import streamlit as st
 
 from pages import _common as ui_st
-from workbench import compare
+from workbench import compare, models, recordings
 from workbench import ui_support as ui
 from workbench.analysis import embed2d, retrieval, sensitivity
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
+from workbench.errors import user_message
+from workbench.jobs.threads import JOBS
 from workbench.paths import cache_root
 from workbench.viz import compare_figures as cfig
 
@@ -56,23 +58,23 @@ def state_options(s: ui.Settings) -> dict[str, dict[str, Any]]:
 
 def _state_loader(spec: ModelSpec, progress: Any = None) -> Any:
     """Loader handed to recording jobs: tiny states in the library, real ones via the shared cache."""
-    return compare.load_state(spec, loader=ui_st.state_loader, progress=progress)
+    return models.load(spec, progress=progress)
 
 
 def require_state_recording(name: str, label: str, spec: ModelSpec, corpus_spec: CorpusSpec, rspec: RecordSpec,
                             pairs: list[tuple[str, str]] | None = None) -> Any:
     """The state's stored recording, or a message with a Record button (and its progress)."""
     try:
-        rec = compare.stored_recording(spec, corpus_spec, rspec, pairs)
-        fp = compare.state_fingerprint(spec)
+        rec = recordings.stored_recording(spec, corpus_spec, rspec, pairs)
+        fp = models.fingerprint(spec, download=False)
     except Exception as e:  # noqa: BLE001 - unknown language, missing artifact, ...
         log.warning("store lookup failed for %s", spec, exc_info=True)
-        st.error(f"State {name}: {ui.describe_error(e)}", icon=":material/error:")
+        st.error(f"State {name}: {user_message(e)}", icon=":material/error:")
         return None
     if rec is not None:
         return rec
-    key = ui.job_key(spec, corpus_spec, rspec, pairs)
-    job = ui.JOBS.get(key)
+    key = recordings.job_key(spec, corpus_spec, rspec, pairs)
+    job = JOBS.get(key)
     if fp is None and job is not None and job.snapshot().state == "done":
         return job.snapshot().recording  # the store cannot be checked before loading (hub model): trust the run
     what = f"the {pairs[0][0]} → {pairs[0][1]} SiLP pass" if pairs else "the Setup's languages"
@@ -80,7 +82,7 @@ def require_state_recording(name: str, label: str, spec: ModelSpec, corpus_spec:
     if job is None or not job.snapshot().running:
         if st.button(f"Record state {name}", type="primary", icon=":material/fiber_manual_record:",
                      key=f"cmp-rec-{key}"):
-            ui.start_recording(spec, corpus_spec, rspec, pairs, state_loader=_state_loader, rerun_done=True)
+            recordings.start_recording(spec, corpus_spec, rspec, pairs, rerun_done=True)
             st.rerun()
     ui_st.job_panel(key)
     return None
@@ -93,7 +95,7 @@ def table_key(spec_a: ModelSpec, spec_b: ModelSpec, corpus_spec: CorpusSpec, rsp
               pairs: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Everything a cached table depends on: both states and their fingerprints, corpus, spec, store."""
     return {"a": spec_a.to_dict(), "b": spec_b.to_dict(),
-            "fp": [compare.state_fingerprint(spec_a), compare.state_fingerprint(spec_b)],
+            "fp": [models.fingerprint(spec_a, download=False), models.fingerprint(spec_b, download=False)],
             "corpus": corpus_spec.to_dict(), "record": rspec.to_dict(), "pairs": [list(p) for p in pairs or []],
             "root": str(cache_root())}
 
@@ -105,9 +107,9 @@ def _recordings(key: dict[str, Any]) -> tuple[Any, Any]:
     out = []
     for side in ("a", "b"):
         spec = ModelSpec.from_dict(key[side])
-        rec = compare.stored_recording(spec, corpus_spec, rspec, pairs)
+        rec = recordings.stored_recording(spec, corpus_spec, rspec, pairs)
         if rec is None:
-            job = ui.JOBS.get(ui.job_key(spec, corpus_spec, rspec, pairs))
+            job = JOBS.get(recordings.job_key(spec, corpus_spec, rspec, pairs))
             rec = job.snapshot().recording if job is not None and job.snapshot().state == "done" else None
         if rec is None:
             raise RuntimeError(f"state {side.upper()} is no longer recorded; record it again")
@@ -137,7 +139,7 @@ def separation_table(key: dict, pooling: str, rank: int | None, central: str, ho
 
 @st.cache_data(show_spinner="Computing the maps…", max_entries=16)
 def map_table(key: dict, pooling: str, layer: Any, method: str, seed: int) -> pd.DataFrame:
-    from workbench.session import load_corpus_spec
+    from workbench.recordings import load_corpus_spec
 
     corpus = load_corpus_spec(CorpusSpec.from_dict(key["corpus"]))
     return compare.map_compare(*_recordings(key), corpus, pooling, layer, method=method, random_state=seed)
@@ -302,7 +304,7 @@ def loss_tab(options: dict[str, dict[str, Any]], a: str, b: str, labels: tuple[s
     langs, pivot = tuple(t["languages"]), t.get("pivot") or "en"
     spec_a, spec_b = (ModelSpec.from_dict(options[x]["model"]) for x in (a, b))
     with ui_st.guard("held-out loss and perplexity"):
-        fps = (compare.state_fingerprint(spec_a), compare.state_fingerprint(spec_b))
+        fps = (models.fingerprint(spec_a, download=False), models.fingerprint(spec_b, download=False))
         with st.spinner("Scoring the held-out units with both states…"):
             table = eval_table(fps, spec_a.to_dict(), spec_b.to_dict(), t["data"], langs, pivot, max_items)
         m = st.columns(len(table))

@@ -16,11 +16,12 @@ import pandas as pd
 import streamlit as st
 
 from pages import _common as ui_st
-from workbench import compare
+from workbench import compare, recordings
 from workbench import ui_support as ui
 from workbench.config import ModelSpec
-from workbench.finetune import jobs
+from workbench.errors import user_message
 from workbench.finetune.specs import LORA_TARGETS, SCHEDULES, DataSpec, spec_for
+from workbench.jobs import processes as jobs
 from workbench.paths import cache_root
 from workbench.viz import compare_figures
 
@@ -172,7 +173,7 @@ def data_spec(langs: tuple[str, ...], s: ui.Settings) -> DataSpec | None:
         n_train, n_held = _check_data(spec.to_dict(), langs, str(cache_root()))
     except Exception as e:  # noqa: BLE001 - corpus and spec errors are the user's to fix
         log.info("fine-tune data rejected: %s", e)
-        st.error(f"**This data cannot be used:** {ui.describe_error(e)}", icon=":material/error:")
+        st.error(f"**This data cannot be used:** {user_message(e)}", icon=":material/error:")
         return None
     st.caption(f"{n_train} training units, {n_held} held out for evaluation ({', '.join(langs)}).")
     return spec
@@ -227,7 +228,7 @@ def _stored_allocation(s: ui.Settings, base: ModelSpec, n: str, d: str, knobs: d
         return None
     for src, tgt in ((n, d), (d, n)):  # N → D is SiLP's stage N2D; the Layer profile records either
         try:
-            status = ui.store_status(s.model, s.pair_corpus(src, tgt), s.silp_spec(), [(src, tgt)])
+            status = recordings.store_status(s.model, s.pair_corpus(src, tgt), s.silp_spec(), [(src, tgt)])
             if status.recording is None:
                 continue
             scores = ui_st.sensitivity_scores(ui_st.data_key(s), src, tgt, "paper")
@@ -316,7 +317,7 @@ def new_job(s: ui.Settings) -> None:
         try:
             job_id = jobs.start_job(method, compare.job_model_spec(base), data, spec, evaluate=evaluate)
         except (ValueError, OSError) as e:
-            st.error(f"**Could not start the job:** {ui.describe_error(e)}", icon=":material/error:")
+            st.error(f"**Could not start the job:** {user_message(e)}", icon=":material/error:")
             return
         st.session_state["ft_job"] = job_id
         st.rerun()

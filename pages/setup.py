@@ -9,8 +9,11 @@ from typing import Any
 import streamlit as st
 
 from pages import _common as ui_st
+from workbench import recordings
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, stable_hash
+from workbench.errors import user_message
+from workbench.jobs.threads import JOBS
 
 log = logging.getLogger("workbench.app")
 
@@ -194,13 +197,13 @@ def options_column(s: ui.Settings, n_units: int | None) -> tuple[str, int, int |
 def store_section(new: ui.Settings, corpus: Any) -> None:
     st.subheader("Store", divider="gray")
     try:
-        status = ui.store_status(new.model, new.corpus, new.record_spec())
+        status = recordings.store_status(new.model, new.corpus, new.record_spec())
     except Exception as e:  # noqa: BLE001 - shown to the user, logged with traceback
         log.warning("store lookup failed", exc_info=True)
-        st.error(f"{ui.describe_error(e)}", icon=":material/error:")
+        st.error(f"{user_message(e)}", icon=":material/error:")
         return
-    key = ui.job_key(new.model, new.corpus, new.record_spec())
-    job = ui.JOBS.get(key)
+    key = recordings.job_key(new.model, new.corpus, new.record_spec())
+    job = JOBS.get(key)
     done = job.snapshot() if job is not None and job.snapshot().state == "done" else None
     if done is not None and not status.unknown and status.recording is None:
         done = None  # entries removed since that run: offer to record again
@@ -229,7 +232,7 @@ def store_section(new: ui.Settings, corpus: Any) -> None:
         else:
             st.success("Everything for this choice is in the store. Open a view:", icon=":material/check_circle:")
         if status.unknown:  # the table above could not list it: show what was recorded
-            st.dataframe(ui.recording_rows(rec), hide_index=True)
+            st.dataframe(recordings.recording_rows(rec), hide_index=True)
         row = st.container(horizontal=True, gap="large")
         row.page_link(ui_st.PAGES["layer_profile"], label="Layer profile", icon=":material/stacked_line_chart:")
         row.page_link(ui_st.PAGES["map"], label="Representation map", icon=":material/scatter_plot:")
@@ -261,7 +264,7 @@ with cols[1]:
         corpus, source = corpus_column(s)
     except Exception as e:  # noqa: BLE001 - a bundled corpus failing to load is shown, not raised
         log.warning("corpus failed to load", exc_info=True)
-        st.error(ui.describe_error(e), icon=":material/error:")
+        st.error(user_message(e), icon=":material/error:")
         corpus, source = None, ""
 with cols[2]:
     pooling, max_length, limit = options_column(s, len(corpus) if corpus is not None else None)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-TINY_TOKENIZER = FIXTURES / "tiny-tokenizer"
+from workbench import models
 
 
 @pytest.fixture(autouse=True)
@@ -17,25 +14,24 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 
 def tiny_tokenizer():
-    """The local BPE fixture tokenizer (one definition: workbench.finetune.testing)."""
-    from workbench.finetune.testing import tiny_tokenizer as make
-
-    return make()
+    """The shipped tiny BPE tokenizer (one definition: workbench.models.tiny)."""
+    return models.tiny_tokenizer()
 
 
 def tiny_model(model_type: str = "llama", seed: int = 0, n_layers: int = 4):
     """A random-init causal LM of the given family, small enough for seconds-long tests."""
-    from workbench.finetune.testing import tiny_model as make
+    return models.tiny_model(model_type, seed, n_layers)
 
-    return make(model_type, seed, n_layers)
+
+def fresh_tiny_state(model_type: str = "llama", n_layers: int = 4):
+    """A fresh (unshared, trainable) state of the model source `tiny:<type>`."""
+    return models.load(models.tiny_name(model_type, n_layers), fresh=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_state():
-    """A read-only ModelState around a tiny Llama (shared; never mutate it)."""
-    from workbench.models import state_from_model
-
-    return state_from_model(tiny_model("llama"), tiny_tokenizer(), name="tiny-llama")
+    """The shared, read-only state of `tiny:llama` (the one loader's; never mutate it)."""
+    return models.load("tiny:llama")
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +60,7 @@ def chromium():
 @pytest.fixture(scope="module")
 def state():
     """A fresh tiny Llama state per module (fine-tune tests may train copies of it)."""
-    from workbench.finetune.testing import tiny_state
-
-    return tiny_state("llama")
+    return fresh_tiny_state("llama")
 
 
 @pytest.fixture(scope="module")

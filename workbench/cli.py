@@ -161,7 +161,7 @@ class ProgressBar:
 def get_recording(a: argparse.Namespace, *, langs: Sequence[str] | None = None,
                   pairs: Sequence[tuple[str, str]] | None = None, **override: Any) -> Any:
     """Record what is missing (with progress if asked) and return the Recording."""
-    from workbench.session import ensure_recording
+    from workbench.recordings import ensure_recording
 
     bar = ProgressBar(getattr(a, "progress", False))
     try:

@@ -39,7 +39,7 @@ def _pair(s: str) -> tuple[str, str]:
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default="gemma-3-270m",
-                   help="bundled name, hub id, local dir, .gguf, or tiny-test:llama (tests)")
+                   help="bundled name, hub id, local dir, .gguf, or tiny:llama (tests)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda")
     g.add_argument("--dtype", default="auto", help="auto trains in float32; float32, bfloat16")
     g.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the hub")
@@ -128,7 +128,7 @@ def _line(status: dict[str, Any]) -> str:
 
 
 def _follow(job_id: str) -> int:
-    from workbench.finetune import jobs
+    from workbench.jobs import processes as jobs
 
     shown = {"line": ""}
 
@@ -154,7 +154,7 @@ def _follow(job_id: str) -> int:
 
 def cmd_finetune(a: argparse.Namespace) -> int:
     """Start a fine-tune job (and follow it with --wait)."""
-    from workbench.finetune import jobs
+    from workbench.jobs import processes as jobs
 
     model = {"source": a.model, "device": a.device, "dtype": a.dtype, "trust_remote_code": a.trust_remote_code}
     data = {"source": a.corpus, "heldout": a.heldout, "limit": a.limit, "split_seed": a.split_seed,
@@ -168,7 +168,7 @@ def cmd_finetune(a: argparse.Namespace) -> int:
 
 
 def _ls() -> int:
-    from workbench.finetune import jobs
+    from workbench.jobs import processes as jobs
 
     rows = jobs.list_jobs()
     if not rows:
@@ -193,7 +193,7 @@ def _ls() -> int:
 
 def cmd_jobs(a: argparse.Namespace) -> int:
     """List, show or cancel jobs."""
-    from workbench.finetune import jobs
+    from workbench.jobs import processes as jobs
 
     if a.action == "ls":
         return _ls()

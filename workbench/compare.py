@@ -4,9 +4,7 @@ A model state is a base model plus an optional fine-tune artifact (`ModelSpec(ar
 its fingerprint covers the artifact, so each state's recordings are separate store entries.
 
 - `tuned_states`: the states made by finished fine-tune jobs, for every model picker.
-- `load_state`, `state_fingerprint`, `stored_recording`: a state's model, identity and
-  stored recording (also for the tiny test model, whose tuned states the UI's helpers do
-  not cover).
+- `job_model_spec`, `same_base`: which states a fine-tune can start from and compare with.
 - `retrieval_compare`, `sensitivity_compare`, `overlap_compare`, `separation_compare`,
   `retrieval_matrix_compare`, `map_compare`: the `workbench.views` tables of two
   recordings joined by their keys.
@@ -20,19 +18,19 @@ no Streamlit (HOUSE_STYLE 1).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from workbench import views
-from workbench.config import CorpusSpec, ModelSpec, RecordSpec
+from workbench import models, views
+from workbench.config import ModelSpec
+from workbench.errors import JobError
+from workbench.jobs import processes
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,6 @@ __all__ = [
     "METHOD_NAMES",
     "eval_compare",
     "job_model_spec",
-    "load_state",
     "map_compare",
     "overlap_compare",
     "retrieval_compare",
@@ -49,49 +46,29 @@ __all__ = [
     "sensitivity_compare",
     "separation_compare",
     "side_by_side",
-    "state_fingerprint",
-    "stored_recording",
     "tuned_states",
 ]
 
 METHOD_NAMES = {"silp": "SiLP", "midalign": "Mid-align", "lens": "LENS", "cctuning": "CC-Tuning"}
-WORKER_TINY = "tiny-test:llama"
-"""The job worker's name for the UI's tiny test model (same config and seed, same weights)."""
-
-StateLoader = Callable[[ModelSpec, Any], Any]
 
 
 # --------------------------------------------------------------------------- model states
 
 
-def _is_tiny(source: str) -> bool:
-    """The UI's tiny model (`tiny-test`) or a worker tiny model (`tiny-test:<type>`)."""
-    from workbench import ui_support
-    from workbench.finetune.testing import is_tiny
-
-    return source == ui_support.TINY_MODEL or is_tiny(source)
-
-
-def _canonical_source(source: str) -> str:
-    from workbench import ui_support
-
-    return WORKER_TINY if source == ui_support.TINY_MODEL else source
-
-
 def job_model_spec(model: ModelSpec) -> ModelSpec:
-    """The base a fine-tune job's worker can load for `model` (the UI's tiny model renamed).
+    """The base a fine-tune job trains (jobs train a base model only).
 
     Raises:
-        ValueError: `model` is already a tuned state (jobs train on a base model only).
+        JobError: `model` is already a tuned state.
     """
     if model.artifact:
-        raise ValueError("a tuned state cannot be fine-tuned further; choose its base model")
-    return dataclasses.replace(model, source=_canonical_source(model.source))
+        raise JobError("a tuned state cannot be fine-tuned further; choose its base model")
+    return model
 
 
 def same_base(a: ModelSpec, b: ModelSpec) -> bool:
-    """True when two states share their base model (the UI and worker tiny models count as one)."""
-    return (_canonical_source(a.source), a.revision) == (_canonical_source(b.source), b.revision)
+    """True when two states share their base model."""
+    return (models.normalize(a).source, a.revision) == (models.normalize(b).source, b.revision)
 
 
 def _pivot_of(method: str, spec: dict[str, Any]) -> str | None:
@@ -110,10 +87,8 @@ def tuned_states() -> list[dict[str, Any]]:
         ``data`` (the job's DataSpec dict: its held-out split is what `eval_compare`
         scores), ``pivot``, ``created``.
     """
-    from workbench.finetune import jobs
-
     out = []
-    for job in jobs.list_jobs():
+    for job in processes.list_jobs():
         if job.get("state") != "done" or not job.get("artifact"):
             continue
         path = Path(job["artifact"])
@@ -133,102 +108,6 @@ def tuned_states() -> list[dict[str, Any]]:
                     "data": manifest.get("data"), "pivot": _pivot_of(method, manifest.get("spec") or {}),
                     "created": created})
     return out
-
-
-_TINY_STATES: dict[ModelSpec, Any] = {}
-_LOCK = threading.Lock()  # guards both memos of this module
-
-
-def _tiny_state(spec: ModelSpec) -> Any:
-    """A tiny test state, with its artifact applied (built once per process; read-only)."""
-    from workbench import ui_support
-    from workbench.finetune.testing import tiny_state_for
-
-    key = dataclasses.replace(spec, device="cpu", dtype="float32")  # the tiny models ignore both
-    with _LOCK:
-        if key not in _TINY_STATES:
-            if spec.source == ui_support.TINY_MODEL:
-                base = ui_support.tiny_state()
-            else:
-                base = tiny_state_for(spec.source)
-            if spec.artifact:
-                from workbench.finetune.artifact_io import load_tuned
-
-                base = load_tuned(base, spec.artifact)
-            _TINY_STATES[key] = base
-        return _TINY_STATES[key]
-
-
-def load_state(spec: ModelSpec, *, loader: StateLoader | None = None, progress: Any = None) -> Any:
-    """The loaded ModelState of a state spec (base + artifact).
-
-    Args:
-        spec: the state (`artifact=None` for a base model).
-        loader: how real models load, `loader(spec, progress)` (default
-            `ui_support.load_state`, which applies the artifact via `models.load`); the UI
-            passes its `st.cache_resource`-backed loader.
-        progress: one-line messages while loading.
-    """
-    if _is_tiny(spec.source):
-        return _tiny_state(spec)
-    if loader is None:
-        from workbench import ui_support
-
-        return ui_support.load_state(spec, progress)
-    return loader(spec, progress)
-
-
-_FINGERPRINTS: dict[tuple[Any, ...], str] = {}
-
-
-def _files_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
-    """(name, size, mtime) of every file under `path`: what changes when its bytes may have."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
-    return tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-
-
-def state_fingerprint(spec: ModelSpec) -> str | None:
-    """The state's fingerprint (artifact included), or None when it is unknown before loading.
-
-    Hashing an artifact reads all of its bytes (a merged LoRA delta is most of the model),
-    so the result is memoised on the base's fingerprint and the artifact files' size and
-    mtime: pages ask for it on every rerun.
-    """
-    if _is_tiny(spec.source):
-        return str(_tiny_state(spec).fingerprint)
-    from workbench import ui_support
-
-    if not spec.artifact:
-        return ui_support.model_fingerprint(spec)
-    base_fp = ui_support.model_fingerprint(dataclasses.replace(spec, artifact=None))
-    memo_key = (spec, base_fp, _files_signature(Path(spec.artifact)))
-    with _LOCK:
-        if base_fp is not None and memo_key in _FINGERPRINTS:
-            return _FINGERPRINTS[memo_key]
-    fp = ui_support.model_fingerprint(spec)
-    if fp is not None and base_fp is not None:
-        with _LOCK:
-            _FINGERPRINTS[memo_key] = fp
-    return fp
-
-
-def stored_recording(spec: ModelSpec, corpus_spec: CorpusSpec, record_spec: RecordSpec,
-                     pairs: Sequence[tuple[str, str]] | None = None) -> Any:
-    """The complete stored recording of a state, or None (never loads a real model)."""
-    from workbench import tracing
-    from workbench.session import load_corpus_spec
-
-    fp = state_fingerprint(spec)
-    if fp is None:
-        return None
-    corpus = load_corpus_spec(corpus_spec)
-    units = tracing.units_for(corpus, corpus_spec.langs, record_spec, pairs)
-    found = tracing.lookup(fp, corpus, units, record_spec)
-    if any(e is None for e in found.values()):
-        return None
-    first = next(iter(found.values()))
-    return tracing.Recording(first.manifest.get("model_name", spec.source), fp, corpus.name,  # type: ignore[union-attr]  # all found
-                             record_spec, found, first.manifest["layer_labels"])  # type: ignore[union-attr,arg-type]  # all found
 
 
 # --------------------------------------------------------------------------- before/after tables

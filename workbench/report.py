@@ -187,7 +187,7 @@ class _Ctx:
 
     def record(self, langs: Sequence[str] | None = None, *, model: dict[str, Any] | None = None,
                pairs: Sequence[tuple[str, str]] | None = None, role: str = "main", **override: Any) -> Any:
-        from workbench.session import ensure_recording
+        from workbench.recordings import ensure_recording
 
         s = self.spec
         rec = ensure_recording(ModelSpec.from_dict(model or s["model"]),

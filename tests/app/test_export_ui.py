@@ -24,7 +24,7 @@ import test_pages
 from PIL import Image
 from test_pages import LANGS, SETTINGS, VIEWS, app, figures, ok, trace, xs, ys
 
-from workbench import export, report, session, views
+from workbench import export, recordings, report, views
 from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.viz import figures as viz
@@ -62,7 +62,7 @@ def csv_of(files: dict[str, bytes]) -> bytes:
 @pytest.fixture
 def cli_records_with_tiny(monkeypatch, tiny_state):
     """`report.build_figure` (what `workbench export --manifest` runs) on the tiny model's state."""
-    monkeypatch.setattr(session, "ensure_recording", functools.partial(session.ensure_recording, state=tiny_state))
+    monkeypatch.setattr(recordings, "ensure_recording", functools.partial(recordings.ensure_recording, state=tiny_state))
 
 
 @pytest.fixture

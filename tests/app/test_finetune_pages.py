@@ -1,6 +1,6 @@
 """App tests of the Fine-tune and Compare pages (streamlit.testing.v1.AppTest, tiny model).
 
-Jobs are real worker processes on `tiny-test:llama` (a couple of steps, seconds). The
+Jobs are real worker processes on `tiny:llama` (a couple of steps, seconds). The
 tests of this module share one cache (jobs and store), so the job the Fine-tune test
 starts is the tuned state the Compare test compares with its base.
 """
@@ -16,10 +16,11 @@ import plotly.io as pio
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from workbench import compare
+from workbench import compare, models
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec
-from workbench.finetune import jobs
+from workbench.jobs import processes as jobs
+from workbench.jobs.threads import JOBS
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 SETTINGS = ui.Settings(model=ModelSpec(source=ui.TINY_MODEL),
@@ -83,7 +84,7 @@ def record_missing(at: AppTest) -> None:
         if not buttons:
             return
         buttons[0].click().run()
-        for job in ui.JOBS.jobs():
+        for job in JOBS.jobs():
             assert job.wait(60), "recording did not finish"
         at.run()
 
@@ -117,7 +118,7 @@ def test_finetune_page_shows_the_papers_defaults():
 def test_silp_layers_are_prefilled_from_a_stored_pair_pass(tiny_state):
     from workbench import views
     from workbench.analysis import sensitivity
-    from workbench.session import ensure_recording
+    from workbench.recordings import ensure_recording
 
     rec = ensure_recording(SETTINGS.model, SETTINGS.pair_corpus("en", "zh"), SETTINGS.silp_spec(),
                            pairs=[("en", "zh")], state=tiny_state)
@@ -153,7 +154,7 @@ def long_job(cache):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WORKBENCH_CACHE", str(cache))
         mp.setenv("OMP_NUM_THREADS", "1")
-        job_id = jobs.start_job("midalign", {"source": "tiny-test:llama"},
+        job_id = jobs.start_job("midalign", {"source": "tiny:llama"},
                                 {"source": "udhr", "limit": 8, "max_length": 32},
                                 {"align_batch_size": 4, "max_steps": 100000, "epochs": 10000.0}, evaluate=False)
         yield job_id
@@ -174,7 +175,7 @@ def test_short_job_starts_is_listed_and_finishes(long_job):
     ok(at)
     job_id = at.session_state["ft_job"]
     config = jobs.job_status(job_id)["config"]
-    assert config["model"]["source"] == "tiny-test:llama" and config["data"]["source"] == "udhr"
+    assert config["model"]["source"] == "tiny:llama" and config["data"]["source"] == "udhr"
     assert config["spec"]["src"] == "zh" and config["spec"]["tgt"] == "en"  # SiLP: N = target, D = pivot
     assert (config["spec"]["max_steps"], config["spec"]["n2d_layers"], config["spec"]["d2n_layers"]) == (2, [1], [2])
     table = at.dataframe[0].value
@@ -212,7 +213,7 @@ def test_running_job_shows_progress_and_can_be_cancelled(long_job):
 
 
 def test_failed_job_shows_its_reason_and_log():
-    job_id = jobs.start_job("silp", {"source": "tiny-test:llama"}, {"source": "udhr", "limit": 8},
+    job_id = jobs.start_job("silp", {"source": "tiny:llama"}, {"source": "udhr", "limit": 8},
                             {"src": "xx", "tgt": "en"})
     assert wait(job_id)["state"] == "failed"
     at = AppTest.from_file(APP, default_timeout=60)
@@ -237,7 +238,7 @@ def tuned_state() -> dict:
     """A finished tiny job (the Fine-tune test's, or one started here when run alone)."""
     states = compare.tuned_states()
     if not states:
-        job_id = jobs.start_job("silp", {"source": "tiny-test:llama"},
+        job_id = jobs.start_job("silp", {"source": "tiny:llama"},
                                 {"source": "udhr", "limit": 16, "max_length": 48},
                                 {"src": "zh", "tgt": "en", "max_steps": 2, "n2d_layers": [1], "d2n_layers": [2],
                                  "lr": 1e-3})
@@ -300,7 +301,7 @@ def test_setup_lists_the_tuned_state_and_it_gets_its_own_store_entries(tuned_sta
     assert spec.artifact == tuned_state["artifact"]
     # the artifact is part of the fingerprint: the tuned state never reads its base's recordings
     base = ui.model_fingerprint(type(spec)(source=spec.source))
-    assert ui.model_fingerprint(spec) != base
+    assert models.fingerprint(spec, download=False) != base
 
 
 def test_cctuning_is_offered_and_its_views_show_on_compare():
@@ -309,7 +310,7 @@ def test_cctuning_is_offered_and_its_views_show_on_compare():
     at.radio(key="ft_method").set_value("cctuning").run()
     assert not at.exception  # (an earlier test's failed job may legitimately show its error box here)
     assert any(e.label.startswith("CC-Tuning options") for e in at.expander)
-    job_id = jobs.start_job("cctuning", {"source": "tiny-test:llama"},
+    job_id = jobs.start_job("cctuning", {"source": "tiny:llama"},
                             {"source": "udhr", "limit": 16, "max_length": 48},
                             {"lang": "zh", "pivot": "en", "max_steps": 2, "batch_size": 4, "wt_pairs": 8,
                              "curve_points": 3, "eval_items": 4})

@@ -19,10 +19,12 @@ import plotly.io as pio
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from workbench import models, recordings
 from workbench import ui_support as ui
 from workbench.analysis import overlap, retrieval, sensitivity, subspace
 from workbench.config import CorpusSpec, ModelSpec
-from workbench.session import ensure_recording, load_corpus_spec
+from workbench.jobs.threads import JOBS, ThreadRegistry
+from workbench.recordings import ensure_recording, load_corpus_spec
 from workbench.store import Store
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -36,7 +38,6 @@ def _tiny_env(monkeypatch):
     monkeypatch.setenv(ui.TINY_ENV, "1")
     # models.bundled_status() assembles a bundled GGUF (~250 MB) in the cache just to report
     # "installed"; every test has a fresh cache, so answer without touching the disk.
-    from workbench import models
 
     monkeypatch.setattr(models, "bundled_status", lambda name: "installed")
 
@@ -145,9 +146,9 @@ def test_setup_records_in_background_and_keeps_the_run():
     ok(at)
     assert at.radio(key="setup_model_kind").value == "Tiny test model"
     assert "0 / 3" in at.metric[0].value
-    at.button(key=f"rec-{ui.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec())}").click().run()
+    at.button(key=f"rec-{recordings.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec())}").click().run()
     ok(at)
-    job = ui.JOBS.get(ui.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec()))
+    job = JOBS.get(recordings.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec()))
     assert job is not None and job.wait(60), "recording did not finish"
     snap = job.snapshot()
     assert snap.state == "done" and snap.done == snap.total == 18
@@ -160,7 +161,7 @@ def test_setup_records_in_background_and_keeps_the_run():
     at.switch_page("pages/setup.py").run()
     ok(at)
     assert any("Recorded 3 units" in s.value for s in at.success)
-    assert ui.JOBS.get(job.key) is job
+    assert JOBS.get(job.key) is job
     # A second session (another tab) asking for the same thing shares the run.
     other = app("pages/setup.py")
     assert any("Recorded 3 units" in s.value for s in other.success)
@@ -227,7 +228,7 @@ def test_a_failed_recording_shows_what_went_wrong(tmp_path):
     ok(at)
     assert any("could not be checked" in i.value for i in at.info)
     at.button[0].click().run()
-    job = ui.JOBS.get(ui.job_key(missing.model, missing.corpus, missing.record_spec()))
+    job = JOBS.get(recordings.job_key(missing.model, missing.corpus, missing.record_spec()))
     assert job is not None and job.wait(30)
     at.run()
     assert not at.exception
@@ -366,7 +367,7 @@ def test_ui_support_does_not_import_streamlit():
 def test_registry_shares_a_running_job_and_replaces_a_failed_one():
     import threading
 
-    reg = ui.JobRegistry()
+    reg = ThreadRegistry()
     gate = threading.Event()
     first = reg.submit("k", "label", lambda job: gate.wait(10) and "result")
     assert reg.submit("k", "label", lambda job: "other") is first
@@ -381,12 +382,12 @@ def test_registry_shares_a_running_job_and_replaces_a_failed_one():
 
     failed = reg.submit("bad", "label", boom)
     failed.wait(10)
-    assert failed.snapshot().state == "error" and "/nope.tsv" in failed.snapshot().error
+    assert failed.snapshot().state == "failed" and "/nope.tsv" in failed.snapshot().error
     assert reg.submit("bad", "label", lambda job: 1) is not failed
 
 
 def test_cancel_stops_at_the_next_progress_call():
-    reg = ui.JobRegistry()
+    reg = ThreadRegistry()
 
     def work(job):
         job.cancel()

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from workbench import models as _models
 from workbench.analysis.cctuning import fit_transform_matrix
-from workbench.finetune import jobs
 from workbench.finetune.cctuning import (
     CC_FILE,
     cc_examples,
@@ -27,9 +27,14 @@ from workbench.finetune.cctuning import (
     write_artifact_with_files,
 )
 from workbench.finetune.specs import CCTuningSpec
-from workbench.finetune.testing import tiny_state
+from workbench.jobs import processes as jobs
 from workbench.models import get_path
 from workbench.viz.cctuning_figures import cctuning_figures
+
+
+def tiny_state(model_type: str = "llama"):
+    """A fresh (trainable) state of `tiny:<type>`."""
+    return _models.load(_models.tiny_name(model_type), fresh=True)
 
 ATTN_MLP = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -223,7 +228,7 @@ def test_artifact_round_trip_is_bit_exact(state, split, trained, tmp_path):
 
 def test_job_runs_end_to_end(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    job = jobs.start_job("cctuning", {"source": "tiny-test:llama"}, {"limit": 16, "max_length": 48},
+    job = jobs.start_job("cctuning", {"source": "tiny:llama"}, {"limit": 16, "max_length": 48},
                          {"max_steps": 2, "lr": 1e-3, "batch_size": 8, "wt_pairs": 8, "eval_items": 4})
     st = jobs.wait_job(job, timeout_s=120)
     assert st["state"] == "done", st.get("reason")

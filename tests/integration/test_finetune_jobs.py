@@ -16,14 +16,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from workbench import models as _models
 from workbench.cli_finetune import _follow, add_finetune_parser
-from workbench.finetune import artifact_io, jobs
+from workbench.finetune import artifact_io
+from workbench.jobs import processes as jobs
 from workbench.finetune.data import build_split
 from workbench.finetune.silp import train_silp
 from workbench.finetune.specs import DataSpec, SiLPSpec
-from workbench.finetune.testing import tiny_state
 
-TINY = {"source": "tiny-test:llama"}
+
+def tiny_state(model_type: str = "llama"):
+    """A fresh (trainable) state of `tiny:<type>`."""
+    return _models.load(_models.tiny_name(model_type), fresh=True)
+
+TINY = {"source": "tiny:llama"}
 DATA = {"limit": 16, "max_length": 48}
 LONG = {"max_steps": 100000, "epochs": 10000.0}
 TIMEOUT = 150
@@ -69,7 +75,7 @@ def started(cache):
     old = {k: os.environ.get(k) for k in ("WORKBENCH_CACHE", "OMP_NUM_THREADS")}
     os.environ.update(WORKBENCH_CACHE=str(cache), OMP_NUM_THREADS="1")
     try:
-        args = _parser().parse_args(["finetune", "silp", "--model", "tiny-test:llama", "--pair", "en:sw",
+        args = _parser().parse_args(["finetune", "silp", "--model", "tiny:llama", "--pair", "en:sw",
                                      "--limit", "16", "--max-length", "48", "--steps", "2", "--n2d", "1",
                                      "--d2n", "2", "--lr", "1e-3"])
         assert args.func(args) == 0
@@ -126,7 +132,7 @@ def test_done_job_has_progress_and_a_reproducible_artifact(started):
     path = Path(st["artifact"])
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["method"] == "silp" and manifest["seed"] == 0
-    assert manifest["base_model"]["source"] == "tiny-test:llama"
+    assert manifest["base_model"]["source"] == "tiny:llama"
     assert manifest["changed"] == sorted(f"model.layers.{i}.mlp.{m}.weight" for i in (1, 2)
                                          for m in ("gate_proj", "up_proj", "down_proj"))
     # the worker's result equals the same training run in this process, bit for bit

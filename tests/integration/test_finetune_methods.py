@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from workbench import models as _models
 from workbench.finetune import artifact_io
 from workbench.finetune.data import ParallelSplit, build_split, collate, encode_texts
 from workbench.finetune.evaluate import evaluate_model, translation_loss
@@ -16,9 +17,13 @@ from workbench.finetune.midalign import contrastive_alignment_loss, merge_adapte
 from workbench.finetune.runner import finetune
 from workbench.finetune.silp import train_silp
 from workbench.finetune.specs import LENSSpec, MidAlignSpec, SiLPSpec
-from workbench.finetune.testing import tiny_model, tiny_state
 from workbench.finetune.train import Cancelled, block_output, masked_mean
-from workbench.models import get_path
+from workbench.models import get_path, tiny_model
+
+
+def tiny_state(model_type: str = "llama"):
+    """A fresh (trainable) state of `tiny:<type>`."""
+    return _models.load(_models.tiny_name(model_type), fresh=True)
 
 ATTN_MLP = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -78,7 +83,7 @@ def test_testing_module_mirrors_conftest_tiny_model():
 def test_silp_changes_only_the_ffn_of_its_layers(state, split, base_params, tmp_path):
     spec = SiLPSpec(src="sw", tgt="en", n2d_layers=(1,), d2n_layers=(2,), max_steps=2, lr=1e-3)
     seen = []
-    res = train_silp(state, split, spec, progress=lambda s, t, m: seen.append((s, t, m["stage"])))
+    res = train_silp(state, split, spec, progress=lambda s, t, msg, m: seen.append((s, t, m["stage"])))
     want = _names([1, 2], FFN)
     assert _changed(base_params, res.model) == want == set(res.trainable)
     assert [s for s, _, _ in seen] == [1, 2, 3, 4] and {t for _, t, _ in seen} == {4}
@@ -260,7 +265,7 @@ def test_finetune_writes_a_complete_manifest(state, split, tmp_path):
 
 
 def test_artifact_from_another_base_is_refused(state, split, tmp_path):
-    from workbench.artifacts import ArtifactError
+    from workbench.errors import ArtifactError
     from workbench.models import state_from_model
 
     res = train_silp(state, split, SiLPSpec(n2d_layers=(1,), d2n_layers=(), max_steps=1))

@@ -23,7 +23,7 @@ def local_dir(tmp_path):
 
 def test_local_directory_loads_with_stable_fingerprint(local_dir):
     spec = ModelSpec(source=str(local_dir))
-    fp = models.state_fingerprint(spec)
+    fp = models.fingerprint(spec)
     state = models.load(spec)
     assert state.fingerprint == fp  # computable without loading the weights
     assert state.n_layers == 4 and state.d_model == 64 and state.n_neurons == 128
@@ -35,10 +35,10 @@ def test_local_directory_loads_with_stable_fingerprint(local_dir):
     t = load_file(w)
     t["model.norm.weight"] = t["model.norm.weight"] + 1
     save_file(t, w, metadata={"format": "pt"})
-    assert models.state_fingerprint(spec) != fp
+    assert models.fingerprint(spec) != fp
     # the dtype is part of the state's identity
     bf16 = ModelSpec(source=str(local_dir), dtype="bfloat16")
-    assert models.state_fingerprint(bf16) != models.state_fingerprint(spec)
+    assert models.fingerprint(bf16) != models.fingerprint(spec)
 
 
 def test_unknown_architecture_lists_modules():

@@ -15,13 +15,14 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench import compare, views
+from workbench import compare, models, recordings, views
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
-from workbench.finetune import artifact_io, jobs
+from workbench.finetune import artifact_io
+from workbench.jobs import processes as jobs
 from workbench.finetune.evaluate import evaluate_state
 from workbench.finetune.specs import DataSpec
-from workbench.session import ensure_recording, load_corpus_spec
+from workbench.recordings import ensure_recording, load_corpus_spec
 from workbench.viz import compare_figures
 
 LANGS = ("en", "zh", "sw")
@@ -40,7 +41,7 @@ def _artifact(base, path, *, scale: float = 0.5):
     with torch.no_grad():
         w.add_(scale * torch.randn(w.shape, generator=torch.Generator().manual_seed(1)))
     manifest = {"method": "silp", "spec": {"src": "sw", "tgt": "en"}, "data": DATA.to_dict(),
-                "languages": ["sw", "en"], "base_model": ModelSpec(source="tiny-test:llama").to_dict()}
+                "languages": ["sw", "en"], "base_model": ModelSpec(source="tiny:llama").to_dict()}
     return artifact_io.write_artifact(path, base, model, manifest)
 
 
@@ -163,33 +164,33 @@ def test_tuned_states_are_done_jobs_and_load_with_their_own_fingerprint(states, 
     tuned = compare.tuned_states()
     assert [t["job_id"] for t in tuned] == ["silp-1-done"]
     t = tuned[0]
-    assert t["source"] == "tiny-test:llama" and t["artifact"] == str(path) and t["method"] == "silp"
+    assert t["source"] == "tiny:llama" and t["artifact"] == str(path) and t["method"] == "silp"
     assert t["languages"] == ["sw", "en"] and t["pivot"] == "en" and t["data"] == DATA.to_dict()
     assert "SiLP sw/en" in t["label"]
     spec = ModelSpec.from_dict(t["model"])
     assert spec.artifact == str(path)
     # the state a picker hands out loads as base + artifact, with the artifact in its fingerprint
-    loaded = compare.load_state(spec)
+    loaded = models.load(spec)
     assert loaded.fingerprint == artifact_io.load_tuned(states["base"], path).fingerprint
-    assert loaded.fingerprint.startswith(states["base"].fingerprint + "+")
-    assert compare.state_fingerprint(spec) == loaded.fingerprint
+    assert loaded.fingerprint.startswith(states["base"].fingerprint.rsplit("-", 1)[0] + "+")
+    assert models.fingerprint(spec, download=False) == loaded.fingerprint
     for name, p in loaded.model.named_parameters():
         assert torch.equal(p, dict(states["tuned"].model.named_parameters())[name]), name
     # the UI's tiny model and the worker's are one base; their recordings are shared
-    assert compare.state_fingerprint(ModelSpec(source=ui.TINY_MODEL)) == states["base"].fingerprint
-    assert compare.stored_recording(spec, CORPUS, RECORD) is None
+    assert models.fingerprint(ModelSpec(source=ui.TINY_MODEL), download=False) == states["base"].fingerprint
+    assert recordings.stored_recording(spec, CORPUS, RECORD) is None
     ensure_recording(spec, CORPUS, RECORD, state=loaded)
-    rec = compare.stored_recording(spec, CORPUS, RECORD)
+    rec = recordings.stored_recording(spec, CORPUS, RECORD)
     assert rec is not None and rec.fingerprint == loaded.fingerprint
-    assert compare.stored_recording(ModelSpec(source=ui.TINY_MODEL), CORPUS, RECORD) is None  # base: not recorded
+    assert recordings.stored_recording(ModelSpec(source=ui.TINY_MODEL), CORPUS, RECORD) is None  # base: not recorded
 
 
 def test_job_model_spec_and_same_base():
-    assert compare.job_model_spec(ModelSpec(source=ui.TINY_MODEL)).source == "tiny-test:llama"
+    assert compare.job_model_spec(ModelSpec(source=ui.TINY_MODEL)).source == "tiny:llama"
     assert compare.job_model_spec(ModelSpec(source="gemma-3-270m")) == ModelSpec(source="gemma-3-270m")
     with pytest.raises(ValueError, match="cannot be fine-tuned further"):
         compare.job_model_spec(ModelSpec(source="gemma-3-270m", artifact="/x"))
-    assert compare.same_base(ModelSpec(source=ui.TINY_MODEL), ModelSpec(source="tiny-test:llama", artifact="/x"))
+    assert compare.same_base(ModelSpec(source=ui.TINY_MODEL), ModelSpec(source="tiny:llama", artifact="/x"))
     assert not compare.same_base(ModelSpec(source="gemma-3-270m"), ModelSpec(source="smollm2-135m"))
 
 
@@ -210,18 +211,18 @@ def test_compare_figure_draws_both_states_and_the_difference(states):
 
 def test_fingerprint_of_a_tuned_directory_model_covers_the_artifact_and_is_memoised(states, model_dir, tmp_path,
                                                                                    monkeypatch):
-    from workbench import artifacts, models
+    from workbench.models import artifacts
 
     path = _artifact(states["base"], tmp_path / "artifact")
     spec = ModelSpec(source=model_dir, artifact=str(path))
-    fp = compare.state_fingerprint(spec)
-    assert fp == models.state_fingerprint(spec) != compare.state_fingerprint(ModelSpec(source=model_dir))
+    fp = models.fingerprint(spec, download=False)
+    assert fp == models.fingerprint(spec) != models.fingerprint(ModelSpec(source=model_dir), download=False)
 
     def no_hashing(*a, **k):
         raise AssertionError("the artifact was hashed again")
 
-    monkeypatch.setattr(artifacts, "artifact_fingerprint", no_hashing)
-    assert compare.state_fingerprint(spec) == fp  # memoised: pages ask on every rerun
+    monkeypatch.setattr(artifacts, "hash_files", no_hashing)
+    assert models.fingerprint(spec, download=False) == fp  # memoised: pages ask on every rerun
     other = _artifact(states["base"], tmp_path / "other", scale=0.1)
     with pytest.raises(AssertionError, match="hashed again"):
-        compare.state_fingerprint(ModelSpec(source=model_dir, artifact=str(other)))  # a new artifact is hashed
+        models.fingerprint(ModelSpec(source=model_dir, artifact=str(other)), download=False)  # a new artifact is hashed

@@ -19,7 +19,7 @@ from workbench.finetune.data import (
     translation_examples,
 )
 from workbench.finetune.specs import SPECS, DataSpec, LENSSpec, MidAlignSpec, SiLPSpec, spec_for
-from workbench.finetune.testing import tiny_tokenizer
+from workbench.models import tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -145,7 +145,7 @@ def test_stepper_logs_every_step_in_order_and_cancels():
         return calls["n"] > 3
 
     st = Stepper([w], lr=0.1, schedule="constant", warmup=0.0, steps=10, max_grad_norm=None,
-                 progress=lambda s, t, m: seen.append((s, t, m["loss"])), should_stop=stop, flush_s=1e9)
+                 progress=lambda s, t, msg, m: seen.append((s, t, m["loss"])), should_stop=stop, flush_s=1e9)
     with pytest.raises(Cancelled):
         for _ in range(10):
             st.check()

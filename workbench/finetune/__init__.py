@@ -7,7 +7,7 @@
 - `artifact_io`: artifacts of only the changed tensors (plus the raw LoRA adapter);
 - `evaluate`: held-out translation loss and pivot perplexity, before/after;
 - `runner`: one fine-tune end to end; `jobs` + `worker`: the separate processes;
-- `testing`: tiny models for tests (`tiny-test:llama`).
+- `testing`: tiny models for tests (`tiny:llama`).
 
 Importing this package is light: torch, transformers and peft load with the submodules.
 """

@@ -1,6 +1,6 @@
 """Write and read fine-tune artifacts: only what changed, plus a manifest.
 
-Layout of an artifact directory (what `workbench.artifacts.apply_artifact` reads)::
+Layout of an artifact directory (what `workbench.models.artifacts.apply_artifact` reads)::
 
     manifest.json            method, spec, data hash, base model and fingerprint, seed,
                              versions, metrics, wall time, the changed tensor names
@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from workbench.errors import ArtifactError
+from workbench.models.state import state_from_model, tuned_fingerprint, with_artifact
 
 __all__ = [
     "ARTIFACT_FORMAT",
@@ -173,7 +176,6 @@ def load_artifact(path: str | Path) -> ArtifactContents:
     """
     from safetensors.torch import load_file
 
-    from workbench.artifacts import ArtifactError
 
     p = Path(path)
     if not (p / "manifest.json").is_file():
@@ -201,16 +203,6 @@ def apply_adapter(model: Any, adapter: dict[str, torch.Tensor], config: dict[str
     return peft_model.merge_and_unload()
 
 
-def _tuned_fingerprint(base_fp: str, path: Path) -> str:
-    """Same form as `models.state_fingerprint`: `<base>+<artifact hash>-<dtype>`."""
-    from workbench.artifacts import artifact_fingerprint
-
-    head, sep, dtype = base_fp.rpartition("-")
-    if sep and hasattr(torch, dtype):
-        return f"{artifact_fingerprint(path, head)}-{dtype}"
-    return artifact_fingerprint(path, base_fp)
-
-
 def load_tuned(base_state: Any, path: str | Path, *, via: str = "delta") -> Any:
     """A new ModelState: a copy of `base_state.model` with the artifact applied.
 
@@ -220,14 +212,11 @@ def load_tuned(base_state: Any, path: str | Path, *, via: str = "delta") -> Any:
         via: 'delta' (the stored changed tensors; bit-exact) or 'adapter' (re-merge the raw
             LoRA adapter; LoRA artifacts only).
     """
-    from workbench.artifacts import ArtifactError, apply_artifact
-    from workbench.models import state_from_model
-
     p = Path(path)
-    model = copy.deepcopy(base_state.model)
     if via == "delta":
-        apply_artifact(model, p, base_fingerprint=base_state.fingerprint)
-    elif via == "adapter":
+        return with_artifact(base_state, p)
+    model = copy.deepcopy(base_state.model)
+    if via == "adapter":
         art = load_artifact(p)
         if art.adapter is None or art.adapter_config is None:
             raise ArtifactError(f"{p} holds no adapter")
@@ -236,4 +225,4 @@ def load_tuned(base_state: Any, path: str | Path, *, via: str = "delta") -> Any:
         raise ValueError(f"via must be 'delta' or 'adapter', got {via!r}")
     return state_from_model(model, base_state.tokenizer, name=f"{base_state.name}+{p.name}",
                             spec=dataclasses.replace(base_state.spec, artifact=str(p)),
-                            fingerprint=_tuned_fingerprint(base_state.fingerprint, p))
+                            fingerprint=f"{tuned_fingerprint(base_state.fingerprint, p)}~adapter")

@@ -716,7 +716,7 @@ def load_cctuning(base_state: Any, path: str | Path, *, via: str = "delta") -> C
     """
     from safetensors.torch import load_file
 
-    from workbench.artifacts import ArtifactError
+    from workbench.errors import ArtifactError
     from workbench.finetune import artifact_io
 
     p = Path(path)

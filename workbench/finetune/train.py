@@ -19,6 +19,7 @@ import torch
 
 from workbench.models import get_path
 from workbench.errors import Cancelled
+from workbench.jobs.progress import Progress, StopFn
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,8 @@ __all__ = [
     "masked_mean",
 ]
 
-ProgressFn = Callable[[int, int, dict[str, float]], None]
-"""progress(step, total, metrics): called after each optimiser step (1-based step)."""
-StopFn = Callable[[], bool]
+ProgressFn = Progress
+"""progress(step, total, stage, metrics): called after each optimiser step (1-based step)."""
 """should_stop(): checked before each step; True cancels the run (raises `Cancelled`)."""
 
 
@@ -156,7 +156,8 @@ class Stepper:
             row.update({k: next(floats) if torch.is_tensor(v) else float(v) for k, v in vals.items()})
             self.history.append(row)
             if self.progress is not None:
-                self.progress(step, self.total, {k: v for k, v in row.items() if k != "step"})
+                self.progress(step, self.total, str(row.get("stage") or ""),
+                              {k: v for k, v in row.items() if k != "step"})
 
     def close(self) -> float:
         """Flush the remaining metrics; return this stage's wall time in seconds."""

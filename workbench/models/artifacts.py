@@ -6,28 +6,42 @@ tensors, by parameter name) or a peft adapter (`adapter_config.json` + weights).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
 from workbench.errors import ArtifactError
-
-
+from workbench.models.integrity import file_identity, hash_files, read_json_or_none
 
 
 def _manifest(path: Path) -> dict[str, Any]:
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise ArtifactError(f"{path} is not a fine-tune artifact (no manifest.json)")
-    return json.loads(manifest_path.read_text())
+    manifest = read_json_or_none(manifest_path)
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{manifest_path} is damaged (not a JSON object)")
+    return manifest
+
+
+_MEMO: dict[tuple[Any, ...], str] = {}
 
 
 def artifact_fingerprint(path: Path, base_fingerprint: str) -> str:
-    """Fingerprint of base + artifact (from the artifact's manifest and file hashes)."""
-    from workbench.models import hash_files
+    """Fingerprint of base + artifact (a hash of the artifact's files).
 
+    Hashing reads every byte (a merged LoRA delta is most of a model), so the result is
+    memoised per process on the identity of each file (size, mtime_ns, inode, ctime_ns):
+    pages ask on every rerun, and any rewrite of a file is hashed again.
+    """
     _manifest(path)
-    files = [p for p in path.rglob("*") if p.is_file()]
-    return f"{base_fingerprint}+{hash_files(files, path)[:12]}"
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    key = (str(path.resolve()), tuple((str(f.relative_to(path)), *file_identity(f)) for f in files))
+    if key not in _MEMO:
+        _MEMO[key] = hash_files(files, path)[:12]
+    return f"{base_fingerprint}+{_MEMO[key]}"
 
 
 def apply_artifact(model: Any, path: Path, *, base_fingerprint: str) -> None:
@@ -37,8 +51,6 @@ def apply_artifact(model: Any, path: Path, *, base_fingerprint: str) -> None:
         ArtifactError: no manifest, unknown parameter names, shape mismatch, or an artifact
             made for another base model.
     """
-    from safetensors.torch import load_file
-
     manifest = _manifest(path)
     want = manifest.get("base_fingerprint")
     if want and not base_fingerprint.startswith(str(want).split("-")[0]):
@@ -46,7 +58,10 @@ def apply_artifact(model: Any, path: Path, *, base_fingerprint: str) -> None:
     delta = path / "delta.safetensors"
     if not delta.is_file():
         raise ArtifactError(f"{path} has no delta.safetensors")
-    tensors = load_file(str(delta))
+    try:
+        tensors = load_file(str(delta))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtifactError(f"{delta} is damaged or incomplete ({e}); run the fine-tune again") from e
     params = dict(model.named_parameters())
     for name, t in tensors.items():
         if name not in params:

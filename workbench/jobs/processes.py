@@ -1,4 +1,4 @@
-"""Fine-tune jobs: separate worker processes, tracked through files in `<cache>/jobs/<id>/`.
+"""Process jobs (fine-tunes): separate worker processes, tracked through files in `<cache>/jobs/<id>/`.
 
 A job directory holds:
 
@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from workbench.config import ModelSpec, _Spec
-from workbench.finetune.specs import DataSpec, spec_for
-from workbench.paths import cache_root
 from workbench.errors import JobError
+from workbench.finetune.specs import DataSpec, spec_for
+from workbench.jobs.progress import FINAL_STATES, STATES, Snapshot
+from workbench.paths import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,10 @@ __all__ = [
     "list_jobs",
     "start_job",
     "wait_job",
+    "snapshot",
     "write_status",
 ]
 
-FINAL_STATES = ("done", "failed", "cancelled")
-STATES = ("queued", "running", *FINAL_STATES)
 _PROCS: dict[str, subprocess.Popen[bytes]] = {}
 
 
@@ -115,14 +115,14 @@ def _as_dict(x: Any) -> dict[str, Any]:
 
 def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: dict[str, Any] | DataSpec,
               method_spec: dict[str, Any] | Any = None, *, evaluate: bool = True) -> str:
-    """Write a job directory and launch `python -m workbench.finetune.worker <dir>`.
+    """Write a job directory and launch `python -m workbench.jobs.worker <dir>`.
 
     The specs are validated here (unknown fields and bad values fail at once); problems
     with the data or the model surface in the worker as a failed job with the reason.
 
     Args:
         method: 'silp', 'midalign', 'lens' or 'cctuning'.
-        model_spec: the base model (ModelSpec or its dict; `tiny-test:llama` for tests).
+        model_spec: the base model (ModelSpec or its dict; `tiny:llama` for tests).
         data_spec: the DataSpec (or its dict).
         method_spec: the method's spec (or its dict; None = defaults).
         evaluate: held-out loss and perplexity before and after training.
@@ -134,7 +134,7 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
                     else dict(method_spec))
     model = model_spec if isinstance(model_spec, ModelSpec) else ModelSpec.from_dict(_as_dict(model_spec))
     if model.artifact:
-        raise ValueError("fine-tuning on top of an artifact is not supported; use the base model")
+        raise JobError("fine-tuning on top of an artifact is not supported; use the base model")
     data = data_spec if isinstance(data_spec, DataSpec) else DataSpec.from_dict(_as_dict(data_spec))
     job_id = f"{method}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     d = jobs_root() / job_id
@@ -145,7 +145,7 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
     write_status(d, id=job_id, method=method, state="queued", step=0, total=None, stage=None,
                  message="starting the worker", history=[], created=config["created"])
     with open(d / "log.txt", "ab") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "workbench.finetune.worker", str(d)],
+        proc = subprocess.Popen([sys.executable, "-m", "workbench.jobs.worker", str(d)],
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True, env=dict(os.environ))
     _PROCS[job_id] = proc
@@ -306,3 +306,14 @@ def wait_job(job_id: str, *, timeout_s: float | None = None, poll_s: float = 0.2
         if timeout_s is not None and time.monotonic() - start > timeout_s:
             return status
         time.sleep(poll_s)
+
+
+def snapshot(status: dict[str, Any]) -> Snapshot:
+    """A process job's status (`job_status`/`list_jobs` row) as the common `Snapshot`."""
+    state = str(status.get("state") or "queued")
+    history = status.get("history") or []
+    return Snapshot(str(status.get("id", "")), "finetune", str(status.get("method", "")),
+                    state if state in STATES else "failed", str(status.get("message") or ""),
+                    int(status.get("step") or 0), int(status.get("total") or 0), 0.0,
+                    status.get("steps_per_s"), status.get("eta_s") if state not in FINAL_STATES else None,
+                    status.get("reason"), status.get("artifact"), history[-1] if history else {})

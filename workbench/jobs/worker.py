@@ -1,4 +1,4 @@
-"""The job worker: `python -m workbench.finetune.worker <job_dir>` (launched by `jobs.start_job`).
+"""The job worker: `python -m workbench.jobs.worker <job_dir>` (launched by `processes.start_job`).
 
 Takes the job's lock, validates the config and the data before loading anything heavy
 (so bad input fails in about a second), loads the model, runs `runner.finetune`, and
@@ -18,9 +18,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from workbench.finetune.jobs import FINAL_STATES, _read_json, now, write_status
+from workbench.config import ModelSpec
+from workbench.errors import Cancelled
+from workbench.finetune.data import build_split
+from workbench.finetune.runner import finetune
+from workbench.finetune.specs import DataSpec, languages_for, spec_for
+from workbench.jobs.processes import _read_json, now, write_status
+from workbench.jobs.progress import FINAL_STATES
+from workbench.models import load
 
-log = logging.getLogger("workbench.finetune.worker")
+log = logging.getLogger("workbench.jobs.worker")
 
 _WRITE_EVERY_S = 0.5
 
@@ -46,7 +53,8 @@ class _Progress:
         """Training starts now (steps/s and ETA count from here)."""
         self.t0 = time.perf_counter()
 
-    def __call__(self, step: int, total: int, metrics: dict[str, Any]) -> None:
+    def __call__(self, step: int, total: int, message: str = "", metrics: dict[str, Any] | None = None) -> None:
+        metrics = dict(metrics or {})
         t = time.perf_counter()
         if self.t0 is None:
             self.mark_start()
@@ -62,19 +70,12 @@ class _Progress:
 
 
 def _load_state(model: dict[str, Any]) -> Any:
-    """The base ModelState: a tiny test model, or `models.load` in float32 (trainable precision)."""
-    from workbench.config import ModelSpec
-    from workbench.finetune.testing import is_tiny, tiny_state_for
-
-    if is_tiny(model["source"]):
-        return tiny_state_for(model["source"])
-    from workbench.models import load
-
+    """The base ModelState through the one loader, in float32 (trainable precision)."""
     spec = ModelSpec.from_dict(model)
     if spec.dtype == "auto":
         # bf16 weights cannot take AdamW updates of ~1e-5 (they round away): train in fp32.
         spec = dataclasses.replace(spec, dtype="float32")
-    return load(spec, progress=lambda m: write_status_msg(m))
+    return load(spec, progress=write_status_msg)
 
 
 _DIR: Path | None = None
@@ -89,10 +90,6 @@ def write_status_msg(message: str) -> None:
 
 def run(d: Path) -> Path:
     """Run the job in `d`; return the artifact path. Raises on failure or cancellation."""
-    from workbench.config import ModelSpec
-    from workbench.finetune.data import build_split
-    from workbench.finetune.specs import DataSpec, languages_for, spec_for
-
     config = _read_json(d / "config.json")
     if not config:
         raise ValueError(f"{d / 'config.json'} is missing or not JSON")
@@ -108,9 +105,6 @@ def run(d: Path) -> Path:
         raise _Cancelled("cancelled before the model was loaded")
     write_status_msg(f"loading {model_spec['source']}")
     state = _load_state(model_spec)
-    from workbench.finetune.runner import finetune
-    from workbench.finetune.train import Cancelled
-
     progress = _Progress(d)
 
     def status(message: str) -> None:
@@ -134,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     global _DIR
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m workbench.finetune.worker <job_dir>", file=sys.stderr)
+        print("usage: python -m workbench.jobs.worker <job_dir>", file=sys.stderr)
         return 1
     d = Path(args[0])
     lock = open(d / "worker.lock", "a")  # noqa: SIM115 - held for the life of the process

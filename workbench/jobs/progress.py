@@ -1,0 +1,110 @@
+"""The one progress protocol of every long computation (recordings, evaluations, fine-tunes).
+
+A computation reports `progress(done, total, message, metrics)`: units of work done so far
+(sentences, examples, optimiser steps), the total, a one-line message, and optional
+per-step numbers (losses). Phase messages without progress (loading, converting) go to
+`status(message)`. A job runner turns these into a `Snapshot`, the one view of a job that
+pages and the CLI show, with a rate and an ETA from `RateMeter`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+FINAL_STATES = ("done", "failed", "cancelled")
+STATES = ("queued", "running", *FINAL_STATES)
+
+
+class Progress(Protocol):
+    """progress(done, total, message="", metrics=None): called as work advances."""
+
+    def __call__(self, done: int, total: int, message: str = "", metrics: Mapping[str, Any] | None = None) -> None:
+        """Report `done` of `total` units, with a message and optional metrics."""
+
+
+StatusFn = Callable[[str], None]
+"""status(message): a phase message (loading the model, checking the store)."""
+
+StopFn = Callable[[], bool]
+"""should_stop(): True once the user asked to cancel (checked between units of work)."""
+
+
+class RateMeter:
+    """Units per second over a sliding window of recent updates, and the ETA it implies.
+
+    Counts only units computed since `start()` (units served from a cache are excluded by
+    the caller through `skip`), so the ETA follows the running rate instead of the
+    average since launch, and does not climb while one long unit is computed.
+    """
+
+    def __init__(self, window_s: float = 30.0) -> None:
+        self.window_s = window_s
+        self._points: deque[tuple[float, int]] = deque()
+        self._t0: float | None = None
+        self._skipped = 0
+
+    def start(self) -> None:
+        """Work that counts starts now."""
+        self._t0 = time.monotonic()
+        self._points.clear()
+
+    def skip(self, n: int) -> None:
+        """`n` units were done without computing (served from the store)."""
+        self._skipped += n
+
+    def update(self, done: int, now: float | None = None) -> None:
+        """Record that `done` units (skipped ones included) are finished."""
+        now = time.monotonic() if now is None else now
+        if self._t0 is None:
+            self._t0 = now
+            self._points.append((now, self._skipped))
+        self._points.append((now, done))
+        while len(self._points) > 2 and now - self._points[1][0] > self.window_s:
+            self._points.popleft()
+
+    def rate(self, now: float | None = None) -> float | None:
+        """Computed units per second over the window (None before two updates)."""
+        if len(self._points) < 2:
+            return None
+        (t_a, d_a), (t_b, d_b) = self._points[0], self._points[-1]
+        now = time.monotonic() if now is None else now
+        span = max(now, t_b) - t_a
+        return (d_b - d_a) / span if span > 0 and d_b > d_a else None
+
+    def eta(self, done: int, total: int, now: float | None = None) -> float | None:
+        """Seconds left at the current rate (None if unknown)."""
+        r = self.rate(now)
+        return max(0, total - done) / r if r else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent view of one job (thread or process) at one instant."""
+
+    id: str
+    kind: str  # "record" | "eval" | "finetune"
+    label: str
+    state: str  # one of STATES
+    message: str = ""
+    done: int = 0
+    total: int = 0
+    elapsed: float = 0.0
+    rate: float | None = None  # units per second
+    eta: float | None = None  # seconds
+    error: str | None = None  # failed or cancelled: the reason
+    result: Any = field(default=None, repr=False)  # the computation's return value (threads)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        """True until the job reached a final state."""
+        return self.state not in FINAL_STATES
+
+    @property
+    def fraction(self) -> float:
+        """Progress in [0, 1]."""
+        return min(1.0, self.done / self.total) if self.total else 0.0

@@ -1,0 +1,43 @@
+"""The model layer: sources, the architecture table, integrity, artifacts, and loading states.
+
+`load(spec)` is the one way to get a model state and `fingerprint(spec)` the one definition
+of its identity; see `state.py`. Modules: `architectures` (the table), `sources` (bundled
+GGUFs, hub ids, local directories, `.gguf` files, tiny models), `tiny`, `integrity`
+(fingerprints and checksums), `artifacts` (fine-tune deltas applied on a base), `state`.
+"""
+
+from workbench.errors import ArtifactError, ModelError
+from workbench.models.architectures import ARCHITECTURES, ArchEntry, architecture_for, get_path
+from workbench.models.artifacts import apply_artifact, artifact_fingerprint
+from workbench.models.integrity import directory_fingerprint, hash_files, tensor_fingerprint
+from workbench.models.sources import (
+    BUNDLED,
+    DEFAULT_MODEL,
+    BundledModel,
+    PreparedModel,
+    bundled_status,
+    convert_gguf,
+    converted_dir,
+    list_models,
+    prepare,
+)
+from workbench.models.state import (
+    ModelState,
+    fingerprint,
+    forget,
+    load,
+    normalize,
+    resolve_device,
+    state_from_model,
+    with_artifact,
+)
+from workbench.models.tiny import TINY_DEFAULT, TINY_TYPES, is_tiny, tiny_model, tiny_name, tiny_tokenizer
+
+__all__ = [
+    "ARCHITECTURES", "BUNDLED", "DEFAULT_MODEL", "TINY_DEFAULT", "TINY_TYPES", "ArchEntry", "ArtifactError",
+    "BundledModel", "ModelError", "ModelState", "PreparedModel", "apply_artifact", "architecture_for",
+    "artifact_fingerprint", "bundled_status", "convert_gguf", "converted_dir", "directory_fingerprint",
+    "fingerprint", "forget", "get_path", "hash_files", "is_tiny", "list_models", "load", "normalize", "prepare",
+    "resolve_device", "state_from_model", "tensor_fingerprint", "tiny_model", "tiny_name", "tiny_tokenizer",
+    "with_artifact",
+]
