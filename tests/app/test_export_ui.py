@@ -68,7 +68,7 @@ def cli_records_with_tiny(monkeypatch, tiny_state):
 @pytest.fixture
 def stub_render(monkeypatch):
     """No browser: figure files hold a placeholder (for tests of data and manifests only)."""
-    monkeypatch.setattr(export, "render_image", lambda fig, fmt, dpi=300: b"stub")
+    monkeypatch.setattr(export.render, "render_image", lambda fig, fmt, dpi=300: b"stub")
 
 
 def rebuilt_csv(spec: dict) -> bytes:
@@ -217,7 +217,7 @@ def test_an_export_failure_is_a_readable_message(recording, monkeypatch):
     def no_browser(*args, **kwargs):
         raise export.ChromiumNotFoundError(export.NO_CHROMIUM)
 
-    monkeypatch.setattr(export, "render_image", no_browser)
+    monkeypatch.setattr(export.render, "render_image", no_browser)
     at = app("pages/neurons.py")
     ok(at)
     at.button(key="exp-go-language-specific-neurons").click().run()
