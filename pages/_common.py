@@ -26,14 +26,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from workbench import export as wb_export
-from workbench import recordings, views
-from workbench import report as wb_report
+from workbench import recipes, recordings
 from workbench import ui_support as ui
 from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
 from workbench.errors import user_message
 from workbench.jobs.progress import Snapshot
 from workbench.jobs.threads import JOBS
 from workbench.paths import cache_root
+from workbench.recipes import tables as views
 
 log = logging.getLogger("workbench.app")
 
@@ -250,19 +250,19 @@ def figure_spec(s: ui.Settings, analysis: str, params: Mapping[str, Any], *, lan
 
     Args:
         s: the settings (model, corpus, languages, limit, max length, pooling).
-        analysis: a `workbench.report.ANALYSES` name.
+        analysis: a `workbench.recipes.ANALYSES` name.
         params: the analysis parameters chosen on the page; `pooling` is filled in from the
             settings for analyses that take it.
         langs: the languages the view uses (default: the Setup choice).
         title: the figure title (default: the shown figure's, filled in by `export_zip`).
 
     Returns:
-        A spec `workbench.report.normalize_spec` accepts; `build_figure` rebuilds the view from it.
+        A spec `workbench.recipes.normalize_spec` accepts; `build_figure` rebuilds the view from it.
     """
     default = RecordSpec().to_dict()
     record = {k: v for k, v in s.record_spec().to_dict().items() if v != default[k]}
     p = dict(params)
-    if "pooling" in wb_report.ANALYSES.get(analysis, {}):
+    if "pooling" in recipes.ANALYSES.get(analysis, {}):
         p.setdefault("pooling", s.pooling)
     return {"analysis": analysis, "model": s.model.to_dict(), "corpus": s.corpus.source,
             "langs": list(langs if langs is not None else s.corpus.langs), "limit": s.corpus.limit,
@@ -329,12 +329,12 @@ def export_manifest(spec: Mapping[str, Any] | None, *, figure: str) -> dict[str,
     if spec is None:
         return {**source, "regenerable": False,
                 "not_regenerable": "this view gave no figure spec, so no command can rebuild it"}
-    canon = wb_report.normalize_spec(spec)
+    canon = recipes.normalize_spec(spec)
     # build_figure's own provenance code, over the recordings the page read from the store
     # (found, never re-recorded), so UI and CLI manifests hold the same fields.
     info = {"analysis": canon["analysis"], "params": dict(canon["params"]), "spec": canon,
-            **wb_report.provenance(canon, _spec_recordings(canon)),
-            "commands": {"analyze": wb_report.analyze_command(canon)}, **source, "regenerable": True}
+            **recipes.provenance(canon, _spec_recordings(canon)),
+            "commands": {"analyze": recipes.analyze_command(canon)}, **source, "regenerable": True}
     if canon["model"]["source"] == ui.TINY_MODEL:
         info["ui_spec"] = info.pop("spec")  # no "spec": `workbench export --manifest` refuses it clearly
         info["commands"]["analyze"] = None

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import _common as ui_st
-from workbench import compare, models, recordings
+from workbench import compare, models, recipes, recordings
 from workbench import ui_support as ui
 from workbench.analysis import embed2d, retrieval, sensitivity
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
@@ -189,10 +189,11 @@ def retrieval_tab(key: dict, langs: list[str], labels: tuple[str, str]) -> None:
         gain = all_pairs["diff"].mean()
         m[1].metric(f"Mean over layers, {labels[1]}", _pct(all_pairs["b"].mean()), f"{gain:+.1%} vs {labels[0]}",
                     delta_color="normal" if abs(gain) >= 5e-4 else "off")
-        m[2].metric(f"Best layer, {labels[0]}", str(all_pairs.loc[all_pairs["a"].idxmax(), "layer"]),
-                    _pct(all_pairs["a"].max()), delta_color="off")
-        m[3].metric(f"Best layer, {labels[1]}", str(all_pairs.loc[all_pairs["b"].idxmax(), "layer"]),
-                    _pct(all_pairs["b"].max()), delta_color="off")
+        for i, col in ((2, "a"), (3, "b")):
+            best = recipes.best_layer(all_pairs.rename(columns={col: "accuracy"}))  # the one definition
+            m[i].metric(f"Best layer, {labels[i - 2]}", str(best), _pct(all_pairs.loc[all_pairs["layer"] == best,
+                                                                                          col].iloc[0]),
+                        delta_color="off")
         fig = cfig.compare_by_layer_figure(table[table["series"].isin(shown or ["all_pairs"])], line="series",
                                            labels=labels, y_title="retrieval accuracy",
                                            title=f"Translation retrieval by layer ({method}, pivot {pivot})")

@@ -6,8 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from pages import _common as ui_st
-from workbench import views
+from workbench import recipes
 from workbench.analysis import retrieval, sensitivity
+from workbench.recipes import tables as views
 from workbench.viz import figures
 
 METHOD_HELP = ("cosine: the gold translation is the nearest neighbour. margin: ratio margin of Artetxe & "
@@ -49,9 +50,12 @@ with controls:
 with plot, ui_st.guard("retrieval accuracy"):
     _, summary = ui_st.retrieval_tables(key, s.pooling, method, k, pivot, center)
     all_pairs = summary[summary["series"] == "all_pairs"]
-    best = all_pairs.loc[all_pairs["accuracy"].idxmax()]
+    best = recipes.best_layer(summary)  # the one definition: a block, never emb; ties -> lower
+    best_acc = float(all_pairs.loc[all_pairs["layer"] == best, "accuracy"].iloc[0])
     m = st.columns(3)
-    m[0].metric("Best layer (all pairs)", str(best["layer"]), f"{best['accuracy']:.1%}", delta_color="off")
+    m[0].metric("Best layer (all pairs)", str(best), f"{best_acc:.1%}", delta_color="off",
+                help="The decoder block with the highest all-pairs accuracy (never the embeddings; ties: "
+                     "the lower block).")
     m[1].metric("Mean over layers", f"{all_pairs['accuracy'].mean():.1%}")
     try:
         m[2].metric("Mid-align score", f"{retrieval.mid_align_score(summary):.1%}",

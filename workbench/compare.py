@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench import models, views
+from workbench import models
 from workbench.config import ModelSpec
 from workbench.errors import JobError
 from workbench.jobs import processes
+from workbench.recipes import tables as views
 
 log = logging.getLogger(__name__)
 

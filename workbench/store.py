@@ -26,8 +26,8 @@ import numpy as np
 from filelock import FileLock
 
 from workbench.config import stable_hash
-from workbench.paths import cache_root
 from workbench.errors import StoreError
+from workbench.paths import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ import torch
 from nnsight import NNsight
 
 from workbench.config import RecordSpec
+from workbench.errors import RecordError
 from workbench.models import ModelState, get_path
 from workbench.store import Entry, Store, make_key
-from workbench.errors import RecordError
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,10 @@ import test_pages
 from PIL import Image
 from test_pages import LANGS, SETTINGS, VIEWS, app, figures, ok, trace, xs, ys
 
-from workbench import export, recordings, report, views
+from workbench import export, recipes, recordings
 from workbench import ui_support as ui
 from workbench.config import ModelSpec
+from workbench.recipes import tables as views
 from workbench.viz import figures as viz
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +62,7 @@ def csv_of(files: dict[str, bytes]) -> bytes:
 
 @pytest.fixture
 def cli_records_with_tiny(monkeypatch, tiny_state):
-    """`report.build_figure` (what `workbench export --manifest` runs) on the tiny model's state."""
+    """`recipes.build_figure` (what `workbench export --manifest` runs) on the tiny model's state."""
     monkeypatch.setattr(recordings, "ensure_recording", functools.partial(recordings.ensure_recording, state=tiny_state))
 
 
@@ -72,7 +73,7 @@ def stub_render(monkeypatch):
 
 
 def rebuilt_csv(spec: dict) -> bytes:
-    _, data, _ = report.build_figure(spec)
+    _, data, _ = recipes.build_figure(spec)
     return export.csv_bytes(data)
 
 

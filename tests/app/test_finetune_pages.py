@@ -116,8 +116,8 @@ def test_finetune_page_shows_the_papers_defaults():
 
 
 def test_silp_layers_are_prefilled_from_a_stored_pair_pass(tiny_state):
-    from workbench import views
     from workbench.analysis import sensitivity
+    from workbench.recipes import tables as views
     from workbench.recordings import ensure_recording
 
     rec = ensure_recording(SETTINGS.model, SETTINGS.pair_corpus("en", "zh"), SETTINGS.silp_spec(),

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from workbench import cli
-from workbench.cli_export import add_export_parser
-from workbench.report import ANALYSES, analyze_command, build_figure, normalize_spec
+from workbench.cli.export import add_export_parser
+from workbench.recipes import ANALYSES, analyze_command, build_figure, normalize_spec
 
 
 @pytest.fixture(scope="module")

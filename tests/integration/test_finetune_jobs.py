@@ -17,12 +17,12 @@ import pytest
 import torch
 
 from workbench import models as _models
-from workbench.cli_finetune import _follow, add_finetune_parser
+from workbench.cli.finetune import _follow, add_finetune_parser
 from workbench.finetune import artifact_io
-from workbench.jobs import processes as jobs
 from workbench.finetune.data import build_split
 from workbench.finetune.silp import train_silp
 from workbench.finetune.specs import DataSpec, SiLPSpec
+from workbench.jobs import processes as jobs
 
 
 def tiny_state(model_type: str = "llama"):

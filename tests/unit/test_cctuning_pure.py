@@ -19,7 +19,7 @@ from workbench.analysis.cctuning import (
     transform_fit_curve,
     transform_mse,
 )
-from workbench.cli_finetune import _method_spec, add_finetune_parser
+from workbench.cli.finetune import _method_spec, add_finetune_parser
 from workbench.finetune.cctuning import decision_maker
 from workbench.finetune.specs import CCTuningSpec, languages_for, spec_for
 from workbench.viz.cctuning_figures import cctuning_figures

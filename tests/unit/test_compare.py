@@ -15,13 +15,14 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench import compare, models, recordings, views
+from workbench import compare, models, recordings
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.finetune import artifact_io
-from workbench.jobs import processes as jobs
 from workbench.finetune.evaluate import evaluate_state
 from workbench.finetune.specs import DataSpec
+from workbench.jobs import processes as jobs
+from workbench.recipes import tables as views
 from workbench.recordings import ensure_recording, load_corpus_spec
 from workbench.viz import compare_figures
 

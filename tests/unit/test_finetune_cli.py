@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from workbench.cli_finetune import _method_spec, add_finetune_parser
+from workbench.cli.finetune import _method_spec, add_finetune_parser
 from workbench.finetune.specs import spec_for
 
 

@@ -4,7 +4,7 @@
 
 writes ``retrieval.pdf``, ``.svg``, ``.png`` (``width_in × dpi`` pixels wide), ``.csv``,
 ``.parquet`` and ``retrieval.manifest.json``. The manifest holds the figure spec that
-:func:`workbench.report.build_figure` takes, so ``workbench export --manifest
+:func:`workbench.recipes.build_figure` takes, so ``workbench export --manifest
 retrieval.manifest.json --out elsewhere/`` writes the same CSV (byte for byte) and the same
 pictures again. Nothing is overwritten unless ``overwrite=True``; names typed by users go
 through :func:`safe_name`.

@@ -143,7 +143,7 @@ def export_figure(fig: go.Figure, data: pd.DataFrame, out_dir: str | Path, name:
         height_in: inches (default from :func:`paper_figure`).
         dpi: PNG resolution; the PNG is ``round(width_in × dpi)`` pixels wide.
         manifest: provenance to record (e.g. the ``info`` of
-            :func:`workbench.report.build_figure`: spec, model, corpus, parameters);
+            :func:`workbench.recipes.build_figure`: spec, model, corpus, parameters);
             versions, time, files and commands are added.
         overwrite: replace existing files; without it an existing file raises.
         parquet: also write Parquet.

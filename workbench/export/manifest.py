@@ -1,6 +1,6 @@
 """The figure manifest: the one builder of its dict, its reader, and the library versions it records.
 
-The manifest holds the figure spec that :func:`workbench.report.build_figure` takes, so
+The manifest holds the figure spec that :func:`workbench.recipes.build_figure` takes, so
 ``workbench export --manifest retrieval.manifest.json --out elsewhere/`` writes the same
 CSV (byte for byte) and the same pictures again.
 """

@@ -11,15 +11,15 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from workbench.models import get_path
 from workbench.errors import Cancelled
 from workbench.jobs.progress import Progress, StopFn
+from workbench.models import get_path
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from workbench.models.sources import (
     converted_dir,
     list_models,
     prepare,
+    verify,
 )
 from workbench.models.state import (
     ModelState,
@@ -39,5 +40,5 @@ __all__ = [
     "artifact_fingerprint", "bundled_status", "convert_gguf", "converted_dir", "directory_fingerprint",
     "fingerprint", "forget", "get_path", "hash_files", "is_tiny", "list_models", "load", "normalize", "prepare",
     "resolve_device", "state_from_model", "tensor_fingerprint", "tiny_model", "tiny_name", "tiny_tokenizer",
-    "with_artifact",
+    "verify", "with_artifact",
 ]

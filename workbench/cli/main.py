@@ -22,8 +22,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
+from workbench import models
+from workbench.cli._args import _pairs, add_model_args, add_record_args, csv_list, get_recording
+from workbench.cli.analyze import add_analyze_parser
+from workbench.cli.export import add_export_parser
+from workbench.config import ModelSpec
+from workbench.corpus import list_corpora, load_corpus
 from workbench.errors import is_user_error, user_message
+from workbench.store import Store
 
 log = logging.getLogger("workbench")
 
@@ -40,137 +46,6 @@ EPILOG = """examples:
 """
 
 
-def csv_list(s: str) -> list[str]:
-    """Comma-separated values, stripped, empty ones dropped."""
-    return [x.strip() for x in s.split(",") if x.strip()]
-
-
-def int_list(s: str) -> list[int]:
-    """Comma-separated block indices."""
-    try:
-        return [int(x) for x in csv_list(s)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated block indices, got {s!r}") from None
-
-
-def key_value(s: str) -> tuple[str, Any]:
-    """``KEY=VALUE``; the value is read as JSON when it parses (numbers, true, null, lists), else text."""
-    if "=" not in s:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
-    k, v = s.split("=", 1)
-    try:
-        return k.strip(), json.loads(v)
-    except json.JSONDecodeError:
-        return k.strip(), v
-
-
-def _pairs(s: str) -> list[tuple[str, str]]:
-    out = []
-    for p in csv_list(s):
-        if ":" not in p:
-            raise argparse.ArgumentTypeError(f"a pair is SRC:TGT (e.g. en:sw), got {p!r}")
-        a, b = p.split(":", 1)
-        out.append((a, b))
-    return out
-
-
-# --------------------------------------------------------------------------- shared options
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """--model, --device, --dtype, --artifact, --trust-remote-code."""
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default="gemma-3-270m",
-                   help="bundled name, hub id, local dir or .gguf (default: %(default)s)")
-    g.add_argument("--artifact", default=None, help="fine-tune artifact directory applied on top of the model")
-    g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda (default: %(default)s)")
-    g.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16")
-    g.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the hub")
-
-
-def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,sw,ar,hi,es,fr,ja") -> None:
-    """Corpus and recording options shared by `record` and `analyze`."""
-    g = p.add_argument_group("corpus")
-    g.add_argument("--corpus", default="udhr", help="udhr, tatoeba:sw, or a TSV/JSONL file or FLORES dir")
-    g.add_argument("--langs", type=csv_list, default=csv_list(langs_default), 
-                   help="comma-separated codes (default: %(default)s)")
-    g.add_argument("--limit", type=int, default=None, help="only the first N units per language (quick looks)")
-    r = p.add_argument_group("recording")
-    r.add_argument("--poolings", type=csv_list, default=["mean", "last", "weighted"], help="mean,last,weighted")
-    r.add_argument("--max-length", type=int, default=256, help="truncate inputs to N tokens (default: %(default)s)")
-    r.add_argument("--layers", type=int_list, default=None, help="blocks to record, e.g. 0,4,8 (default: all)")
-    r.add_argument("--template", default=None,
-                   help="text template with {text}, or 'silp' / a pair template with {src_text} {tgt_text}")
-    r.add_argument("--chat-template", action="store_true", help="wrap inputs in the tokenizer's chat template")
-    r.add_argument("--token-span", default="all", choices=["all", "source", "target"], help="pair templates only")
-    r.add_argument("--no-ffn", action="store_true", help="skip FFN neuron statistics")
-    r.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per batch (memory bound)")
-    r.add_argument("--progress", action="store_true", help="show a progress bar")
-
-
-def model_spec(a: argparse.Namespace) -> ModelSpec:
-    """ModelSpec from parsed arguments."""
-    return ModelSpec(source=a.model, device=a.device, dtype=a.dtype, artifact=a.artifact,
-                     trust_remote_code=a.trust_remote_code)
-
-
-def record_spec(a: argparse.Namespace, **override: Any) -> RecordSpec:
-    """RecordSpec from parsed arguments."""
-    template = SILP_TEMPLATE if a.template == "silp" else a.template
-    kw = dict(poolings=tuple(a.poolings), max_length=a.max_length, template=template,
-              chat_template=a.chat_template, token_span=a.token_span, ffn_stats=not a.no_ffn,
-              layers=tuple(a.layers) if a.layers else None, batch_tokens=a.batch_tokens)
-    kw.update(override)
-    return RecordSpec(**kw)  # type: ignore[arg-type]  # kwargs built from typed args
-
-
-def corpus_spec(a: argparse.Namespace, langs: Sequence[str] | None = None) -> CorpusSpec:
-    """CorpusSpec from parsed arguments."""
-    return CorpusSpec(source=a.corpus, langs=tuple(langs or a.langs), limit=a.limit)
-
-
-class ProgressBar:
-    """A tqdm bar on stderr driven by progress(done, total, message) callbacks (only if enabled).
-
-    A new total (the next recording of a multi-recording command) starts a new bar.
-    """
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        """Advance the bar to `done` of `total`."""
-        if not self.enabled:
-            return
-        if self.bar is None or self.bar.total != total:
-            from tqdm import tqdm
-
-            self.close()
-            self.bar = tqdm(total=total, unit="sent", file=sys.stderr, dynamic_ncols=True)
-        self.bar.set_description(message)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        """Finish the current bar."""
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def get_recording(a: argparse.Namespace, *, langs: Sequence[str] | None = None,
-                  pairs: Sequence[tuple[str, str]] | None = None, **override: Any) -> Any:
-    """Record what is missing (with progress if asked) and return the Recording."""
-    from workbench.recordings import ensure_recording
-
-    bar = ProgressBar(getattr(a, "progress", False))
-    try:
-        return ensure_recording(model_spec(a), corpus_spec(a, langs), record_spec(a, **override), pairs=pairs,
-                                progress=bar, status=lambda m: print(m, file=sys.stderr))
-    finally:
-        bar.close()
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -185,22 +60,24 @@ def _table(rows: list[dict[str, Any]], cols: Sequence[str] | None = None) -> str
 
 
 def cmd_models(a: argparse.Namespace) -> int:
-    """List bundled models or prepare one."""
-    from workbench import models
-
+    """List, prepare or verify models."""
     if a.action == "list":
         print(_table(models.list_models(), ["name", "status", "licence", "description"]))
-        print("\nAny hub id or local HF directory (or .gguf file) also works as --model.")
+        print("\nAny hub id, local HF directory, .gguf file, or tiny:<type> test model also works as --model.")
         return 0
-    prep = models.prepare(ModelSpec(source=a.name), progress=lambda m: print(m, file=sys.stderr))
+    if a.action == "verify":
+        names = [a.name] if a.name else [b for b in models.BUNDLED if models.bundled_status(b) != "missing"]
+        for name in names:
+            models.verify(name)
+            print(f"{name}: ok (every file matches the checksum recorded at conversion)")
+        return 0
+    prep = models.prepare(ModelSpec(source=a.name), progress=lambda m: print(m, file=sys.stderr), force=a.force)
     print(f"{prep.name}: ready at {prep.path} ({prep.n_layers} layers, fingerprint {prep.fingerprint})")
     return 0
 
 
 def cmd_corpus(a: argparse.Namespace) -> int:
     """List bundled corpora or show one."""
-    from workbench.corpus import list_corpora, load_corpus
-
     if a.action == "list":
         print(_table(list_corpora()))
         return 0
@@ -229,8 +106,6 @@ def cmd_record(a: argparse.Namespace) -> int:
 
 def cmd_store(a: argparse.Namespace) -> int:
     """Inspect and clean the store."""
-    from workbench.store import Store
-
     store = Store()
     if a.action == "ls":
         rows = store.ls()
@@ -266,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("list", help="bundled models and their status")
     mp = msub.add_parser("prepare", help="convert a model once (bundled GGUF -> safetensors in the cache)")
     mp.add_argument("name", help="bundled name, hub id, local dir or .gguf")
+    mp.add_argument("--force", action="store_true", help="convert again (repairs a damaged conversion)")
+    mv = msub.add_parser("verify", help="re-hash a converted model's files against their recorded checksums")
+    mv.add_argument("name", nargs="?", default=None, help="bundled name (default: every converted one)")
     m.set_defaults(func=cmd_models)
 
     c = sub.add_parser("corpus", help="list or show corpora")
@@ -296,14 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--older-than", type=float, default=None, metavar="DAYS")
     s.set_defaults(func=cmd_store)
 
-    from workbench.cli_analyze import add_analyze_parser
-    from workbench.cli_export import add_export_parser
-
     add_analyze_parser(sub)
     add_export_parser(sub)
-    try:
-        from workbench.cli_finetune import add_finetune_parser
-    except ImportError:  # fine-tunes need peft; the rest of the CLI works without
+    try:  # optional: fine-tunes need peft; the rest of the CLI works without it
+        from workbench.cli.finetune import add_finetune_parser
+    except ImportError:
         log.debug("fine-tune commands unavailable", exc_info=True)
     else:
         add_finetune_parser(sub)

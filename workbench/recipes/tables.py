@@ -1,7 +1,10 @@
-"""Recording -> tables for each view: the one glue layer the CLI and the UI both call.
+"""Recording -> tables: the one definition of each view's numbers.
 
-So the numbers the UI shows equal what `workbench analyze` prints for the same settings.
-Every function is a thin composition of `workbench.analysis` pure functions.
+The pages, `workbench analyze`, `export`, `report` and figure sets all reach these through
+the registry (`workbench.recipes.build`), so a number is computed by one code path
+whichever door the user came in by. Every function is a thin composition of
+`workbench.analysis` pure functions; "best layer", the SiLP pair pass and the allocation
+table are defined here, once.
 """
 
 from __future__ import annotations
@@ -11,6 +14,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from workbench.analysis import embed2d, overlap, retrieval, sensitivity, subspace
+from workbench.config import SILP_TEMPLATE, RecordSpec
+from workbench.errors import ParamError
 
 
 def ffn_layer_labels(recording: Any) -> list[int]:
@@ -22,8 +29,6 @@ def ffn_layer_labels(recording: Any) -> list[int]:
 def retrieval_tables(recording: Any, pooling: str, *, method: str, k: int, pivot: str,
                      center: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(long per-pair table, per-layer summary) from `analysis.retrieval`."""
-    from workbench.analysis import retrieval
-
     df = retrieval.retrieval_by_layer(recording.vectors(pooling), method=method, k=k, pivot=pivot,
                                       center=center, layer_labels=recording.layer_labels)
     return df, retrieval.summarize_by_layer(df, pivot)
@@ -31,8 +36,6 @@ def retrieval_tables(recording: Any, pooling: str, *, method: str, k: int, pivot
 
 def retrieval_matrix_at(recording: Any, pooling: str, layer: Any, *, method: str, k: int) -> pd.DataFrame:
     """Language × language retrieval accuracy at one layer (`analysis.retrieval.retrieval_matrix`)."""
-    from workbench.analysis import retrieval
-
     i = recording.layer_index(layer)
     return retrieval.retrieval_matrix({u: v[i] for u, v in recording.vectors(pooling).items()},
                                       method=method, k=k)
@@ -40,8 +43,6 @@ def retrieval_matrix_at(recording: Any, pooling: str, layer: Any, *, method: str
 
 def sensitivity_scores(pair_recording: Any, unit: str, variant: str = "paper") -> np.ndarray:
     """SiLP projection sensitivity `(L,)` of one translation direction (entry 0 NaN)."""
-    from workbench.analysis import sensitivity
-
     entry = pair_recording.entries[unit]
     if variant == "abs":
         return sensitivity.abs_sensitivity_from_diffs(np.asarray(entry["ffn_absdiff"]))
@@ -50,8 +51,6 @@ def sensitivity_scores(pair_recording: Any, unit: str, variant: str = "paper") -
 
 def overlap_table(recording: Any, pivot: str, langs: Sequence[str], *, top_frac: float) -> pd.DataFrame:
     """Per-layer activated-neuron overlap of `langs` with `pivot` (`analysis.overlap`)."""
-    from workbench.analysis import overlap
-
     probs = recording.activation_probs()
     chosen = {u: probs[u] for u in [pivot, *[x for x in langs if x != pivot]]}
     return overlap.overlap_by_layer(chosen, pivot, top_frac=top_frac, layer_labels=ffn_layer_labels(recording))
@@ -60,8 +59,6 @@ def overlap_table(recording: Any, pivot: str, langs: Sequence[str], *, top_frac:
 def specific_counts(recording: Any, langs: Sequence[str], *, entropy_quantile: float,
                     prob_quantile: float) -> pd.DataFrame:
     """Language-specific (LAPE) neuron counts per layer and language."""
-    from workbench.analysis import overlap
-
     probs = recording.activation_probs()
     df = overlap.language_specific_neurons({u: probs[u] for u in langs}, entropy_quantile=entropy_quantile,
                                            prob_quantile=prob_quantile)
@@ -80,8 +77,6 @@ def _layer_points(recording: Any, pooling: str, layer: Any) -> tuple[np.ndarray,
 def map_points(recording: Any, corpus: Any, pooling: str, layer: Any, *, method: str,
                random_state: int = 0) -> pd.DataFrame:
     """2-D map of one layer (`analysis.embed2d.embed_2d`): x, y, lang, unit index, text."""
-    from workbench.analysis import embed2d
-
     x, langs, idx = _layer_points(recording, pooling, layer)
     xy = embed2d.embed_2d(x, method=method, random_state=random_state)
     texts = {u: corpus.texts(u) for u in recording.entries}
@@ -95,8 +90,6 @@ def _panel(z: np.ndarray, langs: Sequence[str]) -> tuple[np.ndarray, bool]:
     PCA when the projection has at least 2 dimensions; else a strip: (coordinate, the
     language's row plus a small deterministic jitter).
     """
-    from workbench.analysis import embed2d
-
     z = np.asarray(z, dtype=np.float64).reshape(len(langs), -1)
     if z.shape[1] >= 2:
         return embed2d.embed_2d(z, method="pca"), False
@@ -119,8 +112,6 @@ def subspace_view(recording: Any, corpus: Any, pooling: str, layer: Any, *, rank
         the specific subspace; a strip too when rank is 1), lang, text; norms has one row
         per non-central language with ``‖δ_lang‖``; strips says which panels are strips.
     """
-    from workbench.analysis import subspace
-
     x, langs, idx = _layer_points(recording, pooling, layer)
     units = list(recording.entries)
     means = np.stack([x[np.asarray(langs) == u].mean(axis=0) for u in units])
@@ -139,7 +130,50 @@ def subspace_view(recording: Any, corpus: Any, pooling: str, layer: Any, *, rank
 def separation_table(recording: Any, pooling: str, *, rank: int | None, central: str,
                      holdout: bool) -> pd.DataFrame:
     """Per-layer separation numbers (`analysis.subspace.separation_by_layer`)."""
-    from workbench.analysis import subspace
-
     return subspace.separation_by_layer(recording.vectors(pooling), rank=rank, central=central,
                                         holdout=holdout, layer_labels=recording.layer_labels)
+
+
+def is_block(label: Any) -> bool:
+    """True for a decoder-block layer label (an int), False for 'emb' or 'final'."""
+    return isinstance(label, int | np.integer) and not isinstance(label, bool)
+
+
+def best_layer(summary: pd.DataFrame) -> int:
+    """THE best layer: the decoder block with the highest all-pairs accuracy in a retrieval summary.
+
+    Never 'emb' (or 'final'); ties go to the lower block.
+
+    Raises:
+        ParamError: no decoder block in the summary.
+    """
+    allp = summary[summary["series"] == "all_pairs"]
+    blocks = allp[[is_block(x) for x in allp["layer"]]]
+    if blocks.empty:
+        raise ParamError("no decoder block was recorded, so there is no best layer; choose a layer")
+    top = blocks["accuracy"].max()
+    return int(min(int(x) for x in blocks.loc[blocks["accuracy"] == top, "layer"]))
+
+
+def best_layer_of(recording: Any, pooling: str = "mean", *, pivot: str | None = None) -> int:
+    """`best_layer` of a recording by all-pairs margin retrieval (k = 4)."""
+    pivot_ = pivot if pivot is not None and pivot in recording.entries else next(iter(recording.entries))
+    _, summary = retrieval_tables(recording, pooling, method="margin", k=4, pivot=pivot_)
+    return best_layer(summary)
+
+
+def silp_record_spec(max_length: int = 256, **override: Any) -> RecordSpec:
+    """THE RecordSpec of SiLP's pair pass: the translation prompt, FFN statistics, no pooled states."""
+    d = {"template": SILP_TEMPLATE, "poolings": ("mean",), "embeddings": False, "ffn_stats": True,
+         "max_length": max_length, "batch_tokens": max(4096, max_length), **override}
+    return RecordSpec(**d)
+
+
+def allocation_table(scores: np.ndarray, *, split: int | None, k1: int, k2: int) -> tuple[pd.DataFrame, list[int],
+                                                                                          list[int], int]:
+    """THE allocation table: (layer, score, N2D/D2N/"") rows, the N2D and D2N layers, the split."""
+    n2d, d2n = sensitivity.allocate_layers(scores, split=split, k1=k1, k2=k2)
+    k = split or sensitivity.default_split(len(scores))
+    table = pd.DataFrame({"layer": range(len(scores)), "score": scores,
+                          "allocation": ["N2D" if i in n2d else "D2N" if i in d2n else "" for i in range(len(scores))]})
+    return table, list(n2d), list(d2n), k

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workbench.cli import ProgressBar as _Progress
-from workbench.cli import csv_list as _csv
-from workbench.cli import key_value as _kv
+from workbench.cli._args import ProgressBar as _Progress
+from workbench.cli._args import csv_list as _csv
+from workbench.cli._args import key_value as _kv
 from workbench.config import RecordSpec
 
 
@@ -31,7 +31,7 @@ def _status(msg: str) -> None:
 
 def _record_overrides(a: argparse.Namespace) -> dict[str, Any]:
     """RecordSpec fields the user changed from the defaults (so specs stay short)."""
-    from workbench.cli import record_spec
+    from workbench.cli._args import record_spec
 
     given = record_spec(a).to_dict()
     default = RecordSpec().to_dict()
@@ -54,7 +54,7 @@ def _refuse_existing(out: Path, name: str, formats: Any) -> None:
 def cmd_export(a: argparse.Namespace) -> int:
     """Export one figure, from a manifest or from an analysis and options."""
     from workbench.export import export_figure, read_manifest
-    from workbench.report import build_figure
+    from workbench.recipes import build_figure
 
     bar = _Progress(a.progress)
     try:
@@ -67,7 +67,7 @@ def cmd_export(a: argparse.Namespace) -> int:
                     "height_in": ex.get("height_in"), "dpi": ex.get("dpi", 300), "title": ex.get("title", True)}
             caption = m.get("caption")
         else:
-            from workbench.cli import model_spec
+            from workbench.cli._args import model_spec
 
             spec = {"analysis": a.analysis, "model": model_spec(a).to_dict(), "corpus": a.corpus, "langs": a.langs,
                     "limit": a.limit, "record": _record_overrides(a), "params": dict(a.set or [])}
@@ -139,8 +139,8 @@ def _figure_options(p: argparse.ArgumentParser) -> None:
 
 def add_export_parser(sub: Any) -> None:
     """Add `workbench export`, `workbench report` and `workbench figures` to the CLI's subparsers."""
-    from workbench.cli import add_model_args, add_record_args
-    from workbench.report import ANALYSES
+    from workbench.cli._args import add_model_args, add_record_args
+    from workbench.recipes import ANALYSES
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
     e = sub.add_parser("export", formatter_class=fmt,

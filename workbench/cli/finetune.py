@@ -12,9 +12,9 @@ import json
 import sys
 from typing import Any
 
-from workbench.cli import csv_list as _csv
-from workbench.cli import int_list as _ints
-from workbench.cli import key_value as _kv
+from workbench.cli._args import csv_list as _csv
+from workbench.cli._args import int_list as _ints
+from workbench.cli._args import key_value as _kv
 
 __all__ = ["add_finetune_parser", "cmd_finetune", "cmd_jobs"]
 

@@ -1,0 +1,188 @@
+"""Arguments and helpers shared by every `workbench` command group (no command lives here)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tqdm import tqdm
+
+from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
+from workbench.recordings import ensure_recording
+
+
+def csv_list(s: str) -> list[str]:
+    """Comma-separated values, stripped, empty ones dropped."""
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def int_list(s: str) -> list[int]:
+    """Comma-separated block indices."""
+    try:
+        return [int(x) for x in csv_list(s)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated block indices, got {s!r}") from None
+
+
+def key_value(s: str) -> tuple[str, Any]:
+    """``KEY=VALUE``; the value is read as JSON when it parses (numbers, true, null, lists), else text."""
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
+    k, v = s.split("=", 1)
+    try:
+        return k.strip(), json.loads(v)
+    except json.JSONDecodeError:
+        return k.strip(), v
+
+
+def _pairs(s: str) -> list[tuple[str, str]]:
+    out = []
+    for p in csv_list(s):
+        if ":" not in p:
+            raise argparse.ArgumentTypeError(f"a pair is SRC:TGT (e.g. en:sw), got {p!r}")
+        a, b = p.split(":", 1)
+        out.append((a, b))
+    return out
+
+
+# --------------------------------------------------------------------------- shared options
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--model, --device, --dtype, --artifact, --trust-remote-code."""
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="gemma-3-270m",
+                   help="bundled name, hub id, local dir or .gguf (default: %(default)s)")
+    g.add_argument("--artifact", default=None, help="fine-tune artifact directory applied on top of the model")
+    g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda (default: %(default)s)")
+    g.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16")
+    g.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the hub")
+
+
+def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,sw,ar,hi,es,fr,ja") -> None:
+    """Corpus and recording options shared by `record` and `analyze`."""
+    g = p.add_argument_group("corpus")
+    g.add_argument("--corpus", default="udhr", help="udhr, tatoeba:sw, or a TSV/JSONL file or FLORES dir")
+    g.add_argument("--langs", type=csv_list, default=csv_list(langs_default), 
+                   help="comma-separated codes (default: %(default)s)")
+    g.add_argument("--limit", type=int, default=None, help="only the first N units per language (quick looks)")
+    r = p.add_argument_group("recording")
+    r.add_argument("--poolings", type=csv_list, default=["mean", "last", "weighted"], help="mean,last,weighted")
+    r.add_argument("--max-length", type=int, default=256, help="truncate inputs to N tokens (default: %(default)s)")
+    r.add_argument("--layers", type=int_list, default=None, help="blocks to record, e.g. 0,4,8 (default: all)")
+    r.add_argument("--template", default=None,
+                   help="text template with {text}, or 'silp' / a pair template with {src_text} {tgt_text}")
+    r.add_argument("--chat-template", action="store_true", help="wrap inputs in the tokenizer's chat template")
+    r.add_argument("--token-span", default="all", choices=["all", "source", "target"], help="pair templates only")
+    r.add_argument("--no-ffn", action="store_true", help="skip FFN neuron statistics")
+    r.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per batch (memory bound)")
+    r.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def model_spec(a: argparse.Namespace) -> ModelSpec:
+    """ModelSpec from parsed arguments."""
+    return ModelSpec(source=a.model, device=a.device, dtype=a.dtype, artifact=a.artifact,
+                     trust_remote_code=a.trust_remote_code)
+
+
+def record_spec(a: argparse.Namespace, **override: Any) -> RecordSpec:
+    """RecordSpec from parsed arguments."""
+    template = SILP_TEMPLATE if a.template == "silp" else a.template
+    kw = dict(poolings=tuple(a.poolings), max_length=a.max_length, template=template,
+              chat_template=a.chat_template, token_span=a.token_span, ffn_stats=not a.no_ffn,
+              layers=tuple(a.layers) if a.layers else None, batch_tokens=a.batch_tokens)
+    kw.update(override)
+    return RecordSpec(**kw)  # type: ignore[arg-type]  # kwargs built from typed args
+
+
+def corpus_spec(a: argparse.Namespace, langs: Sequence[str] | None = None) -> CorpusSpec:
+    """CorpusSpec from parsed arguments."""
+    return CorpusSpec(source=a.corpus, langs=tuple(langs or a.langs), limit=a.limit)
+
+
+class ProgressBar:
+    """A tqdm bar on stderr driven by progress(done, total, message) callbacks (only if enabled).
+
+    A new total (the next recording of a multi-recording command) starts a new bar.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int, message: str = "", metrics: Any = None) -> None:
+        """Advance the bar to `done` of `total`."""
+        if not self.enabled:
+            return
+        if self.bar is None or self.bar.total != total:
+            self.close()
+            self.bar = tqdm(total=total, unit="sent", file=sys.stderr, dynamic_ncols=True)
+        self.bar.set_description(message)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        """Finish the current bar."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def get_recording(a: argparse.Namespace, *, langs: Sequence[str] | None = None,
+                  pairs: Sequence[tuple[str, str]] | None = None, **override: Any) -> Any:
+    """Record what is missing (with progress if asked) and return the Recording."""
+    bar = ProgressBar(getattr(a, "progress", False))
+    try:
+        return ensure_recording(model_spec(a), corpus_spec(a, langs), record_spec(a, **override), pairs=pairs,
+                                progress=bar, status=lambda m: print(m, file=sys.stderr))
+    finally:
+        bar.close()
+
+
+
+
+def layer_arg(s: str) -> Any:
+    """A --layer value: a block index, 'emb', 'final' or 'best'."""
+    if s in ("emb", "final", "best"):
+        return s
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"layer must be a block index, 'emb', 'final' or 'best'; got {s!r}") from None
+
+
+def add_params_args(p: argparse.ArgumentParser, cls: Any, *, skip: Sequence[str] = ()) -> None:
+    """One flag per field of an analysis's Params dataclass (type, default and help from the field)."""
+    g = p.add_argument_group("analysis parameters")
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag, helptext = "--" + f.name.replace("_", "-"), f.metadata.get("help", "")
+        if isinstance(f.default, bool):
+            if f.default:
+                g.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false", help=helptext)
+            else:
+                g.add_argument(flag, dest=f.name, action="store_true", help=helptext)
+        elif f.name == "layer":
+            g.add_argument(flag, dest=f.name, type=layer_arg, default=f.default, help=helptext)
+        else:
+            kind = type(f.default) if f.default is not None else (int if "int" in str(f.type) else str)
+            g.add_argument(flag, dest=f.name, type=kind, default=f.default, help=helptext)
+
+
+def params_from_args(a: argparse.Namespace, cls: Any) -> dict[str, Any]:
+    """The Params fields that the parsed arguments carry."""
+    return {f.name: getattr(a, f.name) for f in dataclasses.fields(cls) if hasattr(a, f.name)}
+
+
+def figure_spec(a: argparse.Namespace, analysis: str, params: dict[str, Any],
+                langs: Sequence[str] | None = None) -> dict[str, Any]:
+    """The registry's figure spec for parsed `analyze` arguments (model, corpus, recording, params)."""
+    rec = record_spec(a).to_dict()
+    default = RecordSpec().to_dict()
+    return {"analysis": analysis, "model": model_spec(a).to_dict(), "corpus": a.corpus,
+            "langs": list(langs or a.langs), "limit": a.limit,
+            "record": {k: v for k, v in rec.items() if v != default[k]}, "params": params}

@@ -1,0 +1,266 @@
+"""The registry of analyses: a figure spec in, (figure, table, provenance) out.
+
+A *figure spec* is a plain dict, the same in Python, a YAML figure set, a manifest, a page
+and the CLI::
+
+    {"analysis": "map", "model": "gemma-3-270m", "corpus": "udhr", "langs": ["en", "zh", "sw"],
+     "limit": 10, "record": {"max_length": 128}, "params": {"layer": "best", "method": "tsne"}}
+
+`build_figure` records what the store lacks (`recordings.ensure_recording`), computes the
+table with `recipes.tables`, draws it with `workbench.viz` and returns the provenance that
+`export.export_figure` writes into the manifest: the canonical spec with every default
+filled in and ``layer: "best"`` resolved, so a manifest rebuilds exactly the same table.
+To add an analysis: a Params dataclass in `params.py`, a builder here, one line in
+`BUILDERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from workbench.config import CorpusSpec, ModelSpec
+from workbench.corpus import load_corpus
+from workbench.jobs.progress import Progress, StatusFn
+from workbench.recipes import tables
+from workbench.recipes.commands import analyze_command
+from workbench.recipes.spec import normalize_spec, record_spec
+from workbench.recordings import ensure_recording
+from workbench.viz import figures
+from workbench.viz.compare_figures import comparison_figure
+
+
+@dataclass
+class _Ctx:
+    """What one figure build needs: the spec, and callbacks for long recordings."""
+
+    spec: dict[str, Any]
+    status: StatusFn | None = None
+    progress: Progress | None = None
+    recordings: list[tuple[str, Any]] = field(default_factory=list)
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)  # side tables (CLI files), not in manifests
+    facts: dict[str, Any] = field(default_factory=dict)  # numbers the build resolved (e.g. SiLP's split)
+
+    @property
+    def p(self) -> dict[str, Any]:
+        return self.spec["params"]
+
+    def record(self, langs: Sequence[str] | None = None, *, model: dict[str, Any] | None = None,
+               pairs: Sequence[tuple[str, str]] | None = None, role: str = "main", **override: Any) -> Any:
+        s = self.spec
+        rec = ensure_recording(ModelSpec.from_dict(model or s["model"]),
+                               CorpusSpec(source=s["corpus"], langs=tuple(langs or s["langs"]), limit=s["limit"]),
+                               record_spec(s, **override), pairs=pairs, progress=self.progress, status=self.status)
+        self.recordings.append((role, rec))
+        return rec
+
+    def corpus(self, rec: Any) -> Any:
+        return load_corpus(self.spec["corpus"]).subset(list(rec.entries), limit=self.spec["limit"])
+
+    def central(self, rec: Any, key: str) -> str:
+        return self.p[key] if self.p[key] in rec.entries else next(iter(rec.entries))
+
+    def layer(self, rec: Any) -> Any:
+        """The spec's layer, resolving ``"best"`` (written back into the spec)."""
+        if self.p["layer"] == "best":
+            self.p["layer"] = tables.best_layer_of(rec, self.p.get("pooling", "mean"),
+                                                   pivot=self.central(rec, "central") if "central" in self.p else None)
+        rec.layer_index(self.p["layer"])  # a clear error for a layer that was not recorded
+        return self.p["layer"]
+
+
+def _retrieval(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+    rec = c.record()
+    p = c.p
+    c.extra["pairs"], summary = tables.retrieval_tables(rec, p["pooling"], method=p["method"], k=p["k"],
+                                        pivot=c.central(rec, "pivot"), center=p["center"])
+    return figures.retrieval_by_layer_figure(summary, per_language=p["per_language"], title=c.spec["title"]), summary
+
+
+def _retrieval_heatmap(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+    rec = c.record()
+    layer = c.layer(rec)
+    m = tables.retrieval_matrix_at(rec, c.p["pooling"], layer, method=c.p["method"], k=c.p["k"])
+    title = c.spec["title"] or f"Translation retrieval at layer {layer} ({c.p['method']})"
+    data = m.rename_axis(index="source").reset_index()
+    data.columns = [str(x) for x in data.columns]
+    return figures.retrieval_heatmap(m, title=title), data
+
+
+def _sensitivity(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+    p = c.p
+    silp = tables.silp_record_spec(c.spec["record"].get("max_length", 256))
+    rec = c.record([p["src"], p["tgt"]], pairs=[(p["src"], p["tgt"])], template=silp.template,
+                   poolings=silp.poolings, embeddings=silp.embeddings, ffn_stats=silp.ffn_stats)
+    unit = next(iter(rec.entries))
+    scores = tables.sensitivity_scores(rec, unit, p["variant"])
+    table, n2d, d2n, split = tables.allocation_table(scores, split=p["split"], k1=p["k1"], k2=p["k2"])
+    c.facts["split"] = split
+    title = c.spec["title"] or f"Projection sensitivity {unit.replace('>', '→')} ({p['variant']})"
+    return figures.sensitivity_figure(scores, n2d, d2n, split=split, title=title), table
+
+
+def _overlap(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+    p = c.p
+    rec = c.record([p["pivot"], *[x for x in c.spec["langs"] if x != p["pivot"]]])
+    units = list(rec.entries)
+    table = tables.overlap_table(rec, units[0], units[1:], top_frac=p["top_frac"])
+    return figures.overlap_figure(table, p["measure"], title=c.spec["title"]), table
+
+
+def _specific(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+    rec = c.record()
+    counts = tables.specific_counts(rec, list(rec.entries), entropy_quantile=c.p["entropy_quantile"],
+                                   prob_quantile=c.p["prob_quantile"])
+    data = counts.reset_index()
+    data.columns = [str(x) for x in data.columns]
+    return figures.specific_neurons_figure(counts, title=c.spec["title"]), data
+
+
+_METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+
+def _map(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+    p = c.p
+    rec = c.record()
+    layer = c.layer(rec)
+    pts = tables.map_points(rec, c.corpus(rec), p["pooling"], layer, method=p["method"], random_state=p["seed"])
+    fig = figures.map_figure(pts[["x", "y"]].to_numpy(), list(pts["lang"]), list(pts["text"]),
+                             pair_ids=list(pts["unit"]), show_links=p["links"],
+                             title=c.spec["title"] or f"{_METHOD_NAMES.get(p['method'], p['method'])} of layer {layer}")
+    return fig, pts
+
+
+def _subspace(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+    p = c.p
+    rec = c.record()
+    layer = c.layer(rec)
+    points, c.extra["norms"], strips = tables.subspace_view(rec, c.corpus(rec), p["pooling"], layer, rank=p["rank"],
+                                                            central=c.central(rec, "central"))
+    c.extra["separation"] = tables.separation_table(rec, p["pooling"], rank=p["rank"],
+                                                    central=c.central(rec, "central"), holdout=True)
+    fig = figures.subspace_figure(points[["x_agnostic", "y_agnostic"]].to_numpy(),
+                                  points[["x_specific", "y_specific"]].to_numpy(), list(points["lang"]),
+                                  list(points["text"]), strips=strips,
+                                  title=c.spec["title"] or f"Language subspaces at layer {layer}")
+    return fig, points
+
+
+def _separation(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+    p = c.p
+    rec = c.record()
+    sep = tables.separation_table(rec, p["pooling"], rank=p["rank"], central=c.central(rec, "central"),
+                                 holdout=p["holdout"])
+    return figures.separation_figure(sep, title=c.spec["title"]), sep
+
+
+def _retrieval_compare(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+    p = c.p
+    parts = []
+    for role, model in (("before", c.spec["model"]), ("after", {**c.spec["model"], "artifact": str(p["artifact"])})):
+        rec = c.record(model=model, role=role)
+        _, summary = tables.retrieval_tables(rec, p["pooling"], method=p["method"], k=p["k"],
+                                             pivot=c.central(rec, "pivot"), center=p["center"])
+        parts.append(summary.set_index(["layer", "series"])["accuracy"].rename(role))
+    data = pd.concat(parts, axis=1).reset_index()
+    data["difference"] = data["after"] - data["before"]
+    title = c.spec["title"] or f"Retrieval before/after {Path(str(p['artifact'])).name} ({p['method']})"
+    return comparison_figure(data, title=title), data
+
+
+BUILDERS: dict[str, Callable[[_Ctx], tuple[go.Figure, pd.DataFrame]]] = {
+    "retrieval": _retrieval,
+    "retrieval_heatmap": _retrieval_heatmap,
+    "sensitivity": _sensitivity,
+    "overlap": _overlap,
+    "specific_neurons": _specific,
+    "map": _map,
+    "subspace": _subspace,
+    "separation": _separation,
+    "retrieval_compare": _retrieval_compare,
+}
+
+
+def provenance(spec: dict[str, Any], recordings: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """Model, corpus and store facts of the recordings (role, Recording) a figure used.
+
+    `spec` is a canonical figure spec (`normalize_spec`). This is what a manifest records
+    about its inputs, for the CLI's exports and the UI's alike.
+    """
+    return _provenance(_Ctx(spec, recordings=list(recordings)))
+
+
+def _provenance(c: _Ctx) -> dict[str, Any]:
+    """Model, corpus and store facts of the recordings a figure used."""
+    states = []
+    for role, rec in c.recordings:
+        entries = rec.entries
+        first = next(iter(entries.values())).manifest
+        states.append({
+            "role": role, "model_name": rec.model_name, "fingerprint": rec.fingerprint,
+            "corpus_name": rec.corpus_name, "units": list(entries),
+            "corpus_hash": {u: e.manifest.get("corpus_hash") for u, e in entries.items()},
+            "store_keys": {u: e.key for u, e in entries.items()},
+            "record_spec": rec.spec.to_dict(), "layer_labels": list(first.get("layer_labels", rec.layer_labels)),
+        })
+    main = states[0]
+    return {
+        "model": {"source": c.spec["model"]["source"], "artifact": c.spec["model"]["artifact"],
+                  "name": main["model_name"], "fingerprint": main["fingerprint"],
+                  **({"compare_fingerprint": states[-1]["fingerprint"]} if len(states) > 1 else {})},
+        "corpus": {"source": c.spec["corpus"], "name": main["corpus_name"], "limit": c.spec["limit"],
+                   "hash": main["corpus_hash"]},
+        "languages": main["units"],
+        "record_spec": main["record_spec"],
+        "recordings": states,
+    }
+
+
+@dataclass(frozen=True)
+class Built:
+    """One built view: its figure, its table, provenance for the manifest, and side tables."""
+
+    figure: go.Figure
+    table: pd.DataFrame
+    info: dict[str, Any]
+    extra: dict[str, pd.DataFrame]
+
+
+def build(spec: Mapping[str, Any], *, status: StatusFn | None = None, progress: Progress | None = None) -> Built:
+    """`build_figure`, plus the side tables a builder made on the way (e.g. retrieval's per-pair table)."""
+    canon = normalize_spec(spec)
+    ctx = _Ctx(canon, status=status, progress=progress)
+    fig, data = BUILDERS[canon["analysis"]](ctx)
+    info = {"analysis": canon["analysis"], "params": dict(canon["params"]), "spec": canon, **_provenance(ctx),
+            "commands": {"analyze": analyze_command(canon)}, **ctx.facts}
+    return Built(fig, data.reset_index(drop=True), info, ctx.extra)
+
+
+def build_figure(spec: Mapping[str, Any], *, status: StatusFn | None = None,
+                 progress: Progress | None = None) -> tuple[go.Figure, pd.DataFrame, dict]:
+    """Build one figure from a spec, recording whatever the store lacks.
+
+    Args:
+        spec: a figure spec (see the module docstring and :func:`normalize_spec`).
+        status: one-line messages (loading, converting, found in store).
+        progress: progress(done, total, message) while recording.
+
+    Returns:
+        ``(figure, data, info)``: the interactive figure, the table it shows (what
+        ``export_figure`` writes as CSV), and provenance for the manifest: ``analysis``,
+        ``params`` (resolved), ``spec`` (canonical, resolved), ``model``, ``corpus``,
+        ``languages``, ``record_spec``, ``recordings`` and ``commands.analyze`` (the
+        ``workbench analyze`` command computing the same numbers, or None).
+
+    Raises:
+        ExportError: bad spec. Recording errors (unknown language, layer) pass through.
+    """
+    b = build(spec, status=status, progress=progress)
+    return b.figure, b.table, b.info
+
+

@@ -1,0 +1,188 @@
+"""Each analysis's parameters as one frozen dataclass: the single declaration of its knobs.
+
+The fields (type, default, one-line help) generate the `workbench analyze` flags, fill a
+figure spec's defaults, and give the pages their widgets' defaults and help, so a
+parameter is declared once whichever door the user came in by.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.config import POOLINGS, _help, _Spec
+from workbench.errors import ParamError
+
+RETRIEVAL_METHODS = ("margin", "cosine", "mexa")
+EMBED_METHODS = ("pca", "tsne", "umap")
+
+Layer = Any  # a block index, "emb", or "best" (resolved to `tables.best_layer`)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ParamError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class _Params(_Spec):
+    """Common checks of analysis parameters."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "pooling":
+                _choice("pooling", v, POOLINGS)
+            if f.name in ("k", "k1", "k2", "split") and v is not None and (not isinstance(v, int) or v < 0):
+                raise ParamError(f"{f.name} must be a non-negative integer; got {v!r}")
+
+
+@dataclass(frozen=True)
+class RetrievalParams(_Params):
+    """Per-layer translation-retrieval accuracy (Mid-align §2, SiLP §5.3)."""
+
+    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    method: str = _help("margin (LASER xsim), cosine, or mexa (strict, both directions)", "margin")
+    k: int = _help("neighbourhood size of the margin method", 4)
+    pivot: str = _help("pivot language of the 'with pivot' series", "en")
+    center: bool = _help("variant: subtract each language's mean vector first", False)
+    per_language: bool = _help("draw one line per language against the pivot", True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("method", self.method, RETRIEVAL_METHODS)
+
+
+@dataclass(frozen=True)
+class HeatmapParams(_Params):
+    """Language × language retrieval accuracy at one layer."""
+
+    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    layer: Layer = _help("block index, 'emb', or 'best' (highest all-pairs accuracy)", "best")
+    method: str = _help("margin (LASER xsim), cosine, or mexa", "margin")
+    k: int = _help("neighbourhood size of the margin method", 4)
+
+
+@dataclass(frozen=True)
+class SensitivityParams(_Params):
+    """SiLP projection sensitivity and N2D/D2N layer allocation (SiLP §3.1–3.2)."""
+
+    src: str = _help("source language (the non-dominant one, N)", "en")
+    tgt: str = _help("target language (the dominant one, D)", "sw")
+    split: int | None = _help("split layer k; None = round(0.625·L)", None)
+    k1: int = _help("N2D layers: the top-k1 of layers 1…k", 4)
+    k2: int = _help("D2N layers: the top-k2 of layers k+1…L-1", 4)
+    variant: str = _help("paper (|Σ Δ|, as printed) or abs (Σ |Δ|)", "paper")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("variant", self.variant, ("paper", "abs"))
+        if self.src == self.tgt:
+            raise ParamError(f"sensitivity needs two different languages; got src = tgt = {self.src!r}")
+
+
+@dataclass(frozen=True)
+class OverlapParams(_Params):
+    """Activated-neuron overlap with the pivot per layer (SiLP §5.4)."""
+
+    pivot: str = _help("pivot language", "en")
+    top_frac: float = _help("activated set: the top fraction of neurons by activation probability", 0.05)
+    measure: str = _help("jaccard or pivot_frac (|∩| / |pivot set|)", "jaccard")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("measure", self.measure, ("jaccard", "pivot_frac"))
+        if not 0 < self.top_frac <= 1:
+            raise ParamError(f"top_frac must be in (0, 1]; got {self.top_frac!r}")
+
+
+@dataclass(frozen=True)
+class SpecificParams(_Params):
+    """Language-specific (LAPE) neurons per layer and language."""
+
+    entropy_quantile: float = _help("keep neurons in the lowest entropy quantile", 0.01)
+    prob_quantile: float = _help("whose top activation probability is above this quantile", 0.95)
+
+
+@dataclass(frozen=True)
+class MapParams(_Params):
+    """PCA / t-SNE / UMAP of one layer (SiLP Fig. 1, LENS Fig. 6)."""
+
+    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    layer: Layer = _help("block index, 'emb', or 'best'", "best")
+    method: str = _help("pca, tsne or umap", "pca")
+    seed: int = _help("random state (t-SNE, UMAP)", 0)
+    links: bool = _help("draw lines between translations", False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("method", self.method, EMBED_METHODS)
+
+
+@dataclass(frozen=True)
+class SubspaceParams(_Params):
+    """LENS language-agnostic and language-specific subspaces at one layer (LENS §3.2)."""
+
+    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    layer: Layer = _help("block index, 'emb', or 'best'", "best")
+    rank: int | None = _help("rank r of the specific subspace; None = languages − 1", None)
+    central: str = _help("central language of the direction norms", "en")
+
+
+@dataclass(frozen=True)
+class SeparationParams(_Params):
+    """Per-layer between/within-language variance in each projection."""
+
+    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    rank: int | None = _help("rank r of the specific subspace; None = languages − 1", None)
+    central: str = _help("central language", "en")
+    holdout: bool = _help("fit on half the sentences, measure on the other half", True)
+
+
+@dataclass(frozen=True)
+class RetrievalCompareParams(_Params):
+    """Retrieval before and after a fine-tune artifact."""
+
+    artifact: str | None = _help("the fine-tune artifact directory (the 'after' state)", None)
+    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    method: str = _help("margin (LASER xsim), cosine, or mexa", "margin")
+    k: int = _help("neighbourhood size of the margin method", 4)
+    pivot: str = _help("pivot language", "en")
+    center: bool = _help("variant: subtract each language's mean first", False)
+
+
+PARAMS: dict[str, type[_Params]] = {
+    "retrieval": RetrievalParams,
+    "retrieval_heatmap": HeatmapParams,
+    "sensitivity": SensitivityParams,
+    "overlap": OverlapParams,
+    "specific_neurons": SpecificParams,
+    "map": MapParams,
+    "subspace": SubspaceParams,
+    "separation": SeparationParams,
+    "retrieval_compare": RetrievalCompareParams,
+}
+"""Analysis name -> its parameter dataclass (the registry's parameter half)."""
+
+ANALYSES: dict[str, dict[str, Any]] = {name: cls().to_dict() for name, cls in PARAMS.items()}
+"""Analysis name -> default parameters (derived from `PARAMS`)."""
+
+
+def params_for(analysis: str, given: dict[str, Any]) -> _Params:
+    """The validated parameters of `analysis` (defaults filled in).
+
+    Raises:
+        ParamError: unknown analysis, unknown parameter, or a bad value.
+    """
+    if analysis not in PARAMS:
+        raise ParamError(f"unknown analysis {analysis!r}; choose one of {', '.join(PARAMS)}")
+    cls = PARAMS[analysis]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ParamError(f"unknown parameter(s) {unknown} for analysis {analysis!r}; known: {sorted(known)}")
+    try:
+        return cls(**given)
+    except TypeError as e:
+        raise ParamError(f"bad parameters for {analysis!r}: {e}") from None

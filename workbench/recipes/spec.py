@@ -1,0 +1,112 @@
+"""Figure specs: the canonical form (every default filled in, unknown keys refused).
+
+A figure spec names an analysis, the model state, the corpus and languages, recording
+options and the analysis's parameters (declared once, in `params.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from workbench.config import ModelSpec, RecordSpec
+from workbench.errors import ExportError, ParamError
+from workbench.recipes.params import ANALYSES, params_for
+
+DEFAULT_LANGS = ("en", "zh", "sw", "ar", "hi", "es", "fr", "ja")
+"""Languages when a spec names none (those of ``workbench analyze``)."""
+
+
+SPEC_KEYS = ("analysis", "model", "artifact", "corpus", "langs", "limit", "record", "params", "title")
+EXPORT_KEYS = ("name", "width", "width_in", "height_in", "formats", "dpi", "caption")
+"""Keys of a figure-set entry that are export options, not part of the figure spec."""
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def langs_of(value: Any) -> list[str]:
+    if value is None:
+        return list(DEFAULT_LANGS)
+    if isinstance(value, str):
+        value = [x for x in (s.strip() for s in value.split(",")) if x]
+    langs = [str(x) for x in value]
+    if not langs:
+        raise ExportError("a figure spec needs at least one language in 'langs'")
+    return langs
+
+
+def _layer(value: Any) -> Any:
+    if value in ("best", "emb") or value is None:
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    raise ExportError(f"layer must be a block index, 'emb' or 'best', got {value!r}")
+
+
+def _model_dict(model: Any, artifact: Any) -> dict[str, Any]:
+    d = {"source": model} if isinstance(model, str) else dict(model or {})
+    if artifact is not None:
+        d["artifact"] = str(artifact)
+    try:
+        return ModelSpec.from_dict(d).to_dict()
+    except (TypeError, ValueError) as e:
+        raise ExportError(f"bad 'model' in figure spec: {e}") from None
+
+
+def _params(analysis: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        params = params_for(analysis, dict(given)).to_dict()
+    except ParamError as e:
+        raise ExportError(str(e)) from None
+    if "layer" in params:
+        params["layer"] = _layer(params["layer"])
+    if analysis == "retrieval_compare" and not params["artifact"]:
+        raise ExportError("analysis 'retrieval_compare' needs params.artifact (a fine-tune artifact directory)")
+    return params
+
+
+def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical form of a figure spec: every default filled in, unknown keys refused.
+
+    Analysis parameters may be given under ``params`` or at the top level.
+
+    Raises:
+        ExportError: unknown analysis, key or parameter; bad model or layer.
+    """
+    s = dict(spec)
+    analysis = s.pop("analysis", None)
+    if analysis not in ANALYSES:
+        raise ExportError(f"figure spec needs 'analysis', one of {sorted(ANALYSES)}; got {analysis!r}")
+    given = dict(s.pop("params", None) or {})
+    for key in [k for k in s if k in ANALYSES[analysis] and k not in SPEC_KEYS]:
+        given[key] = s.pop(key)
+    unknown = sorted(set(s) - set(SPEC_KEYS))
+    if unknown:
+        raise ExportError(f"unknown key(s) {unknown} in figure spec; spec keys: {list(SPEC_KEYS)}, "
+                          f"parameters of {analysis!r}: {sorted(ANALYSES[analysis])}")
+    record = dict(s.get("record") or {})
+    bad = sorted(set(record) - set(RecordSpec.help()))
+    if bad:
+        raise ExportError(f"unknown record option(s) {bad}; known: {sorted(RecordSpec.help())}")
+    limit = s.get("limit")
+    return {
+        "analysis": analysis,
+        "model": _model_dict(s.get("model", "gemma-3-270m"), s.get("artifact")),
+        "corpus": str(s.get("corpus", "udhr")),
+        "langs": langs_of(s.get("langs")),
+        "limit": None if limit is None else int(limit),
+        "record": {k: record[k] for k in sorted(record)},
+        "params": _params(analysis, given),
+        "title": s.get("title"),
+    }
+
+
+def record_spec(spec: dict[str, Any], **override: Any) -> RecordSpec:
+    """The RecordSpec of a canonical figure spec, with `override` fields."""
+    d = {**RecordSpec().to_dict(), **spec["record"], **override}
+    return RecordSpec.from_dict(d)
