@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages import _common as ui_st
+from pages import _ui as ui_st
 from workbench import compare, models, recipes, recordings
 from workbench import ui_support as ui
 from workbench.analysis import embed2d, retrieval, sensitivity
@@ -76,7 +76,7 @@ def require_state_recording(name: str, label: str, spec: ModelSpec, corpus_spec:
     key = recordings.job_key(spec, corpus_spec, rspec, pairs)
     job = JOBS.get(key)
     if fp is None and job is not None and job.snapshot().state == "done":
-        return job.snapshot().recording  # the store cannot be checked before loading (hub model): trust the run
+        return job.snapshot().result  # the store cannot be checked before loading (hub model): trust the run
     what = f"the {pairs[0][0]} → {pairs[0][1]} SiLP pass" if pairs else "the Setup's languages"
     st.info(f"State **{name}** ({label}) has no recording of {what} yet.", icon=":material/info:")
     if job is None or not job.snapshot().running:
@@ -110,7 +110,7 @@ def _recordings(key: dict[str, Any]) -> tuple[Any, Any]:
         rec = recordings.stored_recording(spec, corpus_spec, rspec, pairs)
         if rec is None:
             job = JOBS.get(recordings.job_key(spec, corpus_spec, rspec, pairs))
-            rec = job.snapshot().recording if job is not None and job.snapshot().state == "done" else None
+            rec = job.snapshot().result if job is not None and job.snapshot().state == "done" else None
         if rec is None:
             raise RuntimeError(f"state {side.upper()} is no longer recorded; record it again")
         out.append(rec)

@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages import _common as ui_st
-from workbench import compare, recordings
+from pages import _ui as ui_st
+from workbench import compare
 from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.errors import user_message
@@ -221,21 +221,23 @@ def _layers(text: str) -> tuple[int, ...] | None:
 
 
 def _stored_allocation(s: ui.Settings, base: ModelSpec, n: str, d: str, knobs: dict[str, Any]) -> Any:
-    """((src, tgt), (n2d, d2n)) from a stored SiLP pair pass (N → D, else D → N) of the Setup's corpus, or None."""
-    from workbench.analysis import sensitivity
+    """((src, tgt), (n2d, d2n)) from a stored SiLP pair pass (N → D, else D → N) of the Setup's corpus, or None.
 
+    The registry's sensitivity view (the Layer profile's), built from the store only.
+    """
     if base != s.model or n not in s.corpus.langs or d not in s.corpus.langs:
         return None
     for src, tgt in ((n, d), (d, n)):  # N → D is SiLP's stage N2D; the Layer profile records either
+        spec = s.figure_spec("sensitivity", {"src": src, "tgt": tgt, "split": knobs.get("split"), "k1": knobs["k1"],
+                                             "k2": knobs["k2"], "variant": "paper"})
         try:
-            status = recordings.store_status(s.model, s.pair_corpus(src, tgt), s.silp_spec(), [(src, tgt)])
-            if status.recording is None:
-                continue
-            scores = ui_st.sensitivity_scores(ui_st.data_key(s), src, tgt, "paper")
-            split = knobs.get("split") or sensitivity.default_split(len(scores))
-            return (src, tgt), sensitivity.allocate_layers(scores, split=split, k1=knobs["k1"], k2=knobs["k2"])
-        except Exception:  # noqa: BLE001 - a pre-fill only; the job computes its own allocation
+            _, table, _, _ = ui_st.view(spec)
+        except Exception:  # noqa: BLE001 - a pre-fill only (not stored, bad knobs); the job allocates itself
             log.info("no stored SiLP allocation for %s > %s", src, tgt, exc_info=True)
+            continue
+        alloc = table["allocation"]
+        return (src, tgt), ([int(x) for x in table.loc[alloc == "N2D", "layer"]],
+                            [int(x) for x in table.loc[alloc == "D2N", "layer"]])
     return None
 
 

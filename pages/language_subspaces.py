@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _common as ui_st
-from workbench.viz import figures
+from pages import _ui as ui_st
 
 PERSIST = "session"
 
@@ -33,15 +32,13 @@ central = c[2].selectbox("Central language", langs, index=langs.index(s.pivot) i
 
 left, right = st.columns([3, 1], gap="large")
 with ui_st.guard("the language subspaces"):
-    points, norms, strips = ui_st.subspace_view(key, s.pooling, layer, rank, central)
+    spec = ui_st.figure_spec(s, "subspace", {"layer": layer, "rank": rank, "central": central},
+                             title=f"Language subspaces at layer {layer} (rank {rank})")
+    fig, points, _, extra = ui_st.view(spec)
+    norms = extra["norms"]
     with left:
-        fig = figures.subspace_figure(points[["x_agnostic", "y_agnostic"]].to_numpy(),
-                                      points[["x_specific", "y_specific"]].to_numpy(),
-                                      points["lang"].tolist(), points["text"].tolist(),
-                                      title=f"Language subspaces at layer {layer} (rank {rank})", strips=strips)
         fig.update_layout(margin={"t": 90})
-        ui_st.show_figure(fig, f"subspaces-layer-{layer}", points, height=480,
-                          spec=ui_st.figure_spec(s, "subspace", {"layer": layer, "rank": rank, "central": central}))
+        ui_st.show_figure(fig, f"subspaces-layer-{layer}", points, height=480, spec=spec)
         st.caption("Left: each sentence's position along the language-agnostic direction u_a (one row per "
                    "language; overlapping rows = converged). Right: PCA of its coordinates in the "
                    "language-specific subspace (separated clusters = language identity kept).")
@@ -58,10 +55,9 @@ holdout = st.toggle("Hold out half of the sentences", value=len(ui_st.corpus_of(
                     help="Fit on even-indexed sentences, measure on odd ones. In-sample, the agnostic ratio is "
                          "~0 by construction.")
 with ui_st.guard("the separation table"):
-    sep = ui_st.separation_table(key, s.pooling, rank, central, holdout)
-    fig = figures.separation_figure(sep)
+    spec = ui_st.figure_spec(s, "separation", {"rank": rank, "central": central, "holdout": holdout})
+    fig, sep, _, _ = ui_st.view(spec)
     fig.update_layout(margin={"t": 90})
-    ui_st.show_figure(fig, "subspace-separation", sep, height=440,
-                      spec=ui_st.figure_spec(s, "separation", {"rank": rank, "central": central, "holdout": holdout}))
+    ui_st.show_figure(fig, "subspace-separation", sep, height=440, spec=spec)
     st.caption("Left: between-language over within-language variance of the projected sentences (low = "
                "languages mixed, high = separated). Right: norm of each language's direction per layer.")

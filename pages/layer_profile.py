@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from pages import _common as ui_st
+from pages import _ui as ui_st
 from workbench import recipes
 from workbench.analysis import retrieval, sensitivity
 from workbench.recipes import tables as views
-from workbench.viz import figures
 
 METHOD_HELP = ("cosine: the gold translation is the nearest neighbour. margin: ratio margin of Artetxe & "
                "Schwenk (2019), robust to hubs. mexa: nearest neighbour in both directions (strict).")
@@ -48,7 +46,9 @@ with controls:
     center = st.toggle("Centre languages", value=False, key="lp_center", persist_state=PERSIST,
                        help="Subtract each language's mean vector per layer before comparing.")
 with plot, ui_st.guard("retrieval accuracy"):
-    _, summary = ui_st.retrieval_tables(key, s.pooling, method, k, pivot, center)
+    spec = ui_st.figure_spec(s, "retrieval", {"method": method, "k": k, "pivot": pivot, "center": center,
+                                             "per_language": per_language})
+    fig, summary, _, _ = ui_st.view(spec)
     all_pairs = summary[summary["series"] == "all_pairs"]
     best = recipes.best_layer(summary)  # the one definition: a block, never emb; ties -> lower
     best_acc = float(all_pairs.loc[all_pairs["layer"] == best, "accuracy"].iloc[0])
@@ -62,10 +62,7 @@ with plot, ui_st.guard("retrieval accuracy"):
                     help="Mean all-pairs accuracy over even-numbered layers (Mid-align).")
     except ValueError:
         m[2].metric("Mid-align score", "—")
-    ui_st.show_figure(figures.retrieval_by_layer_figure(summary, per_language=per_language),
-                      "retrieval-by-layer", summary, height=430,
-                      spec=ui_st.figure_spec(s, "retrieval", {"method": method, "k": k, "pivot": pivot,
-                                                              "center": center, "per_language": per_language}))
+    ui_st.show_figure(fig, "retrieval-by-layer", summary, height=430, spec=spec)
 
 # --------------------------------------------------------------------------- sensitivity
 
@@ -98,18 +95,14 @@ with plot:
         pair_rec = ui_st.require_recording(s, pair=(src, tgt), what="Projection sensitivity")
         if pair_rec is not None:
             with ui_st.guard("projection sensitivity"):
-                scores = ui_st.sensitivity_scores(key, src, tgt, variant)
-                n2d, d2n = sensitivity.allocate_layers(scores, split=split, k1=k1, k2=k2)
+                spec = ui_st.figure_spec(s, "sensitivity", {"src": src, "tgt": tgt, "split": split, "k1": k1,
+                                                            "k2": k2, "variant": variant},
+                                         title=f"Projection sensitivity, {src} → {tgt} ({variant})")
+                fig, data, _, _ = ui_st.view(spec)
+                n2d = [int(x) for x in data.loc[data["allocation"] == "N2D", "layer"]]
+                d2n = [int(x) for x in data.loc[data["allocation"] == "D2N", "layer"]]
                 st.markdown(f"**N2D layers** {', '.join(map(str, n2d)) or '—'} · "
                             f"**D2N layers** {', '.join(map(str, d2n)) or '—'} · split after layer {split}")
-                # Same columns as `workbench export`'s sensitivity table (so a manifest regenerates it).
-                data = pd.DataFrame({"layer": range(len(scores)), "score": scores,
-                                     "allocation": ["N2D" if i in n2d else "D2N" if i in d2n else ""
-                                                    for i in range(len(scores))]})
-                fig = figures.sensitivity_figure(scores, n2d, d2n, split=split,
-                                                 title=f"Projection sensitivity, {src} → {tgt} ({variant})")
-                spec = ui_st.figure_spec(s, "sensitivity", {"src": src, "tgt": tgt, "split": split, "k1": k1,
-                                                            "k2": k2, "variant": variant})
                 ui_st.show_figure(fig, "projection-sensitivity", data, height=400, spec=spec)
 
 # --------------------------------------------------------------------------- overlap
@@ -123,7 +116,6 @@ with controls:
     measure = st.radio("Measure", ["jaccard", "pivot_frac"], key="lp_measure", persist_state=PERSIST,
                        format_func=lambda x: {"jaccard": "Jaccard |∩|/|∪|", "pivot_frac": "|∩| / |pivot set|"}[x])
 with plot, ui_st.guard("neuron overlap"):
-    overlap = ui_st.overlap_table(key, pivot, tuple(langs), top_pct / 100)
-    ui_st.show_figure(figures.overlap_figure(overlap, measure), "neuron-overlap", overlap, height=400,
-                      spec=ui_st.figure_spec(s, "overlap", {"pivot": pivot, "top_frac": top_pct / 100,
-                                                            "measure": measure}))
+    spec = ui_st.figure_spec(s, "overlap", {"pivot": pivot, "top_frac": top_pct / 100, "measure": measure})
+    fig, overlap, _, _ = ui_st.view(spec)
+    ui_st.show_figure(fig, "neuron-overlap", overlap, height=400, spec=spec)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _common as ui_st
-from workbench.viz import figures
+from pages import _ui as ui_st
 
 PERSIST = "session"
 
@@ -37,11 +36,10 @@ with plot:
         st.info("Pick at least one language to compare with the pivot.")
     else:
         with ui_st.guard("neuron overlap"):
-            overlap = ui_st.overlap_table(key, pivot, tuple(chosen), top_pct / 100)
             spec = ui_st.figure_spec(s, "overlap", {"pivot": pivot, "top_frac": top_pct / 100, "measure": measure},
                                      langs=[pivot, *chosen])
-            ui_st.show_figure(figures.overlap_figure(overlap, measure), "neuron-overlap-languages", overlap,
-                              height=420, spec=spec)
+            fig, overlap, _, _ = ui_st.view(spec)
+            ui_st.show_figure(fig, "neuron-overlap-languages", overlap, height=420, spec=spec)
 
 st.header("Language-specific neurons", divider="gray")
 controls, plot = st.columns([1, 3], gap="large")
@@ -57,10 +55,9 @@ with plot:
         st.info("Pick at least two languages.")
     else:
         with ui_st.guard("language-specific neurons"):
-            counts = ui_st.specific_counts(key, tuple(lape_langs), ent_pct / 100, prob_q)
             spec = ui_st.figure_spec(s, "specific_neurons", {"entropy_quantile": ent_pct / 100,
                                                              "prob_quantile": prob_q}, langs=lape_langs)
-            ui_st.show_figure(figures.specific_neurons_figure(counts), "language-specific-neurons", counts,
-                              height=420, index=True, spec=spec)
-            total = counts.sum()
+            fig, data, _, _ = ui_st.view(spec)
+            ui_st.show_figure(fig, "language-specific-neurons", data, height=420, spec=spec)
+            total = data.drop(columns=[data.columns[0]]).sum()
             st.caption("Neurons per language: " + ", ".join(f"{lang} {int(n)}" for lang, n in total.items()))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _common as ui_st
+from pages import _ui as ui_st
 from workbench.analysis import embed2d, retrieval
-from workbench.viz import figures
 
 PERSIST = "session"
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -35,21 +34,17 @@ links = c[3].toggle("Join translations", value=False, key="map_links", persist_s
 
 left, right = st.columns([3, 2], gap="large")
 with left, ui_st.guard("the 2-D map"):
-    pts = ui_st.map_points(key, s.pooling, layer, method, seed)
-    fig = figures.map_figure(pts[["x", "y"]].to_numpy(), pts["lang"].tolist(), pts["text"].tolist(),
-                             pair_ids=pts["unit"].tolist(), show_links=links,
+    spec = ui_st.figure_spec(s, "map", {"layer": layer, "method": method, "seed": seed, "links": links},
                              title=f"{METHOD_NAMES[method]} of layer {layer} ({s.pooling} pooling)")
-    ui_st.show_figure(fig, f"map-layer-{layer}-{method}", pts, height=560,
-                      spec=ui_st.figure_spec(s, "map", {"layer": layer, "method": method, "seed": seed,
-                                                        "links": links}))
+    with st.spinner("Computing the map…"):
+        fig, pts, _, _ = ui_st.view(spec)
+    ui_st.show_figure(fig, f"map-layer-{layer}-{method}", pts, height=560, spec=spec)
 with right:
     hm_method = st.segmented_control("Retrieval method", list(retrieval.METHODS), default="margin",
                                      required=True, key="map_hm_method", persist_state=PERSIST)
     with ui_st.guard("the retrieval heatmap"):
-        matrix = ui_st.retrieval_matrix(key, s.pooling, layer, hm_method, 4)
-        fig = figures.retrieval_heatmap(matrix, title=f"Retrieval accuracy at layer {layer} ({hm_method})")
-        # Rows are source languages ("source" is the first column of `workbench export`'s table too).
-        ui_st.show_figure(fig, f"retrieval-heatmap-layer-{layer}", matrix.rename_axis(index="source"), height=470,
-                          index=True, spec=ui_st.figure_spec(s, "retrieval_heatmap",
-                                                             {"layer": layer, "method": hm_method, "k": 4}))
+        spec = ui_st.figure_spec(s, "retrieval_heatmap", {"layer": layer, "method": hm_method, "k": 4},
+                                 title=f"Retrieval accuracy at layer {layer} ({hm_method})")
+        fig, matrix, _, _ = ui_st.view(spec)  # rows: source languages (the table's first column)
+        ui_st.show_figure(fig, f"retrieval-heatmap-layer-{layer}", matrix, height=470, spec=spec)
         st.caption("Rows: source language; columns: target language. Diagonal left blank.")

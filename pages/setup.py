@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from pages import _common as ui_st
+from pages import _ui as ui_st
 from workbench import recordings
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, stable_hash

@@ -30,6 +30,9 @@ import pandas as pd
 from workbench import models
 from workbench.config import ModelSpec
 from workbench.errors import JobError
+from workbench.finetune.data import build_split
+from workbench.finetune.evaluate import evaluate_state
+from workbench.finetune.specs import DataSpec
 from workbench.jobs import processes
 from workbench.recipes import tables as views
 
@@ -235,10 +238,6 @@ def eval_compare(state_a: Any, state_b: Any, data: Any, languages: Sequence[str]
         One row per metric (``loss_<src>><tgt>`` in nats per target token, ``ppl_<pivot>``):
         measure, kind, what, a, b, diff (= b − a; negative = B is better).
     """
-    from workbench.finetune.data import build_split
-    from workbench.finetune.evaluate import evaluate_state
-    from workbench.finetune.specs import DataSpec
-
     spec = data if isinstance(data, DataSpec) else DataSpec.from_dict(dict(data))
     split = build_split(spec, list(languages))
     ea = evaluate_state(state_a, split, pivot=pivot, max_items=max_items)

@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
+import plotly.io as pio
+import yaml
 
-from workbench.export import ExportError, OverwriteError, export_figure, library_versions, safe_name
+from workbench.export import ExportError, OverwriteError, export_figure, library_versions, safe_name, target_paths
 from workbench.recipes import EXPORT_KEYS, best_layer, build_figure, normalize_spec
 from workbench.recipes.spec import langs_of
 
@@ -55,8 +57,6 @@ def load_figure_set(path: str | Path) -> dict[str, Any]:
         ExportError: unreadable YAML, or no ``figures`` list.
         FileNotFoundError: no such file or bundled set.
     """
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         bundled = Path(__file__).parent / "data" / "figure_sets" / f"{safe_name(str(path))}.yaml"
@@ -158,8 +158,6 @@ def render_figure_set(path: str | Path, out_dir: str | Path, *, overrides: Mappi
 
 def _check_free(out_dir: str | Path, items: Sequence[tuple[str, Sequence[str]]], overwrite: bool) -> None:
     """Fail before any work if a file to be written exists (and names must be distinct)."""
-    from workbench.export import target_paths
-
     names = [n for n, _ in items]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -259,7 +257,6 @@ def _params_text(params: Mapping[str, Any]) -> str:
 
 def _figure_html(n: int, name: str, fig: go.Figure, caption: str, info: dict[str, Any], files: list[Path],
                  root: Path) -> str:
-    import plotly.io as pio
 
     div = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"fig-{name}",
                       config={"displaylogo": False, "responsive": True}, default_height=460)

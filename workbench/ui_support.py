@@ -15,14 +15,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
+from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.corpus import CorpusError, ParallelCorpus, read_jsonl, read_tsv
 from workbench.models import TINY_DEFAULT
 from workbench.paths import cache_root
+from workbench.recipes.params import ANALYSES
+from workbench.recipes.tables import silp_record_spec
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +52,28 @@ class Settings:
         return RecordSpec(max_length=self.max_length, batch_tokens=max(4096, self.max_length))
 
     def silp_spec(self) -> RecordSpec:
-        """SiLP's pair-template pass (FFN statistics of translation prompts)."""
-        return RecordSpec(template=SILP_TEMPLATE, poolings=("mean",), embeddings=False,
-                          max_length=self.max_length, batch_tokens=max(4096, self.max_length))
+        """SiLP's pair-template pass (FFN statistics of translation prompts): `tables.silp_record_spec`."""
+        return silp_record_spec(self.record_spec())
 
     def pair_corpus(self, src: str, tgt: str) -> CorpusSpec:
         """The corpus spec of a SiLP pass for one translation direction."""
         return CorpusSpec(source=self.corpus.source, langs=(src, tgt), limit=self.corpus.limit)
+
+    def figure_spec(self, analysis: str, params: Mapping[str, Any], *, langs: Sequence[str] | None = None,
+                    title: str | None = None) -> dict[str, Any]:
+        """The registry's figure spec of a view: this choice plus the view's parameters.
+
+        `pooling` is filled in from the choice for analyses that take one; `langs` defaults
+        to the chosen languages. `recipes.build_figure` rebuilds the view from it.
+        """
+        default = RecordSpec().to_dict()
+        record = {k: v for k, v in self.record_spec().to_dict().items() if v != default[k]}
+        p = dict(params)
+        if "pooling" in ANALYSES.get(analysis, {}):
+            p.setdefault("pooling", self.pooling)
+        return {"analysis": analysis, "model": self.model.to_dict(), "corpus": self.corpus.source,
+                "langs": list(langs if langs is not None else self.corpus.langs), "limit": self.corpus.limit,
+                "record": record, "params": p, "title": title}
 
     @property
     def pivot(self) -> str:

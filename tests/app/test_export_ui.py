@@ -24,7 +24,7 @@ import test_pages
 from PIL import Image
 from test_pages import LANGS, SETTINGS, VIEWS, app, figures, ok, trace, xs, ys
 
-from workbench import export, recipes, recordings
+from workbench import export, models, recipes, recordings
 from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.recipes import tables as views
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `pages` is a folder of the checkout, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from pages import _common as ui_st  # noqa: E402
+from pages import _ui as ui_st  # noqa: E402
 
 FORMATS = ["pdf", "svg", "png"]
 
@@ -111,7 +111,7 @@ def test_export_zip_holds_paper_figures_data_and_manifest(recording, tiny_state,
     assert m["export"]["dpi"] == 150 and m["export"]["width_in"] == 6.9 and m["export"]["png_px"][0] == png.width
     assert m["data_sha256"] == hashlib.sha256(files[f"{stem}.csv"]).hexdigest()
     # The tiny model lives only in the app: recorded in full, but not offered to the CLI.
-    assert m["regenerable"] is False and "tiny-test" in m["not_regenerable"]
+    assert m["regenerable"] is False and "tiny:llama" in m["not_regenerable"]
     assert "spec" not in m and m["commands"]["regenerate"] is None
     assert m["ui_spec"]["params"] == m["params"] and m["ui_spec"]["title"] == fig.layout.title.text
     # ... yet the recorded spec is the page's: it rebuilds the same table.
@@ -124,9 +124,9 @@ def test_manifest_command_regenerates_the_same_data(recording, tiny_state, cli_r
     from workbench.cli import main
 
     stand_in = "/models/tiny-copy"
-    real_fp = ui.model_fingerprint
-    monkeypatch.setattr(ui, "model_fingerprint",
-                        lambda spec: tiny_state.fingerprint if spec.source == stand_in else real_fp(spec))
+    real_fp = models.fingerprint
+    monkeypatch.setattr(models, "fingerprint", lambda spec, **kw: tiny_state.fingerprint
+                        if getattr(spec, "source", spec) == stand_in else real_fp(spec, **kw))
     settings = ui.Settings(ModelSpec(source=stand_in), SETTINGS.corpus)
     matrix = views.retrieval_matrix_at(recording, "mean", 2, method="margin", k=4)
     fig = viz.retrieval_heatmap(matrix, title="Retrieval accuracy at layer 2 (margin)")

@@ -300,7 +300,7 @@ def test_setup_lists_the_tuned_state_and_it_gets_its_own_store_entries(tuned_sta
     spec = ui.Settings.from_dict(at.session_state["wb_settings"]).model
     assert spec.artifact == tuned_state["artifact"]
     # the artifact is part of the fingerprint: the tuned state never reads its base's recordings
-    base = ui.model_fingerprint(type(spec)(source=spec.source))
+    base = models.fingerprint(type(spec)(source=spec.source), download=False)
     assert models.fingerprint(spec, download=False) != base
 
 

@@ -372,10 +372,10 @@ def test_registry_shares_a_running_job_and_replaces_a_failed_one():
     first = reg.submit("k", "label", lambda job: gate.wait(10) and "result")
     assert reg.submit("k", "label", lambda job: "other") is first
     gate.set()
-    assert first.wait(10) and first.snapshot().recording == "result"
+    assert first.wait(10) and first.snapshot().result == "result"
     assert reg.submit("k", "label", lambda job: "other") is first  # done: reused
     again = reg.submit("k", "label", lambda job: "again", rerun_done=True)  # unless asked to rerun
-    assert again is not first and again.wait(10) and again.snapshot().recording == "again"
+    assert again is not first and again.wait(10) and again.snapshot().result == "again"
 
     def boom(job):
         raise FileNotFoundError(2, "No such file", "/nope.tsv")

@@ -126,7 +126,8 @@ def cmd_subspace(a: argparse.Namespace) -> int:
     """LENS language-agnostic / language-specific subspaces at one layer, separation per layer."""
     fig, points, info = _build(a, "subspace")
     p = info["params"]
-    sep = info["tables"]["separation"]
+    sep = build({**info["spec"], "analysis": "separation", "title": None,  # the same recording, from the store
+                 "params": {k: p[k] for k in ("pooling", "rank", "central")}}).table
     print(f"LENS subspaces at layer {p['layer']} (central {p['central']}); direction norms:")
     print(info["tables"]["norms"].to_string(index=False))
     print("\nper-layer between/within variance ratio (held-out sentences):")

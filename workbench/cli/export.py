@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from workbench.cli._args import ProgressBar as _Progress
+from workbench.cli._args import add_model_args, add_record_args, model_spec, record_spec
 from workbench.cli._args import csv_list as _csv
 from workbench.cli._args import key_value as _kv
 from workbench.config import RecordSpec
+from workbench.export import OverwriteError, export_figure, read_manifest, target_paths
+from workbench.recipes import ANALYSES, build_figure
+from workbench.report import build_report, render_figure_set
 
 
 def _status(msg: str) -> None:
@@ -31,8 +35,6 @@ def _status(msg: str) -> None:
 
 def _record_overrides(a: argparse.Namespace) -> dict[str, Any]:
     """RecordSpec fields the user changed from the defaults (so specs stay short)."""
-    from workbench.cli._args import record_spec
-
     given = record_spec(a).to_dict()
     default = RecordSpec().to_dict()
     return {k: v for k, v in given.items() if v != default[k]}
@@ -44,7 +46,6 @@ def _print_written(paths: list[Path]) -> None:
 
 
 def _refuse_existing(out: Path, name: str, formats: Any) -> None:
-    from workbench.export import OverwriteError, target_paths
 
     for p in target_paths(out, name, formats).values():
         if p.exists():
@@ -53,9 +54,6 @@ def _refuse_existing(out: Path, name: str, formats: Any) -> None:
 
 def cmd_export(a: argparse.Namespace) -> int:
     """Export one figure, from a manifest or from an analysis and options."""
-    from workbench.export import export_figure, read_manifest
-    from workbench.recipes import build_figure
-
     bar = _Progress(a.progress)
     try:
         if a.manifest:
@@ -67,8 +65,6 @@ def cmd_export(a: argparse.Namespace) -> int:
                     "height_in": ex.get("height_in"), "dpi": ex.get("dpi", 300), "title": ex.get("title", True)}
             caption = m.get("caption")
         else:
-            from workbench.cli._args import model_spec
-
             spec = {"analysis": a.analysis, "model": model_spec(a).to_dict(), "corpus": a.corpus, "langs": a.langs,
                     "limit": a.limit, "record": _record_overrides(a), "params": dict(a.set or [])}
             out = Path(a.out or "out/export")
@@ -90,8 +86,6 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_report(a: argparse.Namespace) -> int:
     """Write the HTML report and its folder of PDFs."""
-    from workbench.report import build_report
-
     model = {"source": a.model, "device": a.device, "dtype": a.dtype, "trust_remote_code": a.trust_remote_code}
     bar = _Progress(a.progress)
     try:
@@ -108,8 +102,6 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 def cmd_figures(a: argparse.Namespace) -> int:
     """Render every figure of a YAML figure set."""
-    from workbench.report import render_figure_set
-
     overrides: dict[str, Any] = {}
     for key in ("model", "corpus", "limit"):
         if getattr(a, key) is not None:
@@ -139,9 +131,6 @@ def _figure_options(p: argparse.ArgumentParser) -> None:
 
 def add_export_parser(sub: Any) -> None:
     """Add `workbench export`, `workbench report` and `workbench figures` to the CLI's subparsers."""
-    from workbench.cli._args import add_model_args, add_record_args
-    from workbench.recipes import ANALYSES
-
     fmt = argparse.ArgumentDefaultsHelpFormatter
     e = sub.add_parser("export", formatter_class=fmt,
                        help="one figure as PDF/SVG/PNG + CSV/Parquet + manifest (or rebuild one from a manifest)")

@@ -15,6 +15,7 @@ from typing import Any
 from workbench.cli._args import csv_list as _csv
 from workbench.cli._args import int_list as _ints
 from workbench.cli._args import key_value as _kv
+from workbench.jobs import processes as jobs
 
 __all__ = ["add_finetune_parser", "cmd_finetune", "cmd_jobs"]
 
@@ -128,7 +129,6 @@ def _line(status: dict[str, Any]) -> str:
 
 
 def _follow(job_id: str) -> int:
-    from workbench.jobs import processes as jobs
 
     shown = {"line": ""}
 
@@ -154,8 +154,6 @@ def _follow(job_id: str) -> int:
 
 def cmd_finetune(a: argparse.Namespace) -> int:
     """Start a fine-tune job (and follow it with --wait)."""
-    from workbench.jobs import processes as jobs
-
     model = {"source": a.model, "device": a.device, "dtype": a.dtype, "trust_remote_code": a.trust_remote_code}
     data = {"source": a.corpus, "heldout": a.heldout, "limit": a.limit, "split_seed": a.split_seed,
             "max_length": a.max_length}
@@ -168,7 +166,6 @@ def cmd_finetune(a: argparse.Namespace) -> int:
 
 
 def _ls() -> int:
-    from workbench.jobs import processes as jobs
 
     rows = jobs.list_jobs()
     if not rows:
@@ -193,8 +190,6 @@ def _ls() -> int:
 
 def cmd_jobs(a: argparse.Namespace) -> int:
     """List, show or cancel jobs."""
-    from workbench.jobs import processes as jobs
-
     if a.action == "ls":
         return _ls()
     if a.action == "cancel":

@@ -130,7 +130,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def export_figure(fig: go.Figure, data: pd.DataFrame, out_dir: str | Path, name: str, *,
                   formats: Sequence[str] = ("pdf", "svg", "png"), width_in: float | str = 3.3,
                   height_in: float | None = None, dpi: int = 300, manifest: dict[str, Any] | None = None,
-                  overwrite: bool = False, parquet: bool = True, title: bool = True) -> list[Path]:
+                  overwrite: bool = False, parquet: bool = True, title: bool = True,
+                  portable: bool = False) -> list[Path]:
     """Write a figure in print formats, its data and a manifest; return the paths written.
 
     Args:
@@ -148,6 +149,7 @@ def export_figure(fig: go.Figure, data: pd.DataFrame, out_dir: str | Path, name:
         overwrite: replace existing files; without it an existing file raises.
         parquet: also write Parquet.
         title: keep the figure title in the static formats.
+        portable: the manifest's commands name it relative to its folder (for a zip).
 
     Returns:
         Paths written: figures in ``formats`` order, CSV, Parquet, manifest.
@@ -182,7 +184,7 @@ def export_figure(fig: go.Figure, data: pd.DataFrame, out_dir: str | Path, name:
     export = {"formats": list(fmts), "width_in": w, "height_in": round(paper.layout.height / render.CSS_DPI, 4),
               "dpi": int(dpi), "title": title,
               "png_px": [round(paper.layout.width * png_scale), round(paper.layout.height * png_scale)]}
-    doc = build_manifest(manifest, paths, export, _sha256(blobs["csv"]))
+    doc = build_manifest(manifest, paths, export, _sha256(blobs["csv"]), portable=portable)
     blobs["manifest"] = (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     written = []

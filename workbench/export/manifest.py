@@ -50,7 +50,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def build_manifest(manifest: dict[str, Any] | None, paths: dict[str, Path], export: dict[str, Any],
-                   data_sha: str) -> dict[str, Any]:
+                   data_sha: str, *, portable: bool = False) -> dict[str, Any]:
     """The manifest dict :func:`workbench.export.files.export_figure` writes next to a figure.
 
     Args:
@@ -59,14 +59,18 @@ def build_manifest(manifest: dict[str, Any] | None, paths: dict[str, Path], expo
             including ``"manifest"``.
         export: the export options (formats, sizes, dpi, title, PNG pixels).
         data_sha: sha256 hex digest of the CSV bytes.
+        portable: the files travel (a zip): commands name the manifest by its file name, to
+            run in the folder it is unpacked into, instead of by its absolute path.
 
     Returns:
         ``manifest`` plus format, name, creation time, export options, file names, data hash,
         library versions and the commands that regenerate the files.
     """
     out = _jsonable(copy.deepcopy(manifest or {}))
-    mpath = paths["manifest"].resolve()
+    mpath = paths["manifest"].name if portable else paths["manifest"].resolve()
     commands = dict(out.get("commands") or {})
+    if portable:
+        out["commands_run_in"] = "the folder the export zip was unpacked into"
     if out.get("spec"):
         commands["regenerate"] = shlex.join(["workbench", "export", "--manifest", str(mpath), "--overwrite"])
         commands["regenerate_elsewhere"] = shlex.join(["workbench", "export", "--manifest", str(mpath),

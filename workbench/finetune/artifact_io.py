@@ -28,8 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import peft
 import torch
+import transformers
+from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
 
+import workbench
 from workbench.errors import ArtifactError
 from workbench.models.state import state_from_model, tuned_fingerprint, with_artifact
 
@@ -53,19 +58,8 @@ ADAPTER_DIR = "adapter"
 
 def versions() -> dict[str, str]:
     """Versions of what made the bytes: python, torch, transformers, peft, workbench."""
-    import transformers
-
-    import workbench
-
-    out = {"python": platform.python_version(), "torch": torch.__version__,
-           "transformers": transformers.__version__, "workbench": workbench.__version__}
-    try:
-        import peft
-
-        out["peft"] = peft.__version__
-    except ImportError:  # peft is only needed by LoRA methods
-        pass
-    return out
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__, "workbench": workbench.__version__}
 
 
 def changed_tensors(base_model: Any, tuned_model: Any) -> dict[str, torch.Tensor]:
@@ -91,8 +85,6 @@ def changed_tensors(base_model: Any, tuned_model: Any) -> dict[str, torch.Tensor
 
 def save_delta(directory: str | Path, tensors: dict[str, torch.Tensor]) -> Path:
     """Write `tensors` (parameter name -> new value) as `<directory>/delta.safetensors`."""
-    from safetensors.torch import save_file
-
     path = Path(directory) / DELTA
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(path),
@@ -102,8 +94,6 @@ def save_delta(directory: str | Path, tensors: dict[str, torch.Tensor]) -> Path:
 
 def save_adapter(directory: str | Path, adapter: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
     """Write a LoRA adapter in peft's layout under `<directory>/adapter/`."""
-    from safetensors.torch import save_file
-
     d = Path(directory) / ADAPTER_DIR
     d.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in adapter.items()},
@@ -174,9 +164,6 @@ def load_artifact(path: str | Path) -> ArtifactContents:
     Raises:
         ArtifactError: no manifest or no delta.
     """
-    from safetensors.torch import load_file
-
-
     p = Path(path)
     if not (p / "manifest.json").is_file():
         raise ArtifactError(f"{p} is not a fine-tune artifact (no manifest.json)")
@@ -191,8 +178,6 @@ def load_artifact(path: str | Path) -> ArtifactContents:
 
 def apply_adapter(model: Any, adapter: dict[str, torch.Tensor], config: dict[str, Any]) -> Any:
     """Merge a LoRA (peft `config` dict, `adapter` tensors) into `model`; return the plain model."""
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-
     known = set(LoraConfig.__dataclass_fields__)
     cfg = LoraConfig(**{k: v for k, v in config.items() if k in known and k != "peft_type"})
     peft_model = get_peft_model(model, cfg)

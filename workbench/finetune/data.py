@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from workbench.config import stable_hash
+from workbench.corpus import load_corpus
 from workbench.finetune.specs import DataSpec
 
 __all__ = [
@@ -88,8 +90,6 @@ def build_split(spec: DataSpec, langs: Sequence[str], corpus: Any = None) -> Par
         CorpusError: unknown corpus or language (the message lists what exists).
         ValueError: too few units or an empty text.
     """
-    from workbench.corpus import load_corpus
-
     corpus = corpus if corpus is not None else load_corpus(spec.source)
     codes = corpus.check_langs(list(langs))
     columns = [corpus.texts(c) for c in codes]
@@ -201,8 +201,6 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int, *,
 
 def collate(examples: Sequence[Example], pad_id: int, device: Any = "cpu") -> dict[str, Any]:
     """Right-padded tensors: input_ids, attention_mask, labels (-100 on padding), count."""
-    import torch
-
     width = max(len(e.ids) for e in examples)
     fill = [width - len(e.ids) for e in examples]
     pad = int(pad_id)

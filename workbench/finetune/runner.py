@@ -11,7 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workbench.finetune import artifact_io
+from workbench.finetune.cctuning import train_cctuning, write_artifact_with_files
 from workbench.finetune.data import ParallelSplit, build_split
+from workbench.finetune.evaluate import evaluate_model, evaluate_state
+from workbench.finetune.lens import train_lens
+from workbench.finetune.midalign import train_midalign
+from workbench.finetune.silp import train_silp
 from workbench.finetune.specs import CCTuningSpec, DataSpec, LENSSpec, languages_for, spec_for
 from workbench.finetune.train import ProgressFn, StopFn, TrainResult
 
@@ -21,10 +27,6 @@ __all__ = ["METHODS", "finetune", "languages_for", "train"]
 
 
 def _trainers() -> dict[str, Callable[..., TrainResult]]:
-    from workbench.finetune.cctuning import train_cctuning
-    from workbench.finetune.lens import train_lens
-    from workbench.finetune.midalign import train_midalign
-    from workbench.finetune.silp import train_silp
 
     return {"silp": train_silp, "midalign": train_midalign, "lens": train_lens, "cctuning": train_cctuning}
 
@@ -83,7 +85,6 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
     before = None
     if evaluate:
         say("evaluating the base model")
-        from workbench.finetune.evaluate import evaluate_state
 
         before = evaluate_state(state, split, pivot=_pivot(method, spec))
     say("training")
@@ -91,10 +92,8 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
     after = None
     if evaluate:
         say("evaluating the tuned model")
-        from workbench.finetune.evaluate import evaluate_model
 
         after = evaluate_model(result.model, state.tokenizer, split, pivot=_pivot(method, spec))
-    from workbench.finetune import artifact_io
 
     manifest = {
         "method": method, "spec": spec.to_dict(), "data": data.to_dict(), "data_hash": split.data_hash,
@@ -108,7 +107,6 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
     say("writing the artifact")
     files = result.extra.get("artifact_files")  # tensors beside the delta (CC-Tuning: W_DM, W_T)
     if files:
-        from workbench.finetune.cctuning import write_artifact_with_files
 
         path = write_artifact_with_files(out_dir, state, result.model, manifest, files, adapter=result.adapter,
                                          adapter_config=result.adapter_config, allowed=result.trainable)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers import optimization as o
 
 from workbench.errors import Cancelled
 from workbench.jobs.progress import Progress, StopFn
@@ -79,7 +80,6 @@ def finish_model(model: Any) -> Any:
 
 
 def _schedule(opt: torch.optim.Optimizer, name: str, warmup: int, steps: int) -> Any:
-    from transformers import optimization as o
 
     if name == "cosine":
         return o.get_cosine_schedule_with_warmup(opt, warmup, steps)

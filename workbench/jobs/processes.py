@@ -19,6 +19,7 @@ state (no lock holder, no live process) is reported, and recorded, as failed wit
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import json
 import logging
 import os
@@ -172,8 +173,6 @@ def _pid_alive(pid: int | None) -> bool:
 
 def _lock_held(d: Path) -> bool:
     """True while a worker holds `<d>/worker.lock`."""
-    import fcntl
-
     path = d / "worker.lock"
     if not path.exists():
         return False

@@ -10,6 +10,7 @@ exception as the reason; the traceback goes to log.txt).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import signal
 import sys
@@ -123,8 +124,6 @@ def run(d: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 done, 1 failed, 2 cancelled, 3 busy)."""
-    import fcntl
-
     global _DIR
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from filelock import FileLock
+from huggingface_hub import snapshot_download
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from workbench.config import ModelSpec
 from workbench.errors import ModelError
@@ -179,8 +182,6 @@ def convert_gguf(gguf: Path, target: Path, *, progress: Callable[[str], None] | 
     with FileLock(str(target) + ".lock"):
         if (target / META).is_file():  # another process finished while we waited
             return target
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if progress:
             progress(f"converting {gguf.name} to safetensors (once; about a minute)")
@@ -229,8 +230,6 @@ def _config(d: Path) -> dict[str, Any]:
 
 def _from_hub(spec: ModelSpec) -> Path:
     try:
-        from huggingface_hub import snapshot_download
-
         return Path(snapshot_download(spec.source, revision=spec.revision,
                                       allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.py"]))
     except Exception as e:  # noqa: BLE001 - any hub failure becomes one clear message

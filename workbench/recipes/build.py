@@ -16,6 +16,7 @@ To add an analysis: a Params dataclass in `params.py`, a builder here, one line 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +25,63 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.config import CorpusSpec, ModelSpec
+from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.corpus import load_corpus
+from workbench.errors import ExportError
 from workbench.jobs.progress import Progress, StatusFn
 from workbench.recipes import tables
 from workbench.recipes.commands import analyze_command
 from workbench.recipes.spec import normalize_spec, record_spec
-from workbench.recordings import ensure_recording
+from workbench.recordings import ensure_recording, store_status
+from workbench.tracing import Recording
 from workbench.viz import figures
 from workbench.viz.compare_figures import comparison_figure
+
+
+@dataclass(frozen=True)
+class Need:
+    """One recording a figure reads: its role ('main', 'before', 'after') and its specs."""
+
+    role: str
+    model: ModelSpec
+    corpus: CorpusSpec
+    record: RecordSpec
+    pairs: tuple[tuple[str, str], ...] | None = None
+
+
+def needs(canon: Mapping[str, Any]) -> list[Need]:
+    """THE recordings a canonical figure spec reads (`build` records them; pages only look them up)."""
+    p, analysis = canon["params"], canon["analysis"]
+    model = ModelSpec.from_dict(canon["model"])
+    rspec = record_spec(dict(canon))
+    langs: list[str] = list(canon["langs"])
+    pairs = None
+    if analysis == "sensitivity":  # SiLP's translation-prompt pass of one direction
+        langs, pairs = [p["src"], p["tgt"]], ((p["src"], p["tgt"]),)
+        rspec = tables.silp_record_spec(base=rspec)
+    elif analysis == "overlap":
+        langs = [p["pivot"], *[x for x in langs if x != p["pivot"]]]
+    states = [("main", model)]
+    if analysis == "retrieval_compare":
+        states = [("before", model), ("after", dataclasses.replace(model, artifact=str(p["artifact"])))]
+    corpus = CorpusSpec(source=canon["corpus"], langs=tuple(langs), limit=canon["limit"])
+    return [Need(role, m, corpus, rspec, pairs) for role, m in states]
+
+
+def stored_recordings(canon: Mapping[str, Any]) -> list[tuple[str, Recording]]:
+    """The (role, recording) pairs a spec reads, from the store only (never records or loads a model).
+
+    Raises:
+        ExportError: a recording is not in the store.
+    """
+    out = []
+    for n in needs(canon):
+        status = store_status(n.model, n.corpus, n.record, n.pairs)
+        if status.recording is None:
+            why = status.unknown or f"{', '.join(status.missing) or 'some units'} not in the store"
+            raise ExportError(f"the recording behind this figure cannot be found ({why}); record it first")
+        out.append((n.role, status.recording))
+    return out
 
 
 @dataclass
@@ -43,6 +92,7 @@ class _Ctx:
     status: StatusFn | None = None
     progress: Progress | None = None
     recordings: list[tuple[str, Any]] = field(default_factory=list)
+    stored_only: bool = False  # look recordings up in the store, never record (pages)
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)  # side tables (CLI files), not in manifests
     facts: dict[str, Any] = field(default_factory=dict)  # numbers the build resolved (e.g. SiLP's split)
 
@@ -50,12 +100,15 @@ class _Ctx:
     def p(self) -> dict[str, Any]:
         return self.spec["params"]
 
-    def record(self, langs: Sequence[str] | None = None, *, model: dict[str, Any] | None = None,
-               pairs: Sequence[tuple[str, str]] | None = None, role: str = "main", **override: Any) -> Any:
-        s = self.spec
-        rec = ensure_recording(ModelSpec.from_dict(model or s["model"]),
-                               CorpusSpec(source=s["corpus"], langs=tuple(langs or s["langs"]), limit=s["limit"]),
-                               record_spec(s, **override), pairs=pairs, progress=self.progress, status=self.status)
+    def record(self, role: str = "main") -> Recording:
+        """The recording `needs(spec)` names for `role`, recording whatever the store lacks."""
+        if self.stored_only:
+            rec = dict(stored_recordings(self.spec))[role]
+            self.recordings.append((role, rec))
+            return rec
+        n = next(x for x in needs(self.spec) if x.role == role)
+        rec = ensure_recording(n.model, n.corpus, n.record, pairs=n.pairs, progress=self.progress,
+                               status=self.status)
         self.recordings.append((role, rec))
         return rec
 
@@ -94,9 +147,7 @@ def _retrieval_heatmap(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
 
 def _sensitivity(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
-    silp = tables.silp_record_spec(c.spec["record"].get("max_length", 256))
-    rec = c.record([p["src"], p["tgt"]], pairs=[(p["src"], p["tgt"])], template=silp.template,
-                   poolings=silp.poolings, embeddings=silp.embeddings, ffn_stats=silp.ffn_stats)
+    rec = c.record()
     unit = next(iter(rec.entries))
     scores = tables.sensitivity_scores(rec, unit, p["variant"])
     table, n2d, d2n, split = tables.allocation_table(scores, split=p["split"], k1=p["k1"], k2=p["k2"])
@@ -107,7 +158,7 @@ def _sensitivity(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
 
 def _overlap(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
-    rec = c.record([p["pivot"], *[x for x in c.spec["langs"] if x != p["pivot"]]])
+    rec = c.record()
     units = list(rec.entries)
     table = tables.overlap_table(rec, units[0], units[1:], top_frac=p["top_frac"])
     return figures.overlap_figure(table, p["measure"], title=c.spec["title"]), table
@@ -142,8 +193,6 @@ def _subspace(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     layer = c.layer(rec)
     points, c.extra["norms"], strips = tables.subspace_view(rec, c.corpus(rec), p["pooling"], layer, rank=p["rank"],
                                                             central=c.central(rec, "central"))
-    c.extra["separation"] = tables.separation_table(rec, p["pooling"], rank=p["rank"],
-                                                    central=c.central(rec, "central"), holdout=True)
     fig = figures.subspace_figure(points[["x_agnostic", "y_agnostic"]].to_numpy(),
                                   points[["x_specific", "y_specific"]].to_numpy(), list(points["lang"]),
                                   list(points["text"]), strips=strips,
@@ -162,8 +211,8 @@ def _separation(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
 def _retrieval_compare(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
     parts = []
-    for role, model in (("before", c.spec["model"]), ("after", {**c.spec["model"], "artifact": str(p["artifact"])})):
-        rec = c.record(model=model, role=role)
+    for role in ("before", "after"):
+        rec = c.record(role)
         _, summary = tables.retrieval_tables(rec, p["pooling"], method=p["method"], k=p["k"],
                                              pivot=c.central(rec, "pivot"), center=p["center"])
         parts.append(summary.set_index(["layer", "series"])["accuracy"].rename(role))
@@ -231,10 +280,15 @@ class Built:
     extra: dict[str, pd.DataFrame]
 
 
-def build(spec: Mapping[str, Any], *, status: StatusFn | None = None, progress: Progress | None = None) -> Built:
-    """`build_figure`, plus the side tables a builder made on the way (e.g. retrieval's per-pair table)."""
+def build(spec: Mapping[str, Any], *, status: StatusFn | None = None, progress: Progress | None = None,
+          stored_only: bool = False) -> Built:
+    """`build_figure`, plus the side tables a builder made on the way (e.g. retrieval's per-pair table).
+
+    With `stored_only`, recordings are only looked up in the store (the pages: they never
+    record as a side effect of drawing); a missing one raises ExportError.
+    """
     canon = normalize_spec(spec)
-    ctx = _Ctx(canon, status=status, progress=progress)
+    ctx = _Ctx(canon, status=status, progress=progress, stored_only=stored_only)
     fig, data = BUILDERS[canon["analysis"]](ctx)
     info = {"analysis": canon["analysis"], "params": dict(canon["params"]), "spec": canon, **_provenance(ctx),
             "commands": {"analyze": analyze_command(canon)}, **ctx.facts}

@@ -28,6 +28,7 @@ EXPORT_KEYS = ("name", "width", "width_in", "height_in", "formats", "dpi", "capt
 
 
 def langs_of(value: Any) -> list[str]:
+    """A spec's languages as a list (a comma-separated string or a list; None = the defaults)."""
     if value is None:
         return list(DEFAULT_LANGS)
     if isinstance(value, str):

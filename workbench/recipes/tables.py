@@ -9,6 +9,7 @@ table are defined here, once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -162,11 +163,15 @@ def best_layer_of(recording: Any, pooling: str = "mean", *, pivot: str | None = 
     return best_layer(summary)
 
 
-def silp_record_spec(max_length: int = 256, **override: Any) -> RecordSpec:
-    """THE RecordSpec of SiLP's pair pass: the translation prompt, FFN statistics, no pooled states."""
-    d = {"template": SILP_TEMPLATE, "poolings": ("mean",), "embeddings": False, "ffn_stats": True,
-         "max_length": max_length, "batch_tokens": max(4096, max_length), **override}
-    return RecordSpec(**d)
+def silp_record_spec(base: RecordSpec | None = None, **override: Any) -> RecordSpec:
+    """THE RecordSpec of SiLP's pair pass.
+
+    `base` (max length, batching, layers) with the translation prompt, FFN statistics, only
+    mean pooling and no embeddings.
+    """
+    base = base or RecordSpec()
+    return dataclasses.replace(base, template=SILP_TEMPLATE, poolings=("mean",), embeddings=False, ffn_stats=True,
+                               **override)
 
 
 def allocation_table(scores: np.ndarray, *, split: int | None, k1: int, k2: int) -> tuple[pd.DataFrame, list[int],

@@ -1,0 +1,49 @@
+"""Shared Streamlit pieces of the pages (not a page itself: app.py lists only the view files).
+
+- `state`: the Setup choices (session and URL), figure specs, error guard, small helpers;
+- `views`: a view = `recipes.build` of its figure spec from the store, cached;
+- `recording`: empty states with a Record button, live progress of background recordings;
+- `figure`: charts with HTML/CSV downloads and the paper Export popover.
+
+Computation lives in `workbench`; this package only wires widgets to it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._ui.figure import export_state_key, export_zip, show_figure
+from pages._ui.recording import job_panel, layer_options, record_button, require_recording, sidebar_jobs
+from pages._ui.state import (
+    PAGES,
+    corpus_of,
+    data_key,
+    default_pair,
+    figure_spec,
+    get_settings,
+    guard,
+    language_label,
+    save_settings,
+    settings_line,
+    sync_url,
+)
+from pages._ui.views import view
+from workbench import ui_support as ui
+
+__all__ = ["PAGES", "corpus_of", "data_key", "default_pair", "export_state_key", "export_zip", "figure_spec",
+           "get_settings", "guard", "job_panel", "language_label", "layer_options", "page_header",
+           "record_button", "require_recording", "save_settings", "show_figure", "view"]
+
+
+def page_header(title: str, caption: str, *, show_settings: bool = True) -> ui.Settings:
+    """Title, a one-line explanation, the current choice (also written into the URL), the sidebar jobs."""
+    s = get_settings()
+    sync_url(s)
+    st.title(title)
+    st.caption(caption)
+    if show_settings:
+        cols = st.columns([6, 1], vertical_alignment="center")
+        cols[0].markdown(settings_line(s))
+        cols[1].page_link(PAGES["setup"], label="Change", icon=":material/tune:")
+    sidebar_jobs()
+    return s

@@ -1,0 +1,141 @@
+"""Recording on a page: the empty state with a Record button, live progress shared by every tab."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import streamlit as st
+
+from workbench import recordings
+from workbench import ui_support as ui
+from workbench.config import ModelSpec
+from workbench.errors import user_message
+from workbench.jobs.progress import Snapshot
+from workbench.jobs.threads import JOBS
+from workbench.tracing import Recording
+
+log = logging.getLogger("workbench.app")
+
+
+def _fmt_seconds(t: float | None) -> str:
+    if t is None:
+        return "…"
+    t = int(round(t))
+    return f"{t // 60} min {t % 60:02d} s" if t >= 60 else f"{t} s"
+
+
+def _progress_text(j: Snapshot) -> str:
+    parts = [j.message]
+    if j.total:
+        parts.append(f"{j.done}/{j.total} sentences")
+    if j.rate:
+        parts.append(f"{j.rate:.1f} sentences/s")
+        parts.append(f"ETA {_fmt_seconds(j.eta)}")
+    parts.append(f"elapsed {_fmt_seconds(j.elapsed)}")
+    return " · ".join(parts)
+
+
+def job_panel(key: str) -> Snapshot | None:
+    """Progress of the job `key` (polled every second while it runs), or its outcome."""
+    job = JOBS.get(key)
+    if job is None:
+        return None
+    snap = job.snapshot()
+    if snap.running:
+
+        @st.fragment(run_every=1.0)
+        def _poll() -> None:
+            s = job.snapshot()
+            if not s.running:
+                st.rerun(scope="app")
+            st.progress(s.fraction, text=_progress_text(s))
+            if st.button("Cancel", key=f"cancel-{key}", icon=":material/stop:", type="tertiary"):
+                job.cancel()
+
+        _poll()
+    elif snap.state == "failed":
+        st.error(f"Recording failed: {snap.error}", icon=":material/error:")
+    elif snap.state == "cancelled":
+        st.warning("Recording cancelled. Units finished before the cancel are kept in the store.",
+                   icon=":material/stop_circle:")
+    return snap
+
+
+def record_button(model: ModelSpec, corpus_spec: Any, spec: Any, pairs: list[tuple[str, str]] | None,
+                  label: str) -> None:
+    """A primary button that starts (or joins) the background recording of these specs."""
+    key = recordings.job_key(model, corpus_spec, spec, pairs)
+    job = JOBS.get(key)
+    if job is None or not job.snapshot().running:
+        if st.button(label, type="primary", icon=":material/fiber_manual_record:", key=f"rec-{key}"):
+            # The button shows only when the store lacks the recording, so a finished job of the
+            # same specs is stale (entries removed since): run again rather than reuse it.
+            recordings.start_recording(model, corpus_spec, spec, pairs, rerun_done=True)
+            st.rerun()
+    job_panel(key)
+
+
+def require_recording(s: ui.Settings, *, pair: tuple[str, str] | None = None, what: str) -> Any:
+    """The recording a view needs, or an empty state saying what to record (with the button).
+
+    Args:
+        s: the settings.
+        pair: a translation direction: the view needs SiLP's pair-template pass for it.
+        what: what the view shows (for the message).
+    """
+    if pair:
+        corpus_spec, spec, pairs = s.pair_corpus(*pair), s.silp_spec(), [pair]
+    else:
+        corpus_spec, spec, pairs = s.corpus, s.record_spec(), None
+    try:
+        status = recordings.store_status(s.model, corpus_spec, spec, pairs)
+    except Exception as e:  # noqa: BLE001 - unknown language, bad corpus file, ...
+        log.warning("store lookup failed", exc_info=True)
+        st.error(f"{user_message(e)} Fix the choice on the Setup page.", icon=":material/error:")
+        return None
+    if status.recording is not None:
+        return status.recording
+    job = JOBS.get(recordings.job_key(s.model, corpus_spec, spec, pairs))
+    if status.unknown and job is not None and job.snapshot().state == "done":
+        return job.snapshot().result  # the store cannot be checked (hub model): trust the run
+    if pair:
+        msg = (f"{what} needs SiLP's translation-prompt pass for **{pair[0]} → {pair[1]}** "
+               f"({corpus_spec.limit or 'all'} units); it is not in the store yet.")
+        label = f"Record {pair[0]} → {pair[1]} pass"
+    else:
+        have = len(status.units) - len(status.missing)
+        stored = (f" ({have} of {len(status.units)} languages are stored)" if status.unknown is None and have
+                  else "")
+        msg = (f"{what} needs this model's layer representations of the chosen languages; "
+               f"nothing complete is stored yet{stored}.")
+        label = "Record now"
+    if status.unknown:
+        msg += f" The store could not be checked ({status.unknown}); recording reuses whatever is stored."
+    st.info(msg, icon=":material/info:")
+    record_button(s.model, corpus_spec, spec, pairs, label)
+    return None
+
+
+def sidebar_jobs() -> None:
+    """Running recordings in the sidebar, refreshed while any runs (every tab sees the same jobs)."""
+    if not any(j.snapshot().running for j in JOBS.jobs()):
+        return
+
+    @st.fragment(run_every=2.0)
+    def _poll() -> None:
+        running = [s for s in (j.snapshot() for j in JOBS.jobs()) if s.running]
+        if not running:
+            st.caption("Background recordings finished.")
+            return
+        st.caption("Recording in the background")
+        for s in running:
+            st.progress(s.fraction, text=f"{s.label} · {_progress_text(s)}")
+
+    with st.sidebar:
+        _poll()
+
+
+def layer_options(recording: Recording) -> list[Any]:
+    """The recorded layer labels ("emb", 0, 1, …)."""
+    return list(recording.layer_labels)

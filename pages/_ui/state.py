@@ -1,0 +1,142 @@
+"""The Setup choices of this browser session, kept in the URL too (reload, new tab, bookmark)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from workbench import ui_support as ui
+from workbench.config import CorpusSpec, ModelSpec
+from workbench.corpus import ParallelCorpus
+from workbench.errors import user_message
+from workbench.paths import cache_root
+from workbench.recordings import load_corpus_spec
+
+log = logging.getLogger("workbench.app")
+
+SETTINGS_KEY = "wb_settings"
+PAGES = {
+    "setup": "pages/setup.py",
+    "layer_profile": "pages/layer_profile.py",
+    "map": "pages/representation_map.py",
+    "subspaces": "pages/language_subspaces.py",
+    "neurons": "pages/neurons.py",
+    "finetune": "pages/finetune.py",
+    "compare": "pages/compare.py",
+}
+# URL parameter -> how it is read back; the URL holds exactly the Setup choices.
+_QUERY = ("model", "artifact", "corpus", "langs", "limit", "maxlen", "pooling")
+
+
+def _to_query(s: ui.Settings) -> dict[str, str]:
+    q = {"model": s.model.source, "corpus": s.corpus.source, "langs": ",".join(s.corpus.langs),
+         "maxlen": str(s.max_length), "pooling": s.pooling}
+    if s.model.artifact:
+        q["artifact"] = s.model.artifact
+    if s.corpus.limit:
+        q["limit"] = str(s.corpus.limit)
+    return q
+
+
+def _from_query(q: Mapping[str, str]) -> ui.Settings | None:
+    """Settings from URL parameters, or None when the URL holds none (or unreadable ones)."""
+    if "model" not in q or "corpus" not in q or "langs" not in q:
+        return None
+    try:
+        langs = tuple(x for x in str(q["langs"]).split(",") if x)
+        limit = int(q["limit"]) if q.get("limit") else None
+        return ui.Settings(ModelSpec(source=str(q["model"]), artifact=q.get("artifact") or None),
+                           CorpusSpec(source=str(q["corpus"]), langs=langs, limit=limit),
+                           int(q.get("maxlen") or 256), str(q.get("pooling") or "mean"))
+    except (TypeError, ValueError) as e:
+        log.warning("ignoring unreadable URL parameters %r: %s", dict(q), e)
+        return None
+
+
+def get_settings() -> ui.Settings:
+    """The Setup choices: this session's, else the URL's (reload, bookmark, new tab), else the defaults."""
+    raw = st.session_state.get(SETTINGS_KEY)
+    if raw:
+        try:
+            return ui.Settings.from_dict(raw)
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring unreadable settings in session state: %r", raw)
+    from_url = _from_query(st.query_params.to_dict())
+    if from_url is not None:
+        st.session_state[SETTINGS_KEY] = from_url.to_dict()
+        return from_url
+    return ui.Settings()
+
+
+def save_settings(settings: ui.Settings) -> None:
+    """Keep the choices for every page of this session, and in the URL."""
+    st.session_state[SETTINGS_KEY] = settings.to_dict()
+    sync_url(settings)
+
+
+def sync_url(settings: ui.Settings) -> None:
+    """Write the choices into the URL (only when they differ: each write is a browser history entry)."""
+    want = _to_query(settings)
+    have = {k: v for k, v in st.query_params.to_dict().items() if k in _QUERY}
+    if have != want:
+        for k in set(have) - set(want):
+            del st.query_params[k]
+        st.query_params.update(want)
+
+
+def data_key(settings: ui.Settings) -> dict[str, Any]:
+    """Hashable key of everything a cached table depends on (specs and the store root)."""
+    return {"settings": settings.to_dict(), "root": str(cache_root())}
+
+
+def corpus_of(settings: ui.Settings) -> ParallelCorpus:
+    """The corpus with the chosen languages and limit."""
+    return load_corpus_spec(settings.corpus)
+
+
+def figure_spec(s: ui.Settings, analysis: str, params: Mapping[str, Any], *, langs: Sequence[str] | None = None,
+                title: str | None = None) -> dict[str, Any]:
+    """The registry's figure spec of a view: the Setup choice plus the view's parameters."""
+    return s.figure_spec(analysis, params, langs=langs, title=title)
+
+
+@contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Show an error inside a view as a readable message; the traceback goes to the log."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - one view failing must not take the page down
+        log.warning("%s failed", what, exc_info=True)
+        st.error(f"Could not compute {what}: {user_message(e)}", icon=":material/error:")
+
+
+def language_label(settings: ui.Settings) -> Any:
+    """A format_func for language codes: "sw — Swahili"."""
+    languages = corpus_of(settings).languages
+
+    def fmt(code: str) -> str:
+        lang = languages.get(code)
+        return f"{code} — {lang.name}" if lang is not None else code
+
+    return fmt
+
+
+def default_pair(langs: Sequence[str], pivot: str) -> tuple[str, str]:
+    """A default translation direction: pivot → the first other language."""
+    other = [x for x in langs if x != pivot]
+    return pivot, (other[0] if other else pivot)
+
+
+def settings_line(s: ui.Settings) -> str:
+    """One markdown line naming the current choice."""
+    langs = list(s.corpus.langs)
+    shown = ", ".join(langs[:8]) + (f" … (+{len(langs) - 8})" if len(langs) > 8 else "")
+    limit = f" · first {s.corpus.limit} units" if s.corpus.limit else ""
+    model = Path(s.model.source).name + (f" + {Path(s.model.artifact).parent.name}" if s.model.artifact else "")
+    return (f"**Model** `{model}` · **Corpus** `{Path(s.corpus.source).name}`{limit} · "
+            f"**Languages** {shown} · **Pooling** {s.pooling} · **Max length** {s.max_length}")
