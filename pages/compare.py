@@ -22,7 +22,6 @@ from workbench.analysis import embed2d, retrieval, sensitivity
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.errors import user_message
 from workbench.jobs.threads import JOBS
-from workbench.paths import cache_root
 from workbench.viz import compare_figures as cfig
 
 log = logging.getLogger("workbench.app")
@@ -88,67 +87,12 @@ def require_state_recording(name: str, label: str, spec: ModelSpec, corpus_spec:
     return None
 
 
-# --------------------------------------------------------------------------- cached tables
+# --------------------------------------------------------------------------- views (the registry's)
 
 
-def table_key(spec_a: ModelSpec, spec_b: ModelSpec, corpus_spec: CorpusSpec, rspec: RecordSpec,
-              pairs: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-    """Everything a cached table depends on: both states and their fingerprints, corpus, spec, store."""
-    return {"a": spec_a.to_dict(), "b": spec_b.to_dict(),
-            "fp": [models.fingerprint(spec_a, download=False), models.fingerprint(spec_b, download=False)],
-            "corpus": corpus_spec.to_dict(), "record": rspec.to_dict(), "pairs": [list(p) for p in pairs or []],
-            "root": str(cache_root())}
-
-
-def _recordings(key: dict[str, Any]) -> tuple[Any, Any]:
-    """Both recordings behind a cached table (called on cache misses only)."""
-    corpus_spec, rspec = CorpusSpec.from_dict(key["corpus"]), RecordSpec.from_dict(key["record"])
-    pairs = [tuple(p) for p in key["pairs"]] or None
-    out = []
-    for side in ("a", "b"):
-        spec = ModelSpec.from_dict(key[side])
-        rec = recordings.stored_recording(spec, corpus_spec, rspec, pairs)
-        if rec is None:
-            job = JOBS.get(recordings.job_key(spec, corpus_spec, rspec, pairs))
-            rec = job.snapshot().result if job is not None and job.snapshot().state == "done" else None
-        if rec is None:
-            raise RuntimeError(f"state {side.upper()} is no longer recorded; record it again")
-        out.append(rec)
-    return out[0], out[1]
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def retrieval_table(key: dict, pooling: str, method: str, k: int, pivot: str, center: bool) -> pd.DataFrame:
-    return compare.retrieval_compare(*_recordings(key), pooling, method=method, k=k, pivot=pivot, center=center)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def sensitivity_table(key: dict, unit: str, variant: str) -> pd.DataFrame:
-    return compare.sensitivity_compare(*_recordings(key), unit, variant)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def overlap_table(key: dict, pivot: str, langs: tuple[str, ...], top_frac: float) -> pd.DataFrame:
-    return compare.overlap_compare(*_recordings(key), pivot, langs, top_frac=top_frac)
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def separation_table(key: dict, pooling: str, rank: int | None, central: str, holdout: bool) -> pd.DataFrame:
-    return compare.separation_compare(*_recordings(key), pooling, rank=rank, central=central, holdout=holdout)
-
-
-@st.cache_data(show_spinner="Computing the maps…", max_entries=16)
-def map_table(key: dict, pooling: str, layer: Any, method: str, seed: int) -> pd.DataFrame:
-    from workbench.recordings import load_corpus_spec
-
-    corpus = load_corpus_spec(CorpusSpec.from_dict(key["corpus"]))
-    return compare.map_compare(*_recordings(key), corpus, pooling, layer, method=method, random_state=seed)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def matrix_tables(key: dict, pooling: str, layer: Any, method: str,
-                  k: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    return compare.retrieval_matrix_compare(*_recordings(key), pooling, layer, method=method, k=k)
+def cspec(analysis: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The registry's figure spec of a two-state view: A = spec_a (the spec's model), B = `state_b`."""
+    return s.figure_spec(analysis, {**params, "state_b": spec_b.to_dict(), "labels": list(labels)}, model=spec_a)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -167,7 +111,7 @@ def _pct(x: float) -> str:
     return "—" if x is None or not np.isfinite(x) else f"{x:.1%}"
 
 
-def retrieval_tab(key: dict, langs: list[str], labels: tuple[str, str]) -> None:
+def retrieval_tab(langs: list[str], labels: tuple[str, str]) -> None:
     c = st.columns([3, 1, 2, 2, 3], vertical_alignment="bottom")
     method = c[0].segmented_control("Method", list(retrieval.METHODS), default="margin", required=True,
                                     key="cmp_method", help=METHOD_HELP, persist_state=PERSIST)
@@ -177,12 +121,14 @@ def retrieval_tab(key: dict, langs: list[str], labels: tuple[str, str]) -> None:
                            persist_state=PERSIST)
     center = c[3].toggle("Centre", value=False, key="cmp_center", persist_state=PERSIST,
                          help="Subtract each language's mean vector per layer before comparing.")
+    series = ["all_pairs", "pivot", *[x for x in langs if x != pivot]]
+    shown = c[4].multiselect("Lines", series, default=["all_pairs"], key="cmp_series", persist_state=PERSIST,
+                             help="all_pairs: mean over ordered pairs; pivot: pairs with the pivot; a language: "
+                                  "its two directions with the pivot.")
     with ui_st.guard("retrieval by layer"):
-        table = retrieval_table(key, s.pooling, method, k, pivot, center)
-        series = list(pd.unique(table["series"]))
-        shown = c[4].multiselect("Lines", series, default=["all_pairs"], key="cmp_series", persist_state=PERSIST,
-                                 help="all_pairs: mean over ordered pairs; pivot: pairs with the pivot; a language: "
-                                      "its two directions with the pivot.")
+        spec = cspec("compare_retrieval", {"method": method, "k": k, "pivot": pivot, "center": center,
+                                           "series": shown or ["all_pairs"]})
+        fig, table, _, _ = ui_st.view(spec)
         all_pairs = table[table["series"] == "all_pairs"]
         m = st.columns(4)
         m[0].metric(f"Mean over layers, {labels[0]}", _pct(all_pairs["a"].mean()))
@@ -194,10 +140,7 @@ def retrieval_tab(key: dict, langs: list[str], labels: tuple[str, str]) -> None:
             m[i].metric(f"Best layer, {labels[i - 2]}", str(best), _pct(all_pairs.loc[all_pairs["layer"] == best,
                                                                                           col].iloc[0]),
                         delta_color="off")
-        fig = cfig.compare_by_layer_figure(table[table["series"].isin(shown or ["all_pairs"])], line="series",
-                                           labels=labels, y_title="retrieval accuracy",
-                                           title=f"Translation retrieval by layer ({method}, pivot {pivot})")
-        ui_st.show_figure(fig, "compare-retrieval", table, height=560)
+        ui_st.show_figure(fig, "compare-retrieval", table, height=560, spec=spec)
 
 
 def sensitivity_tab(spec_a: ModelSpec, spec_b: ModelSpec, langs: list[str], labels: tuple[str, str],
@@ -220,18 +163,17 @@ def sensitivity_tab(spec_a: ModelSpec, spec_b: ModelSpec, langs: list[str], labe
     if ra is None or rb is None:
         return
     with ui_st.guard("projection sensitivity"):
-        table = sensitivity_table(table_key(spec_a, spec_b, corpus_spec, rspec, pairs), f"{src}>{tgt}", variant)
+        spec = cspec("compare_sensitivity", {"src": src, "tgt": tgt, "variant": variant})
+        fig, table, _, _ = ui_st.view(spec)
         lines = []
         for side, label in (("a", labels[0]), ("b", labels[1])):
-            n2d, d2n = sensitivity.allocate_layers(table[side].to_numpy(), k1=4, k2=4)
+            _, n2d, d2n, _ = recipes.tables.allocation_table(table[side].to_numpy(), split=None, k1=4, k2=4)
             lines.append(f"**{label}** N2D {', '.join(map(str, n2d)) or '—'} · D2N {', '.join(map(str, d2n)) or '—'}")
         st.markdown("SiLP allocation (default split, top 4 / 4): " + " ; ".join(lines))
-        fig = cfig.compare_by_layer_figure(table, labels=labels, y_title="projection sensitivity",
-                                           title=f"Projection sensitivity, {src} → {tgt} ({variant})")
-        ui_st.show_figure(fig, "compare-sensitivity", table, height=520)
+        ui_st.show_figure(fig, "compare-sensitivity", table, height=520, spec=spec)
 
 
-def overlap_tab(key: dict, langs: list[str], labels: tuple[str, str], focus: list[str]) -> None:
+def overlap_tab(langs: list[str], labels: tuple[str, str], focus: list[str]) -> None:
     c = st.columns([1, 2, 2, 3], vertical_alignment="bottom")
     pivot = c[0].selectbox("Pivot", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
                            key="cmp_ov_pivot", persist_state=PERSIST)
@@ -239,19 +181,18 @@ def overlap_tab(key: dict, langs: list[str], labels: tuple[str, str], focus: lis
     measure = c[2].radio("Measure", ["jaccard", "pivot_frac"], horizontal=True, key="cmp_measure",
                          persist_state=PERSIST,
                          format_func=lambda x: {"jaccard": "Jaccard |∩|/|∪|", "pivot_frac": "|∩| / |pivot set|"}[x])
+    others = [x for x in langs if x != pivot]
+    default = [x for x in focus if x in others] or others
+    shown = c[3].multiselect("Languages", others, default=default, key="cmp_ov_langs",
+                             help="Lines to draw (the table has every language). Default: the fine-tune's.")
     with ui_st.guard("neuron overlap"):
-        table = overlap_table(key, pivot, tuple(langs), top / 100)
-        others = [x for x in langs if x != pivot]
-        default = [x for x in focus if x in others] or others
-        shown = c[3].multiselect("Languages", others, default=default, key="cmp_ov_langs",
-                                 help="Lines to draw (the table has every language). Default: the fine-tune's.")
-        part = table[(table["measure"] == measure) & table["lang"].isin(shown or others)]
-        fig = cfig.compare_by_layer_figure(part, line="lang", labels=labels, y_title="overlap",
-                                           title=f"Activated-neuron overlap with {pivot}")
-        ui_st.show_figure(fig, "compare-overlap", table, height=520)
+        spec = cspec("compare_overlap", {"pivot": pivot, "top_frac": top / 100, "measure": measure,
+                                         "shown": shown or others})
+        fig, table, _, _ = ui_st.view(spec)
+        ui_st.show_figure(fig, "compare-overlap", table, height=520, spec=spec)
 
 
-def subspaces_tab(key: dict, langs: list[str], labels: tuple[str, str]) -> None:
+def subspaces_tab(langs: list[str], labels: tuple[str, str]) -> None:
     c = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
     max_rank = len(langs) - 1
     rank = int(c[0].number_input("Rank r", 1, max_rank, max_rank, key="cmp_rank", persist_state=PERSIST))
@@ -259,19 +200,19 @@ def subspaces_tab(key: dict, langs: list[str], labels: tuple[str, str]) -> None:
                              key="cmp_central", persist_state=PERSIST)
     holdout = c[2].toggle("Hold out", value=len(ui_st.corpus_of(s)) >= 4, key="cmp_holdout", persist_state=PERSIST,
                           help="Fit on even-indexed sentences, measure on odd ones.")
+    measures = ["agnostic_ratio", "specific_ratio", *[f"direction_norm_{x}" for x in langs if x != central]]
+    shown = c[3].multiselect("Measures", measures, default=["agnostic_ratio", "specific_ratio"],
+                             key="cmp_sep_measures", persist_state=PERSIST,
+                             help="Between/within-language variance ratios of the projections, and ‖δ‖ per "
+                                  "language.")
     with ui_st.guard("subspace separation"):
-        table = separation_table(key, s.pooling, rank, central, holdout)
-        measures = list(pd.unique(table["measure"]))
-        shown = c[3].multiselect("Measures", measures, default=["agnostic_ratio", "specific_ratio"],
-                                 key="cmp_sep_measures", persist_state=PERSIST,
-                                 help="Between/within-language variance ratios of the projections, and ‖δ‖ per "
-                                      "language.")
-        fig = cfig.compare_by_layer_figure(table[table["measure"].isin(shown or measures)], labels=labels,
-                                           y_title="value", title=f"Subspace separation by layer (central {central})")
-        ui_st.show_figure(fig, "compare-separation", table, height=560)
+        spec = cspec("compare_separation", {"rank": rank, "central": central, "holdout": holdout,
+                                            "measures": shown or measures})
+        fig, table, _, _ = ui_st.view(spec)
+        ui_st.show_figure(fig, "compare-separation", table, height=560, spec=spec)
 
 
-def maps_tab(key: dict, rec: Any, labels: tuple[str, str]) -> None:
+def maps_tab(rec: Any, labels: tuple[str, str]) -> None:
     layer_labels = ui_st.layer_options(rec)
     c = st.columns([4, 3, 2], vertical_alignment="bottom")
     layer = c[0].select_slider("Layer", layer_labels, value=layer_labels[len(layer_labels) // 2], key="cmp_layer",
@@ -279,15 +220,15 @@ def maps_tab(key: dict, rec: Any, labels: tuple[str, str]) -> None:
     method = c[1].segmented_control("Projection", list(embed2d.EMBED_METHODS), default="pca", required=True,
                                     key="cmp_map_method", persist_state=PERSIST)
     seed = int(c[2].number_input("Seed", 0, 10_000, 0, key="cmp_seed", persist_state=PERSIST))
-    with ui_st.guard("the maps"):
-        pts = map_table(key, s.pooling, layer, method, seed)
-        fig = cfig.compare_maps_figure(pts, labels=labels, title=f"{method.upper()} of layer {layer}")
-        ui_st.show_figure(fig, f"compare-maps-{layer}", pts, height=520)
+    with ui_st.guard("the maps"), st.spinner("Computing the maps…"):
+        spec = cspec("compare_map", {"layer": layer, "method": method, "seed": seed})
+        fig, pts, _, _ = ui_st.view(spec)
+        ui_st.show_figure(fig, f"compare-maps-{layer}", pts, height=520, spec=spec)
         st.caption("Each panel is its own projection: compare how the languages cluster, not positions.")
     with ui_st.guard("the retrieval difference"):
-        _, _, diff = matrix_tables(key, s.pooling, layer, "margin", 4)
-        fig = cfig.difference_heatmap(diff, title=f"Retrieval accuracy at layer {layer}, B − A (margin)")
-        ui_st.show_figure(fig, f"compare-retrieval-diff-{layer}", diff, height=420, index=True)
+        spec = cspec("compare_retrieval_matrix", {"layer": layer, "method": "margin", "k": 4})
+        fig, diff, _, _ = ui_st.view(spec)
+        ui_st.show_figure(fig, f"compare-retrieval-diff-{layer}", diff, height=420, spec=spec)
 
 
 def loss_tab(options: dict[str, dict[str, Any]], a: str, b: str, labels: tuple[str, str]) -> None:
@@ -378,7 +319,6 @@ rb = require_state_recording("B", options[b]["label"], spec_b, s.corpus, s.recor
 if ra is None or rb is None:
     st.stop()
 
-key = table_key(spec_a, spec_b, s.corpus, s.record_spec())
 langs = list(ra.entries)
 tuned_langs = next((options[x]["languages"] for x in (b, a) if "job_id" in options[x]), [])
 pair0 = ui_st.default_pair(langs, s.pivot)
@@ -389,19 +329,19 @@ cc = next((options[x] for x in (b, a) if options[x].get("method") == "cctuning")
 tabs = st.tabs(TABS + (["CC-Tuning"] if cc else []), key="cmp_tab", on_change="rerun")
 with tabs[0]:
     if tabs[0].open:
-        retrieval_tab(key, langs, labels)
+        retrieval_tab(langs, labels)
 with tabs[1]:
     if tabs[1].open:
         sensitivity_tab(spec_a, spec_b, langs, labels, pair0, (options[a]["label"], options[b]["label"]))
 with tabs[2]:
     if tabs[2].open:
-        overlap_tab(key, langs, labels, tuned_langs)
+        overlap_tab(langs, labels, tuned_langs)
 with tabs[3]:
     if tabs[3].open:
-        subspaces_tab(key, langs, labels)
+        subspaces_tab(langs, labels)
 with tabs[4]:
     if tabs[4].open:
-        maps_tab(key, ra, labels)
+        maps_tab(ra, labels)
 with tabs[5]:
     if tabs[5].open:
         loss_tab(options, a, b, labels)

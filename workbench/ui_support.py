@@ -60,18 +60,19 @@ class Settings:
         return CorpusSpec(source=self.corpus.source, langs=(src, tgt), limit=self.corpus.limit)
 
     def figure_spec(self, analysis: str, params: Mapping[str, Any], *, langs: Sequence[str] | None = None,
-                    title: str | None = None) -> dict[str, Any]:
+                    title: str | None = None, model: ModelSpec | None = None) -> dict[str, Any]:
         """The registry's figure spec of a view: this choice plus the view's parameters.
 
         `pooling` is filled in from the choice for analyses that take one; `langs` defaults
-        to the chosen languages. `recipes.build_figure` rebuilds the view from it.
+        to the chosen languages, `model` to the chosen model. `recipes.build_figure` rebuilds
+        the view from it.
         """
         default = RecordSpec().to_dict()
         record = {k: v for k, v in self.record_spec().to_dict().items() if v != default[k]}
         p = dict(params)
         if "pooling" in ANALYSES.get(analysis, {}):
             p.setdefault("pooling", self.pooling)
-        return {"analysis": analysis, "model": self.model.to_dict(), "corpus": self.corpus.source,
+        return {"analysis": analysis, "model": (model or self.model).to_dict(), "corpus": self.corpus.source,
                 "langs": list(langs if langs is not None else self.corpus.langs), "limit": self.corpus.limit,
                 "record": record, "params": p, "title": title}
 

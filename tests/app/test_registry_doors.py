@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
-from test_pages import APP, figures, ok, trace
+from test_pages import APP, figures, ok, trace, ys
 
 from workbench import models
 from workbench import ui_support as ui
@@ -41,5 +41,26 @@ def test_analyze_export_and_page_agree_on_retrieval(tmp_path, monkeypatch):
     ok(at)
     shown = trace(figures(at)[0], "all pairs")
     allp = cli[cli["series"] == "all_pairs"]
-    np.testing.assert_allclose(np.asarray(shown.y, dtype=float), allp["accuracy"].to_numpy(), rtol=0, atol=0)
+    np.testing.assert_array_equal(ys(shown), allp["accuracy"].to_numpy())  # identical, not close
     assert len(allp) == 5  # emb + 4 blocks of tiny:llama
+
+
+def test_compare_views_carry_a_spec_that_regenerates_them(tmp_path):
+    """A Compare-page figure is a registry spec: its export's manifest rebuilds the same numbers."""
+    from workbench import recipes
+    from workbench.export import export_figure
+
+    base = {"model": "tiny:llama", "corpus": "udhr", "langs": ["en", "zh", "sw"], "limit": 4}
+    spec = {**base, "analysis": "compare_retrieval",
+            "params": {"state_b": {"source": "tiny:qwen2"}, "method": "cosine", "pivot": "en"}}
+    fig, table, info = recipes.build_figure(spec)
+    a = recipes.build_figure({**base, "analysis": "retrieval", "params": {"method": "cosine"}})[1]
+    b = recipes.build_figure({**base, "model": "tiny:qwen2", "analysis": "retrieval", "params": {"method": "cosine"}})[1]
+    joined = table.merge(a, on=["layer", "series"]).merge(b, on=["layer", "series"], suffixes=("_a", "_b"))
+    np.testing.assert_array_equal(joined["a"], joined["accuracy_a"])
+    np.testing.assert_array_equal(joined["b"], joined["accuracy_b"])
+    np.testing.assert_array_equal(joined["diff"], joined["b"] - joined["a"])
+    assert [r["role"] for r in info["recordings"]] == ["a", "b"]
+    export_figure(fig, table, tmp_path, "cmp", formats=["html"], manifest=info)
+    assert main(["export", "--manifest", str(tmp_path / "cmp.manifest.json"), "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "cmp.csv").read_bytes() == (tmp_path / "cmp.csv").read_bytes()

@@ -16,118 +16,25 @@ To add an analysis: a Params dataclass in `params.py`, a builder here, one line 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.config import CorpusSpec, ModelSpec, RecordSpec
-from workbench.corpus import load_corpus
-from workbench.errors import ExportError
 from workbench.jobs.progress import Progress, StatusFn
 from workbench.recipes import tables
 from workbench.recipes.commands import analyze_command
-from workbench.recipes.spec import normalize_spec, record_spec
-from workbench.recordings import ensure_recording, store_status
-from workbench.tracing import Recording
+from workbench.recipes.compare_views import COMPARE_BUILDERS
+from workbench.recipes.context import Ctx
+from workbench.recipes.spec import normalize_spec
 from workbench.viz import figures
 from workbench.viz.compare_figures import comparison_figure
 
 
-@dataclass(frozen=True)
-class Need:
-    """One recording a figure reads: its role ('main', 'before', 'after') and its specs."""
-
-    role: str
-    model: ModelSpec
-    corpus: CorpusSpec
-    record: RecordSpec
-    pairs: tuple[tuple[str, str], ...] | None = None
-
-
-def needs(canon: Mapping[str, Any]) -> list[Need]:
-    """THE recordings a canonical figure spec reads (`build` records them; pages only look them up)."""
-    p, analysis = canon["params"], canon["analysis"]
-    model = ModelSpec.from_dict(canon["model"])
-    rspec = record_spec(dict(canon))
-    langs: list[str] = list(canon["langs"])
-    pairs = None
-    if analysis == "sensitivity":  # SiLP's translation-prompt pass of one direction
-        langs, pairs = [p["src"], p["tgt"]], ((p["src"], p["tgt"]),)
-        rspec = tables.silp_record_spec(base=rspec)
-    elif analysis == "overlap":
-        langs = [p["pivot"], *[x for x in langs if x != p["pivot"]]]
-    states = [("main", model)]
-    if analysis == "retrieval_compare":
-        states = [("before", model), ("after", dataclasses.replace(model, artifact=str(p["artifact"])))]
-    corpus = CorpusSpec(source=canon["corpus"], langs=tuple(langs), limit=canon["limit"])
-    return [Need(role, m, corpus, rspec, pairs) for role, m in states]
-
-
-def stored_recordings(canon: Mapping[str, Any]) -> list[tuple[str, Recording]]:
-    """The (role, recording) pairs a spec reads, from the store only (never records or loads a model).
-
-    Raises:
-        ExportError: a recording is not in the store.
-    """
-    out = []
-    for n in needs(canon):
-        status = store_status(n.model, n.corpus, n.record, n.pairs)
-        if status.recording is None:
-            why = status.unknown or f"{', '.join(status.missing) or 'some units'} not in the store"
-            raise ExportError(f"the recording behind this figure cannot be found ({why}); record it first")
-        out.append((n.role, status.recording))
-    return out
-
-
-@dataclass
-class _Ctx:
-    """What one figure build needs: the spec, and callbacks for long recordings."""
-
-    spec: dict[str, Any]
-    status: StatusFn | None = None
-    progress: Progress | None = None
-    recordings: list[tuple[str, Any]] = field(default_factory=list)
-    stored_only: bool = False  # look recordings up in the store, never record (pages)
-    extra: dict[str, pd.DataFrame] = field(default_factory=dict)  # side tables (CLI files), not in manifests
-    facts: dict[str, Any] = field(default_factory=dict)  # numbers the build resolved (e.g. SiLP's split)
-
-    @property
-    def p(self) -> dict[str, Any]:
-        return self.spec["params"]
-
-    def record(self, role: str = "main") -> Recording:
-        """The recording `needs(spec)` names for `role`, recording whatever the store lacks."""
-        if self.stored_only:
-            rec = dict(stored_recordings(self.spec))[role]
-            self.recordings.append((role, rec))
-            return rec
-        n = next(x for x in needs(self.spec) if x.role == role)
-        rec = ensure_recording(n.model, n.corpus, n.record, pairs=n.pairs, progress=self.progress,
-                               status=self.status)
-        self.recordings.append((role, rec))
-        return rec
-
-    def corpus(self, rec: Any) -> Any:
-        return load_corpus(self.spec["corpus"]).subset(list(rec.entries), limit=self.spec["limit"])
-
-    def central(self, rec: Any, key: str) -> str:
-        return self.p[key] if self.p[key] in rec.entries else next(iter(rec.entries))
-
-    def layer(self, rec: Any) -> Any:
-        """The spec's layer, resolving ``"best"`` (written back into the spec)."""
-        if self.p["layer"] == "best":
-            self.p["layer"] = tables.best_layer_of(rec, self.p.get("pooling", "mean"),
-                                                   pivot=self.central(rec, "central") if "central" in self.p else None)
-        rec.layer_index(self.p["layer"])  # a clear error for a layer that was not recorded
-        return self.p["layer"]
-
-
-def _retrieval(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+def _retrieval(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     rec = c.record()
     p = c.p
     c.extra["pairs"], summary = tables.retrieval_tables(rec, p["pooling"], method=p["method"], k=p["k"],
@@ -135,7 +42,7 @@ def _retrieval(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     return figures.retrieval_by_layer_figure(summary, per_language=p["per_language"], title=c.spec["title"]), summary
 
 
-def _retrieval_heatmap(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+def _retrieval_heatmap(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     rec = c.record()
     layer = c.layer(rec)
     m = tables.retrieval_matrix_at(rec, c.p["pooling"], layer, method=c.p["method"], k=c.p["k"])
@@ -145,7 +52,7 @@ def _retrieval_heatmap(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     return figures.retrieval_heatmap(m, title=title), data
 
 
-def _sensitivity(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+def _sensitivity(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
     rec = c.record()
     unit = next(iter(rec.entries))
@@ -156,7 +63,7 @@ def _sensitivity(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     return figures.sensitivity_figure(scores, n2d, d2n, split=split, title=title), table
 
 
-def _overlap(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+def _overlap(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
     rec = c.record()
     units = list(rec.entries)
@@ -164,7 +71,7 @@ def _overlap(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     return figures.overlap_figure(table, p["measure"], title=c.spec["title"]), table
 
 
-def _specific(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+def _specific(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     rec = c.record()
     counts = tables.specific_counts(rec, list(rec.entries), entropy_quantile=c.p["entropy_quantile"],
                                    prob_quantile=c.p["prob_quantile"])
@@ -176,7 +83,7 @@ def _specific(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
 _METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
-def _map(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+def _map(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
     rec = c.record()
     layer = c.layer(rec)
@@ -187,7 +94,7 @@ def _map(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     return fig, pts
 
 
-def _subspace(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+def _subspace(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
     rec = c.record()
     layer = c.layer(rec)
@@ -200,7 +107,7 @@ def _subspace(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     return fig, points
 
 
-def _separation(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+def _separation(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
     rec = c.record()
     sep = tables.separation_table(rec, p["pooling"], rank=p["rank"], central=c.central(rec, "central"),
@@ -208,7 +115,7 @@ def _separation(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     return figures.separation_figure(sep, title=c.spec["title"]), sep
 
 
-def _retrieval_compare(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
+def _retrieval_compare(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
     parts = []
     for role in ("before", "after"):
@@ -222,7 +129,7 @@ def _retrieval_compare(c: _Ctx) -> tuple[go.Figure, pd.DataFrame]:
     return comparison_figure(data, title=title), data
 
 
-BUILDERS: dict[str, Callable[[_Ctx], tuple[go.Figure, pd.DataFrame]]] = {
+BUILDERS: dict[str, Callable[[Ctx], tuple[go.Figure, pd.DataFrame]]] = {
     "retrieval": _retrieval,
     "retrieval_heatmap": _retrieval_heatmap,
     "sensitivity": _sensitivity,
@@ -232,6 +139,7 @@ BUILDERS: dict[str, Callable[[_Ctx], tuple[go.Figure, pd.DataFrame]]] = {
     "subspace": _subspace,
     "separation": _separation,
     "retrieval_compare": _retrieval_compare,
+    **COMPARE_BUILDERS,
 }
 
 
@@ -241,10 +149,10 @@ def provenance(spec: dict[str, Any], recordings: Sequence[tuple[str, Any]]) -> d
     `spec` is a canonical figure spec (`normalize_spec`). This is what a manifest records
     about its inputs, for the CLI's exports and the UI's alike.
     """
-    return _provenance(_Ctx(spec, recordings=list(recordings)))
+    return _provenance(Ctx(spec, recordings=list(recordings)))
 
 
-def _provenance(c: _Ctx) -> dict[str, Any]:
+def _provenance(c: Ctx) -> dict[str, Any]:
     """Model, corpus and store facts of the recordings a figure used."""
     states = []
     for role, rec in c.recordings:
@@ -288,7 +196,7 @@ def build(spec: Mapping[str, Any], *, status: StatusFn | None = None, progress: 
     record as a side effect of drawing); a missing one raises ExportError.
     """
     canon = normalize_spec(spec)
-    ctx = _Ctx(canon, status=status, progress=progress, stored_only=stored_only)
+    ctx = Ctx(canon, status=status, progress=progress, stored_only=stored_only)
     fig, data = BUILDERS[canon["analysis"]](ctx)
     info = {"analysis": canon["analysis"], "params": dict(canon["params"]), "spec": canon, **_provenance(ctx),
             "commands": {"analyze": analyze_command(canon)}, **ctx.facts}

@@ -152,6 +152,89 @@ class RetrievalCompareParams(_Params):
     center: bool = _help("variant: subtract each language's mean first", False)
 
 
+@dataclass(frozen=True)
+class _CompareParams(_Params):
+    """Two model states: A is the spec's model, B is `state_b`; tables are long (a, b, diff = b − a)."""
+
+    state_b: dict[str, Any] | None = _help("state B as a ModelSpec dict (source, artifact, ...)", None)
+    labels: tuple[str, ...] = _help("names of the two states in the figure", ("A", "B"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.state_b, dict) or "source" not in self.state_b:
+            raise ParamError("a comparison needs state_b, the other model state ({'source': ..., 'artifact': ...})")
+        if len(self.labels) != 2:
+            raise ParamError(f"labels must name two states; got {self.labels!r}")
+
+
+@dataclass(frozen=True)
+class CompareRetrievalParams(_CompareParams):
+    """Translation retrieval by layer for two states."""
+
+    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    method: str = _help("margin (LASER xsim), cosine, or mexa", "margin")
+    k: int = _help("neighbourhood size of the margin method", 4)
+    pivot: str = _help("pivot language", "en")
+    center: bool = _help("variant: subtract each language's mean first", False)
+    series: tuple[str, ...] = _help("lines to draw: all_pairs, pivot, or languages", ("all_pairs",))
+
+
+@dataclass(frozen=True)
+class CompareSensitivityParams(_CompareParams):
+    """SiLP projection sensitivity of one direction for two states."""
+
+    src: str = _help("source language", "en")
+    tgt: str = _help("target language", "sw")
+    variant: str = _help("paper (|Σ Δ|) or abs (Σ |Δ|)", "paper")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _choice("variant", self.variant, ("paper", "abs"))
+        if self.src == self.tgt:
+            raise ParamError(f"sensitivity needs two different languages; got src = tgt = {self.src!r}")
+
+
+@dataclass(frozen=True)
+class CompareOverlapParams(_CompareParams):
+    """Activated-neuron overlap with the pivot for two states."""
+
+    pivot: str = _help("pivot language", "en")
+    top_frac: float = _help("activated set: the top fraction of neurons", 0.05)
+    measure: str = _help("jaccard or pivot_frac", "jaccard")
+    shown: tuple[str, ...] = _help("languages to draw (empty: all)", ())
+
+
+@dataclass(frozen=True)
+class CompareSeparationParams(_CompareParams):
+    """Subspace separation by layer for two states."""
+
+    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    rank: int | None = _help("rank r; None = languages − 1", None)
+    central: str = _help("central language", "en")
+    holdout: bool = _help("fit on half the sentences, measure on the other half", True)
+    measures: tuple[str, ...] = _help("measures to draw (empty: all)", ("agnostic_ratio", "specific_ratio"))
+
+
+@dataclass(frozen=True)
+class CompareMapParams(_CompareParams):
+    """2-D maps of one layer for two states, side by side."""
+
+    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    layer: Layer = _help("block index, 'emb', or 'best'", "best")
+    method: str = _help("pca, tsne or umap", "pca")
+    seed: int = _help("random state", 0)
+
+
+@dataclass(frozen=True)
+class CompareMatrixParams(_CompareParams):
+    """Language × language retrieval at one layer: B − A."""
+
+    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    layer: Layer = _help("block index, 'emb', or 'best'", "best")
+    method: str = _help("margin (LASER xsim), cosine, or mexa", "margin")
+    k: int = _help("neighbourhood size of the margin method", 4)
+
+
 PARAMS: dict[str, type[_Params]] = {
     "retrieval": RetrievalParams,
     "retrieval_heatmap": HeatmapParams,
@@ -162,10 +245,17 @@ PARAMS: dict[str, type[_Params]] = {
     "subspace": SubspaceParams,
     "separation": SeparationParams,
     "retrieval_compare": RetrievalCompareParams,
+    "compare_retrieval": CompareRetrievalParams,
+    "compare_sensitivity": CompareSensitivityParams,
+    "compare_overlap": CompareOverlapParams,
+    "compare_separation": CompareSeparationParams,
+    "compare_map": CompareMapParams,
+    "compare_retrieval_matrix": CompareMatrixParams,
 }
 """Analysis name -> its parameter dataclass (the registry's parameter half)."""
 
-ANALYSES: dict[str, dict[str, Any]] = {name: cls().to_dict() for name, cls in PARAMS.items()}
+ANALYSES: dict[str, dict[str, Any]] = {name: {f.name: f.default for f in dataclasses.fields(cls)}
+                                       for name, cls in PARAMS.items()}
 """Analysis name -> default parameters (derived from `PARAMS`)."""
 
 
