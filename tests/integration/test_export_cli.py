@@ -105,8 +105,11 @@ def test_every_analysis_builds_and_data_matches_traces(model_dir):
     for analysis in ANALYSES:
         if analysis == "retrieval_compare":
             continue
-        fig, data, info = build_figure(_spec(model_dir, analysis))
+        two = {"state_b": {"source": model_dir}} if analysis.startswith("compare_") else {}
+        fig, data, info = build_figure(_spec(model_dir, analysis, **two))
         assert len(fig.data) > 0 and len(data) > 0, analysis
+        if two and "diff" in data:  # the same state on both sides: every difference is 0
+            assert (data["diff"].dropna() == 0).all(), analysis
         assert info["spec"]["params"].get("layer") != "best"  # resolved for the manifest
         assert info["model"]["fingerprint"] and info["languages"]
         if analysis in _MATCHES:

@@ -21,25 +21,27 @@ def _labels(c: Ctx) -> tuple[str, str]:
     return str(a), str(b)
 
 
+def _curves(c: Ctx, shown: pd.DataFrame, title: str, *, line: str = "measure", y_title: str = "value") -> go.Figure:
+    """Both states' curves by layer and B − A (the spec's title wins over `title`)."""
+    return cfig.compare_by_layer_figure(shown, line=line, labels=_labels(c), y_title=y_title,
+                                        title=c.spec["title"] or title)
+
+
 def _retrieval(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
     ra, rb = c.record("a"), c.record("b")
     table = compare.retrieval_compare(ra, rb, p["pooling"], method=p["method"], k=p["k"], pivot=p["pivot"],
                                       center=p["center"])
     shown = table[table["series"].isin(p["series"] or ["all_pairs"])]
-    fig = cfig.compare_by_layer_figure(shown, line="series", labels=_labels(c), y_title="retrieval accuracy",
-                                       title=c.spec["title"] or f"Translation retrieval by layer ({p['method']}, "
-                                                                 f"pivot {p['pivot']})")
-    return fig, table
+    title = f"Translation retrieval by layer ({p['method']}, pivot {p['pivot']})"
+    return _curves(c, shown, title, line="series", y_title="retrieval accuracy"), table
 
 
 def _sensitivity(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
     table = compare.sensitivity_compare(c.record("a"), c.record("b"), f"{p['src']}>{p['tgt']}", p["variant"])
-    fig = cfig.compare_by_layer_figure(table, labels=_labels(c), y_title="projection sensitivity",
-                                       title=c.spec["title"] or f"Projection sensitivity, {p['src']} → {p['tgt']} "
-                                                                 f"({p['variant']})")
-    return fig, table
+    title = f"Projection sensitivity, {p['src']} → {p['tgt']} ({p['variant']})"
+    return _curves(c, table, title, y_title="projection sensitivity"), table
 
 
 def _overlap(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
@@ -49,9 +51,7 @@ def _overlap(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     table = compare.overlap_compare(ra, rb, p["pivot"], langs, top_frac=p["top_frac"])
     others = [x for x in langs if x != p["pivot"]]
     part = table[(table["measure"] == p["measure"]) & table["lang"].isin(list(p["shown"]) or others)]
-    fig = cfig.compare_by_layer_figure(part, line="lang", labels=_labels(c), y_title="overlap",
-                                       title=c.spec["title"] or f"Activated-neuron overlap with {p['pivot']}")
-    return fig, table
+    return _curves(c, part, f"Activated-neuron overlap with {p['pivot']}", line="lang", y_title="overlap"), table
 
 
 def _separation(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
@@ -59,10 +59,8 @@ def _separation(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     table = compare.separation_compare(c.record("a"), c.record("b"), p["pooling"], rank=p["rank"],
                                        central=p["central"], holdout=p["holdout"])
     measures = list(p["measures"]) or list(pd.unique(table["measure"]))
-    fig = cfig.compare_by_layer_figure(table[table["measure"].isin(measures)], labels=_labels(c), y_title="value",
-                                       title=c.spec["title"] or f"Subspace separation by layer (central "
-                                                                 f"{p['central']})")
-    return fig, table
+    shown = table[table["measure"].isin(measures)]
+    return _curves(c, shown, f"Subspace separation by layer (central {p['central']})"), table
 
 
 def _map(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:

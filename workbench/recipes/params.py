@@ -38,16 +38,18 @@ class _Params(_Spec):
                 raise ParamError(f"{f.name} must be a non-negative integer; got {v!r}")
 
 
-@dataclass(frozen=True)
-class RetrievalParams(_Params):
-    """Per-layer translation-retrieval accuracy (Mid-align §2, SiLP §5.3)."""
+# Field groups shared by several analyses (declared once; dataclass inheritance orders them first).
 
+
+@dataclass(frozen=True)
+class _Pooled(_Params):
     pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+
+
+@dataclass(frozen=True)
+class _Matching(_Pooled):
     method: str = _help("margin (LASER xsim), cosine, or mexa (strict, both directions)", "margin")
     k: int = _help("neighbourhood size of the margin method", 4)
-    pivot: str = _help("pivot language of the 'with pivot' series", "en")
-    center: bool = _help("variant: subtract each language's mean vector first", False)
-    per_language: bool = _help("draw one line per language against the pivot", True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,13 +57,26 @@ class RetrievalParams(_Params):
 
 
 @dataclass(frozen=True)
-class HeatmapParams(_Params):
-    """Language × language retrieval accuracy at one layer."""
+class _PivotRetrieval(_Matching):
+    pivot: str = _help("pivot language of the 'with pivot' series", "en")
+    center: bool = _help("variant: subtract each language's mean vector first", False)
 
-    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+
+@dataclass(frozen=True)
+class _AtLayer(_Matching):
     layer: Layer = _help("block index, 'emb', or 'best' (highest all-pairs accuracy)", "best")
-    method: str = _help("margin (LASER xsim), cosine, or mexa", "margin")
-    k: int = _help("neighbourhood size of the margin method", 4)
+
+
+@dataclass(frozen=True)
+class RetrievalParams(_PivotRetrieval):
+    """Per-layer translation-retrieval accuracy (Mid-align §2, SiLP §5.3)."""
+
+    per_language: bool = _help("draw one line per language against the pivot", True)
+
+
+@dataclass(frozen=True)
+class HeatmapParams(_AtLayer):
+    """Language × language retrieval accuracy at one layer."""
 
 
 @dataclass(frozen=True)
@@ -106,10 +121,9 @@ class SpecificParams(_Params):
 
 
 @dataclass(frozen=True)
-class MapParams(_Params):
+class MapParams(_Pooled):
     """PCA / t-SNE / UMAP of one layer (SiLP Fig. 1, LENS Fig. 6)."""
 
-    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
     layer: Layer = _help("block index, 'emb', or 'best'", "best")
     method: str = _help("pca, tsne or umap", "pca")
     seed: int = _help("random state (t-SNE, UMAP)", 0)
@@ -121,39 +135,32 @@ class MapParams(_Params):
 
 
 @dataclass(frozen=True)
-class SubspaceParams(_Params):
+class SubspaceParams(_Pooled):
     """LENS language-agnostic and language-specific subspaces at one layer (LENS §3.2)."""
 
-    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
     layer: Layer = _help("block index, 'emb', or 'best'", "best")
     rank: int | None = _help("rank r of the specific subspace; None = languages − 1", None)
     central: str = _help("central language of the direction norms", "en")
 
 
 @dataclass(frozen=True)
-class SeparationParams(_Params):
+class SeparationParams(_Pooled):
     """Per-layer between/within-language variance in each projection."""
 
-    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
     rank: int | None = _help("rank r of the specific subspace; None = languages − 1", None)
     central: str = _help("central language", "en")
     holdout: bool = _help("fit on half the sentences, measure on the other half", True)
 
 
 @dataclass(frozen=True)
-class RetrievalCompareParams(_Params):
+class RetrievalCompareParams(_PivotRetrieval):
     """Retrieval before and after a fine-tune artifact."""
 
     artifact: str | None = _help("the fine-tune artifact directory (the 'after' state)", None)
-    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
-    method: str = _help("margin (LASER xsim), cosine, or mexa", "margin")
-    k: int = _help("neighbourhood size of the margin method", 4)
-    pivot: str = _help("pivot language", "en")
-    center: bool = _help("variant: subtract each language's mean first", False)
 
 
 @dataclass(frozen=True)
-class _CompareParams(_Params):
+class _CompareParams(_Params):  # mixed in last: its fields come first
     """Two model states: A is the spec's model, B is `state_b`; tables are long (a, b, diff = b − a)."""
 
     state_b: dict[str, Any] | None = _help("state B as a ModelSpec dict (source, artifact, ...)", None)
@@ -168,14 +175,9 @@ class _CompareParams(_Params):
 
 
 @dataclass(frozen=True)
-class CompareRetrievalParams(_CompareParams):
+class CompareRetrievalParams(_PivotRetrieval, _CompareParams):
     """Translation retrieval by layer for two states."""
 
-    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
-    method: str = _help("margin (LASER xsim), cosine, or mexa", "margin")
-    k: int = _help("neighbourhood size of the margin method", 4)
-    pivot: str = _help("pivot language", "en")
-    center: bool = _help("variant: subtract each language's mean first", False)
     series: tuple[str, ...] = _help("lines to draw: all_pairs, pivot, or languages", ("all_pairs",))
 
 
@@ -205,10 +207,9 @@ class CompareOverlapParams(_CompareParams):
 
 
 @dataclass(frozen=True)
-class CompareSeparationParams(_CompareParams):
+class CompareSeparationParams(_Pooled, _CompareParams):
     """Subspace separation by layer for two states."""
 
-    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
     rank: int | None = _help("rank r; None = languages − 1", None)
     central: str = _help("central language", "en")
     holdout: bool = _help("fit on half the sentences, measure on the other half", True)
@@ -216,23 +217,17 @@ class CompareSeparationParams(_CompareParams):
 
 
 @dataclass(frozen=True)
-class CompareMapParams(_CompareParams):
+class CompareMapParams(_Pooled, _CompareParams):
     """2-D maps of one layer for two states, side by side."""
 
-    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
     layer: Layer = _help("block index, 'emb', or 'best'", "best")
     method: str = _help("pca, tsne or umap", "pca")
     seed: int = _help("random state", 0)
 
 
 @dataclass(frozen=True)
-class CompareMatrixParams(_CompareParams):
+class CompareMatrixParams(_AtLayer, _CompareParams):
     """Language × language retrieval at one layer: B − A."""
-
-    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
-    layer: Layer = _help("block index, 'emb', or 'best'", "best")
-    method: str = _help("margin (LASER xsim), cosine, or mexa", "margin")
-    k: int = _help("neighbourhood size of the margin method", 4)
 
 
 PARAMS: dict[str, type[_Params]] = {
