@@ -18,6 +18,7 @@ import torch
 
 from workbench import models as _models
 from workbench.cli.finetune import _follow, add_finetune_parser
+from workbench.errors import WorkbenchError
 from workbench.finetune import artifact_io
 from workbench.finetune.data import build_split
 from workbench.finetune.silp import train_silp
@@ -84,7 +85,8 @@ def started(cache):
             "done": done,
             "cancel": jobs.start_job("midalign", TINY, DATA, {"align_batch_size": 4, **LONG}, evaluate=False),
             "sigterm": jobs.start_job("lens", TINY, DATA, {"samples_per_lang": 8, **LONG}, evaluate=False),
-            "bad": jobs.start_job("silp", TINY, DATA, {"src": "xx", "tgt": "en"}),
+            # a TFT file that is not JSON is read by the worker only: the job fails with the reason
+            "bad": jobs.start_job("silp", TINY, DATA, {"tft_file": str(_garbage_jsonl(cache)), "max_steps": 2}),
         }
     finally:
         for k, v in old.items():
@@ -115,11 +117,29 @@ def test_sigterm_ends_a_job_as_cancelled(started):
     assert st["state"] == "cancelled" and "SIGTERM" in st["reason"], st
 
 
-def test_bad_data_fails_with_a_clear_reason(started):
+def _garbage_jsonl(root: Path) -> Path:
+    path = root / "tft.jsonl"
+    path.write_text('{"instruction": "ok", "output": "ok"}\nnot json at all\n')
+    return path
+
+
+def test_a_failure_in_the_worker_is_a_failed_job_with_a_clear_reason(started):
     st = _wait_for(started["bad"], lambda s: False)
     assert st["state"] == "failed"
-    assert "CorpusError" in st["reason"] and "'xx'" in st["reason"], st["reason"]
+    assert "tft.jsonl:2" in st["reason"] and "not JSON" in st["reason"], st["reason"]
     assert "Traceback" in (Path(st["dir"]) / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("spec, data, match", [
+    ({"src": "xx", "tgt": "en"}, {}, "'xx'"),  # a language the data does not have
+    ({"src": "en", "tgt": "fr"}, {}, "'fr'"),  # tatoeba:sw has en and sw only
+    ({"n2d_layers": [99]}, {}, "n2d_layers 99 is out of range: tiny:llama has blocks 0…3"),
+])
+def test_bad_input_is_refused_before_any_job_starts(spec, data, match):
+    before = set((jobs.jobs_root()).iterdir())
+    with pytest.raises(WorkbenchError, match=match):
+        jobs.start_job("silp", TINY, {**DATA, **data}, spec)
+    assert set(jobs.jobs_root().iterdir()) == before  # nothing written, no process
 
 
 def test_done_job_has_progress_and_a_reproducible_artifact(started):
@@ -177,7 +197,7 @@ def test_list_after_restart_shows_every_job_and_dead_workers(started, cache, cap
     assert _follow(started["done"]) == 0
     assert capsys.readouterr().out.strip() == jobs.job_status(started["done"])["artifact"]
     assert _follow(started["bad"]) == 1
-    assert "CorpusError" in capsys.readouterr().err
+    assert "tft.jsonl:2: not JSON" in capsys.readouterr().err
 
 
 def test_unknown_job_and_bad_specs_are_refused():

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workbench.config import ModelSpec
+from workbench.errors import CorpusError, JobError, ParamError
 from workbench.finetune import artifact_io
 from workbench.finetune.cctuning import train_cctuning, write_artifact_with_files
 from workbench.finetune.data import ParallelSplit, build_split
@@ -20,18 +22,56 @@ from workbench.finetune.midalign import train_midalign
 from workbench.finetune.silp import train_silp
 from workbench.finetune.specs import CCTuningSpec, DataSpec, LENSSpec, languages_for, spec_for
 from workbench.finetune.train import ProgressFn, StopFn, TrainResult
+from workbench.models import prepare
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "finetune", "languages_for", "train"]
+__all__ = ["METHODS", "TRAINERS", "finetune", "languages_for", "train", "validate"]
+
+TRAINERS: dict[str, Callable[..., TrainResult]] = {
+    "silp": train_silp, "midalign": train_midalign, "lens": train_lens, "cctuning": train_cctuning,
+}
+"""The method table: one line per fine-tune method (its spec is `specs.SPECS[method]`)."""
+METHODS = tuple(TRAINERS)
 
 
-def _trainers() -> dict[str, Callable[..., TrainResult]]:
+def _layer_fields(spec: Any) -> dict[str, list[int]]:
+    """Block indices a spec names explicitly (None fields are computed by the method)."""
+    out: dict[str, list[int]] = {}
+    for name in ("n2d_layers", "d2n_layers", "align_layer", "start_layer", "split"):
+        v = getattr(spec, name, None)
+        if v is not None:
+            out[name] = list(v) if isinstance(v, tuple | list) else [int(v)]
+    return out
 
-    return {"silp": train_silp, "midalign": train_midalign, "lens": train_lens, "cctuning": train_cctuning}
 
+def validate(method: str, model: ModelSpec, data: DataSpec, spec: Any) -> ParallelSplit:
+    """Check everything that can be checked before a job starts, in about a second.
 
-METHODS = ("silp", "midalign", "lens", "cctuning")
+    The method, its spec, the data (corpus, languages, the pair in the data, empty texts)
+    and the layers the spec names against the model's number of blocks (from its config,
+    no weights loaded).
+
+    Raises:
+        JobError / ParamError / CorpusError / ModelError: one line naming the input.
+    """
+    if method not in TRAINERS:
+        raise JobError(f"unknown fine-tune method {method!r}; choose one of {', '.join(METHODS)}")
+    if model.artifact:
+        raise JobError("fine-tuning on top of an artifact is not supported; use the base model")
+    spec = spec_for(method, spec)
+    try:
+        split = build_split(data, languages_for(method, spec))
+    except ValueError as e:  # too few units, empty texts (CorpusError is a ValueError too, and passes)
+        if isinstance(e, CorpusError):
+            raise
+        raise JobError(f"the data cannot be used: {e}") from None
+    n_layers = prepare(model).n_layers
+    for name, layers in _layer_fields(spec).items():
+        bad = [x for x in layers if not 0 <= x < n_layers]
+        if bad:
+            raise ParamError(f"{name} {bad[0]} is out of range: {model.source} has blocks 0…{n_layers - 1}")
+    return split
 
 
 def _pivot(method: str, spec: Any) -> str:
@@ -46,7 +86,7 @@ def train(method: str, state: Any, split: ParallelSplit, spec: Any, *, progress:
           should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
     """Dispatch to `train_silp` / `train_midalign` / `train_lens` / `train_cctuning`."""
     spec = spec_for(method, spec)
-    return _trainers()[method](state, split, spec, progress=progress, should_stop=should_stop, inplace=inplace)
+    return TRAINERS[method](state, split, spec, progress=progress, should_stop=should_stop, inplace=inplace)
 
 
 def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any, out_dir: str | Path, *,

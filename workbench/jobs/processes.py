@@ -34,8 +34,10 @@ from typing import Any
 
 from workbench.config import ModelSpec, _Spec
 from workbench.errors import JobError
+from workbench.finetune.runner import validate
 from workbench.finetune.specs import DataSpec, spec_for
 from workbench.jobs.progress import FINAL_STATES, STATES, Snapshot
+from workbench.models.integrity import read_json_or_none
 from workbench.paths import cache_root
 
 log = logging.getLogger(__name__)
@@ -96,10 +98,11 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+    """A job file's JSON object, or {} when it is missing or damaged (garbage, not an object)."""
+    doc = read_json_or_none(path)
+    if doc is None and path.exists():
+        log.warning("job file %s is damaged (not JSON); treating it as empty", path)
+    return doc if isinstance(doc, dict) else {}
 
 
 def write_status(d: Path, **fields: Any) -> dict[str, Any]:
@@ -118,8 +121,9 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
               method_spec: dict[str, Any] | Any = None, *, evaluate: bool = True) -> str:
     """Write a job directory and launch `python -m workbench.jobs.worker <dir>`.
 
-    The specs are validated here (unknown fields and bad values fail at once); problems
-    with the data or the model surface in the worker as a failed job with the reason.
+    Everything checkable is validated here, before any process starts (`runner.validate`:
+    specs, the data and its languages, the layers against the model's config); only what
+    needs the weights can still fail in the worker, as a failed job with the reason.
 
     Args:
         method: 'silp', 'midalign', 'lens' or 'cctuning'.
@@ -137,6 +141,7 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
     if model.artifact:
         raise JobError("fine-tuning on top of an artifact is not supported; use the base model")
     data = data_spec if isinstance(data_spec, DataSpec) else DataSpec.from_dict(_as_dict(data_spec))
+    validate(method, model, data, spec)
     job_id = f"{method}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     d = jobs_root() / job_id
     d.mkdir(parents=True)
@@ -238,7 +243,10 @@ def list_jobs() -> list[dict[str, Any]]:
     for d in sorted(jobs_root().iterdir(), reverse=True):
         if not (d / "config.json").is_file():
             continue
-        status = _check_alive(d, _read_json(d / "status.json"))
+        raw = _read_json(d / "status.json")
+        if not raw:  # damaged or missing status: say so instead of guessing a state
+            raw = {"state": "failed", "reason": f"{d / 'status.json'} is missing or damaged", "id": d.name}
+        status = _check_alive(d, raw)
         row = {k: v for k, v in status.items() if k != "history"}
         last = (status.get("history") or [{}])[-1]
         out.append({**row, "id": d.name, "dir": str(d), "loss": last.get("loss")})
