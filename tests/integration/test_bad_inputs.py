@@ -27,12 +27,13 @@ def _store_is_clean() -> list[str]:
 def _fails_clearly(argv, needle, capsys) -> str:
     code = cli.main(argv)  # anything but a user error would raise here, with its traceback
     err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip()]  # status lines ("loading …") may come first
+    errors = [ln for ln in lines if ln.startswith("error: ")]
     assert code == 2, err
     assert "Traceback" not in err and "unexpected" not in err
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    assert needle in lines[0], lines[0]
-    return lines[0]
+    assert len(errors) == 1 and lines[-1] == errors[0], lines
+    assert needle in errors[0], errors[0]
+    return errors[0]
 
 
 def _rec(model_dir, *extra):
