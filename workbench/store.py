@@ -146,6 +146,14 @@ def _integrity_problems(manifest: dict[str, Any]) -> list[str]:
             for name in _REQUIRED_BY_KIND.get(str(kind), ()) if name not in manifest]
 
 
+def damaged_error(key: str, problems: list[str]) -> StoreError:
+    """The one-line StoreError for a damaged entry: its key, the first file at fault, what to do."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    first = problems[0] if problems else "unknown damage"
+    return StoreError(f"store entry {key} is damaged: {first}{more}; `workbench store gc` removes it and the next "
+                      "run that needs it recomputes it")
+
+
 @dataclass
 class Entry:
     """One stored entry. Arrays load lazily and memory-mapped: `entry["pooled_mean"]`."""
@@ -312,9 +320,7 @@ class Store:
         """The manifest of an intact entry, or a StoreError naming the key and the file at fault."""
         manifest, problems = self._inspect(key, full)
         if problems or manifest is None:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise StoreError(f"store entry {key} is damaged: {problems[0]}{more}; `workbench store gc` removes "
-                             "it and the next run that needs it recomputes it")
+            raise damaged_error(key, problems)
         return manifest
 
     def info(self, key: str, *, full: bool = True) -> dict[str, Any]:
