@@ -65,7 +65,7 @@ def make_key(parts: dict[str, Any]) -> str:
 
 
 _VERIFIED: dict[str, tuple[str, tuple[tuple[int, ...], ...]]] = {}
-"""key -> (sha256 of the manifest bytes, identity of each array file) when last hashed intact here."""
+"""entry folder -> (sha256 of the manifest bytes, identity of each array file) when last hashed intact here."""
 
 
 def _sha256(path: Path) -> str:
@@ -266,14 +266,14 @@ class Store:
         if problems:
             return problems
         memo = (hashlib.sha256(raw).hexdigest(), tuple(stamps))
-        if not full and _VERIFIED.get(key) == memo:
+        if not full and _VERIFIED.get(str(d)) == memo:
             return []
         for name, meta in arrays.items():
             problems += self._file_problems(d / f"{name}.npy", meta)
         if problems:
-            _VERIFIED.pop(key, None)
+            _VERIFIED.pop(str(d), None)
         else:
-            _VERIFIED[key] = memo
+            _VERIFIED[str(d)] = memo
         return problems
 
     @staticmethod
@@ -296,9 +296,12 @@ class Store:
             return None, [f"{d}: no such entry"]
         manifest, raw, problems = self._load_manifest(key)
         if problems or manifest is None:
-            _VERIFIED.pop(key, None)
+            _VERIFIED.pop(str(d), None)
             return manifest, problems
-        return manifest, self._array_problems(key, manifest, raw, full)
+        try:
+            return manifest, self._array_problems(key, manifest, raw, full)
+        except FileNotFoundError as e:  # removed by another process while we looked
+            return manifest, [f"{e.filename or d}: vanished while being checked"]
 
     def check(self, key: str, *, full: bool = True) -> list[str]:
         """Everything wrong with entry `key`, one line per problem naming the file; [] if intact.
@@ -407,8 +410,9 @@ class Store:
         for key in self.keys():
             manifest, problems = self._inspect(key, full)
             m = manifest or {}
-            arrays = m.get("arrays") if isinstance(m.get("arrays"), dict) else {}
-            size = sum(a["bytes"] for a in arrays.values() if isinstance(a, dict) and _is(a.get("bytes"), int))
+            arrays = m.get("arrays")
+            metas = list(arrays.values()) if isinstance(arrays, dict) else []
+            size = sum(a["bytes"] for a in metas if isinstance(a, dict) and _is(a.get("bytes"), int))
             rows.append({"key": key, "kind": m.get("kind", "?"), "model": m.get("model_name", "?"),
                          "corpus": m.get("corpus_name", "?"), "unit": m.get("unit", "?"), "n": m.get("n_units"),
                          "mb": round(size / 2**20, 2), "created": m.get("created"),
@@ -425,8 +429,8 @@ class Store:
 
     def rm(self, key: str) -> bool:
         """Remove an entry; True if it existed."""
-        _VERIFIED.pop(key, None)
         d = self.path(key)
+        _VERIFIED.pop(str(d), None)
         if d.exists():
             shutil.rmtree(d, ignore_errors=True)
             return True
@@ -465,6 +469,8 @@ class Store:
             log.info("store entry %s is being written; gc leaves it alone", key)
             return False
         try:
+            if not self.path(key).is_dir():  # removed meanwhile
+                return False
             old = cutoff is not None and self.path(key).stat().st_mtime < cutoff
             problems = [] if old else self.check(key, full=True)
             if problems:
