@@ -9,13 +9,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
+
+from workbench.errors import ParamError
 
 T = TypeVar("T", bound="_Spec")
 
 POOLINGS = ("mean", "last", "weighted")
 TOKEN_SPANS = ("all", "source", "target")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+"""Accepted `ModelSpec.device` values (`cuda:N` is `cuda:0`, `cuda:1`, ...)."""
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+"""Accepted `ModelSpec.dtype` values."""
+_CUDA_N = re.compile(r"cuda:[0-9]+")
 
 #: SiLP's default translation prompt (METHODS §2).
 SILP_TEMPLATE = "Translate the following sentence from {src_name} to {tgt_name}.\n{src_text}\n{tgt_text}"
@@ -32,6 +40,12 @@ def stable_hash(obj: Any, n: int = 16) -> str:
     """Short sha256 hex digest of a JSON-serialisable object (sorted keys)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:n]
+
+
+def _check_type(owner: str, name: str, value: Any, kind: type | tuple[type, ...], what: str) -> None:
+    """ParamError naming `owner.name` unless `value` is a `kind` (True is not an integer here)."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ParamError(f"{owner}.{name} must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,7 @@ class _Spec:
         names = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(d) - set(names)
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
+            raise ParamError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**kw)
 
@@ -77,6 +91,24 @@ class ModelSpec(_Spec):
     trust_remote_code: bool = _help("allow custom model code from the hub (off by default)", False)
     artifact: str | None = _help("fine-tune artifact directory applied on top of the base", None)
 
+    def __post_init__(self) -> None:
+        _check_type("ModelSpec", "source", self.source, str, "a model name, hub id or path")
+        if not self.source.strip():
+            raise ParamError("ModelSpec.source (--model) is empty: give a bundled name, a hub id or a local path")
+        _check_type("ModelSpec", "device", self.device, str, f"one of {', '.join(DEVICES)}")
+        if self.device not in DEVICES and not _CUDA_N.fullmatch(self.device):
+            raise ParamError(f"ModelSpec.device (--device): unknown device {self.device!r}; "
+                             f"choose from {', '.join(DEVICES)}")
+        _check_type("ModelSpec", "dtype", self.dtype, str, f"one of {', '.join(DTYPES)}")
+        if self.dtype not in DTYPES:
+            raise ParamError(f"ModelSpec.dtype (--dtype): unknown dtype {self.dtype!r}; "
+                             f"choose from {', '.join(DTYPES)}")
+        _check_type("ModelSpec", "trust_remote_code", self.trust_remote_code, bool, "true or false")
+        for name in ("revision", "artifact"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_type("ModelSpec", name, value, str, "a string or None")
+
 
 @dataclass(frozen=True)
 class RecordSpec(_Spec):
@@ -100,19 +132,49 @@ class RecordSpec(_Spec):
     batch_tokens: int = _help("padded tokens per forward batch (memory bound)", 4096)
 
     def __post_init__(self) -> None:
-        bad = [p for p in self.poolings if p not in POOLINGS]
-        if bad or not self.poolings:
-            raise ValueError(f"unknown pooling {bad}; choose from {POOLINGS}")
-        if self.token_span not in TOKEN_SPANS:
-            raise ValueError(f"unknown token_span {self.token_span!r}; choose from {TOKEN_SPANS}")
+        self._check_poolings_and_span()
+        for name in ("embeddings", "ffn_stats", "chat_template", "include_special"):
+            _check_type("RecordSpec", name, getattr(self, name), bool, "true or false")
+        for name in ("max_length", "batch_tokens"):
+            _check_type("RecordSpec", name, getattr(self, name), int, "an integer")
         if self.max_length < 2:
-            raise ValueError(f"max_length must be >= 2, got {self.max_length}")
+            raise ParamError(f"RecordSpec.max_length (--max-length) must be >= 2 tokens, got {self.max_length}")
         if self.batch_tokens < self.max_length:
-            raise ValueError(f"batch_tokens ({self.batch_tokens}) must be >= max_length ({self.max_length})")
+            raise ParamError(f"RecordSpec.batch_tokens (--batch-tokens) must be >= max_length ({self.max_length}), "
+                             f"got {self.batch_tokens}")
+        if self.template is not None:
+            _check_type("RecordSpec", "template", self.template, str, "a text template or None")
+            if not (self.is_pair_template or "{text}" in self.template):
+                raise ParamError("RecordSpec.template (--template) must contain '{text}' or both '{src_text}' "
+                                 "and '{tgt_text}'")
         if self.token_span != "all" and not self.is_pair_template:
-            raise ValueError("token_span 'source'/'target' needs a pair template ({src_text} and {tgt_text})")
-        if self.template is not None and not (self.is_pair_template or "{text}" in self.template):
-            raise ValueError("template must contain '{text}' or both '{src_text}' and '{tgt_text}'")
+            raise ParamError(f"RecordSpec.token_span (--token-span) {self.token_span!r} needs a pair template "
+                             "({src_text} and {tgt_text})")
+        self._check_layers()
+
+    def _check_layers(self) -> None:
+        if self.layers is None:
+            return
+        _check_type("RecordSpec", "layers", self.layers, tuple, "a tuple of block indices or None")
+        bad = [x for x in self.layers if isinstance(x, bool) or not isinstance(x, int) or x < 0]
+        if bad or not self.layers:
+            raise ParamError(f"RecordSpec.layers (--layers) must be block indices >= 0, got {list(self.layers)}")
+        if len(set(self.layers)) != len(self.layers):
+            raise ParamError(f"RecordSpec.layers (--layers) lists a block twice: {list(self.layers)}")
+
+    def _check_poolings_and_span(self) -> None:
+        _check_type("RecordSpec", "poolings", self.poolings, tuple, f"a tuple of {', '.join(POOLINGS)}")
+        if not self.poolings:
+            raise ParamError(f"RecordSpec.poolings (--poolings) is empty; choose from {', '.join(POOLINGS)}")
+        bad = [p for p in self.poolings if p not in POOLINGS]
+        if bad:
+            raise ParamError(f"RecordSpec.poolings (--poolings): unknown pooling {', '.join(map(repr, bad))}; "
+                             f"choose from {', '.join(POOLINGS)}")
+        if len(set(self.poolings)) != len(self.poolings):
+            raise ParamError(f"RecordSpec.poolings (--poolings) lists a pooling twice: {list(self.poolings)}")
+        if self.token_span not in TOKEN_SPANS:
+            raise ParamError(f"RecordSpec.token_span (--token-span): unknown span {self.token_span!r}; "
+                             f"choose from {', '.join(TOKEN_SPANS)}")
 
     @property
     def is_pair_template(self) -> bool:
@@ -127,3 +189,23 @@ class CorpusSpec(_Spec):
     source: str = _help("bundled name (udhr, tatoeba:sw), or a TSV/JSONL file or FLORES dir", "udhr")
     langs: tuple[str, ...] = _help("language codes", ("en", "zh", "sw", "ar", "hi", "es", "fr", "ja"))
     limit: int | None = _help("use only the first N units per language", None)
+
+    def __post_init__(self) -> None:
+        _check_type("CorpusSpec", "source", self.source, str, "a corpus name or path")
+        if not self.source.strip():
+            raise ParamError("CorpusSpec.source (--corpus) is empty: give a bundled name or a file")
+        _check_type("CorpusSpec", "langs", self.langs, tuple, "a tuple of language codes")
+        if not self.langs:
+            raise ParamError("CorpusSpec.langs (--langs) is empty: give at least one language code")
+        bad = [x for x in self.langs if not isinstance(x, str) or not x.strip()]
+        if bad:
+            raise ParamError(f"CorpusSpec.langs (--langs) must be non-empty language codes, got {list(self.langs)}")
+        twice = sorted({x for x in self.langs if self.langs.count(x) > 1})
+        if twice:
+            raise ParamError(f"CorpusSpec.langs (--langs) lists {', '.join(map(repr, twice))} twice; list each "
+                             "language once (a translation direction needs two different languages)")
+        if self.limit is not None:
+            _check_type("CorpusSpec", "limit", self.limit, int, "a whole number or None")
+            if self.limit < 1:
+                raise ParamError(f"CorpusSpec.limit (--limit) must be at least 1 unit per language (or None for "
+                                 f"all), got {self.limit}")

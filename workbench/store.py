@@ -1,29 +1,36 @@
 """On-disk activation store: content-hash keys, a manifest per entry, atomic writes, locks.
 
 Layout: `<root>/<key[:2]>/<key>/` holding one `.npy` file per array (memory-mappable) and
-`manifest.json` (the key's parts, versions, timings, and each array's size and sha256).
-An entry is written into a temporary sibling directory and renamed into place, so a
-reader never sees half an entry; a per-key file lock stops two processes computing the
-same entry twice; an entry whose files do not match its manifest is reported, removed and
-recomputed, never served (HOUSE_STYLE 7).
+`manifest.json` (the key's parts, versions, timings, each array's size and sha256, and the
+manifest's own sha256). An entry is written into a temporary sibling folder and renamed
+into place, so a reader never sees half an entry; a per-key file lock stops two processes
+computing the same entry twice; the writer holds a lock on its temporary folder for its
+whole life, so `gc` removes only the folders of writers that died. An entry whose files do
+not match its manifest, or whose manifest is damaged in any way (not UTF-8, not JSON, not
+an object, missing or mistyped fields, edited after writing), is reported with its key and
+the file at fault, never served, removed by `gc` and recomputed by the caller
+(HOUSE_STYLE 7).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from workbench.config import stable_hash
 from workbench.errors import StoreError
@@ -34,8 +41,22 @@ log = logging.getLogger(__name__)
 STORE_FORMAT = 1
 _MANIFEST = "manifest.json"
 _TMP_PREFIX = ".tmp-"
+_LOCKS = ".locks"
+_ARRAY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
+STALE_TMP_SECONDS = 3600.0
+"""A temporary folder with no lock file (left by a writer older than the locks) is removed
+by `gc` only when nothing in it changed for this long."""
 
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "kind": str, "unit": str, "n_units": int, "layer_labels": list, "spec": dict, "model_name": str,
+    "model_fingerprint": str, "corpus_name": str, "created": str, "seconds": (int, float), "versions": dict,
+}
+"""JSON types of the manifest fields readers rely on, checked whenever present."""
+
+_REQUIRED_BY_KIND = {"record": ("unit", "n_units", "layer_labels", "spec")}
+"""Fields every entry of a kind must have (readers index them)."""
 
 
 def make_key(parts: dict[str, Any]) -> str:
@@ -43,8 +64,8 @@ def make_key(parts: dict[str, Any]) -> str:
     return stable_hash({"store_format": STORE_FORMAT, **parts}, n=24)
 
 
-_VERIFIED: dict[str, tuple[tuple[int, int], ...]] = {}
-"""key -> (size, mtime_ns) of its files when last verified in this process."""
+_VERIFIED: dict[str, tuple[str, tuple[tuple[int, ...], ...]]] = {}
+"""entry folder -> (sha256 of the manifest bytes, identity of each array file) when last hashed intact here."""
 
 
 def _sha256(path: Path) -> str:
@@ -53,6 +74,84 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 22):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _manifest_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a manifest, without its own `manifest_sha256` field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode("ascii")).hexdigest()
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """Whether a JSON value has one of these types, where true/false are not numbers."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+
+
+def _array_meta_problem(name: Any, meta: Any) -> str | None:
+    """What is wrong with one `arrays` item of a manifest, or None."""
+    if not isinstance(name, str) or not _ARRAY_NAME.fullmatch(name):
+        return f"array name {name!r} is not a plain file name"
+    if not isinstance(meta, dict):
+        return f"arrays.{name} is not an object"
+    shape = meta.get("shape")
+    if not isinstance(shape, list) or not all(_is(x, int) and x >= 0 for x in shape):
+        return f"arrays.{name}.shape is not a list of sizes: {shape!r}"
+    try:
+        np.dtype(meta.get("dtype"))
+    except TypeError:
+        return f"arrays.{name}.dtype is not a dtype: {meta.get('dtype')!r}"
+    if not _is(meta.get("bytes"), int) or meta["bytes"] < 0:
+        return f"arrays.{name}.bytes is not a byte count: {meta.get('bytes')!r}"
+    if not isinstance(meta.get("sha256"), str) or not _HEX64.fullmatch(meta["sha256"]):
+        return f"arrays.{name}.sha256 is not a sha256 hex digest: {meta.get('sha256')!r}"
+    return None
+
+
+def manifest_problems(key: str, manifest: Any) -> list[str]:
+    """Everything wrong with a parsed manifest of entry `key` (empty if it is well formed).
+
+    Checks the store's own fields (key, format, arrays with shape/dtype/bytes/sha256), the
+    types of the fields readers use and the manifest's own checksum (any edit after
+    writing is damage); an entry written before manifests carried a checksum must at
+    least have the fields its kind's readers index.
+    """
+    if not isinstance(manifest, dict):
+        return [f"not a JSON object (a JSON {type(manifest).__name__})"]
+    problems = []
+    if manifest.get("key") != key:
+        problems.append(f"key is {manifest.get('key')!r}, the folder says {key}")
+    if manifest.get("store_format") != STORE_FORMAT:
+        problems.append(f"store_format is {manifest.get('store_format')!r}, this version reads {STORE_FORMAT}")
+    arrays = manifest.get("arrays")
+    if not isinstance(arrays, dict) or not arrays:
+        problems.append(f"arrays must be a non-empty object, got {arrays!r}"[:160])
+    else:
+        problems += [p for n, m in arrays.items() if (p := _array_meta_problem(n, m))]
+    for name, kind in _FIELD_TYPES.items():
+        if name in manifest and not _is(manifest[name], kind):
+            problems.append(f"{name} has the wrong type: {manifest[name]!r}"[:160])
+    return problems + _integrity_problems(manifest)
+
+
+def _integrity_problems(manifest: dict[str, Any]) -> list[str]:
+    """The manifest's own checksum; for older manifests without one, the fields readers index."""
+    if "manifest_sha256" in manifest:  # exactly what the writer wrote, or damaged
+        if manifest["manifest_sha256"] != _manifest_digest(manifest):
+            return ["edited after it was written (its manifest_sha256 does not match)"]
+        return []
+    kind = manifest.get("kind")
+    return [f"missing field {name!r} (every {kind} entry has it)"
+            for name in _REQUIRED_BY_KIND.get(str(kind), ()) if name not in manifest]
+
+
+def damaged_error(key: str, problems: list[str]) -> StoreError:
+    """The one-line StoreError for a damaged entry: its key, the first file at fault, what to do."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    first = problems[0] if problems else "unknown damage"
+    return StoreError(f"store entry {key} is damaged: {first}{more}; `workbench store gc` removes it and the next "
+                      "run that needs it recomputes it")
 
 
 @dataclass
@@ -96,52 +195,153 @@ class Store:
 
     def lock(self, key: str, timeout: float = -1) -> FileLock:
         """A cross-process lock for computing `key` (hold it while recording)."""
-        d = self.root / ".locks"
+        d = self.root / _LOCKS
         d.mkdir(exist_ok=True)
         return FileLock(str(d / f"{key}.lock"), timeout=timeout)
 
-    # -- read
-    def verify(self, key: str, *, full: bool = False) -> str | None:
-        """None if the entry is complete and intact, else why not.
+    def _tmp_lock_path(self, name: str) -> Path:
+        return self.root / _LOCKS / f"{name}.lock"
 
-        Sizes are always checked; checksums are re-computed only when a file's size or
-        mtime changed since this process last verified it (or with `full=True`), so
-        reopening a view does not re-hash every array.
+    @contextmanager
+    def _temp_dir(self, parent: Path) -> Iterator[Path]:
+        """A temporary folder in `parent`, locked for as long as it exists (gc leaves it alone).
+
+        The lock is taken before the folder exists and released only after it is gone
+        (renamed into place or removed), so a folder whose lock `gc` can take is abandoned.
         """
-        d = self.path(key)
+        name = f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        lock_path = self._tmp_lock_path(name)
+        lock_path.parent.mkdir(exist_ok=True)
+        lock = FileLock(str(lock_path))
+        lock.acquire()
+        tmp = parent / name
         try:
-            manifest = json.loads((d / _MANIFEST).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            return f"manifest unreadable ({e})"
+            tmp.mkdir()
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            lock.release()
+            lock_path.unlink(missing_ok=True)
+
+    # -- read
+    def _load_manifest(self, key: str) -> tuple[dict[str, Any] | None, bytes, list[str]]:
+        """(manifest or None, its raw bytes, problems naming the manifest file)."""
+        f = self.path(key) / _MANIFEST
+        try:
+            raw = f.read_bytes()
+        except FileNotFoundError:
+            return None, b"", [f"{f}: missing"]
+        except OSError as e:
+            return None, b"", [f"{f}: unreadable ({e.strerror or e})"]
+        try:
+            parsed = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            return None, raw, [f"{f}: not UTF-8 text (bad byte at offset {e.start})"]
+        except json.JSONDecodeError as e:
+            return None, raw, [f"{f}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno})"]
+        except RecursionError:
+            return None, raw, [f"{f}: not valid JSON (nested too deeply)"]
+        problems = [f"{f}: {p}" for p in manifest_problems(key, parsed)]
+        return (parsed if isinstance(parsed, dict) else None), raw, problems
+
+    def _array_problems(self, key: str, manifest: dict[str, Any], raw: bytes, full: bool) -> list[str]:
+        """Problems of the array files of a well-formed manifest, each naming its file."""
+        d = self.path(key)
+        arrays: dict[str, Any] = manifest["arrays"]
+        expected = {_MANIFEST, *(f"{n}.npy" for n in arrays)}
+        problems = [f"{p}: not written by the store (the manifest does not list it)"
+                    for p in sorted(d.iterdir()) if p.name not in expected]
         stamps = []
-        for name, meta in manifest.get("arrays", {}).items():
+        for name, meta in arrays.items():
             f = d / f"{name}.npy"
-            if not f.is_file():
-                return f"array {name} missing"
-            st = f.stat()
+            try:
+                st = f.stat()
+            except FileNotFoundError:
+                problems.append(f"{f}: missing")
+                continue
             if st.st_size != meta["bytes"]:
-                return f"array {name} has {st.st_size} bytes, manifest says {meta['bytes']}"
-            stamps.append((st.st_size, st.st_mtime_ns))
-        if not full and _VERIFIED.get(key) == tuple(stamps):
-            return None
-        for name, meta in manifest.get("arrays", {}).items():
-            if _sha256(d / f"{name}.npy") != meta["sha256"]:
-                _VERIFIED.pop(key, None)
-                return f"array {name} checksum mismatch"
-        _VERIFIED[key] = tuple(stamps)
-        return None
+                problems.append(f"{f}: {st.st_size} bytes, the manifest says {meta['bytes']} (truncated or "
+                                "overwritten)")
+            stamps.append((st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns))
+        if problems:
+            return problems
+        memo = (hashlib.sha256(raw).hexdigest(), tuple(stamps))
+        if not full and _VERIFIED.get(str(d)) == memo:
+            return []
+        for name, meta in arrays.items():
+            problems += self._file_problems(d / f"{name}.npy", meta)
+        if problems:
+            _VERIFIED.pop(str(d), None)
+        else:
+            _VERIFIED[str(d)] = memo
+        return problems
+
+    @staticmethod
+    def _file_problems(f: Path, meta: dict[str, Any]) -> list[str]:
+        """Checksum, then the .npy header against the manifest's shape and dtype."""
+        if _sha256(f) != meta["sha256"]:
+            return [f"{f}: checksum mismatch (its bytes changed after writing)"]
+        try:
+            arr = np.load(f, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as e:
+            return [f"{f}: not a readable .npy file ({e})"]
+        if list(arr.shape) != meta["shape"] or arr.dtype != np.dtype(meta["dtype"]):
+            return [f"{f}: holds {arr.dtype}{list(arr.shape)}, the manifest says {meta['dtype']}{meta['shape']}"]
+        return []
+
+    def _inspect(self, key: str, full: bool) -> tuple[dict[str, Any] | None, list[str]]:
+        """(the manifest as far as it parses to an object, every problem of the entry)."""
+        d = self.path(key)
+        if not d.is_dir():
+            return None, [f"{d}: no such entry"]
+        manifest, raw, problems = self._load_manifest(key)
+        if problems or manifest is None:
+            _VERIFIED.pop(str(d), None)
+            return manifest, problems
+        try:
+            return manifest, self._array_problems(key, manifest, raw, full)
+        except FileNotFoundError as e:  # removed by another process while we looked
+            return manifest, [f"{e.filename or d}: vanished while being checked"]
+
+    def check(self, key: str, *, full: bool = True) -> list[str]:
+        """Everything wrong with entry `key`, one line per problem naming the file; [] if intact.
+
+        Args:
+            key: the full key.
+            full: re-hash every array. Otherwise checksums are re-computed only when an
+                array file's identity (size, mtime, inode, ctime) or the manifest changed
+                since this process last hashed them, so reopening a view is cheap.
+        """
+        return self._inspect(key, full)[1]
+
+    def verify(self, key: str, *, full: bool = False) -> str | None:
+        """None if the entry is complete and intact, else why not (all problems, joined)."""
+        problems = self.check(key, full=full)
+        return "; ".join(problems) if problems else None
+
+    def require_intact(self, key: str, *, full: bool = True) -> dict[str, Any]:
+        """The manifest of an intact entry, or a StoreError naming the key and the file at fault."""
+        manifest, problems = self._inspect(key, full)
+        if problems or manifest is None:
+            raise damaged_error(key, problems)
+        return manifest
+
+    def info(self, key: str, *, full: bool = True) -> dict[str, Any]:
+        """For `store info`: {"key", "path", "manifest" (parsed JSON object, or None), "problems"}."""
+        manifest, problems = self._inspect(key, full)
+        return {"key": key, "path": str(self.path(key)), "manifest": manifest, "problems": problems}
 
     def get(self, key: str) -> Entry | None:
         """The entry for `key`, or None if absent. A damaged entry is removed and None returned."""
         d = self.path(key)
         if not d.is_dir():
             return None
-        problem = self.verify(key)
-        if problem:
-            log.warning("store entry %s is damaged (%s); removing it so it is recomputed", key, problem)
+        manifest, problems = self._inspect(key, False)
+        if problems or manifest is None:
+            log.warning("store entry %s is damaged (%s); removing it so it is recomputed", key, "; ".join(problems))
             self.rm(key)
             return None
-        return Entry(key, d, json.loads((d / _MANIFEST).read_text()))
+        return Entry(key, d, manifest)
 
     def __contains__(self, key: str) -> bool:
         return self.path(key).is_dir() and (self.path(key) / _MANIFEST).is_file()
@@ -149,10 +349,13 @@ class Store:
     # -- write
     def put(self, key: str, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> Entry:
         """Write an entry atomically. If another process wrote the same key first, keep theirs."""
+        bad = [n for n in arrays if not _ARRAY_NAME.fullmatch(n)]
+        if not arrays or bad:
+            raise StoreError(f"store entry {key}: " + (f"array names {bad} are not plain file names" if bad
+                                                       else "nothing to write (no arrays)"))
         final = self.path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=_TMP_PREFIX))
-        try:
+        with self._temp_dir(final.parent) as tmp:
             meta_arrays = {}
             for name, arr in arrays.items():
                 f = tmp / f"{name}.npy"
@@ -161,44 +364,59 @@ class Store:
                                      "bytes": f.stat().st_size, "sha256": _sha256(f)}
             full = {**manifest, "key": key, "store_format": STORE_FORMAT, "arrays": meta_arrays,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            (tmp / _MANIFEST).write_text(json.dumps(full, indent=1, default=str))
+            full = json.loads(json.dumps(full, default=str))  # exactly what a reader will parse
+            full["manifest_sha256"] = _manifest_digest(full)
+            (tmp / _MANIFEST).write_text(json.dumps(full, indent=1))
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-            if final.exists():
-                if self.verify(key) is None:
-                    log.info("store entry %s was written by another process; keeping it", key)
-                    shutil.rmtree(tmp)
-                    return self.get(key)  # type: ignore[return-value]  # verified just above
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return Entry(key, final, full)
+            for _ in range(3):  # another writer may rename its folder into place at the same moment
+                if final.exists():
+                    theirs = self.get(key)  # removes a damaged one
+                    if theirs is not None:
+                        log.info("store entry %s was written by another process; keeping it", key)
+                        return theirs
+                    shutil.rmtree(final, ignore_errors=True)
+                try:
+                    os.replace(tmp, final)
+                    return Entry(key, final, full)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+        raise StoreError(f"store entry {key}: could not move {tmp} into place at {final} (another writer kept "
+                         "replacing it)")
 
     # -- housekeeping
-    def keys(self) -> Iterator[str]:
-        """Keys of all entries (complete or not)."""
+    def _shards(self) -> Iterator[Path]:
         for sub in sorted(self.root.iterdir()):
-            if sub.is_dir() and len(sub.name) == 2:
-                for d in sorted(sub.iterdir()):
-                    if d.is_dir() and not d.name.startswith(_TMP_PREFIX):
-                        yield d.name
+            if sub.is_dir() and len(sub.name) == 2 and not sub.name.startswith("."):
+                yield sub
 
-    def ls(self) -> list[dict[str, Any]]:
-        """One row per entry: key, kind, model, corpus, unit, arrays' size, created."""
+    def keys(self) -> Iterator[str]:
+        """Keys of all entries (complete or not; temporary folders are not entries)."""
+        for sub in self._shards():
+            for d in sorted(sub.iterdir()):
+                if d.is_dir() and not d.name.startswith(_TMP_PREFIX) and d.name[:2] == sub.name:
+                    yield d.name
+
+    def ls(self, *, full: bool = False) -> list[dict[str, Any]]:
+        """One row per entry: key, kind, model, corpus, unit, n, mb, created, status, problem.
+
+        Every entry is checked (`check(key, full=full)`): `status` is "ok" or "damaged", and
+        `problem` names the file at fault ("" when intact). Manifest fields of a damaged
+        entry are shown as far as they can be read.
+        """
         rows = []
         for key in self.keys():
-            try:
-                m = json.loads((self.path(key) / _MANIFEST).read_text())
-            except (OSError, json.JSONDecodeError):
-                rows.append({"key": key, "status": "damaged"})
-                continue
+            manifest, problems = self._inspect(key, full)
+            m = manifest or {}
+            arrays = m.get("arrays")
+            metas = list(arrays.values()) if isinstance(arrays, dict) else []
+            size = sum(a["bytes"] for a in metas if isinstance(a, dict) and _is(a.get("bytes"), int))
             rows.append({"key": key, "kind": m.get("kind", "?"), "model": m.get("model_name", "?"),
-                         "corpus": m.get("corpus_name", "?"), "unit": m.get("unit", "?"),
-                         "n": m.get("n_units"), "mb": round(sum(a["bytes"] for a in m["arrays"].values()) / 2**20, 2),
-                         "created": m.get("created"), "status": "ok"})
+                         "corpus": m.get("corpus_name", "?"), "unit": m.get("unit", "?"), "n": m.get("n_units"),
+                         "mb": round(size / 2**20, 2), "created": m.get("created"),
+                         "status": "damaged" if problems else "ok", "problem": "; ".join(problems)})
         return rows
 
     def resolve(self, prefix: str) -> str:
@@ -212,25 +430,70 @@ class Store:
     def rm(self, key: str) -> bool:
         """Remove an entry; True if it existed."""
         d = self.path(key)
+        _VERIFIED.pop(str(d), None)
         if d.exists():
             shutil.rmtree(d, ignore_errors=True)
             return True
         return False
 
-    def gc(self, *, older_than_days: float | None = None) -> list[str]:
-        """Remove crash leftovers (temporary dirs), damaged entries and, optionally, old ones."""
+    def _gc_tmp(self, tmp: Path, stale_after_s: float) -> bool:
+        """Remove a temporary folder if its writer is gone; True if removed."""
+        lock_path = self._tmp_lock_path(tmp.name)
+        if not lock_path.exists():  # a writer from before the locks: only an old folder is abandoned
+            newest = max((p.stat().st_mtime for p in [tmp, *tmp.rglob("*")] if p.exists()), default=0.0)
+            if time.time() - newest < stale_after_s:
+                return False
+            shutil.rmtree(tmp, ignore_errors=True)
+            return True
+        lock = FileLock(str(lock_path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            log.debug("temporary folder %s belongs to a running writer; left alone", tmp)
+            return False
+        try:
+            if not tmp.exists():  # the writer finished between our listing and the lock
+                return False
+            shutil.rmtree(tmp, ignore_errors=True)
+            return True
+        finally:
+            lock.release()
+            lock_path.unlink(missing_ok=True)
+
+    def _gc_entry(self, key: str, cutoff: float | None) -> bool:
+        """Remove an entry if damaged (or older than `cutoff`) and nobody is writing it."""
+        lock = self.lock(key, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            log.info("store entry %s is being written; gc leaves it alone", key)
+            return False
+        try:
+            if not self.path(key).is_dir():  # removed meanwhile
+                return False
+            old = cutoff is not None and self.path(key).stat().st_mtime < cutoff
+            problems = [] if old else self.check(key, full=True)
+            if problems:
+                log.warning("removing damaged store entry %s: %s", key, "; ".join(problems))
+            return (old or bool(problems)) and self.rm(key)
+        finally:
+            lock.release()
+
+    def gc(self, *, older_than_days: float | None = None, stale_after_s: float = STALE_TMP_SECONDS) -> list[str]:
+        """Remove abandoned temporary folders, damaged entries and, optionally, old ones.
+
+        A temporary folder is removed only when its writer is gone (its lock can be taken),
+        or, for a folder without a lock file, when nothing in it changed for `stale_after_s`.
+        An entry whose key lock is held (being recorded right now) is left alone.
+
+        Returns:
+            The names of the removed temporary folders and the keys of the removed entries.
+        """
         removed = []
-        for sub in self.root.iterdir():
-            if not (sub.is_dir() and len(sub.name) == 2):
-                continue
-            for d in sub.iterdir():
-                if d.name.startswith(_TMP_PREFIX):
-                    shutil.rmtree(d, ignore_errors=True)
+        for sub in self._shards():
+            for d in sorted(sub.iterdir()):
+                if d.is_dir() and d.name.startswith(_TMP_PREFIX) and self._gc_tmp(d, stale_after_s):
                     removed.append(d.name)
         cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
-        for key in list(self.keys()):
-            old = cutoff is not None and self.path(key).stat().st_mtime < cutoff
-            if old or self.verify(key, full=True) is not None:
-                self.rm(key)
-                removed.append(key)
+        removed += [key for key in list(self.keys()) if self._gc_entry(key, cutoff)]
         return removed

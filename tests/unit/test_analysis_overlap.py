@@ -13,6 +13,7 @@ from workbench.analysis.overlap import (
     neuron_overlap,
     overlap_by_layer,
 )
+from workbench.errors import ParamError
 
 
 def test_activation_probability():
@@ -126,3 +127,30 @@ def test_lape_validation():
         language_specific_neurons({"en": p, "de": p[:1]})
     with pytest.raises(ValueError, match="entropy_quantile"):
         language_specific_neurons({"en": p, "de": p}, entropy_quantile=0.0)
+
+
+def test_no_counted_tokens_is_an_error_not_a_perfect_overlap():
+    """`--limit 0` gave p = 0/0 = NaN everywhere, and the top-5% sets of two NaN arrays are
+    the same arbitrary set: Jaccard 1.000 at every layer. Now it names the language."""
+    counts = np.zeros((3, 40))
+    with np.errstate(invalid="ignore"):
+        empty = counts / 0.0  # what `Recording.activation_probs` computes for 0 tokens
+    ok = np.random.default_rng(0).random((3, 40))
+    with pytest.raises(ParamError, match="no tokens counted for language 'sw'"):
+        overlap_by_layer({"en": ok, "sw": empty}, "en")
+    with pytest.raises(ParamError, match="no tokens counted for language 'en'"):
+        overlap_by_layer({"en": empty, "sw": ok}, "en")
+    with pytest.raises(ParamError, match="no tokens counted for language 'sw'"):
+        language_specific_neurons({"en": ok, "sw": empty})
+    with pytest.raises(ParamError, match="no tokens"):
+        neuron_overlap(empty, empty)
+    with pytest.raises(ParamError, match="n_tokens must be positive"):
+        activation_probability(counts, 0)
+
+
+def test_overlap_needs_a_language_besides_the_pivot():
+    p = np.full((2, 10), 0.5)
+    with pytest.raises(ParamError, match="at least one language besides the pivot 'en'"):
+        overlap_by_layer({"en": p}, "en")
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        overlap_by_layer({"en": p, "sw": p + 1}, "en")

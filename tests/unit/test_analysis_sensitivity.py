@@ -8,9 +8,12 @@ import pytest
 from workbench.analysis.sensitivity import (
     abs_sensitivity_from_diffs,
     allocate_layers,
+    check_allocation,
+    check_direction,
     default_split,
     projection_sensitivity,
 )
+from workbench.errors import ParamError
 
 # Per-neuron activations A[n, l, i]: N = 2 passes, L = 3 layers, M = 2 neurons.
 A = np.array(
@@ -77,7 +80,9 @@ def test_sensitivity_validation(arr, variant, match):
 
 def test_default_split():
     assert default_split(32) == 20  # the paper's k = 20 of 32
-    assert default_split(4) == 3  # 2.5 rounds up
+    assert default_split(8) == 5  # 5.0
+    assert default_split(4) == 2  # round(2.5) = 3 would leave D2N no candidate: capped at L - 2
+    assert default_split(3) == 1
     assert default_split(28) == 18  # 17.5 rounds up (round-half-even would give 18 too)
     assert default_split(12) == 8  # 7.5
 
@@ -91,8 +96,8 @@ def test_allocate_layers_planted():
     # default k1 = k2 = 4: D2N has only 3 candidates -> clipped
     n2d, d2n = allocate_layers(scores)
     assert n2d == [2, 4, 6, 8] and d2n == [9, 10, 11]
-    # explicit split moves the boundary; layer 0 is never chosen
-    n2d, d2n = allocate_layers(scores, split=3, k1=4, k2=1)
+    # explicit split moves the boundary; layer 0 is never chosen; default k1 clipped to 3
+    n2d, d2n = allocate_layers(scores, split=3, k2=1)
     assert n2d == [1, 2, 3] and d2n == [10]
     assert all(isinstance(i, int) for i in n2d + d2n)
 
@@ -105,13 +110,52 @@ def test_allocate_layers_ties_go_to_the_lower_layer():
 @pytest.mark.parametrize(
     ("scores", "kw", "match"),
     [
-        (np.ones(6), {"split": 0}, "split must be"),
+        (np.ones(6), {"split": 0}, r"split must be in 1…4 for 6 layers .* got 0"),
+        (np.ones(6), {"split": 5}, r"split must be in 1…4 .* got 5"),  # L-1: D2N would be empty
         (np.ones(6), {"split": 6}, "split must be"),
-        (np.ones(1), {}, "at least 2 layers"),
-        (np.ones(6), {"k1": -1}, "k1 and k2"),
+        (np.ones(2), {}, "at least 3 layers"),
+        (np.ones(1), {}, "at least 3 layers"),
+        (np.ones(6), {"k1": -1}, r"k1 \(N2D layers\) must be in 1…4, the candidate layers 1…4 of this split; got -1"),
+        (np.ones(6), {"k1": 0}, r"k1 \(N2D layers\) must be in 1…4"),
+        (np.ones(6), {"k2": 0}, r"k2 \(D2N layers\) must be in 1…1, the candidate layers 5…5 of this split; got 0"),
+        (np.ones(6), {"split": 2, "k1": 50}, r"k1 .* must be in 1…2, .* got 50"),
+        (np.ones(6), {"split": 2, "k2": 4}, r"k2 .* must be in 1…3, the candidate layers 3…5 .* got 4"),
+        (np.ones(6), {"k1": 2.5}, "k1 .* must be a whole number"),
+        (np.ones((2, 3)), {}, "1-D"),
         (np.array([np.nan, 1.0, np.nan, 1.0]), {}, "finite"),
     ],
 )
 def test_allocate_layers_validation(scores, kw, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ParamError, match=match):
         allocate_layers(scores, **kw)
+    assert issubclass(ParamError, ValueError)  # existing `except ValueError` still catches it
+
+
+def test_explicit_k_at_the_candidate_count_is_allowed_and_fills_the_stage():
+    scores = np.array([np.nan, 3.0, 1.0, 2.0, 5.0, 4.0])  # L = 6, split 2: N2D 1..2, D2N 3..5
+    assert allocate_layers(scores, split=2, k1=2, k2=3) == ([1, 2], [3, 4, 5])
+    assert allocate_layers(scores, split=2, k1=1, k2=1) == ([1], [4])
+
+
+def test_check_allocation_resolves_the_paper_defaults():
+    assert check_allocation(32) == (20, 4, 4)  # the paper's model
+    assert check_allocation(18) == (11, 4, 4)  # Gemma-3-270M
+    assert check_allocation(4) == (2, 2, 1)  # tiny: defaults clipped, never empty
+    assert check_allocation(6, split=1) == (1, 1, 4)
+
+
+def test_a_stage_is_never_empty_for_any_valid_parameters():
+    rng = np.random.default_rng(0)
+    for n_layers in range(3, 12):
+        scores = np.concatenate([[np.nan], rng.random(n_layers - 1)])
+        for split in [None, *range(1, n_layers - 1)]:
+            n2d, d2n = allocate_layers(scores, split=split)
+            k = default_split(n_layers) if split is None else split
+            assert n2d and d2n and max(n2d) <= k < min(d2n)
+            assert len(n2d) == min(4, k) and len(d2n) == min(4, n_layers - 1 - k)
+
+
+def test_check_direction_refuses_the_same_language():
+    check_direction("en", "sw")
+    with pytest.raises(ParamError, match="src and tgt are both 'en'"):
+        check_direction("en", "en")

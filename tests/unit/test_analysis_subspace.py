@@ -10,9 +10,11 @@ import pytest
 from workbench.analysis.subspace import (
     LanguageSubspace,
     between_within_ratio,
+    language_means,
     language_subspace,
     separation_by_layer,
 )
+from workbench.errors import ParamError
 
 
 def _abs_cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -142,3 +144,38 @@ def test_separation_converge_in_agnostic_separate_in_specific():
     sub = language_subspace(means, languages=langs)
     assert sep["direction_norm_zh"][1] == pytest.approx(np.linalg.norm(sub.direction("zh")))
     assert sep.attrs["central"] == "en"
+
+
+def test_no_sentences_names_the_language():
+    """Zero units used to surface as "means must be finite"; now the language is named."""
+    rng = np.random.default_rng(3)
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        empty_mean = np.zeros((0, 6)).mean(axis=0)  # what a 0-unit recording's mean is: NaN
+    means = np.stack([rng.standard_normal(6), empty_mean, rng.standard_normal(6)])
+    with pytest.raises(ParamError, match="mean vector of language 'sw' is not finite: no sentences"):
+        language_subspace(means, languages=["en", "sw", "fr"])
+    with pytest.raises(ParamError, match="no sentences for language 'sw'"):
+        language_means({"en": rng.standard_normal((3, 6)), "sw": np.zeros((0, 6))})
+    with pytest.raises(ParamError, match="at least 2 sentences per language, got 0"):
+        separation_by_layer({"en": np.zeros((2, 0, 6)), "sw": np.zeros((2, 0, 6))})
+    with pytest.raises(ParamError, match=r"at least 4 sentences .*held out.*got 3"):
+        separation_by_layer({"en": np.ones((2, 3, 6)), "sw": np.ones((2, 3, 6))}, holdout=True)
+
+
+def test_fewer_than_two_languages_is_a_param_error():
+    rng = np.random.default_rng(4)
+    with pytest.raises(ParamError, match=r"at least 2 languages .*got 1: \['en'\]"):
+        language_subspace(rng.standard_normal((1, 6)), languages=["en"])
+    with pytest.raises(ParamError, match="at least 2 languages, got 1"):
+        language_means({"en": rng.standard_normal((3, 6))})
+    with pytest.raises(ParamError, match="at least 2 languages, got 1"):
+        separation_by_layer({"en": rng.standard_normal((2, 4, 6))})
+    with pytest.raises(ParamError, match=r"rank must be in \[1, 2\]"):
+        language_subspace(rng.standard_normal((3, 6)), rank=3)
+
+
+def test_language_means_equal_the_row_means():
+    x = {"en": np.array([[1.0, 2.0], [3.0, 4.0]]), "sw": np.array([[0.0, 0.0], [2.0, -2.0], [4.0, 2.0]])}
+    means, langs = language_means(x)
+    assert langs == ["en", "sw"]
+    np.testing.assert_array_equal(means, [[2.0, 3.0], [2.0, 0.0]])

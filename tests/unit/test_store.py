@@ -124,11 +124,13 @@ def test_ls_resolve_rm_gc(store):
     rows = store.ls()
     assert {r["unit"] for r in rows} == {"en", "sw"}
     assert store.resolve(k1[:10]) == k1
-    # crash leftover and a damaged entry are collected by gc
+    # a dead writer's leftover (its lock file is there, nobody holds it) and a damaged entry are collected
     (store.path(k1).parent / ".tmp-crashed").mkdir()
+    (store.root / ".locks" / ".tmp-crashed.lock").touch()
     (store.path(k2) / "counts.npy").write_bytes(b"x")
     removed = store.gc()
     assert ".tmp-crashed" in removed and k2 in removed and k1 not in removed
+    assert not (store.root / ".locks" / ".tmp-crashed.lock").exists()
     assert store.rm(k1) and store.get(k1) is None
     with pytest.raises(Exception, match="no store entry"):
         store.resolve(k1[:10])

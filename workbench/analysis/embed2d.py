@@ -12,10 +12,17 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
+from workbench.errors import ParamError
+
 __all__ = ["EMBED_METHODS", "embed_2d"]
 
 EMBED_METHODS = ("pca", "tsne", "umap")
 """Names accepted by ``embed_2d(method=...)``."""
+
+MIN_POINTS = 3
+"""Fewest points a 2-D map is drawn for (t-SNE's perplexity and UMAP's neighbours need n − 1 ≥ 2)."""
+
+_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
 def _pca(x: np.ndarray, random_state: int, **kw: Any) -> np.ndarray:
@@ -75,15 +82,17 @@ def embed_2d(x: np.ndarray, *, method: str = "pca", random_state: int = 0, **kw:
         ``(n, 2)`` float64 coordinates.
 
     Raises:
-        ValueError: for an unknown method, non-2-D or non-finite input, or ``n < 3``.
+        ParamError: for an unknown method or fewer than ``MIN_POINTS`` points.
+        ValueError: for non-2-D or non-finite input.
     """
     if method not in _BACKENDS:
-        raise ValueError(f"unknown embedding method {method!r}; expected one of {EMBED_METHODS}")
+        raise ParamError(f"unknown embedding method {method!r}; expected one of {EMBED_METHODS}")
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] < 1:
         raise ValueError(f"x must be (n, d), got shape {arr.shape}")
-    if arr.shape[0] < 3:
-        raise ValueError(f"need at least n=3 points for a 2-D map, got n={arr.shape[0]}")
+    if arr.shape[0] < MIN_POINTS:
+        raise ParamError(f"a {_NAMES[method]} map needs at least n={MIN_POINTS} points (sentences × languages), "
+                         f"got n={arr.shape[0]}: raise --limit or add languages")
     if not np.isfinite(arr).all():
         raise ValueError("x must be finite")
     return np.asarray(_BACKENDS[method](arr, random_state, **kw), dtype=np.float64)

@@ -15,10 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.errors import ParamError
+
 __all__ = [
     "MEASURES",
     "activated_set",
     "activation_probability",
+    "check_probs",
     "count_specific",
     "language_specific_neurons",
     "neuron_overlap",
@@ -32,6 +35,27 @@ MEASURES = ("jaccard", "pivot_frac")
 def _round_half_up(x: float) -> int:
     # 0.05 * 100 is 5.000000000000001 in floats: ceil would give 6, round-half-up gives 5.
     return int(np.floor(x + 0.5))
+
+
+def check_probs(lang: str, prob: Any) -> np.ndarray:
+    """Activation probabilities of one language as float64 ``(L, M)``, checked.
+
+    Zero counted tokens make every ``p = 0/0`` undefined (NaN); a top-ρ set of NaNs is an
+    arbitrary set and two of them overlap perfectly, so this is an error, never a Jaccard 1.
+
+    Raises:
+        ParamError: no tokens were counted for ``lang`` (empty corpus, ``--limit 0``).
+        ValueError: not ``(L, M)`` with ``L, M ≥ 1``, or values outside ``[0, 1]``.
+    """
+    p = np.asarray(prob, dtype=np.float64)
+    if p.ndim != 2 or 0 in p.shape:
+        raise ValueError(f"probs[{lang!r}] must be (L, M) with L, M >= 1, got shape {p.shape}")
+    if not np.isfinite(p).all():
+        raise ParamError(f"no tokens counted for language {lang!r}: its activation probabilities are undefined "
+                         "(0/0); record at least one non-empty unit (was the corpus empty or --limit 0?)")
+    if (p < 0).any() or (p > 1).any():
+        raise ValueError(f"probs[{lang!r}] must lie in [0, 1]")
+    return p
 
 
 def activation_probability(counts: np.ndarray, n_tokens: Any) -> np.ndarray:
@@ -55,8 +79,9 @@ def activation_probability(counts: np.ndarray, n_tokens: Any) -> np.ndarray:
         n = n[:, None]
     elif n.ndim != 0:
         raise ValueError(f"n_tokens must be a scalar or (L,), got shape {n.shape}")
-    if (n <= 0).any():
-        raise ValueError(f"n_tokens must be positive, got {n_tokens!r}")
+    if not np.isfinite(n).all() or (n <= 0).any():
+        raise ParamError(f"n_tokens must be positive (no tokens were counted: empty corpus or --limit 0?), "
+                         f"got {n_tokens!r}")
     if (c < 0).any() or (c > n).any():
         raise ValueError("counts must lie in [0, n_tokens]")
     return c / n
@@ -78,15 +103,18 @@ def activated_set(
         Boolean mask with the shape of ``prob``.
 
     Raises:
-        ValueError: for a ``prob`` that is not 1-D or 2-D or ``top_frac`` outside (0, 1].
+        ValueError: for a ``prob`` that is not 1-D or 2-D.
+        ParamError: for NaN probabilities (nothing counted) or ``top_frac`` outside (0, 1].
     """
     p = np.asarray(prob, dtype=np.float64)
     if p.ndim not in (1, 2) or p.shape[-1] == 0:
         raise ValueError(f"prob must be (M,) or (L, M) with M >= 1, got shape {p.shape}")
+    if not np.isfinite(p).all():
+        raise ParamError("activation probabilities are undefined (NaN): no tokens were counted")
     if threshold is not None:
         return p >= threshold
     if not 0.0 < top_frac <= 1.0:
-        raise ValueError(f"top_frac must be in (0, 1], got {top_frac}")
+        raise ParamError(f"top_frac must be in (0, 1], got {top_frac}")
     m = p.shape[-1]
     k = min(m, max(1, _round_half_up(top_frac * m)))
     order = np.argsort(-p, axis=-1, kind="stable")[..., :k]
@@ -120,7 +148,7 @@ def neuron_overlap(
         ValueError: for mismatched shapes or an unknown measure.
     """
     if measure not in MEASURES:
-        raise ValueError(f"unknown overlap measure {measure!r}; expected one of {MEASURES}")
+        raise ParamError(f"unknown overlap measure {measure!r}; expected one of {MEASURES}")
     a, b = np.asarray(prob_pivot), np.asarray(prob_other)
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: prob_pivot {a.shape} vs prob_other {b.shape}")
@@ -155,18 +183,21 @@ def overlap_by_layer(
         layer and non-pivot language (languages in input order).
 
     Raises:
-        ValueError: if the pivot is missing or shapes differ.
+        ParamError: if the pivot is missing, no other language is given, or a language
+            has no counted tokens (see :func:`check_probs`).
+        ValueError: if shapes differ.
     """
     if pivot not in probs:
-        raise ValueError(f"pivot {pivot!r} is not among the languages {list(probs)}")
-    ref = np.asarray(probs[pivot])
-    if ref.ndim != 2:
-        raise ValueError(f"probs[{pivot!r}] must be (L, M), got shape {ref.shape}")
+        raise ParamError(f"pivot {pivot!r} is not among the languages {list(probs)}")
+    if len(probs) < 2:
+        raise ParamError(f"neuron overlap needs at least one language besides the pivot {pivot!r}")
+    checked = {lang: check_probs(lang, p) for lang, p in probs.items()}
+    ref = checked[pivot]
     labels = list(range(ref.shape[0])) if layer_labels is None else list(layer_labels)
     if len(labels) != ref.shape[0]:
         raise ValueError(f"{len(labels)} layer_labels for {ref.shape[0]} layers")
     frames = []
-    for lang, p in probs.items():
+    for lang, p in checked.items():
         if lang == pivot:
             continue
         values = {
@@ -174,8 +205,6 @@ def overlap_by_layer(
             for measure in MEASURES
         }
         frames.append(pd.DataFrame({"layer": labels, "lang": lang, **values}))
-    if not frames:
-        return pd.DataFrame(columns=["layer", "lang", "jaccard", "pivot_frac"])
     out = pd.concat(frames, ignore_index=True)
     out.attrs.update(pivot=pivot, top_frac=top_frac, threshold=threshold)
     return out
@@ -226,15 +255,17 @@ def language_specific_neurons(
         ``languages, n_layers, bar``.
 
     Raises:
-        ValueError: for fewer than 2 languages, mismatched shapes or quantiles outside (0, 1).
+        ParamError: for fewer than 2 languages, quantiles outside (0, 1) or a language
+            without counted tokens.
+        ValueError: for mismatched shapes.
     """
     if len(probs) < 2:
-        raise ValueError(f"need at least 2 languages, got {len(probs)}")
+        raise ParamError(f"language-specific neurons need at least 2 languages, got {len(probs)}")
     for name, q in (("entropy_quantile", entropy_quantile), ("prob_quantile", prob_quantile)):
         if not 0.0 < q < 1.0:
-            raise ValueError(f"{name} must be in (0, 1), got {q}")
+            raise ParamError(f"{name} must be in (0, 1), got {q}")
     langs = list(probs)
-    arrays = [np.asarray(probs[lang], dtype=np.float64) for lang in langs]
+    arrays = [check_probs(lang, probs[lang]) for lang in langs]
     if arrays[0].ndim != 2 or any(a.shape != arrays[0].shape for a in arrays):
         raise ValueError(
             f"every probs[lang] must be (L, M) of one shape, got {[a.shape for a in arrays]}"

@@ -9,6 +9,17 @@ Since ``Σ_i A^l_{i,n} = M · mean_i A^l_{i,n}``, the paper score only needs the
 per-layer mean activation, which is what the recorder stores (bounded memory). The
 ``abs`` variant puts the absolute value inside; it needs the per-pass mean absolute
 difference, see :func:`abs_sensitivity_from_diffs`.
+
+Allocation parameters (our reading of METHODS §2, where the paper's "k1 = k2 = 4,
+clipped to the number of candidate layers" is the rule for the *default*):
+
+- ``k1``/``k2`` left at ``None`` mean the paper default, ``min(4, candidates)``;
+- an explicit ``k1``/``k2`` must lie in ``1 … candidates`` (N2D: the ``split`` layers
+  ``1 … split``; D2N: the ``L − 1 − split`` layers ``split+1 … L−1``), else a
+  `ParamError` names it: asking for 50 layers or for 0 is never silently clamped, and
+  a stage never comes out empty;
+- ``split`` must lie in ``1 … L−2`` so that both stages have a candidate; the default
+  ``round(0.625·L)`` is capped at ``L − 2`` (shallow models only: ``L < 7``).
 """
 
 from __future__ import annotations
@@ -17,13 +28,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from workbench.errors import ParamError
+
 __all__ = [
+    "PAPER_K",
     "VARIANTS",
     "abs_sensitivity_from_diffs",
     "allocate_layers",
+    "check_allocation",
+    "check_direction",
     "default_split",
     "projection_sensitivity",
 ]
+
+PAPER_K = 4
+"""SiLP's default number of N2D and of D2N layers (clipped to the candidates when not given)."""
 
 VARIANTS = ("paper", "abs")
 """Names accepted by ``projection_sensitivity(variant=...)``."""
@@ -46,7 +65,7 @@ def projection_sensitivity(layer_means: np.ndarray, *, variant: str = "paper") -
         ValueError: for an unknown variant, a wrong number of dimensions or no passes.
     """
     if variant not in VARIANTS:
-        raise ValueError(f"unknown sensitivity variant {variant!r}; expected one of {VARIANTS}")
+        raise ParamError(f"unknown sensitivity variant {variant!r}; expected one of {VARIANTS}")
     arr = np.asarray(layer_means, dtype=np.float64)
     if variant == "abs":
         if arr.ndim != 3:
@@ -91,60 +110,117 @@ def abs_sensitivity_from_diffs(absdiff: np.ndarray, *, padded: bool = True) -> n
 
 
 def default_split(n_layers: int) -> int:
-    """SiLP's split point scaled to depth: ``round(0.625 · L)``, halves rounded up.
+    """SiLP's split point scaled to depth: ``round(0.625 · L)``, halves rounded up, at most ``L − 2``.
+
+    The cap keeps one D2N candidate on shallow models (it binds only for ``L < 7``).
 
     Args:
-        n_layers: number of decoder blocks ``L``.
+        n_layers: number of decoder blocks ``L`` (at least 3).
 
     Returns:
         The split layer index ``k`` (20 for ``L = 32``, as in the paper).
+
+    Raises:
+        ParamError: for fewer than 3 layers (no split leaves a candidate on both sides).
     """
-    # Round half up rather than Python's round-half-to-even, so e.g. L = 4 gives 3.
-    return int(np.floor(0.625 * n_layers + 0.5))
+    if n_layers < 3:
+        raise ParamError(f"the N2D/D2N allocation needs at least 3 layers (S_1 on each side of a split), "
+                         f"got {n_layers}")
+    # Round half up rather than Python's round-half-to-even, so e.g. L = 12 gives 8.
+    return min(int(np.floor(0.625 * n_layers + 0.5)), n_layers - 2)
+
+
+def check_direction(src: str, tgt: str) -> None:
+    """Refuse a translation "direction" from a language to itself (nothing to allocate).
+
+    Raises:
+        ParamError: if ``src == tgt``.
+    """
+    if src == tgt:
+        raise ParamError(f"src and tgt are both {src!r}: projection sensitivity and the N2D/D2N allocation need "
+                         "a translation direction between two different languages")
+
+
+def _check_k(name: str, k: int | None, candidates: range) -> int:
+    if k is None:
+        return min(PAPER_K, len(candidates))
+    stage = "N2D" if name == "k1" else "D2N"
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise ParamError(f"{name} ({stage} layers) must be a whole number of layers, got {k!r}")
+    if not 1 <= k <= len(candidates):
+        raise ParamError(f"{name} ({stage} layers) must be in 1…{len(candidates)}, the candidate layers "
+                         f"{candidates[0]}…{candidates[-1]} of this split; got {k}")
+    return int(k)
+
+
+def check_allocation(
+    n_layers: int, *, split: int | None = None, k1: int | None = None, k2: int | None = None
+) -> tuple[int, int, int]:
+    """Validate the allocation parameters before any work; resolve the defaults.
+
+    Args:
+        n_layers: number of decoder blocks ``L`` (entries of the score vector).
+        split: split layer ``k`` in ``1 … L−2``; ``None``: :func:`default_split`.
+        k1: N2D layers in ``1 … split``; ``None``: ``min(4, split)``.
+        k2: D2N layers in ``1 … L−1−split``; ``None``: ``min(4, L−1−split)``.
+
+    Returns:
+        ``(split, k1, k2)`` as they will be used.
+
+    Raises:
+        ParamError: naming the first parameter out of range (one line).
+    """
+    if n_layers < 3:
+        raise ParamError(f"the N2D/D2N allocation needs at least 3 layers, got {n_layers}")
+    if split is None:
+        split = default_split(n_layers)
+    elif isinstance(split, bool) or not isinstance(split, int | np.integer) or not 1 <= split <= n_layers - 2:
+        raise ParamError(f"split must be in 1…{n_layers - 2} for {n_layers} layers (so both N2D and D2N have a "
+                         f"candidate), got {split!r}")
+    split = int(split)
+    return split, _check_k("k1", k1, range(1, split + 1)), _check_k("k2", k2, range(split + 1, n_layers))
 
 
 def _top_k(scores: np.ndarray, layers: np.ndarray, k: int) -> list[int]:
     """Top-``k`` of ``layers`` by score; ties go to the lower layer; sorted ascending."""
     order = np.argsort(-scores[layers], kind="stable")
-    return sorted(int(layer) for layer in layers[order[: min(k, layers.size)]])
+    return sorted(int(layer) for layer in layers[order[:k]])
 
 
 def allocate_layers(
     scores: Sequence[float] | np.ndarray,
     *,
     split: int | None = None,
-    k1: int = 4,
-    k2: int = 4,
+    k1: int | None = None,
+    k2: int | None = None,
 ) -> tuple[list[int], list[int]]:
     """SiLP layer allocation from projection-sensitivity scores.
 
     Args:
         scores: ``(n_layers,)`` scores from :func:`projection_sensitivity` (entry 0 is
             never a candidate and may be NaN).
-        split: split layer ``k``; default :func:`default_split`. Must be in
-            ``[1, n_layers - 1]``.
-        k1: number of N2D layers, the top-``k1`` of ``S_1 … S_split``.
-        k2: number of D2N layers, the top-``k2`` of ``S_{split+1} … S_{L-1}``.
+        split: split layer ``k`` in ``1 … L−2``; default :func:`default_split`.
+        k1: number of N2D layers, the top-``k1`` of ``S_1 … S_split``; default
+            ``min(4, split)`` (the paper's 4, clipped); an explicit value must be in
+            ``1 … split``.
+        k2: number of D2N layers, the top-``k2`` of ``S_{split+1} … S_{L-1}``; default
+            ``min(4, L−1−split)``; an explicit value must be in ``1 … L−1−split``.
 
     Returns:
-        ``(n2d, d2n)``: 0-based layer indices, each sorted ascending; ``k1``/``k2`` are
-        clipped to the number of candidates. Equal scores go to the lower layer.
+        ``(n2d, d2n)``: 0-based layer indices, each sorted ascending and non-empty.
+        Equal scores go to the lower layer.
 
     Raises:
-        ValueError: for fewer than 2 layers, an out-of-range ``split``, negative ``k1``/
-            ``k2`` or non-finite candidate scores.
+        ParamError: for fewer than 3 layers, an out-of-range ``split``, ``k1`` or ``k2``
+            (see :func:`check_allocation`), or non-finite candidate scores.
     """
     arr = np.asarray(scores, dtype=np.float64)
-    if arr.ndim != 1 or arr.size < 2:
-        raise ValueError(f"scores must be 1-D with at least 2 layers, got shape {arr.shape}")
+    if arr.ndim != 1:
+        raise ParamError(f"scores must be 1-D (one per layer), got shape {arr.shape}")
     n_layers = arr.size
-    split = default_split(n_layers) if split is None else split
-    if not 1 <= split <= n_layers - 1:
-        raise ValueError(f"split must be in [1, {n_layers - 1}] for {n_layers} layers, got {split}")
-    if k1 < 0 or k2 < 0:
-        raise ValueError(f"k1 and k2 must be >= 0, got k1={k1}, k2={k2}")
+    split, k1, k2 = check_allocation(n_layers, split=split, k1=k1, k2=k2)
     if not np.isfinite(arr[1:]).all():
-        raise ValueError("scores S_1 … S_{L-1} must be finite")
+        raise ParamError("scores S_1 … S_{L-1} must be finite")
     n2d = _top_k(arr, np.arange(1, split + 1), k1)
     d2n = _top_k(arr, np.arange(split + 1, n_layers), k2)
     return n2d, d2n

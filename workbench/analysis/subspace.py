@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.extmath import svd_flip
 
-__all__ = ["LanguageSubspace", "between_within_ratio", "language_subspace", "separation_by_layer"]
+from workbench.errors import ParamError
+
+__all__ = [
+    "LanguageSubspace",
+    "between_within_ratio",
+    "language_means",
+    "language_subspace",
+    "separation_by_layer",
+]
 
 
 def _readonly(x: np.ndarray) -> np.ndarray:
@@ -117,20 +125,29 @@ def language_subspace(
         The fitted :class:`LanguageSubspace`.
 
     Raises:
-        ValueError: for fewer than 2 languages, a bad rank or non-finite means.
+        ParamError: for fewer than 2 languages, a bad rank, or a language whose mean is
+            not finite (no sentences), naming it.
+        ValueError: for a malformed ``means`` or ``languages``.
     """
     m_rows = np.asarray(means, dtype=np.float64)
-    if m_rows.ndim != 2 or m_rows.shape[0] < 2:
+    if m_rows.ndim != 2 or m_rows.shape[1] < 1:
         raise ValueError(f"means must be (n_langs >= 2, d), got shape {m_rows.shape}")
-    if not np.isfinite(m_rows).all():
-        raise ValueError("means must be finite")
+    langs = [str(i) for i in range(m_rows.shape[0])] if languages is None else [str(x) for x in languages]
+    if len(langs) != m_rows.shape[0]:
+        raise ValueError(f"{len(langs)} languages for {m_rows.shape[0]} means")
+    if m_rows.shape[0] < 2:
+        raise ParamError(f"LENS subspaces need at least 2 languages (means must be (n_langs >= 2, d)), "
+                         f"got {m_rows.shape[0]}: {langs}")
+    bad = [lang for lang, row in zip(langs, m_rows, strict=True) if not np.isfinite(row).all()]
+    if bad:
+        raise ParamError(f"the mean vector of language {bad[0]!r} is not finite: no sentences were recorded for "
+                         "it (empty corpus or --limit 0?) or its vectors hold NaN/inf")
     n = m_rows.shape[0]
     r = n - 1 if rank is None else int(rank)
     if not 1 <= r <= n - 1:
-        raise ValueError(f"rank must be in [1, {n - 1}] for {n} languages, got {rank}")
+        raise ParamError(f"rank must be in [1, {n - 1}] for {n} languages, got {rank}")
     if r > m_rows.shape[1]:
-        raise ValueError(f"rank {r} exceeds the dimension d={m_rows.shape[1]}")
-    langs = [str(i) for i in range(n)] if languages is None else list(languages)
+        raise ParamError(f"rank {r} exceeds the dimension d={m_rows.shape[1]}")
 
     big_m = m_rows.T  # (d, n), columns = languages
     c = big_m.mean(axis=1)
@@ -143,6 +160,33 @@ def language_subspace(
     u_s, _, vt_s = np.linalg.svd(m_prime - u_a[:, None], full_matrices=False)
     u_s, _ = svd_flip(u_s, vt_s)
     return LanguageSubspace(agnostic=u_a, specific=u_s[:, :r], languages=tuple(langs), means=m_rows)
+
+
+def language_means(vectors: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
+    """Mean vector of each language: ``(n_langs, d)`` and the language order.
+
+    Args:
+        vectors: language code -> ``(n, d)`` sentence vectors of one layer.
+
+    Raises:
+        ParamError: fewer than 2 languages, or a language with no sentence (``n = 0``).
+        ValueError: a language's vectors are not ``(n, d)`` of the common ``d``.
+    """
+    langs = list(vectors)
+    if len(langs) < 2:
+        raise ParamError(f"LENS subspaces need at least 2 languages, got {len(langs)}: {langs}")
+    rows = []
+    for lang in langs:
+        x = np.asarray(vectors[lang], dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"vectors[{lang!r}] must be (n, d), got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise ParamError(f"no sentences for language {lang!r}: LENS subspaces need at least one "
+                             "(empty corpus or --limit 0?)")
+        rows.append(x.mean(axis=0))
+    if len({r.shape for r in rows}) != 1:
+        raise ValueError(f"vectors of different dimensions: {[r.shape[0] for r in rows]}")
+    return np.stack(rows), langs
 
 
 def between_within_ratio(z: np.ndarray, labels: np.ndarray) -> float:
@@ -223,12 +267,13 @@ def separation_by_layer(
         hold ``languages, central, rank, holdout``.
 
     Raises:
-        ValueError: for fewer than 2 languages or mismatched shapes.
+        ParamError: for fewer than 2 languages or too few sentences.
+        ValueError: for mismatched shapes.
     """
     langs = list(vectors)
     arrays = [np.asarray(vectors[lang], dtype=np.float64) for lang in langs]
     if len(langs) < 2:
-        raise ValueError(f"need at least 2 languages, got {len(langs)}")
+        raise ParamError(f"LENS subspaces need at least 2 languages, got {len(langs)}: {langs}")
     if arrays[0].ndim != 3 or any(a.shape != arrays[0].shape for a in arrays):
         raise ValueError(
             f"every vectors[lang] must be (n_layers, n, d) of one shape, got "
@@ -236,7 +281,8 @@ def separation_by_layer(
         )
     n_layers, n, _ = arrays[0].shape
     if n < (4 if holdout else 2):
-        raise ValueError(f"need at least {4 if holdout else 2} sentences per language, got {n}")
+        raise ParamError(f"the subspace separation needs at least {4 if holdout else 2} sentences per language"
+                         f"{' (half to fit, half held out)' if holdout else ''}, got {n} (raise --limit)")
     labels = list(range(n_layers)) if layer_labels is None else list(layer_labels)
     if len(labels) != n_layers:
         raise ValueError(f"{len(labels)} layer_labels for {n_layers} layers")
