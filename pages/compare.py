@@ -167,7 +167,7 @@ def sensitivity_tab(spec_a: ModelSpec, spec_b: ModelSpec, langs: list[str], labe
         fig, table, _, _ = ui_st.view(spec)
         lines = []
         for side, label in (("a", labels[0]), ("b", labels[1])):
-            _, n2d, d2n, _ = recipes.tables.allocation_table(table[side].to_numpy(), split=None, k1=4, k2=4)
+            _, n2d, d2n, _ = recipes.tables.allocation_table(table[side].to_numpy())
             lines.append(f"**{label}** N2D {', '.join(map(str, n2d)) or '—'} · D2N {', '.join(map(str, d2n)) or '—'}")
         st.markdown("SiLP allocation (default split, top 4 / 4): " + " ; ".join(lines))
         ui_st.show_figure(fig, "compare-sensitivity", table, height=520, spec=spec)

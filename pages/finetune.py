@@ -255,7 +255,7 @@ def silp_layers(s: ui.Settings, base: ModelSpec, n: str, d: str, knobs: dict[str
     if found is not None:
         (src, tgt), _ = found
         st.caption(f"Pre-filled from the stored {src} → {tgt} SiLP pass of the Setup's corpus (projection "
-                   f"sensitivity, top {knobs['k1']} / {knobs['k2']}); edit freely. Empty boxes let the job "
+                   f"sensitivity, top {len(n2d0)} / {len(d2n0)}); edit freely. Empty boxes let the job "
                    "allocate from its own training pairs.")
     else:
         st.caption(f"No stored {n} ↔ {d} SiLP pass of the Setup's corpus (record one on the Layer profile "

@@ -79,16 +79,18 @@ with controls:
     variant = st.segmented_control("Score", list(sensitivity.VARIANTS), default="paper", required=True,
                                    key="lp_variant", persist_state=PERSIST,
                                    help="paper: |Σ diff| as printed in SiLP; abs: Σ |diff| per neuron.")
-    if n_blocks >= 2:
-        split = st.slider("Split layer k", 1, n_blocks - 1, sensitivity.default_split(n_blocks), key="lp_split",
+    if n_blocks >= 3:  # split k in 1…L−2 leaves candidates on both sides (METHODS §2)
+        split = st.slider("Split layer k", 1, n_blocks - 2, sensitivity.default_split(n_blocks), key="lp_split",
                           persist_state=PERSIST, help="N2D candidates are layers 1…k, D2N candidates k+1…L−1.")
         a, b = st.columns(2)
-        k1 = int(a.number_input("N2D layers k1", 0, n_blocks, min(4, split), key="lp_k1", persist_state=PERSIST))
-        k2 = int(b.number_input("D2N layers k2", 0, n_blocks, min(4, n_blocks - 1 - split), key="lp_k2",
-                                persist_state=PERSIST))
+        k1 = int(a.number_input("N2D layers k1", 1, split, min(sensitivity.PAPER_K, split), key=f"lp_k1_{split}",
+                                persist_state=PERSIST, help=f"Top-k1 of the {split} N2D candidates (paper: 4)."))
+        n_d2n = n_blocks - 1 - split
+        k2 = int(b.number_input("D2N layers k2", 1, n_d2n, min(sensitivity.PAPER_K, n_d2n), key=f"lp_k2_{split}",
+                                persist_state=PERSIST, help=f"Top-k2 of the {n_d2n} D2N candidates (paper: 4)."))
 with plot:
-    if n_blocks < 2:
-        st.info("Projection sensitivity needs at least two recorded blocks.")
+    if n_blocks < 3:
+        st.info("Projection sensitivity needs at least three recorded blocks.")
     elif src == tgt:
         st.warning("Choose two different languages for the translation direction.")
     else:

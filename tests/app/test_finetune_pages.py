@@ -116,21 +116,20 @@ def test_finetune_page_shows_the_papers_defaults():
 
 
 def test_silp_layers_are_prefilled_from_a_stored_pair_pass(tiny_state):
-    from workbench.analysis import sensitivity
     from workbench.recipes import tables as views
     from workbench.recordings import ensure_recording
 
     rec = ensure_recording(SETTINGS.model, SETTINGS.pair_corpus("en", "zh"), SETTINGS.silp_spec(),
                            pairs=[("en", "zh")], state=tiny_state)
     scores = views.sensitivity_scores(rec, "en>zh")
-    n2d, d2n = sensitivity.allocate_layers(scores, split=sensitivity.default_split(len(scores)), k1=4, k2=4)
+    _, n2d, d2n, _ = views.allocation_table(scores)
     at = app("pages/finetune.py")
     ok(at)
     boxes = {b.key.split("_")[1]: b.value for b in at.text_input if b.key.startswith(("ft_n2d_", "ft_d2n_"))}
     assert boxes == {"n2d": ", ".join(map(str, n2d)), "d2n": ", ".join(map(str, d2n))}
     assert any("Pre-filled from the stored en → zh SiLP pass" in c.value for c in at.caption)
     at.number_input(key="ft_silp_k1").set_value(1).run()  # the allocation follows the knobs
-    n2d1, _ = sensitivity.allocate_layers(scores, split=sensitivity.default_split(len(scores)), k1=1, k2=4)
+    _, n2d1, _, _ = views.allocation_table(scores, k1=1)
     assert next(b.value for b in at.text_input if b.key.startswith("ft_n2d_")) == ", ".join(map(str, n2d1))
 
 
@@ -212,9 +211,11 @@ def test_running_job_shows_progress_and_can_be_cancelled(long_job):
     assert any("Cancelled" in w.value for w in at.warning)
 
 
-def test_failed_job_shows_its_reason_and_log():
+def test_failed_job_shows_its_reason_and_log(tmp_path):
+    tft = tmp_path / "tft.jsonl"  # read by the worker only: the job fails there, with the reason
+    tft.write_text("not json at all\n")
     job_id = jobs.start_job("silp", {"source": "tiny:llama"}, {"source": "udhr", "limit": 8},
-                            {"src": "xx", "tgt": "en"})
+                            {"src": "en", "tgt": "zh", "tft_file": str(tft), "max_steps": 2})
     assert wait(job_id)["state"] == "failed"
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["wb_settings"] = SETTINGS.to_dict()
@@ -224,9 +225,9 @@ def test_failed_job_shows_its_reason_and_log():
     assert not at.exception
     assert at.selectbox(key="ft_job").value == job_id
     errors = [e.value for e in at.error]
-    assert any("The job failed" in e and "CorpusError" in e and "'xx'" in e for e in errors), errors
+    assert any("The job failed" in e and "tft.jsonl:1: not JSON" in e for e in errors), errors
     row = at.dataframe[0].value.set_index("job").loc[job_id]
-    assert row["state"] == "failed" and "CorpusError" in row["reason"]
+    assert row["state"] == "failed" and "not JSON" in row["reason"]
     assert any("Traceback" in c.value for c in at.code)
 
 

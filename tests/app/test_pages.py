@@ -294,7 +294,7 @@ def test_sensitivity_allocation_follows_k1_k2(pair_recording):
     n2d, d2n = sensitivity.allocate_layers(scores, split=split, k1=min(4, split), k2=min(4, 3 - split))
     assert [int(x) for x in xs(trace(fig, "N2D layers"))] == n2d
     np.testing.assert_allclose(ys(trace(fig, "N2D layers")), scores[n2d], rtol=1e-6)
-    at.number_input(key="lp_k1").set_value(1).run()
+    at.number_input(key=f"lp_k1_{split}").set_value(1).run()
     ok(at)
     fig = next(f for f in figures(at) if "Projection sensitivity" in title(f))
     n2d1, _ = sensitivity.allocate_layers(scores, split=split, k1=1, k2=min(4, 3 - split))

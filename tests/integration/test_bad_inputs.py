@@ -188,8 +188,6 @@ def test_store_ls_and_info_do_not_crash_on_damage(recorded, capsys, how):
     assert "damaged" in out and keys["sw"] in out  # (the exit code is the lead's wiring, below)
 
 
-@pytest.mark.xfail(strict=True, reason="CLI wiring (lead): `store ls`/`store info` exit 2 on damage, naming key "
-                                       "and file; remove this marker when cmd_store uses Store.ls/require_intact")
 @pytest.mark.parametrize("how", ["binary", "truncated"])
 def test_store_ls_and_info_exit_2_on_damage(recorded, capsys, how):
     keys, _ = recorded

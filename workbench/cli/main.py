@@ -29,7 +29,7 @@ from workbench.cli.export import add_export_parser
 from workbench.config import ModelSpec
 from workbench.corpus import list_corpora, load_corpus
 from workbench.errors import is_user_error, user_message
-from workbench.store import Store
+from workbench.store import Store, damaged_error
 
 log = logging.getLogger("workbench")
 
@@ -111,11 +111,18 @@ def cmd_store(a: argparse.Namespace) -> int:
         rows = store.ls()
         print(_table(rows, ["key", "kind", "model", "corpus", "unit", "n", "mb", "created", "status"]))
         print(f"\n{len(rows)} entries in {store.root}")
+        bad = [r for r in rows if r["status"] != "ok"]
+        for r in bad[1:]:
+            print(f"damaged: {r['key']}: {r['problem']}", file=sys.stderr)
+        if bad:  # exit 2 naming the first; `store gc` removes them
+            raise damaged_error(bad[0]["key"], [bad[0]["problem"]])
     elif a.action == "info":
-        key = store.resolve(a.key)
-        problem = store.verify(key, full=True)
-        print(json.dumps(json.loads((store.path(key) / "manifest.json").read_text()), indent=1))
-        print("status:", problem or "ok")
+        info = store.info(store.resolve(a.key))
+        if info["manifest"] is not None:
+            print(json.dumps(info["manifest"], indent=1))
+        print("status:", "; ".join(info["problems"]) or "ok")
+        if info["problems"]:
+            raise damaged_error(info["key"], info["problems"])
     elif a.action == "rm":
         key = store.resolve(a.key)
         store.rm(key)

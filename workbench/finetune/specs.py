@@ -88,8 +88,9 @@ class SiLPSpec(_Spec):
     d2n_layers: tuple[int, ...] | None = _help(
         "blocks whose FFN stage D2N trains; None = from the allocation; () skips the stage", None)
     split: int | None = _help("allocation split layer k; None = round(0.625·L)", None)
-    k1: int = _help("number of N2D layers chosen by the allocation", 4)
-    k2: int = _help("number of D2N layers chosen by the allocation", 4)
+    k1: int | None = _help("number of N2D layers chosen by the allocation; None = min(4, candidates) "
+                           "(the paper's 4, clipped on shallow models)", None)
+    k2: int | None = _help("number of D2N layers chosen by the allocation; None = min(4, candidates)", None)
     alloc_pairs: int = _help("training pairs used to score projection sensitivity", 200)
     lr: float = _help("peak learning rate (AdamW β=(0.9, 0.999), no weight decay)", 2e-5)
     schedule: str = _help("learning-rate schedule per stage: cosine, linear, constant, inverse_sqrt",
@@ -110,8 +111,8 @@ class SiLPSpec(_Spec):
         _check_layers("SiLPSpec", "d2n_layers", self.d2n_layers)
         if self.src == self.tgt:
             raise ValueError(f"SiLPSpec: src (N) and tgt (D) must differ, both are {self.src!r}")
-        if self.k1 < 0 or self.k2 < 0 or self.alloc_pairs < 1:
-            raise ValueError("SiLPSpec: k1, k2 must be >= 0 and alloc_pairs >= 1")
+        if any(k is not None and k < 1 for k in (self.k1, self.k2)) or self.alloc_pairs < 1:
+            raise ValueError("SiLPSpec: k1, k2 must be None or >= 1, and alloc_pairs >= 1")
 
 
 @dataclass(frozen=True)

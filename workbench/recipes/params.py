@@ -86,8 +86,8 @@ class SensitivityParams(_Params):
     src: str = _help("source language (the non-dominant one, N)", "en")
     tgt: str = _help("target language (the dominant one, D)", "sw")
     split: int | None = _help("split layer k; None = round(0.625·L)", None)
-    k1: int = _help("N2D layers: the top-k1 of layers 1…k", 4)
-    k2: int = _help("D2N layers: the top-k2 of layers k+1…L-1", 4)
+    k1: int | None = _help("N2D layers: the top-k1 of layers 1…k; None = min(4, candidates) (the paper's 4)", None)
+    k2: int | None = _help("D2N layers: the top-k2 of layers k+1…L-1; None = min(4, candidates)", None)
     variant: str = _help("paper (|Σ Δ|, as printed) or abs (Σ |Δ|)", "paper")
 
     def __post_init__(self) -> None:

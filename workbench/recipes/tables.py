@@ -174,11 +174,15 @@ def silp_record_spec(base: RecordSpec | None = None, **override: Any) -> RecordS
                                **override)
 
 
-def allocation_table(scores: np.ndarray, *, split: int | None, k1: int, k2: int) -> tuple[pd.DataFrame, list[int],
-                                                                                          list[int], int]:
-    """THE allocation table: (layer, score, N2D/D2N/"") rows, the N2D and D2N layers, the split."""
-    n2d, d2n = sensitivity.allocate_layers(scores, split=split, k1=k1, k2=k2)
-    k = split or sensitivity.default_split(len(scores))
+def allocation_table(scores: np.ndarray, *, split: int | None = None, k1: int | None = None,
+                     k2: int | None = None) -> tuple[pd.DataFrame, list[int], list[int], int]:
+    """THE allocation table: (layer, score, N2D/D2N/"") rows, the N2D and D2N layers, the split.
+
+    `None` means the paper's default (`sensitivity.check_allocation`): split round(0.625·L),
+    k1 = k2 = min(4, candidates); an explicit value out of range is a ParamError.
+    """
+    k, k1, k2 = sensitivity.check_allocation(len(scores), split=split, k1=k1, k2=k2)
+    n2d, d2n = sensitivity.allocate_layers(scores, split=k, k1=k1, k2=k2)
     table = pd.DataFrame({"layer": range(len(scores)), "score": scores,
                           "allocation": ["N2D" if i in n2d else "D2N" if i in d2n else "" for i in range(len(scores))]})
     return table, list(n2d), list(d2n), k
