@@ -8,7 +8,6 @@ manifest matter, to keep the file well under a minute.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
@@ -24,7 +23,7 @@ import test_pages
 from PIL import Image
 from test_pages import LANGS, SETTINGS, VIEWS, app, figures, ok, trace, xs, ys
 
-from workbench import export, models, recipes, recordings
+from workbench import export, models, recipes
 from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.recipes import tables as views
@@ -61,9 +60,10 @@ def csv_of(files: dict[str, bytes]) -> bytes:
 
 
 @pytest.fixture
-def cli_records_with_tiny(monkeypatch, tiny_state):
-    """`recipes.build_figure` (what `workbench export --manifest` runs) on the tiny model's state."""
-    monkeypatch.setattr(recordings, "ensure_recording", functools.partial(recordings.ensure_recording, state=tiny_state))
+def cli_records_with_tiny(tiny_state):
+    """`recipes.build_figure` (what `workbench export --manifest` runs) loads `tiny:llama` like any model
+    (an ordinary source now: the one loader gives the same state as the fixture's)."""
+    assert models.load("tiny:llama") is tiny_state
 
 
 @pytest.fixture

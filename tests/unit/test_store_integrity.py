@@ -12,7 +12,8 @@ import pytest
 from filelock import FileLock
 
 from workbench.errors import StoreError
-from workbench.store import STORE_FORMAT, Store, _manifest_digest, make_key
+from workbench.store import STORE_FORMAT, Store, make_key
+from workbench.store.manifest import _manifest_digest
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import plotly.graph_objects as go
 from workbench.errors import ExportError, OverwriteError
 from workbench.export import render  # the module, so a test's stub of `render.render_image` takes effect here
 from workbench.export.manifest import MANIFEST_SUFFIX, build_manifest
+from workbench.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,6 @@ def _parquet_bytes(data: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 
 def export_figure(fig: go.Figure, data: pd.DataFrame, out_dir: str | Path, name: str, *,
                   formats: Sequence[str] = ("pdf", "svg", "png"), width_in: float | str = 3.3,
@@ -189,7 +183,7 @@ def export_figure(fig: go.Figure, data: pd.DataFrame, out_dir: str | Path, name:
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     written = []
     for kind, path in paths.items():
-        _write_atomic(path, blobs[kind])
+        atomic_write_bytes(path, blobs[kind])
         written.append(path)
     log.info("wrote %s", ", ".join(p.name for p in written))
     return written

@@ -20,24 +20,22 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
-import json
 import logging
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from workbench.config import ModelSpec, _Spec
 from workbench.errors import JobError
+from workbench.fileio import atomic_write_json, read_json_or_none
 from workbench.finetune.runner import validate
 from workbench.finetune.specs import DataSpec, spec_for
 from workbench.jobs.progress import FINAL_STATES, STATES, Snapshot
-from workbench.models.integrity import read_json_or_none
 from workbench.paths import cache_root
 
 log = logging.getLogger(__name__)
@@ -85,18 +83,6 @@ def job_dir(job_id: str) -> Path:
     return d
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    """Atomic write (temp file in the same directory, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     """A job file's JSON object, or {} when it is missing or damaged (garbage, not an object)."""
     doc = read_json_or_none(path)
@@ -109,7 +95,7 @@ def write_status(d: Path, **fields: Any) -> dict[str, Any]:
     """Merge `fields` into `<d>/status.json` (atomically) and return the new status."""
     status = _read_json(d / "status.json")
     status.update(fields, updated=now())
-    _write_json(d / "status.json", status)
+    atomic_write_json(d / "status.json", status)
     return status
 
 
@@ -147,7 +133,7 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
     d.mkdir(parents=True)
     config = {"id": job_id, "method": method, "model": model.to_dict(), "data": data.to_dict(),
               "spec": spec.to_dict(), "evaluate": evaluate, "created": now()}
-    _write_json(d / "config.json", config)
+    atomic_write_json(d / "config.json", config)
     write_status(d, id=job_id, method=method, state="queued", step=0, total=None, stage=None,
                  message="starting the worker", history=[], created=config["created"])
     with open(d / "log.txt", "ab") as logf:

@@ -13,7 +13,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from workbench.errors import ArtifactError
-from workbench.models.integrity import file_identity, hash_files, read_json_or_none
+from workbench.fileio import file_identity, read_json_or_none
+from workbench.models.integrity import hash_files
 
 
 def _manifest(path: Path) -> dict[str, Any]:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from workbench.errors import ModelError
+from workbench.fileio import atomic_write_text, file_identity, file_sha256, read_json_or_none
 from workbench.paths import cache_root
 
 log = logging.getLogger(__name__)
@@ -29,19 +28,8 @@ META = "workbench-model.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".gguf")
 
 
-def file_identity(path: Path) -> list[int]:
-    """[size, mtime_ns, inode, ctime_ns] of a file: changes whenever its bytes may have."""
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 hex digest of one file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def hash_files(files: list[Path], root: Path | None = None) -> str:
@@ -61,25 +49,8 @@ def model_files(d: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(d).parts))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old or the new content, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
-def read_json_or_none(path: Path) -> Any:
-    """The JSON content of `path`, or None when it is missing, unreadable or not JSON."""
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
 
 
 def _memo_path() -> Path:
