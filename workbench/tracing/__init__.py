@@ -10,6 +10,7 @@ Every name other modules import from `workbench.tracing` is re-exported here.
 from workbench.errors import RecordError
 from workbench.tracing.inputs import (
     MAX_PADDING,
+    PACK_WIDTH,
     Batching,
     Encoded,
     batch_tokens,
@@ -35,8 +36,8 @@ from workbench.tracing.recording import (
 )
 
 __all__ = [
-    "FINAL", "MAX_PADDING", "Batching", "Encoded", "ProgressFn", "RecordError", "Recording", "batch_tokens",
-    "build_texts", "encode", "find_entry", "layer_labels", "legacy_unit_key", "length_batches", "lookup",
-    "make_batch", "make_batches", "pack_rows", "packed_batches", "pad_batch", "pool", "record", "record_unit",
-    "record_units", "traced", "unit_key", "units_for",
+    "FINAL", "MAX_PADDING", "PACK_WIDTH", "Batching", "Encoded", "ProgressFn", "RecordError", "Recording",
+    "batch_tokens", "build_texts", "encode", "find_entry", "layer_labels", "legacy_unit_key", "length_batches",
+    "lookup", "make_batch", "make_batches", "pack_rows", "packed_batches", "pad_batch", "pool", "record",
+    "record_unit", "record_units", "traced", "unit_key", "units_for",
 ]

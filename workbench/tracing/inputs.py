@@ -22,6 +22,9 @@ from workbench.errors import ParamError, RecordError
 #: Default padding budget: a batch is cut before its padded positions pass 5% of it.
 MAX_PADDING = 0.05
 
+#: Widest packed row (tokens) unless one sentence is longer.
+PACK_WIDTH = 512
+
 
 @dataclass(frozen=True)
 class Batching:
@@ -188,18 +191,22 @@ def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
     return rows
 
 
-def packed_batches(lengths: Sequence[int], *, max_tokens: int) -> list[list[list[int]]]:
-    """Sentences packed into rows as wide as the longest sentence, rows grouped under `max_tokens`.
+def packed_batches(lengths: Sequence[int], *, max_tokens: int, width: int | None = None,
+                   max_padding: float = MAX_PADDING) -> list[list[list[int]]]:
+    """Sentences packed into rows (`pack_rows`), the rows grouped by `length_batches`.
+
+    Rows are as wide as the longest sentence, at most `width` (default `PACK_WIDTH`), so
+    the attention computed across neighbouring sentences (masked, but computed) stays a
+    small part of a row's cost.
 
     Returns:
         Batches of rows of indices into `lengths`; every index exactly once.
     """
     if not lengths:
         return []
-    width = max(lengths)
-    rows = pack_rows(lengths, width)
-    per = max(1, max_tokens // width)
-    return [rows[k:k + per] for k in range(0, len(rows), per)]
+    rows = pack_rows(lengths, min(max(lengths), width or PACK_WIDTH))
+    used = [sum(lengths[i] for i in row) for row in rows]
+    return [[rows[j] for j in g] for g in length_batches(used, max_tokens=max_tokens, max_padding=max_padding)]
 
 
 def batch_tokens(rows: Sequence[Sequence[int]], lengths: Sequence[int]) -> tuple[int, int]:

@@ -267,7 +267,7 @@ def _batches(lengths: list[int], spec: RecordSpec, batching: Batching) -> list[l
     """Batches as lists of rows of item indices (a padded batch has one item per row)."""
     max_tokens = batching.max_tokens or spec.batch_tokens
     if batching.pack:
-        return packed_batches(lengths, max_tokens=max_tokens)
+        return packed_batches(lengths, max_tokens=max_tokens, max_padding=batching.max_padding)
     return [[[i] for i in b] for b in length_batches(lengths, max_tokens=max_tokens,
                                                      max_padding=batching.max_padding)]
 
