@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import transformers
+import transformers.masking_utils
 from conftest import tiny_model, tiny_tokenizer
 
 from workbench import tracing
@@ -35,7 +36,8 @@ TEXTS = {  # different lengths per language, so batches across units mix them
 }
 ARCHS = ["llama", "gemma3_text", "qwen2", "gpt2"]
 FULL = dict(poolings=("mean", "last", "weighted"), embeddings=True, ffn_stats=True, final_norm=True)
-MODES = {"right": ("right", Batching()), "left": ("left", Batching()), "packed": ("right", Batching(pack=True))}
+MODES = {"right": ("right", Batching(pack=False)), "left": ("left", Batching(pack=False)),
+         "packed": ("right", Batching(pack=True))}
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +268,26 @@ def test_entries_of_the_old_recorder_are_still_found(states, corpus, tmp_path, m
     # a spec the old recorder could not have written is recorded afresh, never read from it
     rec2 = tracing.record(state, corpus, ["en"], RecordSpec(poolings=("mean",), final_norm=True), store=store)
     assert recorded[-1] == ["en"] and rec2.layer_labels[-1] == "final"
+
+
+def test_packing_is_probed_and_falls_back_to_padded_batches(states, corpus, monkeypatch):
+    for s in states.values():  # every family in the table packs
+        tracing.record_unit(s, corpus, "en", RecordSpec(poolings=("mean",)))
+        assert recorder._PACKING_OK[id(s.model)] is True
+    state = states["qwen2"]
+    ref = tracing.record_unit(state, corpus, "en", RecordSpec(**FULL), batching=Batching(pack=False))
+    monkeypatch.setitem(recorder._PACKING_OK, id(state.model), False)  # as if custom code ignored the restarts
+    seen = spy_batches(monkeypatch)
+    got = tracing.record_unit(state, corpus, "en", RecordSpec(**FULL), batching=Batching(pack=True))
+    assert all(shape[0] == len(o) for o, shape in seen)  # one sentence per row
+    assert_same(got, ref)
+
+
+def test_packing_probe_detects_a_model_that_ignores_position_restarts(corpus, monkeypatch):
+    state = state_from_model(tiny_model("llama"), tiny_tokenizer(), name="no-packing")
+    # the function transformers detects packed rows with: without it, a plain causal mask
+    monkeypatch.setattr(transformers.masking_utils, "find_packed_sequence_indices", lambda *a, **k: None)
+    ref = tracing.record_unit(state, corpus, "en", RecordSpec(poolings=("mean",)), batching=Batching(pack=False))
+    got = tracing.record_unit(state, corpus, "en", RecordSpec(poolings=("mean",)), batching=Batching(pack=True))
+    assert recorder._PACKING_OK[id(state.model)] is False
+    np.testing.assert_allclose(got["pooled_mean"], ref["pooled_mean"], atol=1e-5)

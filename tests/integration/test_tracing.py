@@ -13,11 +13,11 @@ import torch
 from conftest import tiny_model, tiny_tokenizer
 
 from workbench import tracing
-from workbench.tracing import recorder
 from workbench.config import SILP_TEMPLATE, RecordSpec
 from workbench.corpus import ParallelCorpus
 from workbench.models import get_path, state_from_model
 from workbench.store import Store
+from workbench.tracing import recorder
 
 TEXTS = {
     "en": ["All human beings are born free and equal in dignity and rights.", "Everyone has the right to life.",
@@ -74,8 +74,9 @@ def test_layer_l_equals_hidden_states_l_plus_1_and_last_is_pre_norm(model_type, 
 
 def test_left_and_right_padding_agree_and_alone_equals_in_batch(tiny_state, corpus):
     spec = RecordSpec(batch_tokens=256)
-    right = tracing.record_unit(tiny_state, corpus, "en", spec, padding_side="right")
-    left = tracing.record_unit(tiny_state, corpus, "en", spec, padding_side="left")
+    padded = tracing.Batching(pack=False, max_padding=1.0)  # all five sentences in one padded batch
+    right = tracing.record_unit(tiny_state, corpus, "en", spec, padding_side="right", batching=padded)
+    left = tracing.record_unit(tiny_state, corpus, "en", spec, padding_side="left", batching=padded)
     for k in right:
         np.testing.assert_allclose(left[k], right[k], atol=1e-5, err_msg=k)
     alone = ParallelCorpus("one", ["0"], {"en": [TEXTS["en"][3]]})  # the shortest: most padding in a batch
@@ -202,7 +203,7 @@ def test_memory_bounded_batches():
 def test_out_of_memory_batch_is_split_and_results_unchanged(tiny_state, corpus, monkeypatch):
     """A batch that does not fit is halved and retried; the recorded numbers do not change."""
     spec = RecordSpec(batch_tokens=256)
-    token_budget_only = tracing.Batching(max_padding=1.0)  # all five sentences in one batch
+    token_budget_only = tracing.Batching(pack=False, max_padding=1.0)  # all five sentences in one padded batch
     ref = tracing.record_unit(tiny_state, corpus, "en", spec)
     real = recorder._run_batch
     sizes = []

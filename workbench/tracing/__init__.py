@@ -23,7 +23,7 @@ from workbench.tracing.inputs import (
     packed_batches,
     pad_batch,
 )
-from workbench.tracing.recorder import ProgressFn, pool, record, record_unit, record_units, traced
+from workbench.tracing.recorder import ProgressFn, packing_works, pool, record, record_unit, record_units, traced
 from workbench.tracing.recording import (
     FINAL,
     Recording,
@@ -38,6 +38,6 @@ from workbench.tracing.recording import (
 __all__ = [
     "FINAL", "MAX_PADDING", "PACK_WIDTH", "Batching", "Encoded", "ProgressFn", "RecordError", "Recording",
     "batch_tokens", "build_texts", "encode", "find_entry", "layer_labels", "legacy_unit_key", "length_batches",
-    "lookup", "make_batch", "make_batches", "pack_rows", "packed_batches", "pad_batch", "pool", "record",
-    "record_unit", "record_units", "traced", "unit_key", "units_for",
+    "lookup", "make_batch", "make_batches", "pack_rows", "packed_batches", "packing_works", "pad_batch", "pool",
+    "record", "record_unit", "record_units", "traced", "unit_key", "units_for",
 ]

@@ -37,7 +37,7 @@ class Batching:
     max_padding: float = _help("padding budget: a padded batch is cut before padding passes this fraction",
                                MAX_PADDING)
     pack: bool = _help("sequence packing: several sentences per row, position ids restart per sentence, "
-                       "block-diagonal causal mask (SDPA on CPU)", False)
+                       "block-diagonal causal mask (padded batches if the model cannot)", True)
     max_tokens: int | None = _help("padded tokens per forward batch; None = the spec's batch_tokens", None)
 
     def __post_init__(self) -> None:

@@ -36,6 +36,7 @@ pair template.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -262,6 +263,31 @@ def _plan(state: ModelState, spec: RecordSpec) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- batches
 
+_PACKING_OK: dict[int, bool] = {}
+
+
+def packing_works(state: ModelState, envoy: Any, plan: dict[str, Any]) -> bool:
+    """Whether this model reads restarting position ids as packed sequences (probed once per model).
+
+    transformers' own architectures build a block-diagonal causal mask from the restarts
+    (SDPA, eager, flex; variable-length kernels with flash attention); custom model code
+    may not. Two short sentences are recorded packed in one row and in a padded batch,
+    through the same trace as the recording: packing is used only when they agree.
+    """
+    key = id(state.model)
+    if key not in _PACKING_OK:
+        ids, count = [[5, 6, 7, 8], [9, 10, 11]], [[True] * 4, [True] * 3]
+        pad, dev = state.tokenizer.pad_token_id, state.device
+        packed = _run_batch(envoy, state, make_batch(ids, count, [[0, 1]], pad, "right", dev), plan)
+        alone = _run_batch(envoy, state, make_batch(ids, count, [[0], [1]], pad, "right", dev), plan)
+        got = [t for label in plan["labels"] for t in packed[label].values()]
+        ref = [t for label in plan["labels"] for t in alone[label].values()]
+        _PACKING_OK[key] = all(torch.allclose(g, r, atol=1e-2 * (1 + r.abs().max().item()), rtol=1e-2)
+                               for g, r in zip(got, ref))
+        if not _PACKING_OK[key]:
+            log.warning("%s does not support packed sequences; recording with padded batches", state.name)
+    return _PACKING_OK[key]
+
 
 def _batches(lengths: list[int], spec: RecordSpec, batching: Batching) -> list[list[list[int]]]:
     """Batches as lists of rows of item indices (a padded batch has one item per row)."""
@@ -332,8 +358,10 @@ def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: Rec
             progress(len(order))
 
     if ids:
-        batches = _batches([len(x) for x in ids], spec, batching)
         with traced(state) as envoy:
+            if batching.pack and not packing_works(state, envoy, plan):
+                batching = dataclasses.replace(batching, pack=False)
+            batches = _batches([len(x) for x in ids], spec, batching)
             _run_all(envoy, state, ids, count, batches, plan, padding_side, sink)
     return {unit: acc.arrays() for unit, acc in zip(units, accs)}
 
