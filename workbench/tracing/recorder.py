@@ -230,8 +230,9 @@ def _accumulate(accs: list[_Acc], owner: list[tuple[int, int]], order: list[int]
     """Scatter one batch's per-sentence results into the accumulators of their units."""
     units = np.array([owner[g][0] for g in order])
     rows = np.array([owner[g][1] for g in order])
-    host = {k: ({p: t.cpu().numpy() for p, t in v.items()} if isinstance(v, dict)
-                else tuple(None if t is None else t.cpu().numpy() for t in v)) for k, v in out.items()}
+    host: dict[Any, Any] = {k: ({p: t.cpu().numpy() for p, t in v.items()} if isinstance(v, dict)
+                                else tuple(None if t is None else t.cpu().numpy() for t in v))
+                            for k, v in out.items()}
     for u in np.unique(units):
         sel = units == u
         acc, r = accs[u], rows[sel]
