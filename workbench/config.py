@@ -129,7 +129,9 @@ class RecordSpec(_Spec):
     token_span: str = _help("tokens that count for pooling and FFN stats: all, source, target", "all")
     include_special: bool = _help("count special tokens (BOS) in pooling and FFN stats", False)
     layers: tuple[int, ...] | None = _help("blocks to record (0-based); None = all", None)
-    batch_tokens: int = _help("padded tokens per forward batch (memory bound)", 4096)
+    final_norm: bool = _help("also record the post-final-norm output of the last block as layer 'final'", False)
+    batch_tokens: int = _help("padded tokens per forward batch (memory bound; batching is not part of the "
+                              "store key)", 4096)
 
     def __post_init__(self) -> None:
         self._check_poolings_and_span()

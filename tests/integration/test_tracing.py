@@ -17,6 +17,7 @@ from workbench.config import SILP_TEMPLATE, RecordSpec
 from workbench.corpus import ParallelCorpus
 from workbench.models import get_path, state_from_model
 from workbench.store import Store
+from workbench.tracing import recorder
 
 TEXTS = {
     "en": ["All human beings are born free and equal in dignity and rights.", "Everyone has the right to life.",
@@ -73,8 +74,9 @@ def test_layer_l_equals_hidden_states_l_plus_1_and_last_is_pre_norm(model_type, 
 
 def test_left_and_right_padding_agree_and_alone_equals_in_batch(tiny_state, corpus):
     spec = RecordSpec(batch_tokens=256)
-    right = tracing.record_unit(tiny_state, corpus, "en", spec, padding_side="right")
-    left = tracing.record_unit(tiny_state, corpus, "en", spec, padding_side="left")
+    padded = tracing.Batching(pack=False, max_padding=1.0)  # all five sentences in one padded batch
+    right = tracing.record_unit(tiny_state, corpus, "en", spec, padding_side="right", batching=padded)
+    left = tracing.record_unit(tiny_state, corpus, "en", spec, padding_side="left", batching=padded)
     for k in right:
         np.testing.assert_allclose(left[k], right[k], atol=1e-5, err_msg=k)
     alone = ParallelCorpus("one", ["0"], {"en": [TEXTS["en"][3]]})  # the shortest: most padding in a batch
@@ -159,7 +161,7 @@ def test_record_uses_store_second_time(tiny_state, corpus, tmp_path, monkeypatch
     spec = RecordSpec(poolings=("mean",))
     rec1 = tracing.record(tiny_state, corpus, ["en", "fr"], spec, store=store)
     calls = []
-    monkeypatch.setattr(tracing, "record_unit", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(recorder, "record_units", lambda *a, **k: calls.append(a))
     rec2 = tracing.record(tiny_state, corpus, ["en", "fr"], spec, store=store)
     assert calls == []
     for u in ("en", "fr"):
@@ -201,8 +203,9 @@ def test_memory_bounded_batches():
 def test_out_of_memory_batch_is_split_and_results_unchanged(tiny_state, corpus, monkeypatch):
     """A batch that does not fit is halved and retried; the recorded numbers do not change."""
     spec = RecordSpec(batch_tokens=256)
+    token_budget_only = tracing.Batching(pack=False, max_padding=1.0)  # all five sentences in one padded batch
     ref = tracing.record_unit(tiny_state, corpus, "en", spec)
-    real = tracing._run_batch
+    real = recorder._run_batch
     sizes = []
 
     def flaky(envoy, state, batch, plan):
@@ -211,8 +214,8 @@ def test_out_of_memory_batch_is_split_and_results_unchanged(tiny_state, corpus, 
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(envoy, state, batch, plan)
 
-    monkeypatch.setattr(tracing, "_run_batch", flaky)
-    got = tracing.record_unit(tiny_state, corpus, "en", spec)
+    monkeypatch.setattr(recorder, "_run_batch", flaky)
+    got = tracing.record_unit(tiny_state, corpus, "en", spec, batching=token_budget_only)
     assert sizes == [5, 2, 3, 1, 2]  # 5 fails -> 2 + 3; 3 fails -> 1 + 2
     for k in ref:
         np.testing.assert_allclose(got[k], ref[k], atol=1e-5, err_msg=k)

@@ -1,0 +1,43 @@
+"""The tracing core: records per-layer representations and FFN statistics into the store.
+
+- `inputs`: templates, tokenising, and grouping sentences into batches (`length_batches`);
+- `recorder`: the recorder, the only module of the workbench that imports nnsight;
+- `recording`: the `Recording` result, store keys and look-up (no model needed).
+
+Every name other modules import from `workbench.tracing` is re-exported here.
+"""
+
+from workbench.errors import RecordError
+from workbench.tracing.inputs import (
+    MAX_PADDING,
+    PACK_WIDTH,
+    Batching,
+    Encoded,
+    batch_tokens,
+    build_texts,
+    encode,
+    length_batches,
+    make_batch,
+    make_batches,
+    pack_rows,
+    packed_batches,
+    pad_batch,
+)
+from workbench.tracing.recorder import ProgressFn, packing_works, pool, record, record_unit, record_units, traced
+from workbench.tracing.recording import (
+    FINAL,
+    Recording,
+    find_entry,
+    layer_labels,
+    legacy_unit_key,
+    lookup,
+    unit_key,
+    units_for,
+)
+
+__all__ = [
+    "FINAL", "MAX_PADDING", "PACK_WIDTH", "Batching", "Encoded", "ProgressFn", "RecordError", "Recording",
+    "batch_tokens", "build_texts", "encode", "find_entry", "layer_labels", "legacy_unit_key", "length_batches",
+    "lookup", "make_batch", "make_batches", "pack_rows", "packed_batches", "packing_works", "pad_batch", "pool",
+    "record", "record_unit", "record_units", "traced", "unit_key", "units_for",
+]

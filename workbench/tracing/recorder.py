@@ -1,0 +1,439 @@
+"""The recorder: one nnsight pass per batch records every requested site into the store.
+
+The only module that imports nnsight. For each batch it captures, in execution order,
+the embedding output, each block's FFN neuron activations `act_fn(gate_proj(x))`, each
+block's output (layer `l`, before any final norm) and, with `final_norm`, the final norm
+applied to the last block's output (layer "final"); it pools and aggregates them on the
+fly and stops the forward after the last needed module: never the LM head or logits.
+Token-level tensors live for one batch only.
+
+Batches are formed across all units of one call (`record_units`): every (unit, sentence)
+is sorted by token length and grouped by `inputs.length_batches` under the token budget
+and a padding budget, so short languages do not pay for long ones; results go back into
+each unit's arrays in corpus order. With `Batching(pack=True)` several sentences share a
+row (sequence packing). `record` records in groups of units whose result arrays fit
+`ACC_BUDGET_BYTES`, so memory stays flat in corpus size.
+
+Per unit (a language, or a translation direction `src>tgt` under a pair template) the
+store keeps:
+
+- `pooled_<mean|last|weighted>`: `(n_rec_layers, n, d)` float32, rows in corpus order,
+  layer axis = `layer_labels` ("emb" first if recorded, then block indices, then "final"
+  if recorded);
+- `ffn_pos_counts`: `(L_ffn, M)` int64, number of counted tokens with `A > 0`;
+- `ffn_tokens`: `(1,)` int64, number of counted tokens;
+- `ffn_layer_mean`: `(n, L_ffn)` float32, per-sentence mean over tokens and neurons of A
+  (SiLP's paper variant needs only this);
+- `ffn_absdiff`: `(n, L_ffn)` float32, per-sentence `mean_i |Ā^l_i − Ā^{l−1}_i|` where `Ā`
+  is the token-mean activation (SiLP's `abs` variant; NaN at block 0);
+- `n_tokens`: `(n,)` int64, counted tokens per sentence.
+
+`L_ffn` = blocks 0 … the last recorded block. Which tokens count: real (non-padding)
+tokens, minus special tokens unless `include_special`, restricted to `token_span` under a
+pair template.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import nnsight
+import numpy as np
+import torch
+import transformers
+from nnsight import NNsight
+from nnsight.intervention.source import STATE, Controller
+
+from workbench.config import RecordSpec
+from workbench.errors import RecordError
+from workbench.jobs.progress import Progress
+from workbench.models import ModelState, get_path
+from workbench.store import Entry, Store
+from workbench.tracing.inputs import Batching, build_texts, encode, length_batches, make_batch, packed_batches
+from workbench.tracing.recording import FINAL, Recording, find_entry, layer_labels, unit_key, units_for
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Progress  # the one progress protocol (workbench.jobs.progress)
+"""progress(done_sentences, total_sentences, message)."""
+
+#: Result arrays of the units recorded together stay under this many bytes (then stored).
+ACC_BUDGET_BYTES = 512 << 20
+
+_LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _model_lock(state: ModelState) -> threading.Lock:
+    """One lock per loaded model: a model is traced by one recording at a time."""
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(id(state.model), threading.Lock())
+
+
+@contextmanager
+def traced(state: ModelState) -> Iterator[Any]:
+    """The model wrapped by nnsight for the duration of the block, then unwrapped.
+
+    nnsight installs a controller as every submodule's instance `forward` and leaves it
+    there (inert, but it makes later plain forwards several times slower and is copied
+    by `deepcopy`). The loaded model is shared read-only by the UI, fine-tunes and
+    evaluation, so the wrapper is removed again afterwards.
+    """
+    with _model_lock(state):
+        envoy = NNsight(state.model)
+        try:
+            yield envoy
+        finally:
+            _unwrap(state.model)
+
+
+def _unwrap(model: Any) -> None:
+    for module in model.modules():
+        if isinstance(module.__dict__.get("forward"), Controller):
+            del module.__dict__["forward"]
+        module.__dict__.pop(STATE, None)
+
+
+# --------------------------------------------------------------------------- the trace
+
+
+def _hidden(out: Any) -> torch.Tensor:
+    """A block's output is a tensor (transformers 5) or a tuple whose first item is it."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+def pool(h: torch.Tensor, batch: dict[str, Any], poolings: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Pool `h` `(R, T, d)` into one vector per sentence of the batch → `(B, d)` each.
+
+    Only counted tokens enter (`batch["cidx"]`, flat positions, with their sentence
+    `cseg`), so padding and, in packed rows, the neighbouring sentences never do.
+    `mean`: mean of counted tokens; `last`: the last counted token; `weighted`: weights
+    1…T' over the counted tokens in order (position-weighted mean).
+    """
+    flat = h.reshape(-1, h.shape[-1])
+    seg, n_b = batch["cseg"], batch["n"].shape[0]
+    hc = flat[batch["cidx"]]
+    out = {}
+    if "mean" in poolings:
+        out["mean"] = hc.new_zeros(n_b, h.shape[-1]).index_add_(0, seg, hc) / batch["n"].unsqueeze(1)
+    if "last" in poolings:
+        out["last"] = flat[batch["last"]]
+    if "weighted" in poolings:
+        out["weighted"] = (hc.new_zeros(n_b, h.shape[-1]).index_add_(0, seg, hc * batch["cw"].unsqueeze(1))
+                           / batch["wsum"].unsqueeze(1))
+    return out
+
+
+def _ffn_stats(a: torch.Tensor, batch: dict[str, Any], prev: torch.Tensor | None) -> tuple[Any, ...]:
+    """Per-sentence FFN statistics of one block from its activations `a` `(R, T, M)`.
+
+    Returns:
+        positive counts per sentence `(B, M)`, the sentence's token-mean activation `(B, M)`,
+        its mean over neurons `(B,)` and `mean |Ā^l − Ā^{l−1}|` `(B,)` (None at block 0).
+    """
+    ac = a.reshape(-1, a.shape[-1])[batch["cidx"]]
+    n_b = batch["n"].shape[0]
+    pos = ac.new_zeros(n_b, ac.shape[1]).index_add_(0, batch["cseg"], (ac > 0).to(ac.dtype))
+    sent = ac.new_zeros(n_b, ac.shape[1]).index_add_(0, batch["cseg"], ac) / batch["n"].unsqueeze(1)
+    return pos, sent, sent.mean(1), (sent - prev).abs().mean(1) if prev is not None else None
+
+
+def _trace_body(envoy: Any, arch: Any, batch: dict[str, Any], plan: dict[str, Any], out: dict[Any, Any]) -> None:
+    """What runs inside the trace: visit sites in execution order, pool, aggregate.
+
+    Kept free of local I/O so the same body can run under nnsight's remote execution.
+    """
+    poolings = plan["poolings"]
+    if plan["embeddings"]:
+        out["emb"] = pool(get_path(envoy, arch.embed).output.float(), batch, poolings)
+    block_list = get_path(envoy, arch.layers)
+    prev = None
+    for layer in range(plan["stop"] + 1):
+        block = block_list[layer]
+        if plan["ffn"] and layer < plan["ffn_layers"]:
+            pos, prev, mean, diff = _ffn_stats(get_path(block, arch.act).output.float(), batch, prev)
+            out[f"ffn{layer}"] = pos, mean, diff
+        if layer in plan["layers"]:
+            out[layer] = pool(_hidden(block.output).float(), batch, poolings)
+    if plan["final"]:
+        out[FINAL] = pool(_hidden(get_path(envoy, arch.norm).output).float(), batch, poolings)
+
+
+def _run_batch(envoy: Any, state: ModelState, batch: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    out: dict[Any, Any] = {}
+    with torch.inference_mode():
+        # The whole causal LM is traced, but the run stops after the last needed module:
+        # the LM head never executes (nor the final norm unless `final_norm`).
+        with envoy.trace(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         position_ids=batch["position_ids"], use_cache=False) as tracer:
+            _trace_body(envoy, state.arch, batch, plan, out)
+            tracer.stop()
+    return out
+
+
+def _free_accelerator_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------- accumulators
+
+
+@dataclass
+class _Acc:
+    """Accumulators for one unit, filled batch by batch (rows in corpus order)."""
+
+    n: int
+    n_labels: int
+    poolings: Sequence[str]
+    ffn_layers: int
+    d: int
+    m: int
+    pooled: dict[str, np.ndarray] = field(init=False)
+    pos_counts: np.ndarray = field(init=False)
+    layer_mean: np.ndarray = field(init=False)
+    absdiff: np.ndarray = field(init=False)
+    n_tokens: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pooled = {p: np.zeros((self.n_labels, self.n, self.d), np.float32) for p in self.poolings}
+        self.pos_counts = np.zeros((self.ffn_layers, self.m), np.int64)
+        self.layer_mean = np.full((self.n, self.ffn_layers), np.nan, np.float32)
+        self.absdiff = np.full((self.n, self.ffn_layers), np.nan, np.float32)
+        self.n_tokens = np.zeros(self.n, np.int64)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The stored arrays of the unit (module docstring)."""
+        out: dict[str, np.ndarray] = {f"pooled_{p}": a for p, a in self.pooled.items()}
+        out["n_tokens"] = self.n_tokens
+        if self.ffn_layers:
+            out.update(ffn_pos_counts=self.pos_counts, ffn_tokens=np.array([self.n_tokens.sum()]),
+                       ffn_layer_mean=self.layer_mean, ffn_absdiff=self.absdiff)
+        return out
+
+
+def _acc_bytes(n: int, plan: dict[str, Any], d: int, m: int) -> int:
+    """Bytes of one unit's result arrays (what `record` holds in memory before storing)."""
+    return 4 * n * (len(plan["labels"]) * d * len(plan["poolings"]) + 2 * plan["ffn_layers"]) + 8 * (
+        n + plan["ffn_layers"] * m)
+
+
+def _accumulate(accs: list[_Acc], owner: list[tuple[int, int]], order: list[int], out: dict[Any, Any],
+                plan: dict[str, Any]) -> None:
+    """Scatter one batch's per-sentence results into the accumulators of their units."""
+    units = np.array([owner[g][0] for g in order])
+    rows = np.array([owner[g][1] for g in order])
+    host: dict[Any, Any] = {k: ({p: t.cpu().numpy() for p, t in v.items()} if isinstance(v, dict)
+                                else tuple(None if t is None else t.cpu().numpy() for t in v))
+                            for k, v in out.items()}
+    for u in np.unique(units):
+        sel = units == u
+        acc, r = accs[u], rows[sel]
+        for li, label in enumerate(plan["labels"]):
+            for p, v in host[label].items():
+                acc.pooled[p][li, r] = v[sel]
+        for layer in range(acc.ffn_layers):
+            pos, mean, diff = host[f"ffn{layer}"]
+            acc.pos_counts[layer] += np.rint(pos[sel].sum(0)).astype(np.int64)
+            acc.layer_mean[r, layer] = mean[sel]
+            if diff is not None:
+                acc.absdiff[r, layer] = diff[sel]
+
+
+def _plan(state: ModelState, spec: RecordSpec) -> dict[str, Any]:
+    L = state.n_layers
+    layers = list(range(L)) if spec.layers is None else sorted(set(spec.layers))
+    bad = [x for x in layers if not 0 <= x < L]
+    if bad:
+        raise RecordError(f"layer(s) {bad} out of range: {state.name} has {L} blocks, 0…{L - 1}")
+    final = bool(getattr(spec, "final_norm", False))
+    if not layers and not spec.embeddings and not final:
+        raise RecordError("nothing to record: no layers, no embeddings and no final norm")
+    last = max(layers) if layers else 0
+    return {"poolings": list(spec.poolings), "embeddings": spec.embeddings, "ffn": spec.ffn_stats,
+            "ffn_layers": last + 1 if spec.ffn_stats else 0, "layers": set(layers), "final": final,
+            "stop": L - 1 if final else last, "labels": layer_labels(L, spec)}
+
+
+# --------------------------------------------------------------------------- batches
+
+_PACKING_OK: dict[int, bool] = {}
+
+
+def packing_works(state: ModelState, envoy: Any, plan: dict[str, Any]) -> bool:
+    """Whether this model reads restarting position ids as packed sequences (probed once per model).
+
+    transformers' own architectures build a block-diagonal causal mask from the restarts
+    (SDPA, eager, flex; variable-length kernels with flash attention); custom model code
+    may not. Two short sentences are recorded packed in one row and in a padded batch,
+    through the same trace as the recording: packing is used only when they agree.
+    """
+    key = id(state.model)
+    if key not in _PACKING_OK:
+        ids, count = [[5, 6, 7, 8], [9, 10, 11]], [[True] * 4, [True] * 3]
+        pad, dev = state.tokenizer.pad_token_id, state.device
+        packed = _run_batch(envoy, state, make_batch(ids, count, [[0, 1]], pad, "right", dev), plan)
+        alone = _run_batch(envoy, state, make_batch(ids, count, [[0], [1]], pad, "right", dev), plan)
+        got = [t for label in plan["labels"] for t in packed[label].values()]
+        ref = [t for label in plan["labels"] for t in alone[label].values()]
+        _PACKING_OK[key] = all(torch.allclose(g, r, atol=1e-2 * (1 + r.abs().max().item()), rtol=1e-2)
+                               for g, r in zip(got, ref))
+        if not _PACKING_OK[key]:
+            log.warning("%s does not support packed sequences; recording with padded batches", state.name)
+    return _PACKING_OK[key]
+
+
+def _batches(lengths: list[int], spec: RecordSpec, batching: Batching) -> list[list[list[int]]]:
+    """Batches as lists of rows of item indices (a padded batch has one item per row)."""
+    max_tokens = batching.max_tokens or spec.batch_tokens
+    if batching.pack:
+        return packed_batches(lengths, max_tokens=max_tokens, max_padding=batching.max_padding)
+    return [[[i] for i in b] for b in length_batches(lengths, max_tokens=max_tokens,
+                                                     max_padding=batching.max_padding)]
+
+
+def _split(rows: list[list[int]]) -> list[list[list[int]]]:
+    """Two halves of a batch that ran out of memory (a lone packed row is unpacked first)."""
+    if len(rows) == 1:
+        rows = [[i] for i in rows[0]]
+    return [rows[: len(rows) // 2], rows[len(rows) // 2:]]
+
+
+def _run_all(envoy: Any, state: ModelState, ids: list[list[int]], count: list[list[bool]],
+             batches: list[list[list[int]]], plan: dict[str, Any], padding_side: str,
+             sink: Callable[[list[int], dict[str, Any]], None]) -> None:
+    """Run every batch, longest first; a batch that runs out of memory is halved and retried."""
+    pending = list(batches)
+    while pending:
+        rows = pending.pop(0)
+        try:
+            batch = make_batch(ids, count, rows, state.tokenizer.pad_token_id, padding_side, state.device)
+            out = _run_batch(envoy, state, batch, plan)
+        except (torch.OutOfMemoryError, MemoryError):
+            if len(rows) == 1 and len(rows[0]) == 1:
+                raise RecordError(f"one sentence of {len(ids[rows[0][0]])} tokens does not fit in memory; "
+                                  "lower max_length") from None
+            log.warning("batch of %d sentences ran out of memory; splitting it in two", sum(map(len, rows)))
+            _free_accelerator_memory()
+            pending[:0] = _split(rows)
+            continue
+        sink(batch["order"], out)
+
+
+def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec, *,
+                 padding_side: str = "right", batching: Batching | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Record several units together, without touching the store. Arrays as module doc.
+
+    All sentences of all units are batched together by length; each unit's arrays come
+    back in corpus order, equal (to float rounding) to recording the unit alone.
+    `progress(k)` is called with the number of sentences of each finished batch.
+    """
+    batching = batching or Batching()
+    plan = _plan(state, spec)
+    ids: list[list[int]] = []
+    count: list[list[bool]] = []
+    owner: list[tuple[int, int]] = []
+    accs = []
+    for u, unit in enumerate(units):
+        texts, spans = build_texts(corpus, unit, spec)
+        enc = encode(state.tokenizer, texts, spans, spec)
+        acc = _Acc(len(texts), len(plan["labels"]), spec.poolings, plan["ffn_layers"], state.d_model,
+                   state.n_neurons)
+        acc.n_tokens[:] = [sum(c) for c in enc.count]
+        accs.append(acc)
+        ids += enc.ids
+        count += enc.count
+        owner += [(u, i) for i in range(len(texts))]
+
+    def sink(order: list[int], out: dict[str, Any]) -> None:
+        _accumulate(accs, owner, order, out, plan)
+        if progress:
+            progress(len(order))
+
+    if ids:
+        with traced(state) as envoy:
+            if batching.pack and not packing_works(state, envoy, plan):
+                batching = dataclasses.replace(batching, pack=False)
+            batches = _batches([len(x) for x in ids], spec, batching)
+            _run_all(envoy, state, ids, count, batches, plan, padding_side, sink)
+    return {unit: acc.arrays() for unit, acc in zip(units, accs)}
+
+
+def record_unit(state: ModelState, corpus: Any, unit: str, spec: RecordSpec, *, padding_side: str = "right",
+                batching: Batching | None = None,
+                progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Record one unit (language or `src>tgt`) without touching the store. Arrays as module doc."""
+    return record_units(state, corpus, [unit], spec, padding_side=padding_side, batching=batching,
+                        progress=progress)[unit]
+
+
+# --------------------------------------------------------------------------- record + store
+
+
+def _groups(units: list[str], n: int, plan: dict[str, Any], state: ModelState) -> list[list[str]]:
+    """Units in order, grouped so that each group's result arrays fit `ACC_BUDGET_BYTES`."""
+    per = max(1, ACC_BUDGET_BYTES // max(1, _acc_bytes(n, plan, state.d_model, state.n_neurons)))
+    return [units[k:k + per] for k in range(0, len(units), per)]
+
+
+def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpec | None = None, *,
+           pairs: Sequence[tuple[str, str]] | None = None, store: Store | None = None,
+           progress: ProgressFn | None = None, padding_side: str = "right",
+           batching: Batching | None = None) -> Recording:
+    """Record every unit missing from the store, then return the `Recording` of all of them.
+
+    Units already stored are read, not recomputed; the missing ones are recorded together
+    (batched across units). A unit being recorded by another process is waited for
+    (per-key locks, taken in key order) rather than computed twice.
+    """
+    spec = spec or RecordSpec()
+    store = store or Store()
+    plan = _plan(state, spec)
+    units = units_for(corpus, langs, spec, pairs)
+    keys = {u: unit_key(state.fingerprint, corpus, u, spec) for u in units}
+    total = len(units) * len(corpus)
+    entries: dict[str, Entry | None] = {u: find_entry(store, state.fingerprint, corpus, u, spec) for u in units}
+    done = sum(e is not None for e in entries.values()) * len(corpus)
+    if progress and done:
+        progress(done, total, "read from the store")
+    for group in _groups([u for u in units if entries[u] is None], len(corpus), plan, state):
+        with contextlib.ExitStack() as held:
+            for k in sorted({keys[u] for u in group}):
+                held.enter_context(store.lock(k))
+            for u in group:  # another process may have stored it while we waited
+                entries[u] = find_entry(store, state.fingerprint, corpus, u, spec)
+            todo = [u for u in group if entries[u] is None]
+            done += (len(group) - len(todo)) * len(corpus)
+            if not todo:
+                continue
+            t0 = time.perf_counter()
+
+            def tick(k: int, todo: list[str] = todo) -> None:
+                nonlocal done
+                done += k
+                if progress:
+                    progress(done, total, f"recording {', '.join(todo)}")
+
+            arrays = record_units(state, corpus, todo, spec, padding_side=padding_side, batching=batching,
+                                  progress=tick)
+            secs = round((time.perf_counter() - t0) / len(todo), 3)
+            for u in todo:
+                entries[u] = store.put(keys[u], arrays[u], {
+                    "kind": "record", "model_name": state.name, "model_fingerprint": state.fingerprint,
+                    "corpus_name": corpus.name, "corpus_hash": corpus.content_hash(u.split(">")),
+                    "unit": u, "n_units": len(corpus), "spec": spec.to_dict(), "layer_labels": plan["labels"],
+                    "seconds": secs, "recorded_with": [x for x in todo if x != u], "versions": _versions()})
+    return Recording(state.name, state.fingerprint, corpus.name, spec, entries, plan["labels"])  # type: ignore[arg-type]  # all set above
+
+
+def _versions() -> dict[str, str]:
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "nnsight": nnsight.__version__}
