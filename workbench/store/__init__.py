@@ -1,5 +1,7 @@
-"""The on-disk activation store: `store.py` (Store, Entry, keys, locks, gc) and `manifest.py`
-(what an entry's manifest must hold, `damaged_error`).
+"""The on-disk activation store.
+
+`store.py`: Store, Entry, keys, locks, gc; `manifest.py`: what an entry's manifest must
+hold and `damaged_error`.
 """
 
 from workbench.store.manifest import STORE_FORMAT, damaged_error, manifest_problems
