@@ -119,18 +119,23 @@ def _check_suites(suites: Sequence[str]) -> list[str]:
 def check_tokenizer(state: Any, split: ParallelSplit, *, min_share: float = 0.9) -> None:
     """Raise `EvalError` if the state's tokenizer cannot represent the data.
 
-    Checks: an EOS token (the template's targets end with it), and for each language the
-    share of held-out sentences that survive encode → decode unchanged (up to
-    whitespace) and contain no unknown token: at least `min_share`.
+    Checks: an EOS token (the template's targets end with it); every token id of the data
+    inside the model's embedding table (a tokenizer of another base model is caught here);
+    and for each language the share of held-out sentences that survive encode → decode
+    unchanged (up to whitespace) and contain no unknown token: at least `min_share`.
     """
     tok = state.tokenizer
     if tok.eos_token_id is None:
         raise EvalError(f"state {state.name}: its tokenizer has no EOS token, which the translation data ends with")
+    n_emb = int(state.model.get_input_embeddings().weight.shape[0])
     for lang in split.langs:
         texts = split.column(lang, "heldout")
         ok = 0
         for t in texts:
-            ids = tok(t, add_special_tokens=False)["input_ids"]
+            ids = tok(t, add_special_tokens=True)["input_ids"]
+            if ids and max(ids) >= n_emb:
+                raise EvalError(f"state {state.name}: its tokenizer gives token id {max(ids)} on the {lang} data but "
+                                f"the model has {n_emb} embeddings; the tokenizer belongs to another base model")
             back = tok.decode(ids, skip_special_tokens=True)
             ok += (" ".join(back.split()) == " ".join(t.split())) and (tok.unk_token_id not in ids)
         if texts and ok / len(texts) < min_share:

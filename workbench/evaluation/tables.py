@@ -43,13 +43,17 @@ def compare_scores(eval_df: pd.DataFrame, *, reference: str | None = None, inter
     states = _states(eval_df)
     if reference is not None and reference not in states:
         raise KeyError(f"reference state {reference!r} is not in the table (states: {', '.join(states)})")
-    wide = eval_df.pivot_table(index=_KEY, columns="state", values="value", sort=False, dropna=False)
-    out = wide.reindex(columns=states)
+    rows = pd.MultiIndex.from_frame(eval_df[_KEY].drop_duplicates())
+
+    def wide(col: str) -> pd.DataFrame:
+        return eval_df.pivot(index=_KEY, columns="state", values=col).reindex(index=rows, columns=states)
+
+    out = wide("value")
     if intervals:
         for col, name in (("ci_low", "low"), ("ci_high", "high")):
-            w = eval_df.pivot_table(index=_KEY, columns="state", values=col, sort=False, dropna=False)
+            w = wide(col)
             for s in states:
-                out[f"{s} {name}"] = w.get(s)
+                out[f"{s} {name}"] = w[s]
     if reference is not None:
         for s in states:
             if s != reference:
