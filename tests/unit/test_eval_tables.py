@@ -5,8 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from workbench.evaluation import EVAL_COLUMNS, GENERATION_COLUMNS, EvalResult, combine, compare_scores
-from workbench.evaluation import filter_generations, side_by_side
+from workbench.evaluation import (
+    EVAL_COLUMNS,
+    GENERATION_COLUMNS,
+    EvalResult,
+    combine,
+    compare_scores,
+    filter_generations,
+    side_by_side,
+)
 
 STATES = ["base", "silp", "lens"]
 

@@ -252,7 +252,7 @@ def _compute(suite: str, ref: _StateRef, split: ParallelSplit, directions: list[
              prog: _Progress) -> S.SuiteOutput:
     state = ref.get()
     check_tokenizer(state, split)
-    kw = dict(limit=limit, cc=ref.cc(), advance=prog.advance, n_boot=n_boot, seed=seed)
+    kw: dict[str, Any] = dict(limit=limit, cc=ref.cc(), advance=prog.advance, n_boot=n_boot, seed=seed)
     if suite == "translation":
         return S.translation_suite(state, split, directions, decoding=decoding, **kw)
     if suite == "loss":
