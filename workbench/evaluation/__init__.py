@@ -12,7 +12,7 @@
 
 from workbench.evaluation.generate import DecodingSpec
 from workbench.evaluation.run import EVAL_COLUMNS, GENERATION_COLUMNS, EvalResult, evaluate
-from workbench.evaluation.tables import combine, compare_scores, filter_generations, side_by_side
+from workbench.evaluation.tables import combine, compare_scores, evaluate_many, filter_generations, side_by_side
 
 __all__ = ["EVAL_COLUMNS", "GENERATION_COLUMNS", "DecodingSpec", "EvalResult", "combine", "compare_scores",
-           "evaluate", "filter_generations", "side_by_side"]
+           "evaluate", "evaluate_many", "filter_generations", "side_by_side"]

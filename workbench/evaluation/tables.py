@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.evaluation.run import EVAL_COLUMNS, GENERATION_COLUMNS, EvalResult
+from workbench.evaluation.run import EVAL_COLUMNS, GENERATION_COLUMNS, EvalResult, evaluate
 
-__all__ = ["combine", "compare_scores", "filter_generations", "side_by_side"]
+__all__ = ["combine", "compare_scores", "evaluate_many", "filter_generations", "side_by_side"]
 
 _KEY = ["suite", "direction", "metric"]
 
@@ -93,3 +93,11 @@ def filter_generations(wide: pd.DataFrame, *, direction: str | None = None, only
         tgt = out["direction"].map(lambda d: (targets or {}).get(d, d.split(">")[-1]))
         out = out[out[langs].ne(tgt, axis=0).any(axis=1)] if langs else out
     return out
+
+
+def evaluate_many(states: Mapping[str, Any], suites: Sequence[str], data: Any, **kw: Any) -> EvalResult:
+    """`evaluate` each state (label → ModelState or ModelSpec) with the same arguments; one combined result.
+
+    A state whose suites are stored is served without loading it (specs) or running it.
+    """
+    return combine([evaluate(s, suites, data, label=label, **kw) for label, s in states.items()])
