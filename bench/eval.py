@@ -58,7 +58,8 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--limit", type=int, default=None, help="held-out units of the full evaluation (None: all)")
-    p.add_argument("--skip-full", action="store_true")
+    p.add_argument("--skip-full", action="store_true", help="only the generation benchmark")
+    p.add_argument("--skip-generation", action="store_true", help="only the full evaluation")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     state = load("gemma-3-270m")
@@ -67,6 +68,14 @@ def main() -> None:
     prompts = [prompt_and_target(split.spec.template, split.names, "en", "sw", s, t)[0] for s, t in pairs]
     dec = DecodingSpec(max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
     generate(state, prompts[:2], dec)  # warm-up (newline token table, first-call allocations)
+    if not a.skip_generation:
+        bench_generation(state, prompts, dec, a)
+    if not a.skip_full:
+        bench_full(state, split, a)
+
+
+def bench_generation(state, prompts, dec, a) -> None:
+    """Plain loop vs the workbench's batched generation on the same prompts."""
     plain, t_plain = timed(plain_loop, state, prompts, a.max_new_tokens)
     ours, t_ours = timed(generate, state, prompts, dec)
     same = sum(x == y for x, y in zip(plain, ours)) / len(prompts)
@@ -75,8 +84,10 @@ def main() -> None:
                         {"method": f"workbench generate (batch {a.batch_size})", "seconds": round(t_ours, 2)}])
           .to_string(index=False))
     print(f"ratio workbench/plain: {t_ours / t_plain:.2f} (target <= 1.1); identical outputs: {same:.0%}")
-    if a.skip_full:
-        return
+
+
+def bench_full(state, split, a) -> None:
+    """The base state's full evaluation into an empty store, again from the store, and today's evaluate_model."""
     store = Store(tempfile.mkdtemp(prefix="bench-eval-"))
     suites = ["translation", "loss", "lm-eval:tatoeba_choice"]
     kw = dict(directions=["en:sw", "sw:en"], limit=a.limit, decoding=DecodingSpec(max_new_tokens=a.max_new_tokens),

@@ -147,3 +147,15 @@ def test_cancel_stores_nothing_and_progress_reaches_total(counted, split, tmp_pa
     _run(state, split, store, progress=lambda *a: ticks.append(a))
     done = [d for d, _, _ in ticks]
     assert done == sorted(done) and ticks[-1][0] == ticks[-1][1] == 2 * 3 + 3 * 3
+
+
+def test_another_training_size_shares_the_results(counted, split, tmp_path):
+    """Only the held-out part is read, so the base is evaluated once for fine-tunes of any training size."""
+    state, calls = counted
+    store = Store(tmp_path)
+    _run(state, split, store, suites=["translation"])
+    calls["n"] = 0
+    smaller = build_split(dataclasses.replace(split.spec, limit=4), ("en", "sw"))
+    assert smaller.data_hash != split.data_hash and smaller.heldout == split.heldout
+    _run(state, split, store, suites=["translation"], data=smaller)
+    assert calls["n"] == 0

@@ -11,8 +11,9 @@
 - `OFFLINE_TASK` ("tatoeba_choice"): **choose the true translation of a held-out Tatoeba
   sentence among four candidates.** For a direction (s, t) each held-out unit of the
   split gives one item: the prompt is the fine-tune template up to `{tgt_text}` for
-  s → t, the candidates are the unit's t sentence and three other t sentences of the
-  same corpus (the split's train + held-out t column, texts different from the true one),
+  s → t, the candidates are the unit's t sentence and three other held-out t sentences
+  (texts different from the true one; the training part is never read, so the task does
+  not depend on a fine-tune's training size),
   drawn with `numpy.random.default_rng([seed, item])`, and the true one's position is
   drawn from the same generator. Accuracy is lm-eval's `acc` (sum of log-probabilities of
   each candidate) and `acc_norm` (per byte). Chance is 25%. The distractors are random
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 OFFLINE_TASK = "tatoeba_choice"
 """The shipped offline task (see the module docstring)."""
-OFFLINE_TASK_VERSION = 1
+OFFLINE_TASK_VERSION = 2
 N_CHOICES = 4
 _MAX_LENGTH = 2048
 
@@ -178,7 +179,7 @@ class WorkbenchLM(LM):
 
 def choice_items(split: ParallelSplit, src: str, tgt: str, *, seed: int = 0) -> list[dict[str, Any]]:
     """The offline task's items for `src → tgt` (see the module docstring): prompt, choices, label."""
-    pool = sorted(set(split.column(tgt, "train") + split.column(tgt, "heldout")))
+    pool = sorted(set(split.column(tgt, "heldout")))
     items = []
     for k, (s_text, t_text) in enumerate(split.pairs(src, tgt, "heldout")):
         rng = np.random.default_rng([seed, k])
@@ -222,8 +223,7 @@ def _task_yaml(data_file: Path) -> str:
 def offline_task_dir(split: ParallelSplit, src: str, tgt: str, *, seed: int = 0) -> Path:
     """Directory holding the offline task's YAML and data for `src → tgt` (written once, atomically)."""
     items = choice_items(split, src, tgt, seed=seed)
-    key = stable_hash({"task": OFFLINE_TASK, "v": OFFLINE_TASK_VERSION, "data": split.data_hash, "src": src,
-                       "tgt": tgt, "seed": seed})
+    key = stable_hash({"task": OFFLINE_TASK, "v": OFFLINE_TASK_VERSION, "items": items})
     d = cache_root() / "lmeval_tasks" / key
     if (d / f"{OFFLINE_TASK}.yaml").is_file():
         return d

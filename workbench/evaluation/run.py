@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.config import ModelSpec
+from workbench.config import ModelSpec, stable_hash
 from workbench.errors import Cancelled, CorpusError, EvalError
 from workbench.evaluation import suites as S
 from workbench.evaluation.cache import CachedSuite, read_suite, suite_key, write_suite
@@ -158,7 +158,9 @@ class _StateRef:
         else:
             from workbench.models import state_fingerprint  # loads transformers; only for specs
 
-            self.fingerprint, self.name = state_fingerprint(self.spec), str(self.spec.source)
+            self.fingerprint = state_fingerprint(self.spec)
+            art = getattr(self.spec, "artifact", None)
+            self.name = f"{self.spec.source}+{Path(art).name}" if art else str(self.spec.source)
         self._cc: CCInference | None = None
         self._cc_read = False
 
@@ -233,13 +235,23 @@ def _work(suite: str, split: ParallelSplit, directions: list[tuple[str, str]], l
 # --------------------------------------------------------------------------- evaluate
 
 
+def heldout_hash(split: ParallelSplit) -> str:
+    """Hash of what the suites read from the data: the held-out units, languages, names, template, max length.
+
+    Not the split's `data_hash`: that also covers the training part (e.g. its `limit`), so
+    fine-tunes of one corpus with different training sizes share the base state's results.
+    """
+    return stable_hash({"langs": list(split.langs), "names": split.names, "heldout": [list(u) for u in split.heldout],
+                        "template": split.spec.template, "max_length": split.spec.max_length})
+
+
 def _key_parts(suite: str, ref: _StateRef, split: ParallelSplit, directions: list[tuple[str, str]],
                limit: int | None, decoding: DecodingSpec, batch_size: int, n_boot: int, seed: int) -> dict[str, Any]:
     parts: dict[str, Any] = {"suite": suite, "state": ref.fingerprint, "limit": limit, "n_boot": n_boot,
                              "seed": seed}
     hub = suite.startswith("lm-eval:") and suite != f"lm-eval:{OFFLINE_TASK}"
     if not hub:
-        parts.update(data=split.data_hash, directions=[list(d) for d in directions])
+        parts.update(data=heldout_hash(split), directions=[list(d) for d in directions])
     if suite == "translation":
         parts["decoding"] = decoding.to_dict()
     else:
@@ -322,8 +334,9 @@ def evaluate(state_or_spec: Any, suites: Sequence[str], data: DataSpec | Paralle
                 t = time.perf_counter()
                 rows, gens, info = _compute(s, ref, split, dirs, limit=limit, decoding=decoding,
                                             batch_size=batch_size, n_boot=n_boot, seed=seed, prog=prog)
-                meta = {"suite": s, "model_name": ref.name, "state": ref.fingerprint, "corpus_name": split.spec.source,
-                        "data_hash": split.data_hash, "n_units": len(gens) or None, "seconds": time.perf_counter() - t,
+                meta = {"suite": s, "model_name": ref.name, "state": ref.fingerprint,
+                        "corpus_name": split.spec.source, "data_hash": heldout_hash(split),
+                        "n_units": len(gens) or None, "seconds": time.perf_counter() - t,
                         "parts": _key_parts(s, ref, split, dirs, limit, decoding, batch_size, n_boot, seed), **info}
                 cached = write_suite(store, keys[s], CachedSuite(rows, gens, meta))
             got[s] = cached
