@@ -5,7 +5,7 @@ the candidate languages of the data** (`set_languages`), so a Swahili/English ev
 asks only "Swahili or English?". A restricted identifier is only worth its numbers where
 it is right on real text of that language with the same candidates, so fidelity is
 always reported next to `accuracy_on_references`: the identifier's accuracy on the
-data's own reference sentences of the target language. Below `MIN_ACCURACY` (90%) the
+data's held-out reference sentences of the target language. Below `MIN_ACCURACY` (90%) the
 fidelity is withheld (NaN) and the language flagged. `validation_table` measures the
 identifier on the bundled references (UDHR with all its supported languages as
 candidates; each Tatoeba corpus with its two languages) for the docs.

@@ -3,8 +3,9 @@
 - `translation`: greedy (or seeded sampled) generations for the held-out pairs of each
   direction with the fine-tune's template; corpus chrF++ and BLEU (sacrebleu, 95%
   bootstrap), per-sentence chrF++, language fidelity and off-target rate (py3langid
-  restricted to the data's languages) next to the identifier's accuracy on the data's own
-  references of the target language (fidelity withheld, NaN, below 90%).
+  restricted to the data's languages) next to the identifier's accuracy on the held-out
+  references of the target language (all of them, whatever the `limit`; fidelity withheld,
+  NaN, below 90%). Only the held-out part of the split is ever read.
 - `loss`: held-out translation loss (mean NLL per target token, EOS included) of each
   direction and the pivot's perplexity, with bootstrap intervals over sentences. A
   CC-Tuning state scores translation with its two-pass inference (connection at the last
@@ -65,8 +66,7 @@ def _fidelity_rows(outputs: list[str], tgt: str, split: ParallelSplit, d: str, n
                    seed: int) -> tuple[list[dict[str, Any]], list[str], str | None]:
     ident = Identifier(split.langs)
     langs = ident.identify(outputs)
-    refs = split.column(tgt, "train") + split.column(tgt, "heldout")
-    acc = accuracy_on_references(split.langs, tgt, refs)
+    acc = accuracy_on_references(split.langs, tgt, split.column(tgt, "heldout"))
     rows = [_row("translation", d, "langid_accuracy", acc)]
     flag = None
     if not (acc >= MIN_ACCURACY):  # NaN (unsupported) counts as below
