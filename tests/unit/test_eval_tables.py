@@ -15,6 +15,7 @@ from workbench.evaluation import (
     filter_generations,
     side_by_side,
 )
+from workbench.evaluation.run import both_directions
 from workbench.store import Store
 
 STATES = ["base", "silp", "lens"]
@@ -72,3 +73,8 @@ def test_evaluate_many_one_label_per_state(tiny_state, split, tmp_path):
     assert list(wide.columns) == ["base", "again", "Δ again"]
     assert (wide["Δ again"] == 0).all()  # the same state: served from the store, identical numbers
     assert res.manifest["again"]["loss"]["cached"] is True
+
+
+def test_both_directions():
+    assert both_directions(["en:sw"]) == [("en", "sw"), ("sw", "en")]
+    assert both_directions(["en:sw", "sw:en", ("en", "fr")]) == [("en", "sw"), ("sw", "en"), ("en", "fr"), ("fr", "en")]

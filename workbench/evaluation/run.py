@@ -32,7 +32,8 @@ from workbench.finetune.data import ParallelSplit, build_split
 from workbench.finetune.specs import DataSpec
 from workbench.store import Store
 
-__all__ = ["EVAL_COLUMNS", "GENERATION_COLUMNS", "SUITES", "EvalResult", "ProgressFn", "evaluate"]
+__all__ = ["EVAL_COLUMNS", "GENERATION_COLUMNS", "SUITES", "EvalResult", "ProgressFn", "both_directions", "evaluate",
+           "heldout_hash"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,14 @@ def _directions(directions: Sequence[tuple[str, str]] | Sequence[str] | None,
         if len(pair) != 2 or pair[0] == pair[1]:
             raise EvalError(f"direction {d!r} must be two different languages, e.g. 'en:sw'")
         out.append((str(pair[0]), str(pair[1])))
+    return out
+
+
+def both_directions(pairs: Sequence[str] | Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each pair in both directions, in order, without repeats: ["en:sw"] -> [("en", "sw"), ("sw", "en")]."""
+    out: list[tuple[str, str]] = []
+    for a, b in _directions(pairs, ""):
+        out += [d for d in ((a, b), (b, a)) if d not in out]
     return out
 
 
