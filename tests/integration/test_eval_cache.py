@@ -12,7 +12,7 @@ import pytest
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from workbench.errors import Cancelled, EvalError
-from workbench.evaluation import EVAL_COLUMNS, GENERATION_COLUMNS, DecodingSpec, evaluate
+from workbench.evaluation import EVAL_COLUMNS, GENERATION_COLUMNS, DecodingSpec, compare_scores, evaluate, evaluate_many
 from workbench.evaluation import cache as eval_cache
 from workbench.finetune.data import build_split
 from workbench.finetune.specs import DataSpec
@@ -159,3 +159,12 @@ def test_another_training_size_shares_the_results(counted, split, tmp_path):
     assert smaller.data_hash != split.data_hash and smaller.heldout == split.heldout
     _run(state, split, store, suites=["translation"], data=smaller)
     assert calls["n"] == 0
+
+
+def test_evaluate_many_one_label_per_state(tiny_state, split, tmp_path):
+    res = evaluate_many({"base": tiny_state, "again": tiny_state}, ["loss"], split, directions=["en:sw"], limit=2,
+                        n_boot=20, store=Store(tmp_path))
+    wide = compare_scores(res.eval, reference="base")
+    assert list(wide.columns) == ["base", "again", "Δ again"]
+    assert (wide["Δ again"] == 0).all()  # the same state: served from the store, identical numbers
+    assert res.manifest["again"]["loss"]["cached"] is True

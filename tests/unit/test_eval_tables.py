@@ -11,12 +11,10 @@ from workbench.evaluation import (
     EvalResult,
     combine,
     compare_scores,
-    evaluate_many,
     filter_generations,
     side_by_side,
 )
 from workbench.evaluation.run import both_directions
-from workbench.store import Store
 
 STATES = ["base", "silp", "lens"]
 
@@ -64,15 +62,6 @@ def test_side_by_side_and_filters(res):
 def test_eval_result_rejects_wrong_columns():
     with pytest.raises(ValueError):
         EvalResult(pd.DataFrame(columns=["state", "value"]), pd.DataFrame(columns=GENERATION_COLUMNS))
-
-
-def test_evaluate_many_one_label_per_state(tiny_state, split, tmp_path):
-    res = evaluate_many({"base": tiny_state, "again": tiny_state}, ["loss"], split, directions=["en:sw"], limit=2,
-                        n_boot=20, store=Store(tmp_path))
-    wide = compare_scores(res.eval, reference="base")
-    assert list(wide.columns) == ["base", "again", "Δ again"]
-    assert (wide["Δ again"] == 0).all()  # the same state: served from the store, identical numbers
-    assert res.manifest["again"]["loss"]["cached"] is True
 
 
 def test_both_directions():
