@@ -1,85 +1,11 @@
-"""Before/after numbers for a fine-tune: held-out translation loss and pivot perplexity.
+"""Before/after numbers for a fine-tune: a re-export of `workbench.evaluation.losses`.
 
-- `translation_loss`: mean negative log-likelihood per target token (the tokens a
-  translation fine-tune learns, EOS included) over held-out pairs, one direction.
-- `perplexity`: `exp` of the mean next-token NLL over the real tokens of plain sentences
-  (the first token, predicted from nothing, is not scored).
-- `evaluate_model`: both directions between the pivot and every other language of the
-  split, and the pivot language's perplexity (METHODS §7: English retention).
+The functions moved to the evaluation package (one home for every evaluation); this
+module keeps `workbench.finetune.evaluate.<name>` importable for existing callers.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import Any
-
-import torch
-import torch.nn.functional as F
-
-from workbench.finetune.data import IGNORE, Example, ParallelSplit, collate, encode_texts, translation_examples
+from workbench.evaluation.losses import evaluate_model, evaluate_state, nll, perplexity, translation_loss
 
 __all__ = ["evaluate_model", "evaluate_state", "nll", "perplexity", "translation_loss"]
-
-
-def nll(model: Any, examples: Sequence[Example], pad_id: int, *, batch_size: int = 8) -> tuple[float, int]:
-    """(summed NLL, number of scored tokens) of `examples`' labels under `model`."""
-    dev = next(model.parameters()).device
-    total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(examples), batch_size):
-                b = collate(examples[i:i + batch_size], pad_id, dev)
-                logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
-                labels = b["labels"][:, 1:]
-                loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                       ignore_index=IGNORE, reduction="sum")
-                total += float(loss)
-                count += int((labels != IGNORE).sum())
-    finally:
-        model.train(was_training)
-    return total, count
-
-
-def translation_loss(model: Any, tokenizer: Any, split: ParallelSplit, src: str, tgt: str, *,
-                     part: str = "heldout", max_items: int | None = 64, batch_size: int = 8) -> float:
-    """Mean NLL per target token of `src → tgt` translation on `part` of the split."""
-    examples = translation_examples(tokenizer, split, [(src, tgt)], part)[:max_items]
-    total, count = nll(model, examples, tokenizer.pad_token_id, batch_size=batch_size)
-    return total / max(count, 1)
-
-
-def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, max_length: int = 128,
-               batch_size: int = 8) -> float:
-    """Perplexity of plain `texts` (special tokens are inputs but never scored)."""
-    examples = encode_texts(tokenizer, texts, max_length)
-    special = set(tokenizer.all_special_ids)
-    scored = [Example(e.ids, tuple(i if i not in special else IGNORE for i in e.labels), e.count) for e in examples]
-    total, count = nll(model, scored, tokenizer.pad_token_id, batch_size=batch_size)
-    return math.exp(total / max(count, 1))
-
-
-def evaluate_model(model: Any, tokenizer: Any, split: ParallelSplit, *, pivot: str = "en",
-                   max_items: int | None = 64, batch_size: int = 8) -> dict[str, float]:
-    """Held-out translation loss in both directions and the pivot's perplexity.
-
-    Returns:
-        `{"loss_<a>><b>": …, "loss_<b>><a>": …, "ppl_<pivot>": …}` for the pivot `a`
-        (the split's first language when `pivot` is not in it) and every other language `b`.
-    """
-    pivot = pivot if pivot in split.langs else split.langs[0]
-    out: dict[str, float] = {}
-    for other in (x for x in split.langs if x != pivot):
-        for s, t in ((pivot, other), (other, pivot)):
-            out[f"loss_{s}>{t}"] = translation_loss(model, tokenizer, split, s, t, max_items=max_items,
-                                                    batch_size=batch_size)
-    texts = split.column(pivot, "heldout")[:max_items]
-    out[f"ppl_{pivot}"] = perplexity(model, tokenizer, texts, max_length=split.spec.max_length, batch_size=batch_size)
-    return out
-
-
-def evaluate_state(state: Any, split: ParallelSplit, **kw: Any) -> dict[str, float]:
-    """`evaluate_model` for a ModelState (base, or base + artifact)."""
-    return evaluate_model(state.model, state.tokenizer, split, **kw)
