@@ -2,7 +2,7 @@
 
 Widgets → two state specs → their recordings of the Setup's corpus (recorded here if
 missing) → `workbench.compare` tables (the `workbench.views` numbers of each state, joined)
-→ `viz.compare_figures`. Held-out loss and perplexity come from `workbench.finetune.evaluate`.
+→ `viz.compare_figures`. Held-out loss and perplexity come from `workbench.evaluation.losses`.
 """
 
 from __future__ import annotations

@@ -10,14 +10,14 @@ import dataclasses
 
 import pytest
 from transformers import AutoModelForCausalLM, LlamaConfig
+from workbench.finetune.testing import tiny_state as make_tiny_state
+from workbench.finetune.testing import tiny_tokenizer
 
 from workbench.errors import Cancelled, EvalError
 from workbench.evaluation import EVAL_COLUMNS, GENERATION_COLUMNS, DecodingSpec, compare_scores, evaluate, evaluate_many
 from workbench.evaluation import cache as eval_cache
 from workbench.finetune.data import build_split
 from workbench.finetune.specs import DataSpec
-from workbench.finetune.testing import tiny_state as make_tiny_state
-from workbench.finetune.testing import tiny_tokenizer
 from workbench.models import state_from_model
 from workbench.store import Store
 

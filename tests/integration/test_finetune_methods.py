@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from workbench import models as _models
+from workbench.evaluation.losses import evaluate_model, translation_loss
 from workbench.finetune import artifact_io
 from workbench.finetune.data import ParallelSplit, build_split, collate, encode_texts
-from workbench.finetune.evaluate import evaluate_model, translation_loss
 from workbench.finetune.lens import lens_losses, lens_representations, lens_subspace, train_lens
 from workbench.finetune.midalign import contrastive_alignment_loss, merge_adapter_artifacts, train_midalign
 from workbench.finetune.runner import finetune

@@ -18,8 +18,8 @@ import torch
 from workbench import compare, models, recordings
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
+from workbench.evaluation.losses import evaluate_state
 from workbench.finetune import artifact_io
-from workbench.finetune.evaluate import evaluate_state
 from workbench.finetune.specs import DataSpec
 from workbench.jobs import processes as jobs
 from workbench.recipes import tables as views

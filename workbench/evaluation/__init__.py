@@ -4,7 +4,7 @@
 - `metrics`: sacrebleu chrF++/BLEU, per-sentence chrF++, bootstrap intervals;
 - `langid`: language identification of outputs (py3langid restricted to the data's
   languages) and its validation on references;
-- `losses`: held-out translation loss and perplexity (also `workbench.finetune.evaluate`);
+- `losses`: held-out translation loss and perplexity;
 - `lmeval`: lm-evaluation-harness model class, hub tasks and the offline task;
 - `suites`: what each suite computes; `cache`: results in the store;
 - `run.evaluate`: the one entry point; `tables`: N-state comparisons.

@@ -1,4 +1,4 @@
-"""Held-out translation loss and pivot perplexity (moved here from `workbench.finetune.evaluate`).
+"""Held-out translation loss and pivot perplexity.
 
 - `nll_per_example`: summed NLL and scored-token count of each example (for bootstrap
   intervals of the token-weighted means below).
@@ -9,8 +9,8 @@
 - `evaluate_model`: both directions between the pivot and every other language of the
   split, and the pivot language's perplexity (METHODS §7: English retention).
 
-`workbench.finetune.evaluate` re-exports these names, so the fine-tune runner's
-before/after numbers and the evaluation suites are one computation.
+The fine-tune runner's before/after numbers and the evaluation suites call these: one
+computation.
 """
 
 from __future__ import annotations

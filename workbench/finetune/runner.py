@@ -13,10 +13,10 @@ from typing import Any
 
 from workbench.config import ModelSpec
 from workbench.errors import CorpusError, JobError, ParamError
+from workbench.evaluation.losses import evaluate_model, evaluate_state
 from workbench.finetune import artifact_io
 from workbench.finetune.cctuning import train_cctuning, write_artifact_with_files
 from workbench.finetune.data import ParallelSplit, build_split
-from workbench.finetune.evaluate import evaluate_model, evaluate_state
 from workbench.finetune.lens import train_lens
 from workbench.finetune.midalign import train_midalign
 from workbench.finetune.silp import train_silp
