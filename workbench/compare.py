@@ -6,10 +6,10 @@ its fingerprint covers the artifact, so each state's recordings are separate sto
 - `tuned_states`: the states made by finished fine-tune jobs, for every model picker.
 - `job_model_spec`, `same_base`: which states a fine-tune can start from and compare with.
 - `retrieval_compare`, `sensitivity_compare`, `overlap_compare`, `separation_compare`,
-  `retrieval_matrix_compare`, `map_compare`: the `workbench.views` tables of two
+  `retrieval_matrix_compare`, `map_compare`: the `recipes.tables` of two
   recordings joined by their keys.
 - `eval_compare`: held-out translation loss in both directions and pivot perplexity
-  (`workbench.finetune.evaluate`) of two loaded states.
+  (`workbench.evaluation.losses`) of two loaded states.
 
 Every before/after table is long: the view's key columns (``layer``, ``series``, ``lang``,
 …), ``measure``, ``a``, ``b`` and ``diff = b − a``. Nothing here re-implements a metric;

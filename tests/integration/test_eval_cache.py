@@ -10,8 +10,14 @@ import dataclasses
 
 import pytest
 from transformers import AutoModelForCausalLM, LlamaConfig
-from workbench.finetune.testing import tiny_state as make_tiny_state
-from workbench.finetune.testing import tiny_tokenizer
+
+from workbench.models import state_from_model as _wrap
+from workbench.models import tiny_model, tiny_tokenizer
+
+
+def make_tiny_state(model_type: str = "llama", seed: int = 0):
+    """A tiny random-init state with its own weights (another seed: another fingerprint)."""
+    return _wrap(tiny_model(model_type, seed), tiny_tokenizer(), name=f"tiny-{model_type}-seed{seed}")
 
 from workbench.errors import Cancelled, EvalError
 from workbench.evaluation import EVAL_COLUMNS, GENERATION_COLUMNS, DecodingSpec, compare_scores, evaluate, evaluate_many

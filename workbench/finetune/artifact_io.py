@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 
 import workbench
 from workbench.errors import ArtifactError
+from workbench.fileio import atomic_write_json
 from workbench.models.state import state_from_model, tuned_fingerprint, with_artifact
 
 __all__ = [
@@ -186,6 +187,16 @@ def apply_adapter(model: Any, adapter: dict[str, torch.Tensor], config: dict[str
     if unexpected:
         raise ValueError(f"adapter tensors not in the model: {unexpected[:5]}")
     return peft_model.merge_and_unload()
+
+
+def update_manifest(path: str | Path, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into an artifact's manifest.json (atomically). The manifest is not part of
+    the state's fingerprint (`models.artifacts.artifact_fingerprint`), so this keeps its identity.
+    """
+    p = Path(path) / "manifest.json"
+    manifest = {**json.loads(p.read_text(encoding="utf-8")), **fields}
+    atomic_write_json(p, manifest)
+    return manifest
 
 
 def load_tuned(base_state: Any, path: str | Path, *, via: str = "delta") -> Any:

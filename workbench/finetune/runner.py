@@ -5,15 +5,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from workbench import evaluation
 from workbench.config import ModelSpec
 from workbench.errors import CorpusError, JobError, ParamError
-from workbench.evaluation.losses import evaluate_model, evaluate_state
 from workbench.finetune import artifact_io
 from workbench.finetune.cctuning import train_cctuning, write_artifact_with_files
 from workbench.finetune.data import ParallelSplit, build_split
@@ -22,7 +23,8 @@ from workbench.finetune.midalign import train_midalign
 from workbench.finetune.silp import train_silp
 from workbench.finetune.specs import CCTuningSpec, DataSpec, LENSSpec, languages_for, spec_for
 from workbench.finetune.train import ProgressFn, StopFn, TrainResult
-from workbench.models import prepare
+from workbench.models import prepare, state_from_model
+from workbench.models.state import tuned_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -122,24 +124,20 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
     elif split.spec != data or split.langs != languages_for(method, spec):
         raise ValueError("the given split was built from another DataSpec or other languages")
     t0 = time.perf_counter()
+    directions = _eval_directions(split, _pivot(method, spec))
     before = None
-    if evaluate:
+    if evaluate:  # the cached "loss" suite: a base is scored once, whichever job asks
         say("evaluating the base model")
-
-        before = evaluate_state(state, split, pivot=_pivot(method, spec))
+        before = _loss_metrics(evaluation.evaluate(state, ["loss"], split, directions=directions,
+                                                   should_stop=should_stop))
     say("training")
     result = train(method, state, split, spec, progress=progress, should_stop=should_stop)
-    after = None
-    if evaluate:
-        say("evaluating the tuned model")
-
-        after = evaluate_model(result.model, state.tokenizer, split, pivot=_pivot(method, spec))
 
     manifest = {
         "method": method, "spec": spec.to_dict(), "data": data.to_dict(), "data_hash": split.data_hash,
         "languages": list(split.langs), "n_train": len(split.train), "n_heldout": len(split.heldout),
         "base_model": model_spec or {"source": state.name}, "base_name": state.name, "seed": spec.seed,
-        "metrics": {**result.metrics, "eval_before": before, "eval_after": after},
+        "metrics": {**result.metrics, "eval_before": before, "eval_after": None},
         "trainable": result.trainable if len(result.trainable) <= 2000 else len(result.trainable),
         "history": [{k: h[k] for k in ("step", "stage", "loss") if k in h} for h in result.history],
         "wall_s": round(time.perf_counter() - t0, 3),
@@ -153,4 +151,24 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
     else:
         path = artifact_io.write_artifact(out_dir, state, result.model, manifest, adapter=result.adapter,
                                           adapter_config=result.adapter_config, allowed=result.trainable)
+    if evaluate:  # under the tuned state's own fingerprint, so Compare and `workbench compare` read it
+        say("evaluating the tuned model")
+        tuned = state_from_model(result.model, state.tokenizer, name=f"{state.name}+{path.name}",
+                                 spec=dataclasses.replace(state.spec, artifact=str(path)),
+                                 fingerprint=tuned_fingerprint(state.fingerprint, path))
+        after = _loss_metrics(evaluation.evaluate(tuned, ["loss"], split, directions=directions,
+                                                  should_stop=should_stop))
+        artifact_io.update_manifest(path, metrics={**manifest["metrics"], "eval_after": after})
     return path, result
+
+
+def _eval_directions(split: ParallelSplit, pivot: str) -> list[tuple[str, str]]:
+    """Both directions between the pivot and every other language of the split."""
+    pivot = pivot if pivot in split.langs else split.langs[0]
+    return [d for o in split.langs if o != pivot for d in ((pivot, o), (o, pivot))]
+
+
+def _loss_metrics(result: evaluation.EvalResult) -> dict[str, float]:
+    """The loss suite's rows as the manifest's `{"loss_<src>><tgt>": …, "ppl_<lang>": …}`."""
+    rows = result.eval[result.eval["suite"] == "loss"]
+    return {f"{r.metric}_{r.direction}": float(r.value) for r in rows.itertuples()}

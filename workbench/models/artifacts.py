@@ -31,14 +31,17 @@ _MEMO: dict[tuple[Any, ...], str] = {}
 
 
 def artifact_fingerprint(path: Path, base_fingerprint: str) -> str:
-    """Fingerprint of base + artifact (a hash of the artifact's files).
+    """Fingerprint of base + artifact: a hash of the files that change the tuned state's behaviour.
 
-    Hashing reads every byte (a merged LoRA delta is most of a model), so the result is
-    memoised per process on the identity of each file (size, mtime_ns, inode, ctime_ns):
-    pages ask on every rerun, and any rewrite of a file is hashed again.
+    Every file but `manifest.json` (tensors, adapter, CC-Tuning's matrices): the manifest's
+    metrics and history describe the state without changing it, so evaluations added to
+    it after training keep the state's identity. Hashing reads every byte (a merged LoRA
+    delta is most of a model), so the result is memoised per process on the identity of
+    each file (size, mtime_ns, inode, ctime_ns): pages ask on every rerun, and any rewrite
+    of a file is hashed again.
     """
     _manifest(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != "manifest.json")
     key = (str(path.resolve()), tuple((str(f.relative_to(path)), *file_identity(f)) for f in files))
     if key not in _MEMO:
         _MEMO[key] = hash_files(files, path)[:12]
