@@ -11,21 +11,19 @@ import dataclasses
 import pytest
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-from workbench.models import state_from_model as _wrap
-from workbench.models import tiny_model, tiny_tokenizer
-
-
-def make_tiny_state(model_type: str = "llama", seed: int = 0):
-    """A tiny random-init state with its own weights (another seed: another fingerprint)."""
-    return _wrap(tiny_model(model_type, seed), tiny_tokenizer(), name=f"tiny-{model_type}-seed{seed}")
-
 from workbench.errors import Cancelled, EvalError
 from workbench.evaluation import EVAL_COLUMNS, GENERATION_COLUMNS, DecodingSpec, compare_scores, evaluate, evaluate_many
 from workbench.evaluation import cache as eval_cache
 from workbench.finetune.data import build_split
 from workbench.finetune.specs import DataSpec
-from workbench.models import state_from_model
+from workbench.models import state_from_model, tiny_model, tiny_tokenizer
+from workbench.models import state_from_model as _wrap
 from workbench.store import Store
+
+
+def make_tiny_state(model_type: str = "llama", seed: int = 0):
+    """A tiny random-init state with its own weights (another seed: another fingerprint)."""
+    return _wrap(tiny_model(model_type, seed), tiny_tokenizer(), name=f"tiny-{model_type}-seed{seed}")
 
 DEC = DecodingSpec(max_new_tokens=4)
 KW = dict(directions=["en:sw", "sw:en"], limit=3, decoding=DEC, n_boot=50)
