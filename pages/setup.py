@@ -49,12 +49,6 @@ def _corpora() -> list[dict[str, Any]]:
     return list_corpora()
 
 
-@st.cache_data(show_spinner="Checking the model…", ttl=60)
-def _model_check(source: str) -> ui.ModelCheck:
-    """Can this hub id or path be recorded from here (cached a minute: it may ask the hub)."""
-    return ui.check_model_source(ModelSpec(source=source))
-
-
 def _load(source: str) -> Any:
     from workbench.corpus import load_corpus
 
@@ -100,7 +94,7 @@ def model_column(s: ui.Settings) -> ModelSpec | None:
         if not source:
             st.info("Enter a hub id or a local path.", icon=":material/edit:")
             return None
-        check = _model_check(source)
+        check = ui_st.model_check(ModelSpec(source=source))
         if not check.usable:  # said now, not as a hub error when Record fails later
             st.error(check.message, icon=":material/error:")
             return None

@@ -119,6 +119,12 @@ def record_button(model: ModelSpec, corpus_spec: Any, spec: Any, pairs: list[tup
     job_panel(key)
 
 
+@st.cache_data(show_spinner="Checking the model…", ttl=60)
+def model_check(model: ModelSpec) -> ui.ModelCheck:
+    """`ui.check_model_source`, cached a minute (it may ask the Hugging Face hub)."""
+    return ui.check_model_source(model)
+
+
 def require_recording(s: ui.Settings, *, pair: tuple[str, str] | None = None, what: str) -> Any:
     """The recording a view needs, or an empty state saying what to record (with the button).
 
@@ -142,6 +148,11 @@ def require_recording(s: ui.Settings, *, pair: tuple[str, str] | None = None, wh
     job = JOBS.get(recordings.job_key(s.model, corpus_spec, spec, pairs))
     if status.unknown and job is not None and job.snapshot().state == "done":
         return job.snapshot().result  # the store cannot be checked (hub model): trust the run
+    if status.unknown and (job is None or not job.snapshot().running):
+        check = model_check(s.model)  # a bookmark may name a model that cannot be had here
+        if not check.usable:
+            st.error(f"{check.message} Fix the choice on the Setup page.", icon=":material/error:")
+            return None
     if pair:
         msg = (f"{what} needs SiLP's translation-prompt pass for **{pair[0]} → {pair[1]}** "
                f"({corpus_spec.limit or 'all'} units); it is not in the store yet.")
