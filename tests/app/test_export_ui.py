@@ -63,7 +63,8 @@ def csv_of(files: dict[str, bytes]) -> bytes:
 @pytest.fixture
 def cli_records_with_tiny(monkeypatch, tiny_state):
     """`recipes.build_figure` (what `workbench export --manifest` runs) on the tiny model's state."""
-    monkeypatch.setattr(recordings, "ensure_recording", functools.partial(recordings.ensure_recording, state=tiny_state))
+    monkeypatch.setattr(recordings, "ensure_recording",
+                        functools.partial(recordings.ensure_recording, state=tiny_state))
 
 
 @pytest.fixture

@@ -55,7 +55,8 @@ def test_compare_views_carry_a_spec_that_regenerates_them(tmp_path):
             "params": {"state_b": {"source": "tiny:qwen2"}, "method": "cosine", "pivot": "en"}}
     fig, table, info = recipes.build_figure(spec)
     a = recipes.build_figure({**base, "analysis": "retrieval", "params": {"method": "cosine"}})[1]
-    b = recipes.build_figure({**base, "model": "tiny:qwen2", "analysis": "retrieval", "params": {"method": "cosine"}})[1]
+    b = recipes.build_figure({**base, "model": "tiny:qwen2", "analysis": "retrieval",
+                              "params": {"method": "cosine"}})[1]
     joined = table.merge(a, on=["layer", "series"]).merge(b, on=["layer", "series"], suffixes=("_a", "_b"))
     np.testing.assert_array_equal(joined["a"], joined["accuracy_a"])
     np.testing.assert_array_equal(joined["b"], joined["accuracy_b"])
