@@ -211,7 +211,7 @@ def languages_row(s: ui.Settings, corpus: Any, source: str) -> list[str]:
                        f"{', '.join(note['defaults'])}.", icon=":material/translate:")
         else:
             st.info(f"Switched from {note['previous']} to {here}: kept {', '.join(note['kept'])}; dropped "
-                    f"{_names(note['dropped'])} (not in {here}).", icon=":material/translate:")
+                    f"{_names(note['dropped'])}, which {here} does not have.", icon=":material/translate:")
     return langs
 
 
