@@ -30,6 +30,8 @@ PERSIST = "session"
 FINETUNE_PAGE = "pages/finetune.py"
 BASE = "base"
 TABS = ["Retrieval", "Sensitivity", "Overlap", "Subspaces", "Maps", "Loss & perplexity"]
+# A radio, not segmented buttons: it wraps in a narrow column instead of clipping the labels.
+METHODS = list(retrieval.METHODS)
 METHOD_HELP = ("cosine: nearest neighbour. margin: ratio margin (Artetxe & Schwenk 2019). "
                "mexa: nearest neighbour in both directions.")
 
@@ -113,8 +115,8 @@ def _pct(x: float) -> str:
 
 def retrieval_tab(langs: list[str], labels: tuple[str, str]) -> None:
     c = st.columns([3, 1, 2, 2, 3], vertical_alignment="bottom")
-    method = c[0].segmented_control("Method", list(retrieval.METHODS), default="margin", required=True,
-                                    key="cmp_method", help=METHOD_HELP, persist_state=PERSIST)
+    method = c[0].radio("Method", METHODS, index=METHODS.index("margin"), horizontal=True,
+                        key="cmp_method", help=METHOD_HELP, persist_state=PERSIST)
     k = int(c[1].number_input("k", 1, 32, 4, key="cmp_k", persist_state=PERSIST,
                               help="Margin neighbourhood (margin only).")) if method == "margin" else 4
     pivot = c[2].selectbox("Pivot", langs, index=langs.index(s.pivot) if s.pivot in langs else 0, key="cmp_pivot",

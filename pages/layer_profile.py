@@ -9,6 +9,8 @@ from workbench import recipes
 from workbench.analysis import retrieval, sensitivity
 from workbench.recipes import tables as views
 
+# A radio, not segmented buttons: it wraps in a narrow column instead of clipping the labels.
+METHODS = list(retrieval.METHODS)
 METHOD_HELP = ("cosine: the gold translation is the nearest neighbour. margin: ratio margin of Artetxe & "
                "Schwenk (2019), robust to hubs. mexa: nearest neighbour in both directions (strict).")
 PERSIST = "session"
@@ -37,8 +39,8 @@ st.caption("Fraction of sentences whose nearest neighbour in the other language 
            f"({s.pooling}-pooled states; chance = 1/{len(ui_st.corpus_of(s))}).")
 controls, plot = st.columns([1, 3], gap="large")
 with controls:
-    method = st.segmented_control("Method", list(retrieval.METHODS), default="margin", required=True,
-                                  key="lp_method", help=METHOD_HELP, persist_state=PERSIST)
+    method = st.radio("Method", METHODS, index=METHODS.index("margin"), horizontal=True,
+                      key="lp_method", help=METHOD_HELP, persist_state=PERSIST)
     k = 4
     if method == "margin":
         k = int(st.number_input("Margin neighbourhood k", 1, 32, 4, key="lp_k", persist_state=PERSIST))

@@ -12,6 +12,7 @@ from pages import _ui as ui_st
 from workbench import recordings
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, stable_hash
+from workbench.corpus.languages import language_name
 from workbench.errors import user_message
 from workbench.jobs.threads import JOBS
 
@@ -93,6 +94,12 @@ def model_column(s: ui.Settings) -> ModelSpec | None:
         if not source:
             st.info("Enter a hub id or a local path.", icon=":material/edit:")
             return None
+        check = ui_st.model_check(ModelSpec(source=source))
+        if not check.usable:  # said now, not as a hub error when Record fails later
+            st.error(check.message, icon=":material/error:")
+            return None
+        if check.message:
+            st.caption(check.message)
     elif kind == TUNED_KIND:
         ids = list(tuned)
         now = next((k for k, t in tuned.items() if t["artifact"] == s.model.artifact), ids[0])
@@ -159,16 +166,52 @@ def corpus_column(s: ui.Settings) -> tuple[Any, str]:
     return _load(choice), choice
 
 
-def languages_row(s: ui.Settings, corpus: Any) -> list[str]:
+DROPPED = "setup_dropped"
+
+
+def _names(codes: list[str]) -> str:
+    def name(code: str) -> str:
+        try:
+            return f"{code} ({language_name(code)})"
+        except Exception:  # noqa: BLE001 - a code without a registry name is shown as it is
+            return code
+
+    return ", ".join(name(c) for c in codes)
+
+
+def carry_languages(chosen: list[str] | tuple[str, ...], available: Any) -> tuple[list[str], list[str]]:
+    """The chosen languages that exist in a corpus (in the chosen order), and the ones that do not."""
+    kept = [c for c in chosen if c in available]
+    return kept, [c for c in chosen if c not in available]
+
+
+def languages_row(s: ui.Settings, corpus: Any, source: str) -> list[str]:
     codes = list(corpus.languages)
-    wanted = [c for c in s.corpus.langs if c in corpus.languages]
-    if not wanted:
+    wanted, dropped = carry_languages(s.corpus.langs, corpus.languages)
+    if source != s.corpus.source:  # a corpus switch: the settings still hold the previous corpus
+        note = {"source": source, "previous": Path(s.corpus.source).name, "dropped": dropped,
+                "kept": wanted, "defaults": []}
+        if not wanted:
+            wanted = [c for c in CorpusSpec().langs if c in corpus.languages] or codes[:8]
+            note["defaults"] = wanted
+        st.session_state[DROPPED] = note
+    elif not wanted:
         wanted = [c for c in CorpusSpec().langs if c in corpus.languages] or codes[:8]
     langs = st.multiselect(
         f"Languages ({len(codes)} in {corpus.name}, {len(corpus)} aligned units each)", codes, default=wanted,
-        key=f"setup_langs_{stable_hash(corpus.source, 8)}", format_func=lambda c: f"{c} — {corpus.languages[c].name}",
+        key=f"setup_langs_{stable_hash(source, 8)}", format_func=lambda c: f"{c} — {corpus.languages[c].name}",
         placeholder="Type a language name or code", help="Type to search by code or name. The first language "
         "is the default pivot unless English is chosen.")
+    note = st.session_state.get(DROPPED)
+    if note and note["source"] == source and note["dropped"]:
+        here = Path(source).name
+        if note["defaults"]:
+            st.warning(f"None of the languages chosen for {note['previous']} are in {here} "
+                       f"({_names(note['dropped'])}); starting from {here}'s default languages "
+                       f"{', '.join(note['defaults'])}.", icon=":material/translate:")
+        else:
+            st.info(f"Switched from {note['previous']} to {here}: kept {', '.join(note['kept'])}; dropped "
+                    f"{_names(note['dropped'])}, which {here} does not have.", icon=":material/translate:")
     return langs
 
 
@@ -227,8 +270,8 @@ def store_section(new: ui.Settings, corpus: Any) -> None:
     if status.recording is not None or done is not None:
         rec = status.recording or done.recording
         if done is not None:
-            st.success(f"Recorded {len(rec.entries)} units in {done.elapsed:.1f} s. Open a view:",
-                       icon=":material/check_circle:")
+            st.success(f"Recorded {len(rec.entries)} languages × {len(ui_st.corpus_of(new))} sentences in "
+                       f"{done.elapsed:.1f} s. Open a view:", icon=":material/check_circle:")
         else:
             st.success("Everything for this choice is in the store. Open a view:", icon=":material/check_circle:")
         if status.unknown:  # the table above could not list it: show what was recorded
@@ -268,7 +311,7 @@ with cols[1]:
         corpus, source = None, ""
 with cols[2]:
     pooling, max_length, limit = options_column(s, len(corpus) if corpus is not None else None)
-langs = languages_row(s, corpus) if corpus is not None else []
+langs = languages_row(s, corpus, source) if corpus is not None else []
 
 if model is None or corpus is None:
     st.stop()

@@ -13,7 +13,14 @@ from __future__ import annotations
 import streamlit as st
 
 from pages._ui.figure import export_state_key, export_zip, show_figure
-from pages._ui.recording import job_panel, layer_options, record_button, require_recording, sidebar_jobs
+from pages._ui.recording import (
+    job_panel,
+    layer_options,
+    model_check,
+    record_button,
+    require_recording,
+    sidebar_jobs,
+)
 from pages._ui.state import (
     PAGES,
     corpus_of,
@@ -31,7 +38,7 @@ from pages._ui.views import view
 from workbench import ui_support as ui
 
 __all__ = ["PAGES", "corpus_of", "data_key", "default_pair", "export_state_key", "export_zip", "figure_spec",
-           "get_settings", "guard", "job_panel", "language_label", "layer_options", "page_header",
+           "get_settings", "guard", "job_panel", "language_label", "layer_options", "model_check", "page_header",
            "record_button", "require_recording", "save_settings", "show_figure", "view"]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 import streamlit as st
@@ -25,15 +27,56 @@ def _fmt_seconds(t: float | None) -> str:
     return f"{t // 60} min {t % 60:02d} s" if t >= 60 else f"{t} s"
 
 
-def _progress_text(j: Snapshot) -> str:
+# job id -> (units done, ETA when that count was first seen, when): the ETA shown counts down
+# from the last estimate until the next progress report, instead of climbing while one batch
+# runs (the rate over the window falls as time passes without a report). Process-wide, so
+# every tab shows the same numbers.
+_ETA_SEEN: dict[str, tuple[int, float | None, float]] = {}
+_ETA_LOCK = threading.Lock()
+
+
+def shown_eta(j: Snapshot, now: float | None = None) -> float | None:
+    """Seconds left as shown: the running-rate ETA at the last progress report, counted down since.
+
+    Args:
+        j: the job's snapshot (its `eta` comes from the job's `RateMeter`).
+        now: the time (`time.monotonic()`), for tests.
+
+    Returns:
+        None while no rate is known yet; never more than the estimate at the last report.
+    """
+    now = time.monotonic() if now is None else now
+    with _ETA_LOCK:
+        if not j.running:
+            _ETA_SEEN.pop(j.id, None)
+            return None
+        seen = _ETA_SEEN.get(j.id)
+        if seen is None or seen[0] != j.done or seen[1] is None:
+            _ETA_SEEN[j.id] = seen = (j.done, j.eta, now)
+        done, eta, t = seen
+        return None if eta is None else max(0.0, eta - (now - t))
+
+
+def progress_text(j: Snapshot, now: float | None = None) -> str:
+    """One line for a running job: phase, sentences done, running rate, ETA, elapsed."""
     parts = [j.message]
     if j.total:
         parts.append(f"{j.done}/{j.total} sentences")
-    if j.rate:
-        parts.append(f"{j.rate:.1f} sentences/s")
-        parts.append(f"ETA {_fmt_seconds(j.eta)}")
+        if j.rate:
+            parts.append(f"{j.rate:.1f} sentences/s")
+        eta = shown_eta(j, now)
+        parts.append("ETA: estimating" if eta is None else "ETA: any moment" if eta < 1 else f"ETA {_fmt_seconds(eta)}")
     parts.append(f"elapsed {_fmt_seconds(j.elapsed)}")
     return " · ".join(parts)
+
+
+def outcome_text(j: Snapshot) -> str:
+    """One line for a finished job: done (and how long), failed (why) or cancelled."""
+    if j.state == "done":
+        return f"finished in {_fmt_seconds(j.elapsed)}"
+    if j.state == "failed":
+        return f"failed: {j.error}"
+    return j.state
 
 
 def job_panel(key: str) -> Snapshot | None:
@@ -49,7 +92,7 @@ def job_panel(key: str) -> Snapshot | None:
             s = job.snapshot()
             if not s.running:
                 st.rerun(scope="app")
-            st.progress(s.fraction, text=_progress_text(s))
+            st.progress(s.fraction, text=progress_text(s))
             if st.button("Cancel", key=f"cancel-{key}", icon=":material/stop:", type="tertiary"):
                 job.cancel()
 
@@ -76,6 +119,12 @@ def record_button(model: ModelSpec, corpus_spec: Any, spec: Any, pairs: list[tup
     job_panel(key)
 
 
+@st.cache_data(show_spinner="Checking the model…", ttl=60)
+def model_check(model: ModelSpec) -> ui.ModelCheck:
+    """`ui.check_model_source`, cached a minute (it may ask the Hugging Face hub)."""
+    return ui.check_model_source(model)
+
+
 def require_recording(s: ui.Settings, *, pair: tuple[str, str] | None = None, what: str) -> Any:
     """The recording a view needs, or an empty state saying what to record (with the button).
 
@@ -99,6 +148,11 @@ def require_recording(s: ui.Settings, *, pair: tuple[str, str] | None = None, wh
     job = JOBS.get(recordings.job_key(s.model, corpus_spec, spec, pairs))
     if status.unknown and job is not None and job.snapshot().state == "done":
         return job.snapshot().result  # the store cannot be checked (hub model): trust the run
+    if status.unknown and (job is None or not job.snapshot().running):
+        check = model_check(s.model)  # a bookmark may name a model that cannot be had here
+        if not check.usable:
+            st.error(f"{check.message} Fix the choice on the Setup page.", icon=":material/error:")
+            return None
     if pair:
         msg = (f"{what} needs SiLP's translation-prompt pass for **{pair[0]} → {pair[1]}** "
                f"({corpus_spec.limit or 'all'} units); it is not in the store yet.")
@@ -117,23 +171,47 @@ def require_recording(s: ui.Settings, *, pair: tuple[str, str] | None = None, wh
     return None
 
 
+SEEN_JOBS = "wb_seen_jobs"
+
+
 def sidebar_jobs() -> None:
-    """Running recordings in the sidebar, refreshed while any runs (every tab sees the same jobs)."""
-    if not any(j.snapshot().running for j in JOBS.jobs()):
+    """Background jobs in the sidebar, the same in every tab: live progress while any runs, then the outcome.
+
+    The jobs live in the process-wide `JOBS` registry, so a second tab sees a recording
+    started in the first. The sidebar polls while a job runs; when one finishes it reruns
+    the whole page (whose views may now have their recording) and then names the outcome
+    instead of the stale "recording" line.
+    """
+    snaps = [j.snapshot() for j in JOBS.jobs()]
+    seen: list[str] = st.session_state.setdefault(SEEN_JOBS, [])
+    running = [s.id for s in snaps if s.running]
+    seen.extend(k for k in running if k not in seen)
+    finished = [s for s in snaps if not s.running and s.id in seen][-3:]
+    if not running and not finished:
         return
-
-    @st.fragment(run_every=2.0)
-    def _poll() -> None:
-        running = [s for s in (j.snapshot() for j in JOBS.jobs()) if s.running]
-        if not running:
-            st.caption("Background recordings finished.")
-            return
-        st.caption("Recording in the background")
-        for s in running:
-            st.progress(s.fraction, text=f"{s.label} · {_progress_text(s)}")
-
     with st.sidebar:
-        _poll()
+        if finished:
+            st.caption("Background jobs")
+            for s in finished:
+                icon = {"done": ":material/check_circle:", "failed": ":material/error:"}.get(s.state,
+                                                                                           ":material/stop_circle:")
+                st.caption(f"{icon} {s.label} · {outcome_text(s)}")
+        if running:
+            _poll_running(running)
+
+
+def _poll_running(keys: list[str]) -> None:
+    @st.fragment(run_every=1.0)
+    def _poll() -> None:
+        jobs = [j for j in (JOBS.get(k) for k in keys) if j is not None]
+        snaps = [j.snapshot() for j in jobs]
+        if len(snaps) < len(keys) or any(not s.running for s in snaps):
+            st.rerun(scope="app")  # one finished: the page (and this list) shows its outcome
+        st.caption("Recording in the background")
+        for s in snaps:
+            st.progress(s.fraction, text=f"{s.label} · {progress_text(s)}")
+
+    _poll()
 
 
 def layer_options(recording: Recording) -> list[Any]:

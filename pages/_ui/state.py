@@ -11,7 +11,7 @@ from typing import Any
 import streamlit as st
 
 from workbench import ui_support as ui
-from workbench.config import CorpusSpec, ModelSpec
+from workbench.config import POOLINGS, CorpusSpec, ModelSpec
 from workbench.corpus import ParallelCorpus
 from workbench.errors import user_message
 from workbench.paths import cache_root
@@ -29,13 +29,21 @@ PAGES = {
     "finetune": "pages/finetune.py",
     "compare": "pages/compare.py",
 }
-# URL parameter -> how it is read back; the URL holds exactly the Setup choices.
-_QUERY = ("model", "artifact", "corpus", "langs", "limit", "maxlen", "pooling")
+# The URL parameters of the Setup choices. Model options that change the store key (device
+# and dtype: the fingerprint holds the dtype; revision: other weights) are written only when
+# they differ from the defaults, to keep the address short. `trust_remote_code` is never
+# taken from a URL: a link someone sends must not switch on running the hub's code.
+_QUERY = ("model", "revision", "device", "dtype", "artifact", "corpus", "langs", "limit", "maxlen", "pooling")
+_MODEL_OPTIONS = ("revision", "device", "dtype")
 
 
 def _to_query(s: ui.Settings) -> dict[str, str]:
     q = {"model": s.model.source, "corpus": s.corpus.source, "langs": ",".join(s.corpus.langs),
          "maxlen": str(s.max_length), "pooling": s.pooling}
+    default = ModelSpec()
+    for name in _MODEL_OPTIONS:
+        if getattr(s.model, name) != getattr(default, name):
+            q[name] = str(getattr(s.model, name))
     if s.model.artifact:
         q["artifact"] = s.model.artifact
     if s.corpus.limit:
@@ -50,9 +58,15 @@ def _from_query(q: Mapping[str, str]) -> ui.Settings | None:
     try:
         langs = tuple(x for x in str(q["langs"]).split(",") if x)
         limit = int(q["limit"]) if q.get("limit") else None
-        return ui.Settings(ModelSpec(source=str(q["model"]), artifact=q.get("artifact") or None),
-                           CorpusSpec(source=str(q["corpus"]), langs=langs, limit=limit),
-                           int(q.get("maxlen") or 256), str(q.get("pooling") or "mean"))
+        default = ModelSpec()
+        model = ModelSpec(source=str(q["model"]), artifact=q.get("artifact") or None,
+                          revision=q.get("revision") or default.revision, device=q.get("device") or default.device,
+                          dtype=q.get("dtype") or default.dtype)
+        pooling = str(q.get("pooling") or "mean")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}")
+        return ui.Settings(model, CorpusSpec(source=str(q["corpus"]), langs=langs, limit=limit),
+                           int(q.get("maxlen") or 256), pooling)
     except (TypeError, ValueError) as e:
         log.warning("ignoring unreadable URL parameters %r: %s", dict(q), e)
         return None

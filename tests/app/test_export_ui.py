@@ -167,7 +167,7 @@ def test_every_layer_profile_figure_has_an_export_popover(pair_recording):
 
 def test_prepare_export_offers_one_zip_of_what_the_page_shows(pair_recording, recording):
     at = app("pages/layer_profile.py")
-    at.button_group(key="lp_method").set_value("cosine")
+    at.radio(key="lp_method").set_value("cosine")
     at.toggle(key="lp_center").set_value(True).run()
     ok(at)
     slug = "retrieval-by-layer"
@@ -193,7 +193,7 @@ def test_prepare_export_offers_one_zip_of_what_the_page_shows(pair_recording, re
     assert xs(shown) == [str(x) for x in allp["layer"]]
     np.testing.assert_allclose(ys(shown), allp["accuracy"])
     # A changed figure makes the prepared zip stale: it is no longer offered.
-    at.button_group(key="lp_method").set_value("margin").run()
+    at.radio(key="lp_method").set_value("margin").run()
     ok(at)
     assert not at.get("popover")[0].download_button
 

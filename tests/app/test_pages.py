@@ -154,17 +154,17 @@ def test_setup_records_in_background_and_keeps_the_run():
     assert snap.state == "done" and snap.done == snap.total == 18
     at.run()
     ok(at)
-    assert any("Recorded 3 units" in s.value for s in at.success)
+    assert any("Recorded 3 languages × 6 sentences" in s.value for s in at.success)
     assert at.metric[0].value == "3 / 3"
     # Leave the page and come back: the same (finished) run is shown, nothing restarts.
     at.switch_page("pages/neurons.py").run()
     at.switch_page("pages/setup.py").run()
     ok(at)
-    assert any("Recorded 3 units" in s.value for s in at.success)
+    assert any("Recorded 3 languages × 6 sentences" in s.value for s in at.success)
     assert JOBS.get(job.key) is job
     # A second session (another tab) asking for the same thing shares the run.
     other = app("pages/setup.py")
-    assert any("Recorded 3 units" in s.value for s in other.success)
+    assert any("Recorded 3 languages × 6 sentences" in s.value for s in other.success)
 
 
 def test_setup_widgets_update_settings():
@@ -222,8 +222,19 @@ def test_a_language_missing_from_the_corpus_is_a_readable_error():
     assert "klingon" in at.error[0].value and "Setup page" in at.error[0].value
 
 
-def test_a_failed_recording_shows_what_went_wrong(tmp_path):
+def test_a_missing_model_path_is_said_before_recording(tmp_path):
     missing = ui.Settings(ModelSpec(source=str(tmp_path / "no-such-model")), SETTINGS.corpus)
+    at = app("pages/neurons.py", settings=missing)
+    assert not at.exception
+    assert len(at.error) == 1 and "no-such-model" in at.error[0].value and "does not exist" in at.error[0].value
+    assert "Setup page" in at.error[0].value
+    assert not at.button  # no Record button for a model that cannot be had
+
+
+def test_a_failed_recording_shows_what_went_wrong(tmp_path, monkeypatch):
+    # Pretend the model check passed (say, the path vanished after it): the job fails, and says why.
+    monkeypatch.setattr(ui, "check_model_source", lambda spec: ui.ModelCheck(True))
+    missing = ui.Settings(ModelSpec(source=str(tmp_path / "vanished-model")), SETTINGS.corpus)
     at = app("pages/neurons.py", settings=missing)
     ok(at)
     assert any("could not be checked" in i.value for i in at.info)
@@ -257,7 +268,7 @@ def test_layer_profile_numbers_follow_the_library_and_the_method(recording):
     vectors = recording.vectors("mean")
     for method in ("margin", "cosine", "mexa"):
         if method != "margin":
-            at.button_group(key="lp_method").set_value(method).run()
+            at.radio(key="lp_method").set_value(method).run()
             ok(at)
         expected = retrieval.summarize_by_layer(retrieval.retrieval_by_layer(
             vectors, method=method, k=4, pivot="en", layer_labels=recording.layer_labels))
@@ -265,15 +276,15 @@ def test_layer_profile_numbers_follow_the_library_and_the_method(recording):
         want = expected[expected["series"] == "all_pairs"]
         assert xs(shown) == [str(x) for x in want["layer"]]
         np.testing.assert_allclose(ys(shown), want["accuracy"].to_numpy())
-    at.button_group(key="lp_method").set_value("margin").run()
+    at.radio(key="lp_method").set_value("margin").run()
     margin = ys(trace(figures(at)[0], "all pairs"))
-    at.button_group(key="lp_method").set_value("cosine").run()
+    at.radio(key="lp_method").set_value("cosine").run()
     cosine = ys(trace(figures(at)[0], "all pairs"))
     assert not np.allclose(margin, cosine)
     # View choices survive a visit to another page.
     at.switch_page("pages/neurons.py").run()
     at.switch_page("pages/layer_profile.py").run()
-    assert at.button_group(key="lp_method").value == "cosine"
+    assert at.radio(key="lp_method").value == "cosine"
     np.testing.assert_allclose(ys(trace(figures(at)[0], "all pairs")), cosine)
 
 

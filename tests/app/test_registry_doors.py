@@ -36,7 +36,7 @@ def test_analyze_export_and_page_agree_on_retrieval(tmp_path, monkeypatch):
     at.run()
     at.switch_page("pages/layer_profile.py").run()
     at.selectbox(key="lp_pivot").set_value("zh").run()
-    at.segmented_control(key="lp_method").set_value("cosine").run()
+    at.radio(key="lp_method").set_value("cosine").run()
     at.toggle(key="lp_center").set_value(True).run()
     ok(at)
     shown = trace(figures(at)[0], "all pairs")

@@ -1,5 +1,10 @@
 """The running app in headless Chromium: pick the tiny model, record, open every view.
 
+The Setup choices live in the URL: the test reloads the page and opens a second tab while
+the recording runs, and checks that both still show the choices and the (running or
+finished) recording; every view keeps the choices in its URL, and a reloaded view shows
+its figures without offering to record again.
+
 Starts `streamlit run app.py` on a free port (tiny model enabled, a temporary store) and
 drives Debian's Chromium through Playwright (never a downloaded browser). Screenshots go
 to test-artifacts/ at the repository root.
@@ -8,6 +13,7 @@ to test-artifacts/ at the repository root.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -24,6 +30,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 VIEWS = ["Layer profile", "Representation map", "Language subspaces", "Neurons"]
+KEPT = ("en — English", "zh — Mandarin Chinese", "sw — Swahili")
+REMOVED = ("ja — Japanese", "fr — French", "es — Spanish", "hi — Hindi", "ar — Standard Arabic")
+CHOICE = {"model": "tiny:llama", "langs": "en,zh,sw", "limit": "5"}  # the URL parameters of the choice
 
 pytestmark = [
     pytest.mark.browser,
@@ -99,6 +108,33 @@ def _screenshot(page, name: str) -> None:
     page.set_viewport_size({"width": 1440, "height": 1000})
 
 
+def _url_params(page) -> dict[str, str]:
+    from urllib.parse import parse_qsl, urlparse
+
+    return dict(parse_qsl(urlparse(page.url).query))
+
+
+def _check_choice(page) -> None:
+    """The Setup page shows the choice of this test (tiny model, en/zh/sw, 5 units), not the defaults."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("heading", name="Setup")).to_be_visible(timeout=60_000)
+    _settle(page)
+    expect(page.get_by_role("radio", name="Tiny test model")).to_be_checked()
+    expect(page.get_by_role("spinbutton", name="Limit units (optional)")).to_have_value("5")
+    for name in KEPT:
+        expect(page.get_by_role("button", name=f"Remove {name}")).to_be_visible()
+    for name in REMOVED:
+        expect(page.get_by_role("button", name=f"Remove {name}")).to_have_count(0)
+    expect(page.get_by_test_id("stMetricValue").nth(1)).to_have_text("5")
+    assert {k: v for k, v in _url_params(page).items() if k in CHOICE} == CHOICE, page.url
+
+
+def _recording_shown(page):
+    """The running recording (its progress bar) or its outcome."""
+    return page.get_by_test_id("stProgress").or_(page.get_by_text("Recorded 3 languages × 5 sentences")).first
+
+
 def test_record_and_view_in_chromium(server):
     from playwright.sync_api import expect, sync_playwright
 
@@ -106,13 +142,14 @@ def test_record_and_view_in_chromium(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            context = browser.new_context(viewport={"width": 1440, "height": 1000})
+            page = context.new_page()
             page.goto(server)
             expect(page.get_by_role("heading", name="Setup")).to_be_visible(timeout=60_000)
             page.get_by_text("Tiny test model").click()
             _settle(page)
             # Keep three languages and five units.
-            for name in ("ja — Japanese", "fr — French", "es — Spanish", "hi — Hindi", "ar — Standard Arabic"):
+            for name in REMOVED:
                 page.get_by_role("button", name=f"Remove {name}").click()
                 _settle(page)
             limit = page.get_by_role("spinbutton", name="Limit units (optional)")
@@ -126,10 +163,28 @@ def test_record_and_view_in_chromium(server):
             expect(record).to_be_visible(timeout=60_000)
             _no_errors(page)
             record.click()
-            expect(page.get_by_text("Recorded 3 units")).to_be_visible(timeout=180_000)
-            _settle(page)
-            _no_errors(page)
+            expect(_recording_shown(page)).to_be_visible(timeout=60_000)
+
+            # Reload while it records: the choices and the recording are still there.
+            page.reload()
+            _check_choice(page)
+            expect(_recording_shown(page)).to_be_visible(timeout=60_000)
+            # A second tab (a bookmark of this address) shows the same choice and the same job.
+            second = context.new_page()
+            second.goto(page.url)
+            _check_choice(second)
+            expect(_recording_shown(second)).to_be_visible(timeout=60_000)
+            _no_errors(second)
+
+            for tab in (page, second):
+                expect(tab.get_by_text("Recorded 3 languages × 5 sentences")).to_be_visible(timeout=180_000)
+                _settle(tab)
+                _no_errors(tab)
+                expect(tab.get_by_text("Recording in the background")).to_have_count(0)  # the sidebar is not stale
+                expect(tab.get_by_test_id("stMetricValue").nth(0)).to_have_text("3 / 3")
             _screenshot(page, "setup")
+            _screenshot(second, "setup-second-tab")
+            second.close()
 
             for view in VIEWS:
                 page.get_by_role("link", name=view).first.click()
@@ -138,12 +193,20 @@ def test_record_and_view_in_chromium(server):
                 _settle(page, 120_000)
                 _no_errors(page)
                 assert page.locator(".stPlotlyChart").count() >= 2
+                expect(page).to_have_url(re.compile(r"langs=en%2Czh%2Csw"))  # page switches keep the URL
+                assert {k: v for k, v in _url_params(page).items() if k in CHOICE} == CHOICE, page.url
                 if view == "Layer profile":  # SiLP's pair pass, recorded from the view itself
                     page.get_by_role("button", name="Record en → zh pass").click()
                     expect(page.locator(".stPlotlyChart")).to_have_count(3, timeout=120_000)
                     expect(page.get_by_text("Projection sensitivity, en → zh")).to_be_visible(timeout=30_000)
                     _settle(page)
                     _no_errors(page)
+                    # A reloaded view (a bookmark) shows the stored recording, with no offer to record.
+                    page.reload()
+                    expect(page.locator(".stPlotlyChart")).to_have_count(3, timeout=120_000)
+                    _settle(page, 120_000)
+                    _no_errors(page)
+                    expect(page.get_by_role("button", name="Record now")).to_have_count(0)
                 _screenshot(page, view.lower().replace(" ", "-"))
         finally:
             browser.close()

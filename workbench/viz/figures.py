@@ -20,6 +20,7 @@ from workbench.viz.theme import (
     D2N_COLOR,
     N2D_COLOR,
     NEUTRAL_COLOR,
+    SERIES_COLOR,
     TEMPLATE,
     language_color,
 )
@@ -35,10 +36,14 @@ __all__ = [
     "subspace_figure",
 ]
 
+# Summary series: black / grey (no language has these colours), thick, with square or
+# diamond markers, so they cannot be read as a language's line (languages: thin, circles).
 _SERIES_STYLE = {
-    "all_pairs": ("all pairs", "#000000", "solid", 3.0),
-    "pivot": ("with pivot", "#777777", "dash", 3.0),
+    "all_pairs": ("all pairs", SERIES_COLOR, "solid", 3.5, "square"),
+    "pivot": ("with pivot", "#777777", "dash", 3.0, "diamond"),
 }
+SENSITIVITY_AXIS = "sensitivity S<sub>l</sub>"
+"""Axis title of projection sensitivity (plotly's HTML subset renders the subscript)."""
 
 
 def _layer_axis(labels: Sequence[object]) -> dict:
@@ -80,9 +85,10 @@ def retrieval_by_layer_figure(
         for series, rows in part.groupby("series", sort=False):
             if series not in _SERIES_STYLE and not per_language:
                 continue
-            name, color, dash, width = _SERIES_STYLE.get(
-                str(series), (str(series), language_color(str(series)), "solid", 1.5)
+            name, color, dash, width, symbol = _SERIES_STYLE.get(
+                str(series), (str(series), language_color(str(series)), "solid", 1.5, "circle")
             )
+            summary = str(series) in _SERIES_STYLE
             fig.add_trace(
                 go.Scatter(
                     x=[str(lab) for lab in rows["layer"]],
@@ -90,7 +96,8 @@ def retrieval_by_layer_figure(
                     mode="lines+markers",
                     name=name + suffix,
                     line={"color": color, "dash": "dot" if suffix else dash, "width": width},
-                    marker={"size": 4},
+                    marker={"size": 7 if summary else 4, "symbol": symbol},
+                    legendgroup="summary" if summary else "languages",
                 )
             )
     attrs = df.attrs
@@ -179,7 +186,7 @@ def sensitivity_figure(
         template=TEMPLATE,
         title={"text": title or "Projection sensitivity per layer"},
         xaxis={"title": {"text": "layer"}, "dtick": 1 if s.size <= 40 else None},
-        yaxis={"title": {"text": "sensitivity S_l"}},
+        yaxis={"title": {"text": SENSITIVITY_AXIS}},
         legend={"title": {"text": "allocation"}},
         barmode="overlay",
         showlegend=True,

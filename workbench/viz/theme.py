@@ -1,9 +1,11 @@
 """Colour-blind-safe palette, stable language colours and the ``"workbench"`` plotly template.
 
-Colours come from Okabe & Ito (2008) and Paul Tol's "muted" scheme, both designed to stay
-distinguishable under the common colour-vision deficiencies. A language keeps its colour
-in every figure: common codes have a fixed colour; any other code gets one from a
-deterministic hash (CRC-32, not Python's per-process salted ``hash``).
+Colours come from Okabe & Ito (2008) and Paul Tol's "muted" and "vibrant" schemes, designed
+to stay distinguishable under the common colour-vision deficiencies. A language keeps its
+colour in every figure: common codes have a fixed colour; any other code gets one from a
+deterministic hash (CRC-32, not Python's per-process salted ``hash``). Black and greys are
+reserved for summary series (all pairs, with pivot), so no language line can be taken for
+one: :data:`LANGUAGE_PALETTE` holds neither.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import plotly.io as pio
 __all__ = [
     "D2N_COLOR",
     "FONT_FAMILY",
+    "LANGUAGE_PALETTE",
     "N2D_COLOR",
     "NEUTRAL_COLOR",
     "PALETTE",
+    "SERIES_COLOR",
     "TEMPLATE",
     "language_color",
     "paper_layout",
@@ -45,8 +49,13 @@ TOL_MUTED = (
     "#882255",  # wine
     "#AA4499",  # purple
 )
-PALETTE: tuple[str, ...] = OKABE_ITO + TOL_MUTED
-"""17 colour-blind-safe colours (Okabe–Ito, then Paul Tol muted)."""
+TOL_MAGENTA = "#EE3377"  # Paul Tol "vibrant" magenta: English's colour, black being a series'
+PALETTE: tuple[str, ...] = OKABE_ITO + TOL_MUTED + (TOL_MAGENTA,)
+"""18 colour-blind-safe colours (Okabe–Ito, Paul Tol muted, Tol's vibrant magenta)."""
+SERIES_COLOR = "#000000"
+"""Black: summary series (all pairs); never a language's colour."""
+LANGUAGE_PALETTE: tuple[str, ...] = tuple(c for c in PALETTE if c != SERIES_COLOR)
+"""The colours languages get (no black)."""
 
 NEUTRAL_COLOR = "#BBBBBB"
 """Grey for context marks (unselected layers, translation links)."""
@@ -57,7 +66,7 @@ D2N_COLOR = "#D55E00"
 FONT_FAMILY = "Helvetica, Arial, 'Liberation Sans', sans-serif"
 
 _FIXED = {
-    "en": "#000000",
+    "en": TOL_MAGENTA,
     "zh": "#E69F00",
     "es": "#56B4E9",
     "de": "#009E73",
@@ -97,12 +106,12 @@ def language_color(code: str) -> str:
         code: language code (ISO 639-1 or -3, optionally with a script/region suffix).
 
     Returns:
-        A hex colour from :data:`PALETTE`.
+        A hex colour from :data:`LANGUAGE_PALETTE` (never black, the colour of summary series).
     """
     key = _canonical(code)
     if key in _FIXED:
         return _FIXED[key]
-    return PALETTE[zlib.crc32(key.encode("utf-8")) % len(PALETTE)]
+    return LANGUAGE_PALETTE[zlib.crc32(key.encode("utf-8")) % len(LANGUAGE_PALETTE)]
 
 
 def _axis() -> dict:
