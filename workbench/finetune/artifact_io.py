@@ -190,8 +190,10 @@ def apply_adapter(model: Any, adapter: dict[str, torch.Tensor], config: dict[str
 
 
 def update_manifest(path: str | Path, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into an artifact's manifest.json (atomically). The manifest is not part of
-    the state's fingerprint (`models.artifacts.artifact_fingerprint`), so this keeps its identity.
+    """Merge `fields` into an artifact's manifest.json (atomically).
+
+    The manifest is not part of the state's fingerprint (`models.artifacts.artifact_fingerprint`),
+    so this keeps the state's identity.
     """
     p = Path(path) / "manifest.json"
     manifest = {**json.loads(p.read_text(encoding="utf-8")), **fields}
