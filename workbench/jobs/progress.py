@@ -34,23 +34,24 @@ StopFn = Callable[[], bool]
 
 
 class RateMeter:
-    """Units per second over a sliding window of recent updates, and the ETA it implies.
+    """Units per second over a sliding window of recent reports, and the ETA it implies.
 
-    Counts only units computed since `start()` (units served from a cache are excluded by
-    the caller through `skip`), so the ETA follows the running rate instead of the
-    average since launch, and does not climb while one long unit is computed.
+    Counts only units computed since `start()` (units served from a cache are excluded
+    through `skip`); the rate is measured between reports (never up to "now", so it does
+    not sink while one long unit is computed), and the ETA counts down from the last
+    report's estimate.
     """
 
     def __init__(self, window_s: float = 30.0) -> None:
         self.window_s = window_s
-        self._points: deque[tuple[float, int]] = deque()
-        self._t0: float | None = None
+        self._points: deque[tuple[float, int]] = deque()  # (time, units computed)
         self._skipped = 0
+        self._computed = 0
 
-    def start(self) -> None:
-        """Work that counts starts now."""
-        self._t0 = time.monotonic()
+    def start(self, now: float | None = None) -> None:
+        """Work that counts starts now (a point with nothing computed yet)."""
         self._points.clear()
+        self._points.append((time.monotonic() if now is None else now, self._computed))
 
     def skip(self, n: int) -> None:
         """`n` units were done without computing (served from the store)."""
@@ -59,26 +60,28 @@ class RateMeter:
     def update(self, done: int, now: float | None = None) -> None:
         """Record that `done` units (skipped ones included) are finished."""
         now = time.monotonic() if now is None else now
-        if self._t0 is None:
-            self._t0 = now
-            self._points.append((now, self._skipped))
-        self._points.append((now, done))
+        self._computed = max(0, done - self._skipped)
+        if not self._points:
+            self._points.append((now, self._computed))
+            return
+        self._points.append((now, self._computed))
         while len(self._points) > 2 and now - self._points[1][0] > self.window_s:
             self._points.popleft()
 
-    def rate(self, now: float | None = None) -> float | None:
-        """Computed units per second over the window (None before two updates)."""
+    def rate(self) -> float | None:
+        """Computed units per second between the window's first and last report (None before two)."""
         if len(self._points) < 2:
             return None
-        (t_a, d_a), (t_b, d_b) = self._points[0], self._points[-1]
-        now = time.monotonic() if now is None else now
-        span = max(now, t_b) - t_a
-        return (d_b - d_a) / span if span > 0 and d_b > d_a else None
+        (t_a, c_a), (t_b, c_b) = self._points[0], self._points[-1]
+        return (c_b - c_a) / (t_b - t_a) if t_b > t_a and c_b > c_a else None
 
     def eta(self, done: int, total: int, now: float | None = None) -> float | None:
-        """Seconds left at the current rate (None if unknown)."""
-        r = self.rate(now)
-        return max(0, total - done) / r if r else None
+        """Seconds left: the last report's estimate, minus the time since that report (never negative)."""
+        r = self.rate()
+        if not r:
+            return None
+        now = time.monotonic() if now is None else now
+        return max(0.0, max(0, total - done) / r - (now - self._points[-1][0]))
 
 
 @dataclass(frozen=True)

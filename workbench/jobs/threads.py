@@ -93,7 +93,7 @@ class ThreadJob:
             now = self._t_end or time.monotonic()
             running = self._t_end is None
             return Snapshot(self.key, self.kind, self.label, self._state, self._message, self._done, self._total,
-                            now - self._t0, self._meter.rate(now) if running else None,
+                            now - self._t0, self._meter.rate() if running else None,
                             self._meter.eta(self._done, self._total, now) if running else None,
                             self._error, self._result, self._metrics)
 
