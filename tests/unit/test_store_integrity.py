@@ -266,3 +266,16 @@ def test_put_leaves_no_temp_folder_or_lock_file(store):
     store.put(key, _arrays(), RECORD)
     assert [p.name for p in store.path(key).parent.iterdir()] == [key]
     assert not list((store.root / ".locks").glob(".tmp-*"))
+
+
+def test_put_refuses_a_manifest_readers_would_reject(tmp_path):
+    """A writer never stores an entry that every later read would call damaged (and recompute)."""
+    import numpy as np
+    import pytest
+
+    from workbench.errors import StoreError
+
+    store = Store(tmp_path)
+    with pytest.raises(StoreError, match="n_units has the wrong type"):
+        store.put(make_key({"x": 1}), {"a": np.zeros(2)}, {"kind": "evaluation", "n_units": None})
+    assert list(store.keys()) == []

@@ -5,6 +5,8 @@
     workbench record --model M --corpus C --langs en,zh,sw [--limit N] [--progress]
     workbench store ls | info KEY | rm KEY | gc [--older-than DAYS]
     workbench analyze retrieval|sensitivity|overlap|subspace|map ...
+    workbench eval --model M [--artifact DIR] --corpus tatoeba:sw --pairs en:sw --suite translation --out DIR
+    workbench compare --states base,JOB_ID --corpus tatoeba:sw --pairs en:sw --out DIR
     workbench export --manifest M.json | --analysis A ...   (PDF/SVG/PNG + CSV/Parquet + manifest)
     workbench report --model M --corpus C --langs ... [--artifact DIR]
     workbench figures SET.yaml|example
@@ -25,6 +27,7 @@ from typing import Any
 from workbench import models
 from workbench.cli._args import _pairs, add_model_args, add_record_args, csv_list, get_recording
 from workbench.cli.analyze import add_analyze_parser
+from workbench.cli.evaluate import add_eval_parser
 from workbench.cli.export import add_export_parser
 from workbench.config import ModelSpec
 from workbench.corpus import list_corpora, load_corpus
@@ -182,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_store)
 
     add_analyze_parser(sub)
+    add_eval_parser(sub)
     add_export_parser(sub)
     try:  # optional: fine-tunes need peft; the rest of the CLI works without it
         from workbench.cli.finetune import add_finetune_parser

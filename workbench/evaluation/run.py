@@ -21,13 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from safetensors.torch import load_file
 
+from workbench import models
 from workbench.config import ModelSpec, stable_hash
 from workbench.errors import Cancelled, CorpusError, EvalError
 from workbench.evaluation import suites as S
 from workbench.evaluation.cache import CachedSuite, read_suite, suite_key, write_suite
 from workbench.evaluation.generate import CCInference, DecodingSpec
 from workbench.evaluation.lmeval import OFFLINE_TASK, check_task, choice_items
+from workbench.finetune.cctuning import CC_FILE
 from workbench.finetune.data import ParallelSplit, build_split
 from workbench.finetune.specs import DataSpec
 from workbench.store import Store
@@ -165,19 +168,15 @@ class _StateRef:
         if self._state is not None:
             self.fingerprint, self.name = self._state.fingerprint, self._state.name
         else:
-            from workbench.models import state_fingerprint  # loads transformers; only for specs
-
-            self.fingerprint = state_fingerprint(self.spec)
+            self.fingerprint = models.fingerprint(self.spec)
             art = getattr(self.spec, "artifact", None)
             self.name = f"{self.spec.source}+{Path(art).name}" if art else str(self.spec.source)
         self._cc: CCInference | None = None
         self._cc_read = False
 
     def get(self) -> Any:
-        if self._state is None:
-            from workbench.models import load  # loads transformers; only when something is computed
-
-            self._state = load(self.spec)
+        if self._state is None:  # loaded only when a suite must be computed (the one loader, memoised)
+            self._state = models.load(self.spec)
         return self._state
 
     def cc(self) -> CCInference | None:
@@ -196,12 +195,7 @@ def cc_inference(spec: ModelSpec) -> CCInference | None:
     manifest = json.loads((Path(art) / "manifest.json").read_text())
     if manifest.get("method") != "cctuning":
         return None
-    # safetensors and the CC-Tuning module are only needed for CC-Tuning states
-    from safetensors.torch import load_file
-
-    from workbench.finetune import cctuning
-
-    mats = load_file(str(Path(art) / getattr(cctuning, "CC_FILE", "cctuning.safetensors")))
+    mats = load_file(str(Path(art) / CC_FILE))
     embed = (manifest.get("spec") or {}).get("embed", "mean")
     return CCInference(mats["w_dm"], mats["w_t"], embed)
 
@@ -345,7 +339,7 @@ def evaluate(state_or_spec: Any, suites: Sequence[str], data: DataSpec | Paralle
                                             batch_size=batch_size, n_boot=n_boot, seed=seed, prog=prog)
                 meta = {"suite": s, "model_name": ref.name, "state": ref.fingerprint,
                         "corpus_name": split.spec.source, "data_hash": heldout_hash(split),
-                        "n_units": len(gens) or None, "seconds": time.perf_counter() - t,
+                        **({"n_units": len(gens)} if gens else {}), "seconds": time.perf_counter() - t,
                         "parts": _key_parts(s, ref, split, dirs, limit, decoding, batch_size, n_boot, seed), **info}
                 cached = write_suite(store, keys[s], CachedSuite(rows, gens, meta))
             got[s] = cached

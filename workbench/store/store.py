@@ -277,6 +277,9 @@ class Store:
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             full = json.loads(json.dumps(full, default=str))  # exactly what a reader will parse
             full["manifest_sha256"] = _manifest_digest(full)
+            problems = manifest_problems(key, full)
+            if problems:  # never write what a reader would reject as damaged (and recompute forever)
+                raise StoreError(f"store entry {key}: refusing to write a manifest readers reject: {problems[0]}")
             (tmp / _MANIFEST).write_text(json.dumps(full, indent=1))
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
