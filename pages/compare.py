@@ -12,24 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui_st
+from pages._ui import outcomes
 from workbench import compare, models, recipes, recordings
 from workbench import ui_support as ui
 from workbench.analysis import embed2d, retrieval, sensitivity
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.errors import user_message
 from workbench.jobs.threads import JOBS
-from workbench.viz import compare_figures as cfig
 
 log = logging.getLogger("workbench.app")
 
 PERSIST = "session"
 FINETUNE_PAGE = "pages/finetune.py"
 BASE = "base"
-TABS = ["Retrieval", "Sensitivity", "Overlap", "Subspaces", "Maps", "Loss & perplexity"]
+TABS = ["Outputs", "Scores", "Retrieval", "Sensitivity", "Overlap", "Subspaces", "Maps"]
 # A radio, not segmented buttons: it wraps in a narrow column instead of clipping the labels.
 METHODS = list(retrieval.METHODS)
 METHOD_HELP = ("cosine: nearest neighbour. margin: ratio margin (Artetxe & Schwenk 2019). "
@@ -97,13 +96,6 @@ def cspec(analysis: str, params: dict[str, Any]) -> dict[str, Any]:
     return s.figure_spec(analysis, {**params, "state_b": spec_b.to_dict(), "labels": list(labels)}, model=spec_a)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def eval_table(fingerprints: tuple[str | None, str | None], spec_a: dict, spec_b: dict, data: dict,
-               langs: tuple[str, ...], pivot: str, max_items: int) -> pd.DataFrame:
-    """Held-out loss and perplexity; keyed by both fingerprints (the specs only say how to load)."""
-    state_a = _state_loader(ModelSpec.from_dict(spec_a))
-    state_b = _state_loader(ModelSpec.from_dict(spec_b))
-    return compare.eval_compare(state_a, state_b, data, langs, pivot=pivot, max_items=max_items)
 
 
 # --------------------------------------------------------------------------- tabs
@@ -233,38 +225,6 @@ def maps_tab(rec: Any, labels: tuple[str, str]) -> None:
         ui_st.show_figure(fig, f"compare-retrieval-diff-{layer}", diff, height=420, spec=spec)
 
 
-def loss_tab(options: dict[str, dict[str, Any]], a: str, b: str, labels: tuple[str, str]) -> None:
-    tuned = [x for x in dict.fromkeys([b, a]) if "job_id" in options[x]]
-    if not tuned:
-        st.info("Held-out loss is scored on a fine-tune's own held-out split: pick a tuned state as A or B.",
-                icon=":material/info:")
-        return
-    c = st.columns([3, 1], vertical_alignment="bottom")
-    src = c[0].selectbox("Held-out split of", tuned, format_func=lambda x: options[x]["label"], key="cmp_eval_of",
-                         help="The job's data with its seeded held-out part: units the tuned state never trained on.")
-    max_items = int(c[1].number_input("Units per direction", 2, 2000, 64, key="cmp_eval_n",
-                                      help="Held-out units scored per direction (and for perplexity)."))
-    t = options[src]
-    langs, pivot = tuple(t["languages"]), t.get("pivot") or "en"
-    spec_a, spec_b = (ModelSpec.from_dict(options[x]["model"]) for x in (a, b))
-    with ui_st.guard("held-out loss and perplexity"):
-        fps = (models.fingerprint(spec_a, download=False), models.fingerprint(spec_b, download=False))
-        with st.spinner("Scoring the held-out units with both states…"):
-            table = eval_table(fps, spec_a.to_dict(), spec_b.to_dict(), t["data"], langs, pivot, max_items)
-        m = st.columns(len(table))
-        for col, row in zip(m, table.itertuples()):
-            col.metric(f"{row.kind}, {row.what}", f"{row.b:.4f}", f"{row.diff:+.4f} vs {labels[0]}",
-                       delta_color="inverse")
-        fig = cfig.eval_compare_figure(table, labels=labels)
-        ui_st.show_figure(fig, "compare-loss-perplexity", table, height=420)
-        st.dataframe(table.drop(columns="measure"), hide_index=True, column_config={
-            "a": st.column_config.NumberColumn(labels[0], format="%.4f"),
-            "b": st.column_config.NumberColumn(labels[1], format="%.4f"),
-            "diff": st.column_config.NumberColumn("B − A", format="%+.4f")})
-        st.caption(f"{table.attrs.get('n_heldout')} held-out units of `{Path(str(t['data']['source'])).name}`. "
-                   f"Translation loss in nats per target token; perplexity of {pivot} sentences. Lower is better: "
-                   f"a drop in the target directions is the gain, a rise in {pivot} perplexity is forgetting.")
-
 
 def cctuning_tab(option: dict) -> None:
     """CC-Tuning's own views of a tuned state: selected layers (Fig. 8), W_T fit (Fig. 5), |Δ| (Table 2)."""
@@ -316,6 +276,22 @@ if a == b:
 elif not compare.same_base(spec_a, spec_b):
     st.warning("A and B have different base models: layers are matched by index.", icon=":material/warning:")
 
+cc = next((options[x] for x in (b, a) if options[x].get("method") == "cctuning"), None)
+tabs = st.tabs(TABS + (["CC-Tuning"] if cc else []), key="cmp_tab", on_change="rerun")
+with tabs[0]:
+    if tabs[0].open:
+        outcomes.outputs_tab(s, options, a, b)
+with tabs[1]:
+    if tabs[1].open:
+        outcomes.scores_tab(s, options, a, b)
+if cc:
+    with tabs[7]:
+        if tabs[7].open:
+            with ui_st.guard("the CC-Tuning views"):
+                cctuning_tab(cc)
+if not any(tabs[i].open for i in range(2, 7)):
+    st.stop()  # the representation views below need both states' recordings
+
 ra = require_state_recording("A", options[a]["label"], spec_a, s.corpus, s.record_spec())
 rb = require_state_recording("B", options[b]["label"], spec_b, s.corpus, s.record_spec())
 if ra is None or rb is None:
@@ -327,28 +303,18 @@ pair0 = ui_st.default_pair(langs, s.pivot)
 if len(tuned_langs) >= 2 and all(x in langs for x in tuned_langs[:2]):
     pair0 = (tuned_langs[0], tuned_langs[1])
 
-cc = next((options[x] for x in (b, a) if options[x].get("method") == "cctuning"), None)
-tabs = st.tabs(TABS + (["CC-Tuning"] if cc else []), key="cmp_tab", on_change="rerun")
-with tabs[0]:
-    if tabs[0].open:
-        retrieval_tab(langs, labels)
-with tabs[1]:
-    if tabs[1].open:
-        sensitivity_tab(spec_a, spec_b, langs, labels, pair0, (options[a]["label"], options[b]["label"]))
 with tabs[2]:
     if tabs[2].open:
-        overlap_tab(langs, labels, tuned_langs)
+        retrieval_tab(langs, labels)
 with tabs[3]:
     if tabs[3].open:
-        subspaces_tab(langs, labels)
+        sensitivity_tab(spec_a, spec_b, langs, labels, pair0, (options[a]["label"], options[b]["label"]))
 with tabs[4]:
     if tabs[4].open:
-        maps_tab(ra, labels)
+        overlap_tab(langs, labels, tuned_langs)
 with tabs[5]:
     if tabs[5].open:
-        loss_tab(options, a, b, labels)
-if cc:
-    with tabs[6]:
-        if tabs[6].open:
-            with ui_st.guard("the CC-Tuning views"):
-                cctuning_tab(cc)
+        subspaces_tab(langs, labels)
+with tabs[6]:
+    if tabs[6].open:
+        maps_tab(ra, labels)

@@ -243,8 +243,12 @@ def heldout_hash(split: ParallelSplit) -> str:
 
     Not the split's `data_hash`: that also covers the training part (e.g. its `limit`), so
     fine-tunes of one corpus with different training sizes share the base state's results.
+    Independent of the order the languages were asked in (a fine-tune's split lists its
+    method's languages, a comparison the directions'), so both find the same results.
     """
-    return stable_hash({"langs": list(split.langs), "names": split.names, "heldout": [list(u) for u in split.heldout],
+    order = sorted(range(len(split.langs)), key=lambda i: split.langs[i])
+    return stable_hash({"langs": [split.langs[i] for i in order], "names": dict(sorted(split.names.items())),
+                        "heldout": [[u[i] for i in order] for u in split.heldout],
                         "template": split.spec.template, "max_length": split.spec.max_length})
 
 
@@ -273,6 +277,21 @@ def _compute(suite: str, ref: _StateRef, split: ParallelSplit, directions: list[
     if suite == "loss":
         return S.loss_suite(state, split, directions, batch_size=batch_size, **kw)
     return S.lmeval_suite(state, suite[len("lm-eval:"):], split, directions, batch_size=batch_size, **kw)
+
+
+def missing_suites(state_or_spec: Any, suites: Sequence[str], data: DataSpec | ParallelSplit | str, *,
+                   directions: Sequence[tuple[str, str]] | Sequence[str] | None = None, limit: int | None = None,
+                   decoding: DecodingSpec | None = None, store: Store | None = None, batch_size: int = 8,
+                   n_boot: int = 1000, seed: int = 0) -> list[str]:
+    """The suites `evaluate` with these arguments would compute (not in the store); loads no model."""
+    suites = _check_suites(suites)
+    dirs = _directions(directions, data)
+    split = _split(data, list(dict.fromkeys(x for d in dirs for x in d)))
+    store = store or Store()
+    ref = _StateRef(state_or_spec)
+    return [s for s in suites if read_suite(store, suite_key(_key_parts(s, ref, split, dirs, limit, decoding or
+                                                                        DecodingSpec(), batch_size, n_boot,
+                                                                        seed))) is None]
 
 
 def evaluate(state_or_spec: Any, suites: Sequence[str], data: DataSpec | ParallelSplit | str, *,

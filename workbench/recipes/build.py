@@ -29,6 +29,7 @@ from workbench.recipes import tables
 from workbench.recipes.commands import analyze_command
 from workbench.recipes.compare_views import COMPARE_BUILDERS
 from workbench.recipes.context import Ctx
+from workbench.recipes.eval_views import EVAL_BUILDERS
 from workbench.recipes.spec import normalize_spec
 from workbench.viz import figures
 from workbench.viz.compare_figures import comparison_figure
@@ -140,6 +141,7 @@ BUILDERS: dict[str, Callable[[Ctx], tuple[go.Figure, pd.DataFrame]]] = {
     "separation": _separation,
     "retrieval_compare": _retrieval_compare,
     **COMPARE_BUILDERS,
+    **EVAL_BUILDERS,
 }
 
 
@@ -165,6 +167,10 @@ def _provenance(c: Ctx) -> dict[str, Any]:
             "store_keys": {u: e.key for u, e in entries.items()},
             "record_spec": rec.spec.to_dict(), "layer_labels": list(first.get("layer_labels", rec.layer_labels)),
         })
+    if not states:  # an outcomes view reads evaluations, not recordings
+        return {"model": {"source": c.spec["model"]["source"], "artifact": c.spec["model"]["artifact"]},
+                "corpus": {"source": c.spec["corpus"], "limit": c.spec["limit"]}, "languages": list(c.spec["langs"]),
+                "recordings": []}
     main = states[0]
     return {
         "model": {"source": c.spec["model"]["source"], "artifact": c.spec["model"]["artifact"],

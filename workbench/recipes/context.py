@@ -37,6 +37,8 @@ class Need:
 def needs(canon: Mapping[str, Any]) -> list[Need]:
     """THE recordings a canonical figure spec reads (`build` records them; pages only look them up)."""
     p, analysis = canon["params"], canon["analysis"]
+    if analysis == "eval_scores":  # reads evaluations from the store, no recordings
+        return []
     model = ModelSpec.from_dict(canon["model"])
     rspec = record_spec(dict(canon))
     langs: list[str] = list(canon["langs"])

@@ -230,6 +230,24 @@ class CompareMatrixParams(_AtLayer, _CompareParams):
     """Language × language retrieval at one layer: B − A."""
 
 
+@dataclass(frozen=True)
+class EvalScoresParams(_Params):
+    """Outcomes of N model states (the spec's model is the first): scores with intervals."""
+
+    others: tuple[dict[str, Any], ...] = _help("the other states as ModelSpec dicts", ())
+    labels: tuple[str, ...] = _help("a name per state (the spec's model first)", ())
+    suites: tuple[str, ...] = _help("translation, loss, lm-eval:TASK", ("translation", "loss"))
+    data: dict[str, Any] | None = _help("the DataSpec whose held-out part is scored (a fine-tune's own)", None)
+    directions: tuple[str, ...] = _help("src:tgt directions scored", ("en:sw", "sw:en"))
+    limit: int | None = _help("score the first N held-out units only", None)
+    reference: str | None = _help("the state differences are taken against (default: the first)", None)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.labels and len(self.labels) != len(self.others) + 1:
+            raise ParamError(f"labels must name every state ({len(self.others) + 1}), got {len(self.labels)}")
+
+
 PARAMS: dict[str, type[_Params]] = {
     "retrieval": RetrievalParams,
     "retrieval_heatmap": HeatmapParams,
@@ -246,6 +264,7 @@ PARAMS: dict[str, type[_Params]] = {
     "compare_separation": CompareSeparationParams,
     "compare_map": CompareMapParams,
     "compare_retrieval_matrix": CompareMatrixParams,
+    "eval_scores": EvalScoresParams,
 }
 """Analysis name -> its parameter dataclass (the registry's parameter half)."""
 
