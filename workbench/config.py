@@ -159,7 +159,7 @@ class RecordSpec(_Spec):
             return
         _check_type("RecordSpec", "layers", self.layers, tuple, "a tuple of block indices or None")
         bad = [x for x in self.layers if isinstance(x, bool) or not isinstance(x, int) or x < 0]
-        if bad or not self.layers:
+        if bad or not (self.layers or self.final_norm):  # () with final_norm: only the post-norm top layer
             raise ParamError(f"RecordSpec.layers (--layers) must be block indices >= 0, got {list(self.layers)}")
         if len(set(self.layers)) != len(self.layers):
             raise ParamError(f"RecordSpec.layers (--layers) lists a block twice: {list(self.layers)}")

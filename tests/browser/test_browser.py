@@ -63,6 +63,22 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None
 
 @pytest.fixture
 def server(tmp_path):
+    yield from _serve(tmp_path)
+
+
+@pytest.fixture
+def tuned_server(tmp_path, monkeypatch):
+    """The app over a cache that already holds a finished (2-step) SiLP job of the tiny model."""
+    from workbench.jobs import processes
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    job = processes.start_job("silp", {"source": "tiny:llama"}, {"source": "udhr", "limit": 8, "max_length": 48},
+                              {"src": "en", "tgt": "zh", "max_steps": 2})
+    assert processes.wait_job(job, timeout_s=300)["state"] == "done"
+    yield from _serve(tmp_path)
+
+
+def _serve(tmp_path):
     port = _free_port()
     env = {**os.environ, "WORKBENCH_UI_TINY_MODEL": "1", "WORKBENCH_CACHE": str(tmp_path / "cache"),
            "PYTHONUNBUFFERED": "1"}
@@ -208,5 +224,35 @@ def test_record_and_view_in_chromium(server):
                     _no_errors(page)
                     expect(page.get_by_role("button", name="Record now")).to_have_count(0)
                 _screenshot(page, view.lower().replace(" ", "-"))
+        finally:
+            browser.close()
+
+
+def test_compare_outputs_and_scores_in_chromium(tuned_server):
+    """Any number of states: evaluate in the background, then read outputs and scores."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(tuned_server)
+            page.get_by_role("link", name="Compare").first.click()
+            expect(page.get_by_role("heading", name="Compare").first).to_be_visible(timeout=60_000)
+            _settle(page)
+            page.get_by_role("tab", name="Outputs").click()
+            _settle(page)
+            page.get_by_role("button", name="Evaluate").click()  # a background job with progress
+            expect(page.get_by_text("held-out sentences")).to_be_visible(timeout=240_000)
+            _settle(page)
+            _no_errors(page)
+            expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+            _screenshot(page, "compare-outputs")
+            page.get_by_role("tab", name="Scores").click()
+            expect(page.locator(".stPlotlyChart .js-plotly-plot").first).to_be_visible(timeout=60_000)
+            _settle(page)
+            _no_errors(page)
+            expect(page.get_by_role("button", name="Evaluate")).to_have_count(0)  # served from the store
+            _screenshot(page, "compare-scores")
         finally:
             browser.close()
