@@ -86,6 +86,7 @@ class RecordSpec(_Spec):
 
     poolings: tuple[str, ...] = _help("sentence poolings to keep: mean, last, weighted", POOLINGS)
     embeddings: bool = _help("also record the embedding output (layer 'emb')", True)
+    final_norm: bool = _help("also record the post-final-norm output of the last block as layer 'final'", False)
     ffn_stats: bool = _help("record FFN neuron statistics (overlap counts, SiLP means)", True)
     max_length: int = _help("truncate inputs to this many tokens", 256)
     template: str | None = _help(
