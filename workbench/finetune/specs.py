@@ -234,6 +234,10 @@ class CCTuningSpec(_Spec):
     target_modules: tuple[str, ...] = _help(
         "modules that get LoRA (Llama names; GPT-2 models map to c_attn, c_proj, c_fc)", LORA_TARGETS)
     tau: float = _help("Gumbel-softmax temperature of the Decision Maker (hard, straight-through)", 1.0)
+    dm_lr: float = _help("learning rate of W_DM, its own AdamW on the same schedule (the paper trains it with "
+                         "the model at 1e-5 for 3 epochs over 60+ languages; a short run needs far more)", 1e-2)
+    dm_init: float = _help("std of W_DM's normal initialisation; 0 = zeros (uniform random layer choice at the "
+                           "start, the paper's Random Pooling)", 0.0)
     embed: str = _help("e of Eq. 3: 'mean' (embedding output averaged over the non-English prompt's "
                        "real tokens) or 'position' (the embedding output at the connection position)",
                        "mean")
@@ -267,6 +271,8 @@ class CCTuningSpec(_Spec):
             raise ParamError(f"CCTuningSpec: embed must be 'mean' or 'position', got {self.embed!r}")
         if self.r < 1 or self.tau <= 0 or not 0 <= self.dropout < 1:
             raise ParamError("CCTuningSpec: need r >= 1, tau > 0 and 0 <= dropout < 1")
+        if self.dm_lr <= 0 or self.dm_init < 0:
+            raise ParamError(f"CCTuningSpec: need dm_lr > 0 and dm_init >= 0, got {self.dm_lr}, {self.dm_init}")
         if self.wt_pairs < 1 or self.curve_points < 1:
             raise ParamError("CCTuningSpec: wt_pairs and curve_points must be >= 1")
         if self.eval_items is not None and self.eval_items < 1:
