@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench.errors import ParamError
 from workbench.finetune.data import (
     ParallelSplit,
     collate,
@@ -164,7 +165,7 @@ def train_midalign(state: Any, split: ParallelSplit, spec: MidAlignSpec, *, prog
 
     layer = spec.align_layer if spec.align_layer is not None else default_align_layer(state.n_layers)
     if layer >= state.n_layers:
-        raise ValueError(f"align_layer {layer} out of range: the model has {state.n_layers} blocks")
+        raise ParamError(f"align_layer {layer} out of range: the model has {state.n_layers} blocks")
     tok, pad, dev = state.tokenizer, state.tokenizer.pad_token_id, state.device
     directions = [(spec.src, spec.tgt)] + ([(spec.tgt, spec.src)] if spec.task_directions == "both" else [])
     task = translation_examples(tok, split, directions) if spec.task_loss else []
