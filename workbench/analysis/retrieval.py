@@ -180,10 +180,10 @@ def _xsim_wins(g: np.ndarray, k: int) -> np.ndarray:
     if k == 1:
         return is_candidate  # the gold is the only candidate
     bar = part[..., n - k + 1]  # (k-1)-th largest other cosine
-    rivals = g >= bar[..., None]  # gold row entries are -inf: never rivals
-    rival_score = np.where(rivals, score, -np.inf).max(axis=3)
+    del part
     gold_score = score[:, idx, :, idx].transpose(1, 0, 2)
-    return is_candidate & (gold_score > rival_score)
+    score[g < bar[..., None]] = -np.inf  # keep the rivals only (the gold's cosine is -inf now)
+    return is_candidate & (gold_score > score.max(axis=3))
 
 
 def _pair_accuracies(src: np.ndarray, tgt: np.ndarray, method: str, k: int) -> np.ndarray:
