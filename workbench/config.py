@@ -118,6 +118,7 @@ class RecordSpec(_Spec):
 
     poolings: tuple[str, ...] = _help("sentence poolings to keep: mean, last, weighted", POOLINGS)
     embeddings: bool = _help("also record the embedding output (layer 'emb')", True)
+    final_norm: bool = _help("also record the post-final-norm output of the last block as layer 'final'", False)
     ffn_stats: bool = _help("record FFN neuron statistics (overlap counts, SiLP means)", True)
     max_length: int = _help("truncate inputs to this many tokens", 256)
     template: str | None = _help(
@@ -129,7 +130,6 @@ class RecordSpec(_Spec):
     token_span: str = _help("tokens that count for pooling and FFN stats: all, source, target", "all")
     include_special: bool = _help("count special tokens (BOS) in pooling and FFN stats", False)
     layers: tuple[int, ...] | None = _help("blocks to record (0-based); None = all", None)
-    final_norm: bool = _help("also record the post-final-norm output of the last block as layer 'final'", False)
     batch_tokens: int = _help("padded tokens per forward batch (memory bound; batching is not part of the "
                               "store key)", 4096)
 

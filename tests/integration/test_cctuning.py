@@ -22,6 +22,7 @@ from workbench.finetune.cctuning import (
     collate_cc,
     ffn_connection,
     ffn_outputs,
+    init_decision_maker,
     load_cctuning,
     train_cctuning,
     write_artifact_with_files,
@@ -239,3 +240,24 @@ def test_job_runs_end_to_end(monkeypatch):
     assert rep["wt_pairs"] == 8 and all(f.data for f in figs.values())
     tuned = load_cctuning(tiny_state("llama"), st["artifact"])
     assert tuned.w_dm.shape == (64, 4) and tuned.spec.max_steps == 2
+
+
+def test_w_dm_has_its_own_learning_rate_and_initialisation(state, split):
+    # Adam's first step from zeros moves each entry by dm_lr · g/(|g| + eps) (constant
+    # schedule, no warm-up); the gradient does not depend on dm_lr, so a 10× larger dm_lr
+    # gives exactly a 10× larger W_DM, and no entry moves more than dm_lr.
+    common = dict(max_steps=1, batch_size=8, schedule="constant", warmup=0.0, wt_pairs=8, eval_items=2,
+                  curve_points=2, dropout=0.0, lr=1e-4)
+    res = train_cctuning(state, split, CCTuningSpec(dm_lr=0.05, **common))
+    small = train_cctuning(state, split, CCTuningSpec(dm_lr=0.005, **common)).extra["w_dm"]
+    w = res.extra["w_dm"]
+    assert 0 < w.abs().max().item() <= 0.05 * (1 + 1e-6)
+    torch.testing.assert_close(w, 10 * small, rtol=1e-5, atol=1e-9)
+    assert res.metrics["dm_lr"] == 0.05 and res.metrics["w_dm_norm"] == pytest.approx(float(w.norm()))
+    # dm_init: N(0, dm_init²) from the spec's seed, reproducible; 0 = zeros
+    spec = CCTuningSpec(dm_init=0.02, seed=3)
+    a, b = init_decision_maker(640, 18, spec), init_decision_maker(640, 18, spec)
+    assert torch.equal(a, b) and a.shape == (640, 18) and abs(a.std().item() - 0.02) < 0.001
+    assert not init_decision_maker(4, 3, CCTuningSpec()).any()
+    with pytest.raises(ValueError, match="dm_lr"):
+        CCTuningSpec(dm_lr=0.0)

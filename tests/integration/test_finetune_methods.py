@@ -3,16 +3,26 @@ loss goes down, base + artifact reproduces the tuned model bit-exactly, the base
 
 from __future__ import annotations
 
+import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from workbench import models as _models
+from workbench.errors import ParamError
 from workbench.evaluation.losses import evaluate_model, translation_loss
 from workbench.finetune import artifact_io
 from workbench.finetune.data import ParallelSplit, build_split, collate, encode_texts
-from workbench.finetune.lens import lens_losses, lens_representations, lens_subspace, train_lens
+from workbench.finetune.lens import (
+    final_states,
+    lens_encode,
+    lens_evaluate,
+    lens_representations,
+    lens_subspace,
+    train_lens,
+)
 from workbench.finetune.midalign import contrastive_alignment_loss, merge_adapter_artifacts, train_midalign
 from workbench.finetune.runner import finetune
 from workbench.finetune.silp import train_silp
@@ -182,6 +192,15 @@ def test_midalign_align_only_changes_layers_up_to_the_aligned_one_and_aligns(sta
     _assert_base_untouched(state, base_params)
 
 
+def test_midalign_default_aligns_the_papers_middle_layer(state, split, base_params):
+    # 4 blocks: the paper's layer L/2 = 2 (1-based) = block 1; align-only training then
+    # changes blocks 0 and 1 only (the contrastive pass stops there).
+    spec = MidAlignSpec(src="en", tgt="sw", task_loss=False, max_steps=2, align_batch_size=8, lr=1e-3)
+    res = train_midalign(state, split, spec)
+    assert res.metrics["align_layer"] == 1
+    assert _changed(base_params, res.model) == _names([0, 1], ATTN_MLP)
+
+
 def test_midalign_task_loss_goes_down(state, split):
     spec = MidAlignSpec(src="en", tgt="sw", align_loss=False, task_directions="forward", max_steps=15, lr=1e-2,
                         dropout=0.0, schedule="constant", warmup=0.0)
@@ -211,14 +230,50 @@ def test_merging_adapters_weight_one_reproduces_the_task_adapter(state, split, t
 # --------------------------------------------------------------------------- LENS
 
 
-def _lens_total(model, state, split, spec, fit, ref):
+def _lens_total(model, state, split, spec, fit):
     ex, _ = lens_representations(state, split, spec)
-    sub = type(state)(state.name, model, state.tokenizer, state.arch, state.fingerprint, state.spec)
-    _, reps = lens_representations(sub, split, spec)
-    as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-    out = lens_losses(reps["sw"], reps["en"], ref["sw"], ref["en"], p_a=as_t(fit["p_a"]), p_s=as_t(fit["p_s"]),
-                      delta=as_t(fit["delta"]), lam=spec.push)
-    return out["loss"].item()
+    return lens_evaluate(model, state.model, state, ex, fit, spec)["loss"]
+
+
+def test_lens_states_are_hf_hidden_states_last_after_the_final_norm(state, split):
+    batch = collate(encode_texts(state.tokenizer, split.column("en")[:3], 48), state.tokenizer.pad_token_id)
+    with torch.no_grad():
+        hf = state.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         output_hidden_states=True).hidden_states
+        ours = final_states(state.model, state.arch, batch)
+    torch.testing.assert_close(ours, hf[-1], rtol=0, atol=1e-6)
+    # ... and not the pre-norm output of the top block (hidden_states[L] is normed)
+    assert not torch.allclose(ours, block_output(state.model, state.arch, batch, state.n_layers - 1), atol=1e-3)
+
+
+def test_lens_chat_template_rule_is_an_error_without_a_template(state, split):
+    tok = copy.deepcopy(state.tokenizer)
+    tok.chat_template = None
+    plain = type(state)(state.name, state.model, tok, state.arch, state.fingerprint, state.spec)
+    with pytest.raises(ParamError, match="no chat template"):
+        train_lens(plain, split, LENSSpec(languages=("en", "sw"), samples_per_lang=4, max_steps=1,
+                                          chat_template=True))
+    # with a template, the samples end with the generation prompt (the last token LENS reads)
+    ex = lens_encode(state.tokenizer, ["hello"], 48, LENSSpec(chat_template=True))[0]
+    wrapped = state.tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], tokenize=False,
+                                                  add_generation_prompt=True)
+    assert list(ex.ids) == list(state.tokenizer(wrapped, add_special_tokens=False)["input_ids"])
+
+
+def test_lens_initial_losses_equal_mse_of_the_states(state, split):
+    # At initialisation the trained copy equals the reference: L2 = mean(δ²) (push target
+    # only), L3 = 0, L1 = MSE of the agnostic projections of the frozen states.
+    spec = LENSSpec(languages=("en", "sw"), samples_per_lang=8)
+    ex, reps = lens_representations(state, split, spec)
+    fit = lens_subspace(reps, spec)
+    got = lens_evaluate(state.model, state.model, state, ex, fit, spec)
+    u = torch.as_tensor(fit["subspace"].agnostic, dtype=torch.float32)
+    u = u / u.norm()
+    proj = lambda x: (x @ u)[:, None] * u  # noqa: E731
+    mse = torch.nn.functional.mse_loss
+    assert got["l1"] == pytest.approx(mse(proj(reps["sw"]), proj(reps["en"])).item(), rel=1e-5)
+    assert got["l2"] == pytest.approx(float(np.mean(fit["delta"] ** 2)), rel=1e-5)
+    assert got["l3"] == pytest.approx(0.0, abs=1e-10)
 
 
 def test_lens_trains_only_the_top_blocks_and_round_trips(state, split, base_params, tmp_path):
@@ -235,13 +290,14 @@ def test_lens_trains_only_the_top_blocks_and_round_trips(state, split, base_para
 
 def test_lens_loss_goes_down(state, split):
     spec = LENSSpec(languages=("en", "sw"), samples_per_lang=16, max_steps=10, epochs=10, batch_size=16,
-                    lr=3e-5, push=0.5)
+                    lr=1e-4, push=0.5, schedule="constant", warmup=0.0, weight_decay=0.0)
     _, ref = lens_representations(state, split, spec)
     fit = lens_subspace(ref, spec)
-    before = _lens_total(state.model, state, split, spec, fit, ref)
+    before = _lens_total(state.model, state, split, spec, fit)
     res = train_lens(state, split, spec)
-    after = _lens_total(res.model, state, split, spec, fit, ref)
+    after = _lens_total(res.model, state, split, spec, fit)
     assert after < 0.7 * before, (before, after)
+    assert res.metrics["heldout_init"]["l3"] == 0.0 and "l1" in res.metrics["heldout_final"]
 
 
 # --------------------------------------------------------------------------- end to end

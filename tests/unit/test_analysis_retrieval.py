@@ -8,6 +8,7 @@ import pytest
 
 from workbench.analysis import retrieval as R
 from workbench.analysis.retrieval import (
+    mexa_summary,
     mid_align_score,
     retrieval_accuracy,
     retrieval_by_layer,
@@ -15,7 +16,7 @@ from workbench.analysis.retrieval import (
     summarize_by_layer,
 )
 
-METHODS = ("cosine", "margin", "mexa")
+METHODS = ("cosine", "margin", "margin-all", "mexa")
 
 
 # ----------------------------------------------------------------- plain reference (tests only)
@@ -28,7 +29,7 @@ def _ref_accuracy(src: np.ndarray, tgt: np.ndarray, method: str, k: int) -> floa
     c = s @ t.T
     n = c.shape[0]
     k = min(k, n)
-    if method == "margin":
+    if method in ("margin", "margin-all"):
         a_s = np.array([np.sort(c[i])[::-1][:k].mean() for i in range(n)])
         a_t = np.array([np.sort(c[:, j])[::-1][:k].mean() for j in range(n)])
         score = np.array([[c[i, j] / ((a_s[i] + a_t[j]) / 2) for j in range(n)] for i in range(n)])
@@ -37,6 +38,12 @@ def _ref_accuracy(src: np.ndarray, tgt: np.ndarray, method: str, k: int) -> floa
     correct = 0
     for i in range(n):
         others = [score[i, j] for j in range(n) if j != i]
+        if method == "margin":  # xsim: candidates = the k cosine-nearest targets, ties against the gold
+            other_cos = sorted((c[i, j] for j in range(n) if j != i), reverse=True)
+            if k <= len(other_cos) and other_cos[k - 1] >= c[i, i]:
+                continue  # k other targets are at least as near: the gold is no candidate
+            bar = other_cos[k - 2] if k >= 2 else np.inf
+            others = [score[i, j] for j in range(n) if j != i and c[i, j] >= bar] or [-np.inf]
         ok = score[i, i] > max(others)
         if method == "mexa":
             ok = ok and c[i, i] > max(c[j, i] for j in range(n) if j != i)
@@ -102,7 +109,8 @@ HAND_SRC = np.array([[0.6, 0.8, 0.0], [0.0, 0.8, 0.6], [0.0, 0.6, 0.8]])
 
 @pytest.mark.parametrize(
     ("method", "k", "expected"),
-    [("cosine", 4, 2 / 3), ("mexa", 4, 1 / 3), ("margin", 2, 1.0), ("margin", 1, 2 / 3)],
+    [("cosine", 4, 2 / 3), ("mexa", 4, 1 / 3), ("margin", 2, 1.0), ("margin", 1, 2 / 3),
+     ("margin-all", 2, 1.0), ("margin-all", 1, 2 / 3)],
 )
 def test_hand_computed_3x3(method, k, expected):
     assert retrieval_accuracy(HAND_SRC, np.eye(3), method=method, k=k) == pytest.approx(
@@ -119,6 +127,48 @@ def test_ties_count_as_wrong_whatever_the_row_order(method):
     assert retrieval_accuracy(x, x, method=method) == pytest.approx(1 / 3)
     perm = [2, 1, 0]
     assert retrieval_accuracy(x[perm], x[perm], method=method) == pytest.approx(1 / 3)
+
+
+# Planted case where LASER's xsim (margin) and the all-candidate argmax (margin-all) differ.
+# tgt = I, so C[i, j] = src[i, j] (unit rows: 3-4-5 and 2-4-4... triples), k = 2:
+#   C = [[3/5, 0,   0,   4/5],
+#        [4/5, 3/5, 0,   0  ],
+#        [6/9, 5/9, 4/9, 2/9],
+#        [0,   3/5, 0,   4/5]]
+# a_s (mean of the 2 largest of each row) = (7/10, 7/10, 11/18, 7/10);
+# a_t (mean of the 2 largest of each column): col 0 (3/5, 4/5, 2/3, 0) -> (4/5 + 2/3)/2 = 11/15,
+#   col 1 -> (3/5 + 3/5)/2 = 3/5, col 2 (0, 0, 4/9, 0) -> (4/9 + 0)/2 = 2/9, col 3 -> 4/5.
+# score[i, j] = C[i, j] / ((a_s[i] + a_t[j]) / 2):
+#   row 0: cosine top-2 = {3, 0}; s[0,0] = (3/5)/(43/60) = 36/43 < s[0,3] = (4/5)/(3/4) = 16/15 -> wrong (both).
+#   row 1: top-2 = {0, 1}; s[1,1] = (3/5)/(13/20) = 12/13 < s[1,0] = (4/5)/(43/60) = 48/43 -> wrong (both).
+#   row 2: top-2 = {0, 1}: the gold (4/9, third) is no xsim candidate -> wrong for margin.
+#     margin-all: s[2,2] = (4/9)/(15/36) = 16/15 beats s[2,0] = 120/121, s[2,1] = 100/109,
+#     s[2,3] = 40/127 -> right.
+#   row 3: top-2 = {3, 1}; s[3,3] = 16/15 > s[3,1] = 12/13 -> right (both).
+# margin (xsim) = 1/4, margin-all = 2/4; cosine: only row 3 (4/5 > 3/5) -> 1/4.
+XSIM_SRC = np.array([[3 / 5, 0, 0, 4 / 5], [4 / 5, 3 / 5, 0, 0], [6 / 9, 5 / 9, 4 / 9, 2 / 9], [0, 3 / 5, 0, 4 / 5]])
+
+
+@pytest.mark.parametrize(("method", "expected"), [("margin", 1 / 4), ("margin-all", 2 / 4), ("cosine", 1 / 4)])
+def test_xsim_candidates_are_the_cosine_top_k(method, expected):
+    assert np.allclose(np.linalg.norm(XSIM_SRC, axis=1), 1.0)
+    assert retrieval_accuracy(XSIM_SRC, np.eye(4), method=method, k=2) == pytest.approx(expected, abs=1e-15)
+    assert _ref_accuracy(XSIM_SRC, np.eye(4), method, 2) == pytest.approx(expected, abs=1e-15)
+    perm = [3, 1, 0, 2]  # row order does not matter
+    assert retrieval_accuracy(XSIM_SRC[perm], np.eye(4)[perm], method=method, k=2) == pytest.approx(expected)
+
+
+def test_xsim_gold_tied_at_the_candidate_boundary_is_no_candidate():
+    # Row 0 cosines (1/2, 1/2, 1/2, 1/2) with k = 2: three other targets tie the gold, so
+    # the gold is not strictly within the top 2 and row 0 is wrong for margin in any order,
+    # while margin-all scores it (col 0 has a_t = (1/2 + 0)/2 = 1/4, the smallest -> right).
+    src = np.array([[0.5, 0.5, 0.5, 0.5], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+    # rows 1-3: a_s = (1 + 0)/2 = 1/2, a_t = (1 + 1/2)/2 = 3/4, gold score 1/(5/8) = 8/5 > s[i,0] = 0
+    # -> right. Row 0 under margin-all: s[0,0] = (1/2)/(3/8) = 4/3 > s[0,j] = (1/2)/(5/8) = 4/5.
+    assert retrieval_accuracy(src, np.eye(4), method="margin", k=2) == pytest.approx(3 / 4)
+    assert retrieval_accuracy(src, np.eye(4), method="margin-all", k=2) == pytest.approx(4 / 4)
+    perm = [1, 2, 3, 0]
+    assert retrieval_accuracy(src[perm], np.eye(4)[perm], method="margin", k=2) == pytest.approx(3 / 4)
 
 
 def test_k_is_clipped_to_n():
@@ -264,8 +314,8 @@ def test_summary_aggregates_by_hand():
     # layers in input order, then all_pairs, pivot, languages
     assert list(out["layer"][:4]) == ["emb"] * 4
     assert list(out["series"][:4]) == ["all_pairs", "pivot", "de", "zh"]
-    # Mid-align score: even decoder layers 0 and 2, "emb" excluded.
-    assert mid_align_score(out) == pytest.approx((3.2 / 6 + 3.0 / 6) / 2, abs=1e-12)
+    # Mid-align score: its even layers 2, 4, ... = our odd blocks; here only block 1 (4.2/6).
+    assert mid_align_score(out) == pytest.approx(4.2 / 6, abs=1e-12)
 
 
 def test_summary_keeps_variants_apart_and_mid_align_refuses_a_mix():
@@ -279,7 +329,7 @@ def test_summary_keeps_variants_apart_and_mid_align_refuses_a_mix():
     assert sel[False] == pytest.approx(3.2 / 6) and sel[True] == pytest.approx(1 - 3.2 / 6)
     with pytest.raises(ValueError, match="mixes"):
         mid_align_score(out)
-    assert mid_align_score(out[out.center]) == pytest.approx(1 - (3.2 / 6 + 3.0 / 6) / 2)
+    assert mid_align_score(out[out.center]) == pytest.approx(1 - 4.2 / 6)
 
 
 def test_summary_end_to_end_and_pivot_errors():
@@ -298,4 +348,89 @@ def test_summary_end_to_end_and_pivot_errors():
     with pytest.raises(ValueError, match="no pivot"):
         summarize_by_layer(df)
     with pytest.raises(ValueError, match="no even-numbered"):
-        mid_align_score(out[out.layer.isin(["emb", 1])])
+        mid_align_score(out[out.layer.isin(["emb", 0])])
+
+
+# ----------------------------------------------------------------- Mid-align numbering, MEXA aggregates
+
+
+def _curve(values: dict[object, float], pivot_values: dict[object, float] | None = None) -> pd.DataFrame:
+    """A summary with one all-pairs (and pivot) accuracy per layer label."""
+    rows = [(lab, "all_pairs", a) for lab, a in values.items()]
+    rows += [(lab, "pivot", a) for lab, a in (pivot_values or {}).items()]
+    out = pd.DataFrame(rows, columns=["layer", "series", "accuracy"])
+    out.attrs["pivot"] = "en"
+    return out
+
+
+def test_mid_align_score_uses_the_papers_numbering():
+    # Planted per-layer numbers: block b has accuracy b/10, so the average tells which
+    # blocks were used. Mid-align's layer m = our block m-1; its even layers m = 2, 4, 6
+    # (L = 6 blocks) are our blocks 1, 3, 5 -> (0.1 + 0.3 + 0.5)/3 = 0.3. The old 0-based
+    # reading (blocks 0, 2, 4) would give 0.2; "emb" (its layer 0) never counts.
+    summ = _curve({"emb": 0.9, **{b: b / 10 for b in range(6)}, "final": 0.8})
+    assert mid_align_score(summ) == pytest.approx(0.3, abs=1e-12)
+    # Its layer L = 6 is HF's hidden_states[6] = the post-final-norm state: with
+    # final_as_top the "final" row replaces block 5 -> (0.1 + 0.3 + 0.8)/3 = 0.4.
+    assert mid_align_score(summ, final_as_top=True) == pytest.approx(0.4, abs=1e-12)
+    # With L = 5 blocks (0..4) the paper's top layer 5 is odd: "final" does not count.
+    summ5 = _curve({b: b / 10 for b in range(5)} | {"final": 0.8})
+    assert mid_align_score(summ5, final_as_top=True) == pytest.approx(0.2, abs=1e-12)
+
+
+def test_mexa_summary_mean_and_max_over_layers():
+    # Planted pivot curve over layers emb, 0, 1, 2, final: 0.2, 0.4, 0.9, 0.5, 0.6 ->
+    # mean = 2.6/5 = 0.52, max = 0.9 at block 1. Languages: de 0.1, 0.3, 0.8, 0.6, 0.7
+    # (mean 0.5, max 0.8 at 1); zh 0.3, 0.5, 1.0, 0.4, 0.5 (mean 0.54, max 1.0 at 1).
+    labels = ["emb", 0, 1, 2, "final"]
+    piv = [0.2, 0.4, 0.9, 0.5, 0.6]
+    de = [0.1, 0.3, 0.8, 0.6, 0.7]
+    zh = [0.3, 0.5, 1.0, 0.4, 0.5]
+    rows = [(lab, ser, v) for ser, vals in (("all_pairs", [0.0] * 5), ("pivot", piv), ("de", de), ("zh", zh))
+            for lab, v in zip(labels, vals)]
+    summ = pd.DataFrame(rows, columns=["layer", "series", "accuracy"])
+    summ.attrs["pivot"] = "en"
+    got = mexa_summary(summ, "en")
+    assert got["layers"] == labels and got["curve"] == piv
+    assert got["mean"] == pytest.approx(0.52) and got["max"] == pytest.approx(0.9) and got["argmax"] == 1
+    assert got["per_language"]["de"] == {"mean": pytest.approx(0.5), "max": pytest.approx(0.8), "argmax": 1}
+    assert got["per_language"]["zh"]["mean"] == pytest.approx(0.54)
+    with pytest.raises(ValueError, match="pivot 'en'"):
+        mexa_summary(summ, "de")
+
+
+def test_mexa_summary_end_to_end_on_the_mexa_method():
+    # The mexa criterion is symmetric: lang -> en and en -> lang give the same accuracy,
+    # so the pivot curve equals the mean of the per-language curves.
+    rng = np.random.default_rng(8)
+    vec = _parallel(rng, ["en", "de", "zh"], 3, 30, 8, 1.0)
+    summ = summarize_by_layer(retrieval_by_layer(vec, method="mexa"))
+    got = mexa_summary(summ)
+    per = np.mean([[summ[(summ.series == lang) & (summ.layer == lab)]["accuracy"].item() for lab in range(3)]
+                   for lang in ("de", "zh")], axis=0)
+    assert np.allclose(got["curve"], per)
+    assert got["mean"] == pytest.approx(per.mean()) and got["max"] == pytest.approx(per.max())
+
+
+def _laser_xsim_accuracy(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """LASER ``source/xsim.py`` (ratio margin) restated with numpy: k-NN both ways, margin of the k candidates."""
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    c = x @ y.T
+    n = len(c)
+    idx_xy = np.argsort(-c, axis=1)[:, :k]
+    cos_xy = np.take_along_axis(c, idx_xy, 1)
+    cos_yx = np.take_along_axis(c.T, np.argsort(-c.T, axis=1)[:, :k], 1)
+    avg_x, avg_y = cos_xy.mean(1), cos_yx.mean(1)
+    scores = cos_xy / ((avg_x[:, None] + avg_y[idx_xy]) / 2)
+    best = idx_xy[np.arange(n), scores.argmax(1)]
+    return float((best == np.arange(n)).mean())
+
+
+def test_margin_equals_a_transcription_of_laser_xsim_on_tie_free_data():
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        x = rng.normal(size=(60, 16))
+        y = x + 1.3 * rng.normal(size=x.shape)
+        for k in (1, 4):
+            assert retrieval_accuracy(x, y, method="margin", k=k) == _laser_xsim_accuracy(x, y, k)

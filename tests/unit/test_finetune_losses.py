@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from workbench.finetune.lens import lens_losses, lens_subspace
-from workbench.finetune.midalign import contrastive_alignment_loss, merge_lora_weights
+from workbench.finetune.midalign import contrastive_alignment_loss, default_align_layer, merge_lora_weights
 from workbench.finetune.specs import LENSSpec
 from workbench.finetune.train import Cancelled, Stepper, last_token, masked_mean
 
@@ -66,33 +66,73 @@ P_S = torch.tensor([[0.0, 0.0], [0.0, 1.0]])  # specific subspace e2
 
 def test_lens_losses_hand_values():
     x_t, x_t_ref = torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 1.0]])
-    x_c, x_c_ref = torch.tensor([[3.0, 5.0]]), torch.tensor([[3.0, 4.0]])
-    out = lens_losses(x_t, x_c, x_t_ref, x_c_ref, p_a=P_A, p_s=P_S, delta=torch.tensor([0.0, 2.0]),
+    x_c = torch.tensor([[3.0, 5.0]])
+    m_c, m_c_ref = torch.tensor([[3.0, 5.0]]), torch.tensor([[3.0, 4.0]])
+    out = lens_losses(x_t, x_c, x_t_ref, m_c, m_c_ref, p_a=P_A, p_s=P_S, delta=torch.tensor([0.0, 2.0]),
                       lam=1.0, lambda1=2.0, lambda3=3.0)
-    # L1 = ‖P_a(x_t − x_c)‖² = ‖(−2, 0)‖² = 4
-    # L2 = ‖P_s(x_t − x_t^ref) − λδ‖² = ‖(0, 1) − (0, 2)‖² = 1
-    # L3 = ‖x_c − x_c^ref‖² = ‖(0, 1)‖² = 1;  L = 2·4 + 1 + 3·1 = 12
-    assert out["l1"].item() == pytest.approx(4.0)
-    assert out["l2"].item() == pytest.approx(1.0)
-    assert out["l3"].item() == pytest.approx(1.0)
-    assert out["loss"].item() == pytest.approx(12.0)
+    # every term is a mean over batch (1) and dimensions (2):
+    # L1 = mean((P_a x_t − P_a x_c)²) = mean((1 − 3)², 0) = 4/2 = 2
+    # L2 = mean((P_s(x_t − x_t^ref) − λδ)²) = mean(0, (1 − 2)²) = 1/2
+    # L3 = mean((m_c − m_c^ref)²) = mean(0, 1) = 1/2;  L = 2·2 + 1/2 + 3·1/2 = 6
+    assert out["l1"].item() == pytest.approx(2.0)
+    assert out["l2"].item() == pytest.approx(0.5)
+    assert out["l3"].item() == pytest.approx(0.5)
+    assert out["loss"].item() == pytest.approx(6.0)
     # λ_l = 0.5 makes the push target exactly the move already made: L2 = 0
-    half = lens_losses(x_t, x_c, x_t_ref, x_c_ref, p_a=P_A, p_s=P_S, delta=torch.tensor([0.0, 2.0]), lam=0.5)
+    half = lens_losses(x_t, x_c, x_t_ref, m_c, m_c_ref, p_a=P_A, p_s=P_S, delta=torch.tensor([0.0, 2.0]), lam=0.5)
     assert half["l2"].item() == pytest.approx(0.0)
 
 
 def test_lens_losses_batch_mean_and_sum_over_languages():
     x_c = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
-    x_t = torch.tensor([[[1.0, 0.0], [3.0, 0.0]],   # language a: L1 rows 1, 9 → mean 5
-                        [[0.0, 0.0], [2.0, 0.0]]])  # language b: L1 rows 0, 4 → mean 2
-    out = lens_losses(x_t, x_c, x_t.clone(), x_c.clone(), p_a=P_A, p_s=P_S,
+    x_t = torch.tensor([[[1.0, 0.0], [3.0, 0.0]],   # language a: squared agnostic gaps 1, 9 over 2×2 entries → 10/4
+                        [[0.0, 0.0], [2.0, 0.0]]])  # language b: 0, 4 → 4/4
+    out = lens_losses(x_t, x_c, x_t.clone(), x_c.clone(), x_c.clone(), p_a=P_A, p_s=P_S,
                       delta=torch.tensor([[0.0, 1.0], [0.0, 2.0]]), lam=torch.tensor([1.0, 0.5]))
-    assert out["l1"].item() == pytest.approx(5.0 + 2.0)
-    # L2 per language: ‖−λδ‖² = 1 and ‖−(0, 1)‖² = 1 for every row → 1 + 1
-    assert out["l2"].item() == pytest.approx(2.0)
+    assert out["l1"].item() == pytest.approx(10 / 4 + 4 / 4)
+    # L2 per language: −λδ = (0, −1) in every row → mean over 2×2 entries = 1/2, twice
+    assert out["l2"].item() == pytest.approx(1.0)
     assert out["l3"].item() == pytest.approx(0.0)
     with pytest.raises(ValueError):
-        lens_losses(x_t, x_c, x_t, x_c, p_a=P_A, p_s=P_S, delta=torch.zeros(3, 2), lam=1.0)
+        lens_losses(x_t, x_c, x_t, x_c, x_c, p_a=P_A, p_s=P_S, delta=torch.zeros(3, 2), lam=1.0)
+
+
+def test_lens_losses_equal_torch_mse_loss_of_the_same_tensors():
+    g = torch.Generator().manual_seed(0)
+    k, b, d = 2, 5, 7
+    x_t, x_t_ref = torch.randn(k, b, d, generator=g) * 30, torch.randn(k, b, d, generator=g) * 30
+    x_c, m_c, m_c_ref = (torch.randn(b, d, generator=g) * 30 for _ in range(3))
+    u = torch.randn(d, generator=g)
+    u = u / u.norm()
+    q, _ = torch.linalg.qr(torch.randn(d, 2, generator=g))
+    p_a, p_s = torch.outer(u, u), q @ q.T
+    delta, lam = torch.randn(k, d, generator=g), torch.tensor([1.0, 0.3])
+    out = lens_losses(x_t, x_c, x_t_ref, m_c, m_c_ref, p_a=p_a, p_s=p_s, delta=delta, lam=lam, lambda1=2.0,
+                      lambda3=0.5)
+    mse = torch.nn.functional.mse_loss
+    l1 = sum(mse((x_t[i] @ u)[:, None] * u, (x_c @ u)[:, None] * u) for i in range(k))  # P̂_a x = (x·û) û
+    l2 = sum(mse((x_t[i] - x_t_ref[i]) @ q @ q.T, (lam[i] * delta[i]).expand(b, d)) for i in range(k))
+    l3 = mse(m_c, m_c_ref)
+    torch.testing.assert_close(out["l1"], l1)
+    torch.testing.assert_close(out["l2"], l2)
+    torch.testing.assert_close(out["l3"], l3)
+    torch.testing.assert_close(out["loss"], 2.0 * l1 + l2 + 0.5 * l3)
+
+
+def test_default_align_layer_is_the_papers_middle_layer():
+    # Mid-align's layer L/2 (1-based, embedding = layer 0) = the output of L/2 blocks = block L/2 − 1.
+    assert default_align_layer(32) == 15  # Llama-3-8B: --additional_loss_layer 16
+    assert default_align_layer(18) == 8  # Gemma-3-270M
+    assert default_align_layer(4) == 1 and default_align_layer(1) == 0
+
+
+def test_lens_spec_defaults_follow_the_paper():
+    spec = LENSSpec()
+    assert (spec.lr, spec.schedule, spec.warmup, spec.weight_decay, spec.max_grad_norm, spec.batch_size) == (
+        1e-5, "cosine", 0.05, 0.1, 1.0, 8)
+    assert "cosine" in LENSSpec.help()["schedule"] and "constant" not in LENSSpec.help()["schedule"]
+    with pytest.raises(ValueError, match="weight_decay"):
+        LENSSpec(weight_decay=-1.0)
 
 
 def test_lens_subspace_projections_match_analysis_module():

@@ -1,18 +1,28 @@
-"""Translation-retrieval accuracy (METHODS.md §1; Mid-align §2, SiLP §5.3).
+"""Translation-retrieval accuracy (METHODS.md §1; Mid-align §2, SiLP §5.3, MEXA).
 
 For an ordered language pair (source ``s``, target ``t``) with ``n`` parallel sentences,
 rows are L2-normalised and ``C = X_s X_tᵀ`` is the ``(n, n)`` cosine matrix. Row ``i`` is
 correct when its gold translation ``i`` wins:
 
 - ``cosine``: ``C[i, i]`` is the strict maximum of row ``i``.
-- ``margin``: the ratio margin of Artetxe & Schwenk (2019) (LASER's xsim default):
-  ``a_s[i]`` = mean of the ``k`` largest entries of row ``i`` of ``C``, ``a_t[j]`` = mean of
-  the ``k`` largest entries of column ``j``, ``score = C / ((a_s[i] + a_t[j]) / 2)``;
-  ``score[i, i]`` must be the strict maximum of row ``i``.
+- ``margin``: LASER's xsim (``source/xsim.py``, ratio margin of Artetxe & Schwenk 2019),
+  which Mid-align adapts: ``a_s[i]`` = mean of the ``k`` largest entries of row ``i`` of
+  ``C``, ``a_t[j]`` = mean of the ``k`` largest entries of column ``j``,
+  ``score[i, j] = C[i, j] / ((a_s[i] + a_t[j]) / 2)``. The **candidates** of row ``i`` are
+  only its ``k`` nearest targets by cosine; the prediction is the candidate with the
+  highest score. So the gold wins when it is among the ``k`` cosine-nearest targets and
+  its score strictly beats the score of every other candidate.
+- ``margin-all``: the same ratio-margin score, but the argmax runs over **all** ``n``
+  targets (a gold outside the cosine top-``k`` can still win). Not LASER's procedure; it
+  scores higher (≈2.5 points on Gemma-3-270M/UDHR) and is kept under its own name.
 - ``mexa``: ``C[i, i]`` is the strict maximum of both row ``i`` and column ``i``.
 
 Ties count as wrong (they are broken against the gold), so the result does not depend on
-row order. NaN scores (e.g. a zero ratio-margin denominator) also count as wrong.
+row order. For ``margin`` this holds for the candidate set too: the gold is a candidate
+only if fewer than ``k`` other targets have a cosine ``>=`` its own, and every other target
+whose cosine ties the ``(k-1)``-th largest non-gold cosine is a candidate. (LASER's faiss
+search and ``argmax`` break such ties by index order instead, which depends on the order.)
+NaN scores (e.g. a zero ratio-margin denominator) also count as wrong.
 
 Everything is computed by one batched core over a stack of similarity matrices, so the
 per-layer view scores all language pairs with one matrix product and batched numpy ops
@@ -27,8 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.errors import ParamError
+
 __all__ = [
     "METHODS",
+    "mexa_summary",
     "mid_align_score",
     "retrieval_accuracy",
     "retrieval_by_layer",
@@ -36,7 +49,7 @@ __all__ = [
     "summarize_by_layer",
 ]
 
-METHODS = ("cosine", "margin", "mexa")
+METHODS = ("cosine", "margin", "margin-all", "mexa")
 """Names accepted by the ``method`` argument."""
 
 _EPS = 1e-12  # rows with a smaller norm are treated as zero vectors (cosine 0 to all)
@@ -48,34 +61,34 @@ _MAX_BLOCK_ELEMENTS = 1 << 25  # similarity entries per batch (256 MiB in float6
 
 def _check_method(method: str, k: int) -> None:
     if method not in METHODS:
-        raise ValueError(f"unknown retrieval method {method!r}; expected one of {METHODS}")
+        raise ParamError(f"unknown retrieval method {method!r}; expected one of {METHODS}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+        raise ParamError(f"k must be a positive integer, got {k!r}")
 
 
 def _float_array(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+        raise ParamError(f"{name} must be numeric, got dtype {arr.dtype}")
     # float16/int inputs are lifted to float32; float64 stays float64.
     return arr.astype(np.result_type(arr.dtype, np.float32), copy=False)
 
 
 def _check_languages(vectors: Mapping[str, Any], ndim: int, what: str) -> list[np.ndarray]:
     if len(vectors) < 2:
-        raise ValueError(f"need at least 2 languages, got {len(vectors)}")
+        raise ParamError(f"need at least 2 languages, got {len(vectors)}")
     arrays = [_float_array(v, f"vectors[{lang!r}]") for lang, v in vectors.items()]
     shape = arrays[0].shape
     for lang, arr in zip(vectors, arrays, strict=True):
         if arr.ndim != ndim:
-            raise ValueError(f"vectors[{lang!r}] must be {what}, got shape {arr.shape}")
+            raise ParamError(f"vectors[{lang!r}] must be {what}, got shape {arr.shape}")
         if arr.shape != shape:
-            raise ValueError(
+            raise ParamError(
                 f"shape mismatch: vectors[{lang!r}] has shape {arr.shape}, "
                 f"first language has {shape}"
             )
     if shape[-2] < 2:
-        raise ValueError(f"need at least n=2 parallel sentences, got n={shape[-2]}")
+        raise ParamError(f"need at least n=2 parallel sentences, got n={shape[-2]}")
     return arrays
 
 
@@ -133,6 +146,46 @@ def _topk_mean(g: np.ndarray, k: int, axis: int) -> np.ndarray:
     return np.take(top, np.arange(n - k, n), axis=axis).mean(axis=axis)
 
 
+def _margin_scores(g: np.ndarray, k: int) -> np.ndarray:
+    """Ratio-margin scores of cosines ``g[s, i, t, j]`` (``(b, n, n_tgt, n)``), same shape."""
+    a_s = _topk_mean(g, k, axis=3)  # [s, i, t]: k nearest targets of source i
+    a_t = _topk_mean(g, k, axis=1)  # [s, t, j]: k nearest sources of target j
+    denom = a_s[:, :, :, None] + a_t[:, None, :, :]
+    denom *= 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.divide(g, denom, out=denom)
+
+
+def _xsim_wins(g: np.ndarray, k: int) -> np.ndarray:
+    """LASER xsim on cosines ``g[s, i, t, j]``: the gold wins among the ``k`` cosine-nearest targets.
+
+    Ties go against the gold (module docstring): the gold is a candidate only when the
+    ``k``-th largest **other** cosine is strictly below its own, and every other target
+    whose cosine reaches the ``(k-1)``-th largest other cosine is a candidate.
+
+    Returns:
+        ``(b, n, n_tgt)`` bool.
+    """
+    n = g.shape[1]
+    score = _margin_scores(g, k)
+    idx = np.arange(n)
+    gold_cos = g[:, idx, :, idx].transpose(1, 0, 2)  # (n, b, t) -> (b, n, t)
+    g[:, idx, :, idx] = -np.inf  # only the other targets from here on
+    # Ascending partition: position n-m holds the m-th largest other cosine (the gold's
+    # -inf sits at position 0, so for k = n the k-th largest "other" is -inf).
+    kth = sorted({n - k, n - k + 1} & set(range(n)))
+    part = np.partition(g, kth, axis=3)
+    kth_other = part[..., n - k]  # [s, i, t]
+    is_candidate = gold_cos > kth_other
+    if k == 1:
+        return is_candidate  # the gold is the only candidate
+    bar = part[..., n - k + 1]  # (k-1)-th largest other cosine
+    del part
+    gold_score = score[:, idx, :, idx].transpose(1, 0, 2)
+    score[g < bar[..., None]] = -np.inf  # keep the rivals only (the gold's cosine is -inf now)
+    return is_candidate & (gold_score > score.max(axis=3))
+
+
 def _pair_accuracies(src: np.ndarray, tgt: np.ndarray, method: str, k: int) -> np.ndarray:
     """Accuracy of every (source language, target language) pair, batched over pairs.
 
@@ -150,12 +203,10 @@ def _pair_accuracies(src: np.ndarray, tgt: np.ndarray, method: str, k: int) -> n
     for start, stop in _gram_blocks(n_src, tgt.shape[0], n):
         g = _gram(src, tgt, start, stop)  # [s, i, t, j]
         if method == "margin":
-            a_s = _topk_mean(g, k, axis=3)  # [s, i, t]: k nearest targets of source i
-            a_t = _topk_mean(g, k, axis=1)  # [s, t, j]: k nearest sources of target j
-            denom = a_s[:, :, :, None] + a_t[:, None, :, :]
-            denom *= 0.5
-            with np.errstate(divide="ignore", invalid="ignore"):
-                g = np.divide(g, denom, out=denom)
+            wins[start:stop] = _xsim_wins(g, k)
+            continue
+        if method == "margin-all":
+            g = _margin_scores(g, k)
         wins[start:stop] = _gold_wins_inplace(g, column_too=method == "mexa")
     return wins.mean(axis=1)
 
@@ -171,26 +222,28 @@ def retrieval_accuracy(
     Args:
         src: ``(n, d)`` source sentence vectors; row ``i`` translates ``tgt[i]``.
         tgt: ``(n, d)`` target sentence vectors.
-        method: ``"cosine"``, ``"margin"`` (ratio margin) or ``"mexa"`` (strict,
-            bidirectional); see the module docstring.
-        k: neighbourhood size of the margin; clipped to ``n``; ignored otherwise.
+        method: ``"cosine"``, ``"margin"`` (LASER xsim: ratio margin over the ``k``
+            cosine-nearest candidates), ``"margin-all"`` (ratio margin over all targets)
+            or ``"mexa"`` (strict, bidirectional); see the module docstring.
+        k: neighbourhood size of the margin (its averages and, for ``margin``, its
+            candidates); clipped to ``n``; ignored by ``cosine`` and ``mexa``.
 
     Returns:
         Fraction of rows whose prediction is the gold index (chance is ``1/n``).
 
     Raises:
-        ValueError: for non-2-D or mismatched shapes, ``n < 2``, unknown ``method`` or a
+        ParamError: for non-2-D or mismatched shapes, ``n < 2``, unknown ``method`` or a
             non-positive ``k``.
     """
     _check_method(method, k)
     src_a, tgt_a = _float_array(src, "src"), _float_array(tgt, "tgt")
     if src_a.ndim != 2 or tgt_a.ndim != 2:
-        raise ValueError(f"src and tgt must be 2-D (n, d), got {src_a.shape} and {tgt_a.shape}")
+        raise ParamError(f"src and tgt must be 2-D (n, d), got {src_a.shape} and {tgt_a.shape}")
     if src_a.shape != tgt_a.shape:
-        raise ValueError(f"shape mismatch: src {src_a.shape} vs tgt {tgt_a.shape}")
+        raise ParamError(f"shape mismatch: src {src_a.shape} vs tgt {tgt_a.shape}")
     n = src_a.shape[0]
     if n < 2:
-        raise ValueError(f"need at least n=2 parallel sentences, got n={n}")
+        raise ParamError(f"need at least n=2 parallel sentences, got n={n}")
     acc = _pair_accuracies(_normalize(src_a)[None], _normalize(tgt_a)[None], method, min(k, n))
     return float(acc[0, 0])
 
@@ -256,11 +309,11 @@ def retrieval_by_layer(
     arrays = _check_languages(vectors, 3, "3-D (n_layers, n, d)")
     langs = list(vectors)
     if pivot is not None and pivot not in vectors:
-        raise ValueError(f"pivot {pivot!r} is not among the languages {langs}")
+        raise ParamError(f"pivot {pivot!r} is not among the languages {langs}")
     n_layers, n, _ = arrays[0].shape
     labels = list(range(n_layers)) if layer_labels is None else list(layer_labels)
     if len(labels) != n_layers:
-        raise ValueError(f"{len(labels)} layer_labels for {n_layers} layers")
+        raise ParamError(f"{len(labels)} layer_labels for {n_layers} layers")
     k_eff = min(int(k), n)
 
     n_lang = len(langs)
@@ -306,14 +359,14 @@ def summarize_by_layer(df: pd.DataFrame, pivot: str | None = None) -> pd.DataFra
         ``attrs`` carry ``pivot`` and the input's attrs.
 
     Raises:
-        ValueError: if no pivot is given or it does not occur in ``df``.
+        ParamError: if no pivot is given or it does not occur in ``df``.
     """
     pivot = pivot if pivot is not None else df.attrs.get("pivot")
     if pivot is None:
-        raise ValueError("no pivot language given and none in df.attrs['pivot']")
+        raise ParamError("no pivot language given and none in df.attrs['pivot']")
     with_pivot = (df["src"] == pivot) | (df["tgt"] == pivot)
     if not with_pivot.any():
-        raise ValueError(f"pivot {pivot!r} does not occur in the retrieval table")
+        raise ParamError(f"pivot {pivot!r} does not occur in the retrieval table")
     keys = ["center", "layer"] if "center" in df.columns else ["layer"]
 
     all_pairs = df.groupby(keys, sort=False)["accuracy"].mean().reset_index()
@@ -345,23 +398,78 @@ def _is_block_layer(label: object) -> bool:
     return isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_))
 
 
-def mid_align_score(summary: pd.DataFrame) -> float:
-    """Mid-align's single number: mean all-pairs accuracy over even-numbered layers.
+def mid_align_score(summary: pd.DataFrame, *, final_as_top: bool = False) -> float:
+    """Mid-align's single number: mean all-pairs accuracy over its even-numbered layers.
+
+    Mid-align numbers layers from 1 with the embedding output as layer 0, so its layer
+    ``m`` is the output of ``m`` blocks, i.e. our block ``m - 1`` (Mid-align App. D.4;
+    its code's ``--additional_loss_layer`` counts the same way). Its "even layers,
+    excluding the input embedding layer" are ``m = 2, 4, 6, …``: **our blocks 1, 3, 5, …**
+    (odd block labels). ``"emb"`` (its layer 0) is excluded.
 
     Args:
         summary: output of :func:`summarize_by_layer` for one variant (raw or centred).
+        final_as_top: Mid-align reads HF ``hidden_states``, whose top entry (its layer
+            ``L``) is after the final norm; True uses the ``"final"`` row in place of the
+            highest block when the summary has one (and ``L`` is even).
 
     Returns:
-        Mean of the ``"all_pairs"`` accuracy over layers with an even integer label; the
-        embedding layer (``"emb"``) is excluded.
+        Mean of the ``"all_pairs"`` accuracy over the blocks ``1, 3, 5, …`` present.
 
     Raises:
-        ValueError: if ``summary`` mixes raw and centred variants or has no even layer.
+        ParamError: if ``summary`` mixes raw and centred variants or has no odd block.
     """
     if "center" in summary.columns and summary["center"].nunique() > 1:
-        raise ValueError("summary mixes centred and raw variants; select one first")
+        raise ParamError("summary mixes centred and raw variants; select one first")
     rows = summary[summary["series"] == "all_pairs"]
-    even = rows["layer"].map(lambda lab: _is_block_layer(lab) and int(lab) % 2 == 0)
+    blocks = rows["layer"].map(_is_block_layer).astype(bool)
+    even = blocks & rows["layer"].map(lambda lab: _is_block_layer(lab) and (int(lab) + 1) % 2 == 0)
     if not even.any():
-        raise ValueError("summary has no even-numbered decoder layer")
-    return float(rows.loc[even.astype(bool), "accuracy"].mean())
+        raise ParamError("summary has no even-numbered layer in Mid-align's numbering (our blocks 1, 3, 5, …)")
+    acc = rows["accuracy"].where(even)
+    if final_as_top and (rows["layer"] == "final").any():
+        top = int(rows.loc[blocks, "layer"].max())
+        if (top + 1) % 2 == 0:  # the paper's layer L is even: it is the post-norm state
+            acc[rows["layer"] == top] = np.nan
+            acc[rows["layer"] == "final"] = rows.loc[rows["layer"] == "final", "accuracy"]
+    return float(acc.mean())
+
+
+def mexa_summary(summary: pd.DataFrame, pivot: str = "en") -> dict[str, Any]:
+    """MEXA's published numbers: mean and max over layers of the ``mexa`` accuracy against the pivot.
+
+    MEXA aligns every language with English (the pivot) and reports, per language and for
+    the model, the mean and the max over layers of that per-layer score. Use it on the
+    summary of a ``method="mexa"`` table (MEXA's own pipeline: weighted pooling over all
+    tokens and HF ``hidden_states``, i.e. the ``mexa`` preset).
+
+    Args:
+        summary: output of :func:`summarize_by_layer` for one variant; its ``"pivot"``
+            series (mean over pairs with the pivot in either direction) is the per-layer
+            curve, and each language series the curve of that language.
+        pivot: the pivot language; must be the summary's pivot.
+
+    Returns:
+        ``{"pivot", "layers": [...], "curve": [...], "mean", "max", "argmax",
+        "per_language": {lang: {"mean", "max", "argmax"}}}``; ``layers``/``curve`` in the
+        summary's layer order.
+
+    Raises:
+        ParamError: if the summary mixes variants, has another pivot or no pivot rows.
+    """
+    if "center" in summary.columns and summary["center"].nunique() > 1:
+        raise ParamError("summary mixes centred and raw variants; select one first")
+    if summary.attrs.get("pivot", pivot) != pivot:
+        raise ParamError(f"summary was made with pivot {summary.attrs['pivot']!r}, not {pivot!r}")
+    curve = summary[summary["series"] == "pivot"]
+    if curve.empty:
+        raise ParamError("summary has no 'pivot' rows; build it with summarize_by_layer")
+
+    def agg(rows: pd.DataFrame) -> dict[str, Any]:
+        acc = rows["accuracy"].to_numpy(dtype=np.float64)
+        best = int(np.argmax(acc))  # first layer on ties
+        return {"mean": float(acc.mean()), "max": float(acc[best]), "argmax": rows["layer"].iloc[best]}
+
+    langs = [s for s in pd.unique(summary["series"]) if s not in ("all_pairs", "pivot")]
+    return {"pivot": pivot, "layers": curve["layer"].tolist(), "curve": curve["accuracy"].tolist(),
+            **agg(curve), "per_language": {lang: agg(summary[summary["series"] == lang]) for lang in langs}}

@@ -2,9 +2,17 @@
 
 Task batches: causal-LM translation loss (labels on the target only). Alignment batches:
 for `n` parallel pairs, `h` = masked mean over the real (non-special) tokens of the output
-of block `i` (METHODS' layer `i`, i.e. HF's `hidden_states[i+1]`; default `i = L//2`), and
+of block `i` (METHODS' layer `i`, i.e. HF's `hidden_states[i+1]`), and
 
     L_align = −mean_j log softmax_j'( cos(h_s^j, h_t^j') / τ )        (in-batch negatives)
+
+Default `i` = the paper's middle layer: Mid-align counts layers from 1 with the embedding
+output as layer 0, and its code's `--additional_loss_layer m` runs the parallel inputs
+through the first `m` blocks and pools their output (`m = 16` of 32 for Llama-3-8B),
+so its layer `m` is our block `m − 1` and the middle layer `L/2` is **block `L//2 − 1`**
+(`default_align_layer`). The authors pool over the attention mask with BOS included; we
+pool over real non-special tokens (the `midalign` preset of `workbench.presets` matches
+the authors' pooling for recordings).
 
 Mid-align Eq. 1, one direction (source rows against target columns), as METHODS writes
 it. Each optimiser step uses one batch kind: task, align, task, align, … (Mid-align §3);
@@ -24,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench.errors import ParamError
 from workbench.finetune.data import (
     ParallelSplit,
     collate,
@@ -48,6 +57,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "contrastive_alignment_loss",
+    "default_align_layer",
     "lora_config",
     "merge_adapter_artifacts",
     "merge_lora_weights",
@@ -55,6 +65,18 @@ __all__ = [
 ]
 
 _GPT2_TARGETS = ("c_attn", "c_proj", "c_fc")
+
+
+def default_align_layer(n_layers: int) -> int:
+    """Mid-align's default alignment layer as our 0-based block: its layer `L/2` (1-based) = block `L//2 − 1`.
+
+    Args:
+        n_layers: number of decoder blocks `L`.
+
+    Returns:
+        `max(0, L//2 − 1)`: 15 for Llama-3-8B (L = 32, the paper's layer 16), 8 for Gemma-3-270M (L = 18).
+    """
+    return max(0, n_layers // 2 - 1)
 
 
 def contrastive_alignment_loss(hs: torch.Tensor, ht: torch.Tensor, tau: float) -> torch.Tensor:
@@ -131,7 +153,7 @@ def train_midalign(state: Any, split: ParallelSplit, spec: MidAlignSpec, *, prog
         state: a ModelState-like object (model, tokenizer, arch, n_layers, device).
         split: parallel data containing `spec.src` and `spec.tgt`.
         spec: the Mid-align config.
-        progress: progress(step, total, metrics) after each step.
+        progress: progress(step, total, stage, metrics) after each step.
         should_stop: checked before each step; True raises `Cancelled`.
         inplace: modify `state.model` itself (only for a model nobody else uses).
 
@@ -141,9 +163,9 @@ def train_midalign(state: Any, split: ParallelSplit, spec: MidAlignSpec, *, prog
     """
     from peft import get_peft_model
 
-    layer = spec.align_layer if spec.align_layer is not None else state.n_layers // 2
+    layer = spec.align_layer if spec.align_layer is not None else default_align_layer(state.n_layers)
     if layer >= state.n_layers:
-        raise ValueError(f"align_layer {layer} out of range: the model has {state.n_layers} blocks")
+        raise ParamError(f"align_layer {layer} out of range: the model has {state.n_layers} blocks")
     tok, pad, dev = state.tokenizer, state.tokenizer.pad_token_id, state.device
     directions = [(spec.src, spec.tgt)] + ([(spec.tgt, spec.src)] if spec.task_directions == "both" else [])
     task = translation_examples(tok, split, directions) if spec.task_loss else []

@@ -9,8 +9,15 @@ learning-rate schedule (the paper runs them as separate trainings).
 When a stage's layers are not given, they come from SiLP's allocation (METHODS §2):
 projection-sensitivity scores `S_l` from teacher-forced passes over translation prompts
 of the training pairs, then top-k1 of `S_1…S_k` (N2D) and top-k2 of `S_{k+1}…S_{L-1}`
-(D2N). Our choice where the paper is silent: the passes cover both directions (N→D and
-D→N) of the first `alloc_pairs` training pairs, all real non-special tokens count.
+(D2N). Layer numbering: SiLP indexes FFN layers `0 … L−1` (its Eqs. 2–4 run `S_1 … S_{L−1}`,
+`S_0` being undefined, and its LLaMA-Factory code addresses `model.layers.{l}`), which is
+our 0-based block index; the split `k` is therefore the last N2D candidate block, and the
+paper's `k = 20` of `L = 32` means candidates blocks 1…20 (N2D) and 21…31 (D2N). This is
+`default_split` (`round(0.625·L)`, 11 of Gemma-3-270M's 18) and `SiLPSpec.split`; no
+shift is needed, unlike Mid-align's 1-based layers.
+
+Our choice where the paper is silent: the passes cover both directions (N→D and D→N) of
+the first `alloc_pairs` training pairs, all real non-special tokens count.
 """
 
 from __future__ import annotations
@@ -143,7 +150,7 @@ def train_silp(state: Any, split: ParallelSplit, spec: SiLPSpec, *, progress: Pr
         state: a ModelState-like object (model, tokenizer, arch, n_layers, device).
         split: parallel data containing `spec.src` and `spec.tgt`.
         spec: the SiLP config.
-        progress: progress(step, total, metrics) after each step (steps count across stages).
+        progress: progress(step, total, stage, metrics) after each step (steps count across stages).
         should_stop: checked before each step; True raises `Cancelled`.
         inplace: train `state.model` itself (only for a model nobody else uses, e.g. a worker's).
 

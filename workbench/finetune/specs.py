@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.config import SILP_TEMPLATE, _help, _Spec
+from workbench.errors import ParamError
 
 __all__ = ["CCTuningSpec", "DataSpec", "LENSSpec", "MidAlignSpec", "SCHEDULES", "SPECS", "SiLPSpec", "languages_for",
            "spec_for"]
@@ -29,24 +30,24 @@ def _check_common(spec: Any) -> None:
     """Checks shared by every method spec (fields lr, batch_size, epochs, ...)."""
     name = type(spec).__name__
     if spec.lr <= 0:
-        raise ValueError(f"{name}: lr must be > 0, got {spec.lr}")
+        raise ParamError(f"{name}: lr must be > 0, got {spec.lr}")
     if spec.batch_size < 1:
-        raise ValueError(f"{name}: batch_size must be >= 1, got {spec.batch_size}")
+        raise ParamError(f"{name}: batch_size must be >= 1, got {spec.batch_size}")
     if spec.epochs <= 0:
-        raise ValueError(f"{name}: epochs must be > 0, got {spec.epochs}")
+        raise ParamError(f"{name}: epochs must be > 0, got {spec.epochs}")
     if spec.max_steps is not None and spec.max_steps < 1:
-        raise ValueError(f"{name}: max_steps must be >= 1 or None, got {spec.max_steps}")
+        raise ParamError(f"{name}: max_steps must be >= 1 or None, got {spec.max_steps}")
     if not 0 <= spec.warmup < 1:
-        raise ValueError(f"{name}: warmup must be a fraction in [0, 1), got {spec.warmup}")
+        raise ParamError(f"{name}: warmup must be a fraction in [0, 1), got {spec.warmup}")
     if spec.schedule not in SCHEDULES:
-        raise ValueError(f"{name}: unknown schedule {spec.schedule!r}; choose from {SCHEDULES}")
+        raise ParamError(f"{name}: unknown schedule {spec.schedule!r}; choose from {SCHEDULES}")
     if spec.max_grad_norm is not None and spec.max_grad_norm <= 0:
-        raise ValueError(f"{name}: max_grad_norm must be > 0 or None, got {spec.max_grad_norm}")
+        raise ParamError(f"{name}: max_grad_norm must be > 0 or None, got {spec.max_grad_norm}")
 
 
 def _check_layers(name: str, field: str, layers: tuple[int, ...] | None) -> None:
     if layers is not None and any((not isinstance(x, int)) or x < 0 for x in layers):
-        raise ValueError(f"{name}: {field} must be non-negative block indices, got {layers}")
+        raise ParamError(f"{name}: {field} must be non-negative block indices, got {layers}")
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,16 @@ class DataSpec(_Spec):
 
     def __post_init__(self) -> None:
         if not 0 < self.heldout < 1:
-            raise ValueError(f"DataSpec: heldout must be a fraction in (0, 1), got {self.heldout}")
+            raise ParamError(f"DataSpec: heldout must be a fraction in (0, 1), got {self.heldout}")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"DataSpec: limit must be >= 1 or None, got {self.limit}")
+            raise ParamError(f"DataSpec: limit must be >= 1 or None, got {self.limit}")
         if self.max_length < 8:
-            raise ValueError(f"DataSpec: max_length must be >= 8, got {self.max_length}")
+            raise ParamError(f"DataSpec: max_length must be >= 8, got {self.max_length}")
         for key in ("{src_text}", "{tgt_text}"):
             if key not in self.template:
-                raise ValueError(f"DataSpec: template must contain {key}")
+                raise ParamError(f"DataSpec: template must contain {key}")
         if not self.template.rstrip().endswith("{tgt_text}"):
-            raise ValueError("DataSpec: template must end with {tgt_text} (the target is what is learned)")
+            raise ParamError("DataSpec: template must end with {tgt_text} (the target is what is learned)")
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ class SiLPSpec(_Spec):
         "() skips the stage", None)
     d2n_layers: tuple[int, ...] | None = _help(
         "blocks whose FFN stage D2N trains; None = from the allocation; () skips the stage", None)
-    split: int | None = _help("allocation split layer k; None = round(0.625·L)", None)
+    split: int | None = _help("allocation split k, a 0-based block (SiLP numbers FFN layers 0…L−1 too): N2D "
+                              "candidates are blocks 1…k, D2N k+1…L−1; None = round(0.625·L) (paper: 20 of 32)",
+                              None)
     k1: int | None = _help("number of N2D layers chosen by the allocation; None = min(4, candidates) "
                            "(the paper's 4, clipped on shallow models)", None)
     k2: int | None = _help("number of D2N layers chosen by the allocation; None = min(4, candidates)", None)
@@ -110,9 +113,9 @@ class SiLPSpec(_Spec):
         _check_layers("SiLPSpec", "n2d_layers", self.n2d_layers)
         _check_layers("SiLPSpec", "d2n_layers", self.d2n_layers)
         if self.src == self.tgt:
-            raise ValueError(f"SiLPSpec: src (N) and tgt (D) must differ, both are {self.src!r}")
+            raise ParamError(f"SiLPSpec: src (N) and tgt (D) must differ, both are {self.src!r}")
         if any(k is not None and k < 1 for k in (self.k1, self.k2)) or self.alloc_pairs < 1:
-            raise ValueError("SiLPSpec: k1, k2 must be None or >= 1, and alloc_pairs >= 1")
+            raise ParamError("SiLPSpec: k1, k2 must be None or >= 1, and alloc_pairs >= 1")
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,9 @@ class MidAlignSpec(_Spec):
     dropout: float = _help("LoRA dropout", 0.1)
     target_modules: tuple[str, ...] = _help(
         "modules that get LoRA (Llama names; GPT-2 models map to c_attn, c_proj, c_fc)", LORA_TARGETS)
-    align_layer: int | None = _help("block i whose output is aligned; None = L//2", None)
+    align_layer: int | None = _help(
+        "block i (0-based, our numbering) whose output is aligned; None = the paper's middle layer L/2 "
+        "(1-based, embedding = layer 0) = block L//2 − 1", None)
     tau: float = _help("contrastive temperature τ (paper: 0.1 for Llama, 1.5 for Qwen)", 0.1)
     task_loss: bool = _help("use task batches (causal-LM translation loss)", True)
     align_loss: bool = _help("use alignment batches (contrastive loss at the align layer)", True)
@@ -145,18 +150,18 @@ class MidAlignSpec(_Spec):
     def __post_init__(self) -> None:
         _check_common(self)
         if not (self.task_loss or self.align_loss):
-            raise ValueError("MidAlignSpec: switch on at least one of task_loss and align_loss")
+            raise ParamError("MidAlignSpec: switch on at least one of task_loss and align_loss")
         if self.task_directions not in ("both", "forward"):
-            raise ValueError(f"MidAlignSpec: task_directions must be 'both' or 'forward', "
+            raise ParamError(f"MidAlignSpec: task_directions must be 'both' or 'forward', "
                              f"got {self.task_directions!r}")
         if self.r < 1 or self.tau <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError("MidAlignSpec: need r >= 1, tau > 0 and 0 <= dropout < 1")
+            raise ParamError("MidAlignSpec: need r >= 1, tau > 0 and 0 <= dropout < 1")
         if self.align_batch_size < 2:
-            raise ValueError("MidAlignSpec: align_batch_size must be >= 2 (in-batch negatives)")
+            raise ParamError("MidAlignSpec: align_batch_size must be >= 2 (in-batch negatives)")
         if self.align_layer is not None and self.align_layer < 0:
-            raise ValueError(f"MidAlignSpec: align_layer must be >= 0, got {self.align_layer}")
+            raise ParamError(f"MidAlignSpec: align_layer must be >= 0, got {self.align_layer}")
         if self.src == self.tgt:
-            raise ValueError(f"MidAlignSpec: src and tgt must differ, both are {self.src!r}")
+            raise ParamError(f"MidAlignSpec: src and tgt must differ, both are {self.src!r}")
 
 
 @dataclass(frozen=True)
@@ -174,15 +179,17 @@ class LENSSpec(_Spec):
         "per-language λ_l overrides, e.g. (('sw', 0.2),)", ())
     samples_per_lang: int = _help("parallel samples per language (subspace fit and training)", 200)
     chat_template: bool = _help(
-        "wrap each sample as a user turn of the tokenizer's chat template with the generation "
-        "prompt (LENS); ignored when the tokenizer has none", True)
-    lr: float = _help("learning rate (AdamW, no weight decay)", 1e-5)
-    schedule: str = _help("learning-rate schedule (the paper does not say; constant)", "constant")
-    warmup: float = _help("warm-up fraction of the steps", 0.0)
-    epochs: float = _help("epochs over the samples", 1.0)
-    batch_size: int = _help("parallel samples per step (each in every language)", 8)
+        "wrap each sample as a user turn of the tokenizer's chat template with the generation prompt "
+        "(LENS's setting, on instruct models); a tokenizer without a chat template is an error, as in "
+        "recording (no fallback); off by default because the bundled base models have none", False)
+    lr: float = _help("peak learning rate (AdamW; LENS App. D: 1e-5)", 1e-5)
+    schedule: str = _help("learning-rate schedule (LENS App. D: cosine)", "cosine")
+    warmup: float = _help("warm-up fraction of the steps (LENS App. D: 0.05)", 0.05)
+    weight_decay: float = _help("AdamW weight decay of the trained blocks (LENS App. D: 0.1)", 0.1)
+    epochs: float = _help("epochs over the samples (LENS: 1)", 1.0)
+    batch_size: int = _help("parallel samples per step, each in every language (LENS: 8)", 8)
     max_steps: int | None = _help("cap on steps", None)
-    max_grad_norm: float | None = _help("clip the gradient norm; None = no clipping", None)
+    max_grad_norm: float | None = _help("clip the gradient norm (LENS: 1.0); None = no clipping", 1.0)
     seed: int = _help("seed of the data order", 0)
 
     def __post_init__(self) -> None:
@@ -190,16 +197,18 @@ class LENSSpec(_Spec):
         object.__setattr__(self, "push_per_lang",
                            tuple((str(k), float(v)) for k, v in self.push_per_lang))
         if len(self.languages) < 2 or len(set(self.languages)) != len(self.languages):
-            raise ValueError(f"LENSSpec: need >= 2 distinct languages, got {self.languages}")
+            raise ParamError(f"LENSSpec: need >= 2 distinct languages, got {self.languages}")
         if self.central not in self.languages:
-            raise ValueError(f"LENSSpec: central {self.central!r} must be one of {self.languages}")
+            raise ParamError(f"LENSSpec: central {self.central!r} must be one of {self.languages}")
         unknown = [k for k, _ in self.push_per_lang if k not in self.languages or k == self.central]
         if unknown:
-            raise ValueError(f"LENSSpec: push_per_lang names {unknown}, not target languages")
+            raise ParamError(f"LENSSpec: push_per_lang names {unknown}, not target languages")
         if self.samples_per_lang < 2:
-            raise ValueError("LENSSpec: samples_per_lang must be >= 2")
+            raise ParamError("LENSSpec: samples_per_lang must be >= 2")
         if self.start_layer is not None and self.start_layer < 0:
-            raise ValueError(f"LENSSpec: start_layer must be >= 0, got {self.start_layer}")
+            raise ParamError(f"LENSSpec: start_layer must be >= 0, got {self.start_layer}")
+        if self.weight_decay < 0:
+            raise ParamError(f"LENSSpec: weight_decay must be >= 0, got {self.weight_decay}")
 
     def push_strength(self, lang: str) -> float:
         """λ_l for one target language."""
@@ -226,6 +235,10 @@ class CCTuningSpec(_Spec):
     target_modules: tuple[str, ...] = _help(
         "modules that get LoRA (Llama names; GPT-2 models map to c_attn, c_proj, c_fc)", LORA_TARGETS)
     tau: float = _help("Gumbel-softmax temperature of the Decision Maker (hard, straight-through)", 1.0)
+    dm_lr: float = _help("learning rate of W_DM, its own AdamW on the same schedule (the paper trains it with "
+                         "the model at 1e-5 for 3 epochs over 60+ languages; a short run needs far more)", 1e-2)
+    dm_init: float = _help("std of W_DM's normal initialisation; 0 = zeros (uniform random layer choice at the "
+                           "start, the paper's Random Pooling)", 0.0)
     embed: str = _help("e of Eq. 3: 'mean' (embedding output averaged over the non-English prompt's "
                        "real tokens) or 'position' (the embedding output at the connection position)",
                        "mean")
@@ -250,19 +263,21 @@ class CCTuningSpec(_Spec):
     def __post_init__(self) -> None:
         _check_common(self)
         if self.lang == self.pivot:
-            raise ValueError(f"CCTuningSpec: lang and pivot must differ, both are {self.lang!r}")
+            raise ParamError(f"CCTuningSpec: lang and pivot must differ, both are {self.lang!r}")
         if self.target == self.lang:
-            raise ValueError("CCTuningSpec: target must differ from lang (the input language)")
+            raise ParamError("CCTuningSpec: target must differ from lang (the input language)")
         if self.train not in ("lora", "ffn", "full"):
-            raise ValueError(f"CCTuningSpec: train must be 'lora', 'ffn' or 'full', got {self.train!r}")
+            raise ParamError(f"CCTuningSpec: train must be 'lora', 'ffn' or 'full', got {self.train!r}")
         if self.embed not in ("mean", "position"):
-            raise ValueError(f"CCTuningSpec: embed must be 'mean' or 'position', got {self.embed!r}")
+            raise ParamError(f"CCTuningSpec: embed must be 'mean' or 'position', got {self.embed!r}")
         if self.r < 1 or self.tau <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError("CCTuningSpec: need r >= 1, tau > 0 and 0 <= dropout < 1")
+            raise ParamError("CCTuningSpec: need r >= 1, tau > 0 and 0 <= dropout < 1")
+        if self.dm_lr <= 0 or self.dm_init < 0:
+            raise ParamError(f"CCTuningSpec: need dm_lr > 0 and dm_init >= 0, got {self.dm_lr}, {self.dm_init}")
         if self.wt_pairs < 1 or self.curve_points < 1:
-            raise ValueError("CCTuningSpec: wt_pairs and curve_points must be >= 1")
+            raise ParamError("CCTuningSpec: wt_pairs and curve_points must be >= 1")
         if self.eval_items is not None and self.eval_items < 1:
-            raise ValueError(f"CCTuningSpec: eval_items must be >= 1 or None, got {self.eval_items}")
+            raise ParamError(f"CCTuningSpec: eval_items must be >= 1 or None, got {self.eval_items}")
 
     @property
     def response_lang(self) -> str:
@@ -278,16 +293,16 @@ def spec_for(method: str, d: dict[str, Any] | _Spec | None = None) -> Any:
     """The method's spec from a dict (or the spec itself, or defaults for None).
 
     Raises:
-        ValueError: unknown method, unknown field or an invalid value.
+        ParamError: unknown method, unknown field or an invalid value.
     """
     if method not in SPECS:
-        raise ValueError(f"unknown fine-tune method {method!r}; choose from {sorted(SPECS)}")
+        raise ParamError(f"unknown fine-tune method {method!r}; choose from {sorted(SPECS)}")
     cls = SPECS[method]
     if d is None:
         return cls()
     if isinstance(d, _Spec):
         if not isinstance(d, cls):
-            raise ValueError(f"method {method!r} takes a {cls.__name__}, got {type(d).__name__}")
+            raise ParamError(f"method {method!r} takes a {cls.__name__}, got {type(d).__name__}")
         return d
     return cls.from_dict(d)
 

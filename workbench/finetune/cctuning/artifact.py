@@ -1,0 +1,89 @@
+"""CC-Tuning artifacts: `W_DM` and `W_T` in their own safetensors file beside the model delta."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workbench.finetune.cctuning.model import CCOutput, cctuning_forward
+from workbench.finetune.specs import CCTuningSpec
+
+__all__ = ["CC_FILE", "CCTuned", "load_cctuning", "write_artifact_with_files"]
+
+CC_FILE = "cctuning.safetensors"
+"""The artifact file holding `w_dm` `(d, L)` and `w_t` `(d, d)` beside delta.safetensors."""
+
+
+
+def write_artifact_with_files(out_dir: str | Path, base_state: Any, tuned_model: Any, manifest: dict[str, Any],
+                              files: Mapping[str, Mapping[str, torch.Tensor]], **kw: Any) -> Path:
+    """`artifact_io.write_artifact` plus extra safetensors files (e.g. `CC_FILE`), still atomic.
+
+    The artifact is written into a temporary sibling directory, the files are added, and
+    the directory is renamed into place.
+
+    Raises:
+        FileExistsError: `out_dir` exists.
+    """
+    from safetensors.torch import save_file
+
+    from workbench.finetune import artifact_io
+
+    out = Path(out_dir)
+    if out.exists():
+        raise FileExistsError(f"artifact directory {out} already exists")
+    tmp = out.parent / f".{out.name}.files-{os.getpid()}-{id(files):x}"
+    try:
+        artifact_io.write_artifact(tmp, base_state, tuned_model, manifest, **kw)
+        for name, tensors in files.items():
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / name),
+                      metadata={"format": "pt"})
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+@dataclass
+class CCTuned:
+    """A CC-Tuning artifact loaded: the tuned state, `w_dm` `(d, L)`, `w_t` `(d, d)`, its spec and manifest."""
+
+    state: Any
+    w_dm: torch.Tensor
+    w_t: torch.Tensor
+    spec: CCTuningSpec
+    manifest: dict[str, Any]
+
+    def forward(self, batch: Mapping[str, torch.Tensor], **kw: Any) -> CCOutput:
+        """`cctuning_forward` with this artifact's matrices and `embed` choice."""
+        return cctuning_forward(self.state, self.w_dm, self.w_t, batch, embed=self.spec.embed, **kw)
+
+
+def load_cctuning(base_state: Any, path: str | Path, *, via: str = "delta") -> CCTuned:
+    """Base + artifact (delta, or re-merged adapter) and the artifact's `W_DM`, `W_T`.
+
+    Raises:
+        ArtifactError: not a CC-Tuning artifact (no `CC_FILE`), or it does not fit the base.
+    """
+    from safetensors.torch import load_file
+
+    from workbench.errors import ArtifactError
+    from workbench.finetune import artifact_io
+
+    p = Path(path)
+    if not (p / CC_FILE).is_file():
+        raise ArtifactError(f"{p} is not a CC-Tuning artifact (no {CC_FILE})")
+    state = artifact_io.load_tuned(base_state, p, via=via)
+    mats = load_file(str(p / CC_FILE))
+    manifest = json.loads((p / "manifest.json").read_text())
+    dev = state.device
+    return CCTuned(state, mats["w_dm"].to(dev), mats["w_t"].to(dev), CCTuningSpec.from_dict(manifest["spec"]),
+                   manifest)

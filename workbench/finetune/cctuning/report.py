@@ -1,0 +1,133 @@
+"""CC-Tuning's held-out numbers: FFN output pairs, the Transform Matrix fit, |Δ| and the selected layers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workbench.analysis.cctuning import (
+    fit_transform_matrix,
+    layer_distribution,
+    parallel_gap,
+    transform_fit_curve,
+    transform_mse,
+)
+from workbench.finetune.cctuning.examples import CCExample, _last, collate_cc
+from workbench.finetune.cctuning.model import _model_arch, cctuning_forward, ffn_outputs
+from workbench.finetune.data import IGNORE
+from workbench.finetune.specs import CCTuningSpec
+
+log = logging.getLogger(__name__)
+
+__all__ = ["cctuning_evaluate", "collect_ffn_pairs", "fit_and_report"]
+
+
+def _score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: summed NLL of the labelled tokens, top-1 hits, token count."""
+    lg, lb = logits[:, :-1].float(), labels[:, 1:]
+    mask = lb != IGNORE
+    nll = F.cross_entropy(lg.transpose(1, 2), lb.clamp(min=0), reduction="none") * mask
+    hits = (lg.argmax(-1) == lb) & mask
+    return nll.sum(1).cpu().numpy(), hits.sum(1).cpu().numpy(), mask.sum(1).cpu().numpy()
+
+
+def collect_ffn_pairs(model: Any, arch: Any, examples: Sequence[CCExample], pad_id: int,
+                      batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """`(A, B)`: `(N, L, d)` float32 FFN outputs at the connection position of `x` and of `x^en` (no connection)."""
+    dev = next(model.parameters()).device
+    a, b = [], []
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            cb = collate_cc(examples[i:i + batch_size], pad_id, dev)
+            a.append(ffn_outputs(model, arch, cb.x["input_ids"], cb.x["attention_mask"], cb.pos).float().cpu())
+            b.append(ffn_outputs(model, arch, cb.en["input_ids"], cb.en["attention_mask"],
+                                 _last(cb.en["attention_mask"])).float().cpu())
+    return torch.cat(a).numpy(), torch.cat(b).numpy()
+
+
+def cctuning_evaluate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor, examples: Sequence[CCExample], *,
+                      embed: str = "mean", batch_size: int = 4, f_en: np.ndarray | None = None) -> dict[str, Any]:
+    """Held-out numbers of Table 2 and Fig. 8: vanilla vs real-English vs `W_T` connection.
+
+    Args:
+        state: the tuned state (`.model`, `.arch`, `.tokenizer`).
+        w_dm: `(d, L)` Decision Maker.
+        w_t: `(d, d)` Transform Matrix.
+        examples: held-out examples (responses are scored teacher-forced).
+        embed: the spec's `embed`.
+        batch_size: examples per forward pass.
+        f_en: optional `(N, L, d)` English FFN outputs already collected for `examples`.
+
+    Returns:
+        `gap` (parallel_gap of 'vanilla' (no connection), 'english', 'transform'),
+        `selected` (`{"english": [...], "transform": [...]}`), `agree` (fraction of
+        examples where both choose the same layer), `n` (examples).
+    """
+    model, arch = _model_arch(state)
+    dev = next(model.parameters()).device
+    if f_en is None:
+        f_en = collect_ffn_pairs(model, arch, examples, state.tokenizer.pad_token_id)[1]
+    kinds = ("vanilla", "english", "transform")
+    nll: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+    hits: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
+    sel: dict[str, list[np.ndarray]] = {"english": [], "transform": []}
+    toks = []
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            cb = collate_cc(examples[i:i + batch_size], state.tokenizer.pad_token_id, dev)
+            fe = torch.as_tensor(f_en[i:i + batch_size], device=dev, dtype=state.model.dtype)
+            logits = {"vanilla": model(input_ids=cb.x["input_ids"], attention_mask=cb.x["attention_mask"],
+                                       use_cache=False).logits}
+            for k, kw in (("english", {"f_en": fe}), ("transform", {})):
+                out = cctuning_forward(state, w_dm, w_t, cb.x, positions=cb.pos, embed=embed, **kw)
+                logits[k] = out.logits
+                sel[k].append(out.selected.cpu().numpy())
+            for k in kinds:
+                n, h, t = _score(logits[k], cb.x["labels"])
+                nll[k].append(n)
+                hits[k].append(h)
+            toks.append(t)
+    cat = {k: np.concatenate(v) for k, v in sel.items()}
+    gap = parallel_gap({k: np.concatenate(v) for k, v in nll.items()},
+                       {k: np.concatenate(v) for k, v in hits.items()}, np.concatenate(toks))
+    return {"gap": gap, "selected": {k: v.tolist() for k, v in cat.items()},
+            "agree": float(np.mean(cat["english"] == cat["transform"])), "n": len(examples)}
+
+
+def _nan_to_none(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()} for r in records]
+
+
+def fit_and_report(state: Any, w_dm: torch.Tensor, train_ex: Sequence[CCExample], held_ex: Sequence[CCExample],
+                   spec: CCTuningSpec) -> tuple[torch.Tensor, dict[str, Any]]:
+    """After training: fit `W_T` on `min(wt_pairs, N)` training pairs, then the Fig. 5 / Fig. 8 / Table 2 numbers.
+
+    Returns:
+        `(W_T (d, d) float32, report)`; the report is JSON-ready (it goes into the manifest).
+    """
+    model, arch = _model_arch(state)
+    pad = state.tokenizer.pad_token_id
+    n = min(spec.wt_pairs, len(train_ex))
+    log.info("fitting the Transform Matrix on %d parallel pairs", n)
+    a, b = collect_ffn_pairs(model, arch, train_ex[:n], pad)
+    w_t = fit_transform_matrix(a, b)
+    held = list(held_ex[: spec.eval_items] if spec.eval_items is not None else held_ex)
+    log.info("held-out report on %d examples (fit curve, |Δ|, selected layers)", len(held))
+    a_h, b_h = collect_ffn_pairs(model, arch, held, pad)
+    curve = transform_fit_curve(a, b, a_h, b_h, points=spec.curve_points)
+    w_t_t = torch.as_tensor(w_t, dtype=torch.float32)
+    ev = cctuning_evaluate(state, w_dm, w_t_t, held, embed=spec.embed, f_en=b_h)
+    n_layers = a.shape[1]
+    dist = layer_distribution({"English input": ev["selected"]["english"],
+                               "Transform Matrix": ev["selected"]["transform"]}, n_layers)
+    report = {"n_layers": n_layers, "d_model": int(a.shape[2]), "wt_pairs": n, "n_eval": ev["n"],
+              "fit_mse": transform_mse(a, b, w_t),
+              "heldout_mse": transform_mse(a_h, b_h, w_t), "identity_mse": transform_mse(a_h, b_h, None),
+              "fit_curve": _nan_to_none(curve.to_dict("records")), "layer_distribution": dist.to_dict("records"),
+              "gap": ev["gap"], "agree": ev["agree"], "selected": ev["selected"]}
+    return w_t_t, report
