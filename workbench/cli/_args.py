@@ -12,6 +12,8 @@ from typing import Any
 from tqdm import tqdm
 
 from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
+from workbench.presets import apply_preset, preset_names
+from workbench.recipes.params import PARAMS
 from workbench.recordings import ensure_recording
 
 
@@ -71,6 +73,9 @@ def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,s
                    help="comma-separated codes (default: %(default)s)")
     g.add_argument("--limit", type=int, default=None, help="only the first N units per language (quick looks)")
     r = p.add_argument_group("recording")
+    r.add_argument("--preset", default=None, choices=preset_names(),
+                   help="reproduce a paper's pipeline exactly: its pooling, special tokens, top layer and "
+                        "analysis settings (see `workbench.presets`); written into manifests")
     r.add_argument("--poolings", type=csv_list, default=["mean", "last", "weighted"], help="mean,last,weighted")
     r.add_argument("--max-length", type=int, default=256, help="truncate inputs to N tokens (default: %(default)s)")
     r.add_argument("--layers", type=int_list, default=None, help="blocks to record, e.g. 0,4,8 (default: all)")
@@ -96,7 +101,8 @@ def record_spec(a: argparse.Namespace, **override: Any) -> RecordSpec:
               chat_template=a.chat_template, token_span=a.token_span, ffn_stats=not a.no_ffn,
               layers=tuple(a.layers) if a.layers else None, batch_tokens=a.batch_tokens)
     kw.update(override)
-    return RecordSpec(**kw)  # type: ignore[arg-type]  # kwargs built from typed args
+    spec = RecordSpec(**kw)  # type: ignore[arg-type]  # kwargs built from typed args
+    return apply_preset(a.preset, spec) if getattr(a, "preset", None) else spec
 
 
 def corpus_spec(a: argparse.Namespace, langs: Sequence[str] | None = None) -> CorpusSpec:
@@ -183,6 +189,10 @@ def figure_spec(a: argparse.Namespace, analysis: str, params: dict[str, Any],
     """The registry's figure spec for parsed `analyze` arguments (model, corpus, recording, params)."""
     rec = record_spec(a).to_dict()
     default = RecordSpec().to_dict()
+    preset = getattr(a, "preset", None)
+    if preset:  # the preset's analysis settings win over flags left at their defaults
+        defaults = PARAMS[analysis]().to_dict() if analysis != "sensitivity" else {}
+        params = {k: v for k, v in params.items() if k not in defaults or v != defaults[k]}
     return {"analysis": analysis, "model": model_spec(a).to_dict(), "corpus": a.corpus,
-            "langs": list(langs or a.langs), "limit": a.limit,
+            "langs": list(langs or a.langs), "limit": a.limit, "preset": preset,
             "record": {k: v for k, v in rec.items() if v != default[k]}, "params": params}

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.analysis.retrieval import mid_align_score
+from workbench.analysis.retrieval import mexa_summary, mid_align_score
 from workbench.cli._args import (
     ProgressBar,
     add_model_args,
@@ -89,7 +89,11 @@ def cmd_retrieval(a: argparse.Namespace) -> int:
     at_best = summary[(summary.layer == best) & ~summary.series.isin(["all_pairs", "pivot"])]
     print(f"per language vs {p['pivot']} at layer {best}: " +
           ", ".join(f"{r.series} {r.accuracy:.2f}" for r in at_best.itertuples()))
-    print(f"Mid-align score (mean over even layers): {mid_align_score(summary):.3f}")
+    print(f"Mid-align score (mean over its even layers m = 2, 4, …, our blocks 1, 3, …): "
+          f"{mid_align_score(summary):.3f}")
+    if p["method"] == "mexa":
+        mexa = mexa_summary(summary, p["pivot"])
+        print(f"MEXA (vs {p['pivot']}): mean over layers {mexa['mean']:.3f}, max {mexa['max']:.3f}")
     _write(Path(a.out), "retrieval", summary, fig)
     info["tables"]["pairs"].to_csv(Path(a.out) / "retrieval_pairs.csv", index=False)
     return 0

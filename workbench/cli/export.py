@@ -66,7 +66,8 @@ def cmd_export(a: argparse.Namespace) -> int:
             caption = m.get("caption")
         else:
             spec = {"analysis": a.analysis, "model": model_spec(a).to_dict(), "corpus": a.corpus, "langs": a.langs,
-                    "limit": a.limit, "record": _record_overrides(a), "params": dict(a.set or [])}
+                    "limit": a.limit, "record": _record_overrides(a), "params": dict(a.set or []),
+                    "preset": getattr(a, "preset", None)}
             out = Path(a.out or "out/export")
             name = a.name or a.analysis
             opts = {"formats": a.formats, "width_in": a.width, "height_in": a.height, "dpi": a.dpi,

@@ -13,13 +13,14 @@ import numpy as np
 
 from workbench.config import ModelSpec, RecordSpec
 from workbench.errors import ExportError, ParamError
+from workbench.presets import analysis_overrides, get_preset
 from workbench.recipes.params import ANALYSES, params_for
 
 DEFAULT_LANGS = ("en", "zh", "sw", "ar", "hi", "es", "fr", "ja")
 """Languages when a spec names none (those of ``workbench analyze``)."""
 
 
-SPEC_KEYS = ("analysis", "model", "artifact", "corpus", "langs", "limit", "record", "params", "title")
+SPEC_KEYS = ("analysis", "model", "artifact", "corpus", "langs", "limit", "record", "params", "title", "preset")
 EXPORT_KEYS = ("name", "width", "width_in", "height_in", "formats", "dpi", "caption")
 """Keys of a figure-set entry that are export options, not part of the figure spec."""
 
@@ -94,6 +95,14 @@ def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     bad = sorted(set(record) - set(RecordSpec.help()))
     if bad:
         raise ExportError(f"unknown record option(s) {bad}; known: {sorted(RecordSpec.help())}")
+    preset = s.get("preset")
+    if preset:  # a paper's pipeline: its recording fields, then its analysis parameters the analysis takes
+        record = {**{k: list(v) if isinstance(v, tuple) else v for k, v in get_preset(preset).record.items()},
+                  **record}
+        given = {**{k: v for k, v in analysis_overrides(preset).items() if k in ANALYSES[analysis]}, **given}
+        pools = get_preset(preset).record.get("poolings")
+        if pools and len(pools) == 1 and "pooling" in ANALYSES[analysis]:
+            given.setdefault("pooling", pools[0])  # the one pooling the preset records
     limit = s.get("limit")
     return {
         "analysis": analysis,
@@ -104,6 +113,7 @@ def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
         "record": {k: record[k] for k in sorted(record)},
         "params": _params(analysis, given),
         "title": s.get("title"),
+        "preset": preset or None,
     }
 
 
