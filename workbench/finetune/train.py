@@ -241,7 +241,7 @@ def masked_mean(h: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
 
     Inside a training step of N > 1 processes, the rows of every rank (the global batch).
     """
-    m = count.to(h.dtype).unsqueeze(-1)
+    m = count.to(device=h.device, dtype=h.dtype).unsqueeze(-1)  # h may sit on a later GPU (device_map)
     return distributed.gather_rows((h * m).sum(1) / m.sum(1).clamp(min=1.0))
 
 
@@ -250,5 +250,5 @@ def last_token(h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
 
     Inside a training step of N > 1 processes, the rows of every rank (the global batch).
     """
-    last = attention_mask.sum(1) - 1
+    last = (attention_mask.sum(1) - 1).to(h.device)  # h may sit on a later GPU (device_map)
     return distributed.gather_rows(h[torch.arange(h.shape[0], device=h.device), last])
