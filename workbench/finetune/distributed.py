@@ -62,6 +62,7 @@ __all__ = [
     "shard_bounds",
     "shard_examples",
     "shutdown",
+    "visible_devices",
 ]
 
 SHARDABLE = ("silp", "midalign", "lens")
@@ -122,6 +123,11 @@ def check_method(method: str, num_processes: int) -> None:
     if num_processes > 1 and method not in SHARDABLE:
         raise ParamError(f"{method} cannot be split across processes (its steps use the batch beside the "
                          f"shared collate); run it with --num-processes 1, or use one of {', '.join(SHARDABLE)}")
+
+
+def visible_devices() -> int:
+    """CUDA devices this process sees (0 without CUDA): how many ranks a fine-tune can use."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def free_port() -> int:
