@@ -23,6 +23,7 @@ It prints, in order:
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import gc
 import logging
@@ -86,6 +87,14 @@ def build(shape: str, dtype: torch.dtype, device: str, seed: int = 0) -> Any:
     return models.state_from_model(model, tok, name=f"random-{shape}", fingerprint=f"random-{shape}-{seed}-{dtype}")
 
 
+def converted(state: Any, dtype: torch.dtype, device: str) -> Any:
+    """The same weights in `dtype` on `device` (a copy; the rotary buffers stay fp32, as the loader's)."""
+    model = copy.deepcopy(state.model).to(device=device, dtype=dtype)
+    model.model.rotary_emb = type(model.model.rotary_emb)(model.config).to(device)
+    return models.state_from_model(model, state.tokenizer, name=f"{state.name}-{dtype}",
+                                   fingerprint=f"{state.fingerprint}-{dtype}-{device}")
+
+
 def corpus(langs: int, units: int) -> Any:
     """The first `units` units of the bundled UDHR in its first `langs` languages."""
     c = load_corpus("udhr")
@@ -147,8 +156,7 @@ def agreement(langs: int, units: int, spec: RecordSpec) -> list[float]:
     """Relative error per recorded layer of bf16 (CUDA if present) against CPU fp32, small model."""
     c = corpus(langs, units)
     ref_state = build("small", torch.float32, "cpu")
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    low_state = build("small", torch.bfloat16, dev)
+    low_state = converted(ref_state, torch.bfloat16, "cuda" if torch.cuda.is_available() else "cpu")
     _, ref = record_workbench(ref_state, c, spec)
     _, low = record_workbench(low_state, c, spec)
     errs = []

@@ -131,11 +131,26 @@ def test_a_two_process_job_has_the_status_and_artifact_of_a_one_process_job(monk
     assert sorted((Path(st[2]["dir"]) / "ranks").glob("*.json")) != []
 
 
+@pytest.fixture(scope="module")
+def long_jobs(tmp_path_factory):
+    """Two long 2-process Mid-align jobs, started together (one to kill a rank of, one to cancel)."""
+    old = {k: os.environ.get(k) for k in ("WORKBENCH_CACHE", "OMP_NUM_THREADS")}
+    cache = str(tmp_path_factory.mktemp("long-jobs"))
+    os.environ.update(WORKBENCH_CACHE=cache, OMP_NUM_THREADS="1")
+    try:
+        long = {**SPECS["midalign"], "max_steps": 100000, "epochs": 10000.0}
+        ids = {k: jobs.start_job("midalign", TINY, DATA, long, evaluate=False, num_processes=2)
+               for k in ("kill", "cancel")}
+        yield {**ids, "cache": cache}
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
 @pytest.mark.slow
-def test_killing_one_rank_fails_the_job_with_the_rank_named(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    long = {**SPECS["midalign"], "max_steps": 100000, "epochs": 10000.0}
-    job = jobs.start_job("midalign", TINY, DATA, long, evaluate=False, num_processes=2)
+def test_killing_one_rank_fails_the_job_with_the_rank_named(long_jobs, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", long_jobs["cache"])
+    job = long_jobs["kill"]
     st = _wait(job, lambda s: (s.get("step") or 0) >= 2)
     assert st["state"] == "running", st.get("reason")
     pid = int((Path(st["dir"]) / "ranks" / "1.pid").read_text())
@@ -143,3 +158,17 @@ def test_killing_one_rank_fails_the_job_with_the_rank_named(monkeypatch):
     st = _wait(job, lambda s: False, timeout=120)
     assert st["state"] == "failed"
     assert "rank 1 of 2 stopped without writing a final state" in st["reason"]
+
+
+@pytest.mark.slow
+def test_cancel_stops_every_rank_at_the_same_step(long_jobs, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", long_jobs["cache"])
+    job = long_jobs["cancel"]
+    st = _wait(job, lambda s: (s.get("step") or 0) >= 2)
+    assert st["state"] == "running", st.get("reason")
+    st = jobs.cancel_job(job)
+    st = _wait(job, lambda s: False, timeout=120)
+    assert st["state"] == "cancelled", st.get("reason")
+    reports = [json.loads(p.read_text()) for p in sorted((Path(st["dir"]) / "ranks").glob("*.json"))]
+    assert [r["state"] for r in reports] == ["cancelled", "cancelled"]
+    assert reports[0]["reason"] == reports[1]["reason"] and reports[0]["reason"].startswith("cancelled at step")
