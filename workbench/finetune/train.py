@@ -163,7 +163,7 @@ class Stepper:
         keys = [k for k, v in vals.items() if torch.is_tensor(v)]
         w = distributed.metric_weight()
         vec = torch.stack([vals[k].float().reshape(()) * w for k in keys]).to(self.params[0].device)
-        vec = distributed.reduce_gradients(self.params, vec)
+        distributed.reduce_gradients(self.params, vec)  # in place: gradients and vec
         return {**vals, **{k: vec[i] for i, k in enumerate(keys)}}
 
     def _flush(self) -> None:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,8 @@ class _Progress:
         """Training starts now (steps/s and ETA count from here)."""
         self.t0 = time.perf_counter()
 
-    def __call__(self, step: int, total: int, message: str = "", metrics: dict[str, Any] | None = None) -> None:
-        metrics = dict(metrics or {})
+    def __call__(self, done: int, total: int, message: str = "", metrics: Mapping[str, Any] | None = None) -> None:
+        step, metrics = done, dict(metrics or {})
         t = time.perf_counter()
         if self.t0 is None:
             self.mark_start()
@@ -125,7 +126,7 @@ def run(d: Path) -> Path:
         raise _Cancelled("cancelled before the model was loaded")
     write_status_msg(f"loading {model_spec['source']}")
     state = _load_state(model_spec)
-    progress = _Progress(d) if distributed.current().main else None
+    progress: _Progress | None = _Progress(d) if distributed.current().main else None
 
     def status(message: str) -> None:
         if message == "training" and progress is not None:
