@@ -90,8 +90,9 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
         problems = remote_problems(model)
         if problems:
             raise RecordError("cannot record on NDIF (--remote): " + "; ".join(problems))
-    if num_processes < 1:
-        raise RecordError(f"--num-processes must be >= 1, got {num_processes}")
+    if num_processes < 1 or (remote and num_processes > 1):
+        raise RecordError(f"--num-processes must be >= 1, got {num_processes}" if num_processes < 1 else
+                          "--remote runs the trace on NDIF: --num-processes does not apply to it")
     store = store or Store()
     corpus = load_corpus_spec(corpus_spec)
     units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
