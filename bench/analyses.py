@@ -38,7 +38,8 @@ def main() -> None:
     vectors = {f"l{i}": base + rng.standard_normal(base.shape).astype(np.float32) * (0.5 + i / a.langs)
                for i in range(a.langs)}
     pairs = a.langs * (a.langs - 1)
-    print(f"retrieval: {a.langs} languages x {a.units} units x {a.layers} layers x d={a.dim}, {pairs} ordered pairs/layer")
+    print(f"retrieval: {a.langs} languages x {a.units} units x {a.layers} layers x d={a.dim}, "
+          f"{pairs} ordered pairs/layer")
     print(f"{'method':<8}{'vectorised s':>14}{'per-pair loop s':>17}{'speed-up':>10}")
     for method in ("cosine", "margin", "mexa"):
         t = time.perf_counter()

@@ -20,6 +20,7 @@ from workbench import compare
 from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.errors import user_message
+from workbench.finetune import distributed
 from workbench.finetune.specs import LORA_TARGETS, SCHEDULES, DataSpec, spec_for
 from workbench.jobs import processes as jobs
 from workbench.paths import cache_root
@@ -308,6 +309,11 @@ def new_job(s: ui.Settings) -> None:
     evaluate = c[1].toggle("Evaluate before/after", value=True, key="ft_evaluate", persist_state=PERSIST,
                            help="Held-out translation loss (both directions) and pivot perplexity, before and "
                                 "after training.")
+    processes, gpus = 1, distributed.visible_devices()
+    if gpus > 1 and method in distributed.SHARDABLE:  # the field exists only where it can help
+        processes = int(c[2].number_input("Processes", 1, gpus, 1, key="ft_processes", persist_state=PERSIST,
+                                          help=f"Data-parallel training on up to {gpus} GPUs (one process each, "
+                                               "accelerate launch); the batch is split over them."))
     try:
         spec = method_spec(method, langs, int(steps) if steps else None, s, base)
         problem = None if data is not None else "the training data is not ready"
@@ -317,7 +323,8 @@ def new_job(s: ui.Settings) -> None:
     if st.button("Start", type="primary", icon=":material/play_arrow:", key="ft_start", disabled=problem is not None,
                  help=f"Cannot start: {problem}." if problem else "Start the job in a separate process."):
         try:
-            job_id = jobs.start_job(method, compare.job_model_spec(base), data, spec, evaluate=evaluate)
+            job_id = jobs.start_job(method, compare.job_model_spec(base), data, spec, evaluate=evaluate,
+                                    num_processes=processes)
         except (ValueError, OSError) as e:
             st.error(f"**Could not start the job:** {user_message(e)}", icon=":material/error:")
             return

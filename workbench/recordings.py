@@ -4,21 +4,42 @@ The one home of "give me the recording of (model state, corpus, record spec)":
 `ensure_recording` (compute what the store lacks), `stored_recording` / `store_status`
 (look without loading any model, for pages that must stay fast) and `start_recording`
 (the same work as a background job of `workbench.jobs.threads`, shared by every tab).
+
+`ensure_recording(..., num_processes=N)` splits the missing units over N processes
+(`accelerate launch -m workbench.recordings <request>`); each records its units with
+`tracing.record` into the one store under the store's per-key locks. `remote=True`
+runs the recorder's trace on NDIF through nnsight (`remote_problems` says what is
+missing before anything is loaded or written).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from workbench import models, tracing
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec, stable_hash
 from workbench.corpus import ParallelCorpus, load_corpus
+from workbench.errors import RecordError
+from workbench.fileio import atomic_write_json, read_json_or_none
+from workbench.finetune.distributed import launch_command, shard_bounds
 from workbench.jobs.progress import Progress, StatusFn
 from workbench.jobs.threads import JOBS, ThreadJob, ThreadRegistry
 from workbench.models import ModelState
@@ -45,7 +66,8 @@ def _recording(fp: str, corpus: ParallelCorpus, spec: RecordSpec, found: dict[st
 def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec | None = None, *,
                      pairs: Sequence[tuple[str, str]] | None = None, store: Store | None = None,
                      progress: Progress | None = None, status: StatusFn | None = None,
-                     state: ModelState | None = None) -> tracing.Recording:
+                     state: ModelState | None = None, num_processes: int = 1,
+                     remote: bool = False) -> tracing.Recording:
     """A `tracing.Recording` for these specs, recording only what the store lacks.
 
     Args:
@@ -57,8 +79,20 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
         progress: progress(done, total, message) while recording.
         status: one-line messages (loading, converting).
         state: an already loaded ModelState to use instead of loading `model`.
+        num_processes: split the missing units over this many processes (default store only).
+        remote: run the trace on NDIF (needs `NDIF_API_KEY`, a network and a hub model).
+
+    Raises:
+        RecordError: `remote` and something it needs is missing (nothing is loaded or written).
     """
     spec = spec or RecordSpec()
+    if remote:
+        problems = remote_problems(model)
+        if problems:
+            raise RecordError("cannot record on NDIF (--remote): " + "; ".join(problems))
+    if num_processes < 1 or (remote and num_processes > 1):
+        raise RecordError(f"--num-processes must be >= 1, got {num_processes}" if num_processes < 1 else
+                          "--remote runs the trace on NDIF: --num-processes does not apply to it")
     store = store or Store()
     corpus = load_corpus_spec(corpus_spec)
     units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
@@ -69,9 +103,122 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
         if status:
             status("all units found in the store")
         return _recording(fp, corpus, spec, found, model.source)
+    missing = [u for u, e in found.items() if e is None]
+    if num_processes > 1 and len(missing) > 1 and state is None:
+        record_sharded(model, corpus_spec, spec, missing, num_processes, store=store, progress=progress,
+                       status=status)
+        return ensure_recording(model, corpus_spec, spec, pairs=pairs, store=store, status=status)
     if state is None:
         state = models.load(model, progress=status)
-    return tracing.record(state, corpus, corpus_spec.langs, spec, pairs=pairs, store=store, progress=progress)
+    kw: dict[str, Any] = {"remote": True} if remote else {}
+    return tracing.record(state, corpus, corpus_spec.langs, spec, pairs=pairs, store=store, progress=progress, **kw)
+
+
+# --------------------------------------------------------------------------- N processes
+
+
+def record_sharded(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, units: Sequence[str],
+                   num_processes: int, *, store: Store | None = None, progress: Progress | None = None,
+                   status: StatusFn | None = None) -> None:
+    """Record `units` on `num_processes` processes, each a contiguous share, into the one store.
+
+    The processes are started with `accelerate launch` (`-m workbench.recordings`); each
+    loads the model and calls `tracing.record` on its units only, so a unit is recorded
+    exactly as one process records it alone. Progress is the sum of the ranks' progress.
+
+    Raises:
+        RecordError: a rank failed (its reason) or was killed.
+    """
+    store = store or Store()
+    n = min(num_processes, len(units))
+    d = cache_root() / "shards" / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    d.mkdir(parents=True)
+    atomic_write_json(d / "request.json", {"model": model.to_dict(), "corpus": corpus_spec.to_dict(),
+                                           "spec": spec.to_dict(), "units": list(units), "store": str(store.root)})
+    if status:
+        status(f"recording {len(units)} units on {n} processes")
+    proc = subprocess.Popen(launch_command(n, ["workbench.recordings", str(d)]), stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    total = len(units) * len(load_corpus_spec(corpus_spec))
+    try:
+        while proc.poll() is None:
+            time.sleep(0.5)
+            if progress:
+                done = sum(int((read_json_or_none(f) or {}).get("done", 0)) for f in d.glob("progress-*.json"))
+                progress(done, total, f"recording on {n} processes")
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
+    reports = {r: read_json_or_none(d / f"rank-{r}.json") or {} for r in range(n)}
+    failed = [f"rank {r}: {rep.get('reason')}" for r, rep in reports.items() if rep.get("state") == "failed"]
+    killed = [str(r) for r, rep in reports.items() if not rep]
+    shutil.rmtree(d, ignore_errors=True)
+    if failed or killed or proc.returncode:
+        why = "; ".join(failed) or (f"rank {', '.join(killed)} stopped without a report (killed?)" if killed
+                                    else f"accelerate launch exited with status {proc.returncode}")
+        raise RecordError(f"sharded recording failed: {why}")
+
+
+def _rank_main(d: Path) -> int:
+    """One rank of `record_sharded`: record this rank's share of the units."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    req = read_json_or_none(d / "request.json") or {}
+    try:
+        model, corpus_spec = ModelSpec.from_dict(req["model"]), CorpusSpec.from_dict(req["corpus"])
+        spec = RecordSpec.from_dict(req["spec"])
+        start, end = shard_bounds(len(req["units"]), world)[rank]
+        mine = req["units"][start:end]
+        corpus = load_corpus_spec(corpus_spec)
+        last = [0.0]
+
+        def tick(done: int, total: int, message: str = "", metrics: Any = None) -> None:
+            if time.monotonic() - last[0] > 0.5 or done >= total:
+                atomic_write_json(d / f"progress-{rank}.json", {"done": done, "total": total})
+                last[0] = time.monotonic()
+
+        if mine:
+            pairs = [tuple(u.split(">")) for u in mine] if spec.is_pair_template else None
+            langs = [] if pairs else mine
+            if world > 1 and model.device in ("auto", "cuda") and torch.cuda.is_available():
+                model = dataclasses.replace(model, device=f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
+            state = models.load(model)
+            tracing.record(state, corpus, langs, spec, pairs=pairs, store=Store(req["store"]), progress=tick)
+    except Exception as e:  # noqa: BLE001 - reported to the launching process
+        log.exception("rank %d failed", rank)
+        atomic_write_json(d / f"rank-{rank}.json", {"state": "failed", "reason": f"{type(e).__name__}: {e}"})
+        return 1
+    atomic_write_json(d / f"rank-{rank}.json", {"state": "done", "units": mine})
+    return 0
+
+
+# --------------------------------------------------------------------------- NDIF
+
+
+def remote_problems(model: ModelSpec) -> list[str]:
+    """What running the recorder's trace on NDIF lacks (empty = nothing known to be missing).
+
+    Checks, without sending anything: an API key (nnsight's config, `NDIF_API_KEY`), a
+    model NDIF can host (a hub id, not a bundled, local or tiny model), a connection to
+    the NDIF host, and a recorder that accepts `remote=True`.
+    """
+    from nnsight import CONFIG  # here: nnsight is heavy and only the remote path needs its config
+
+    problems = []
+    if not (os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY):
+        problems.append("no NDIF API key (set NDIF_API_KEY; keys come from https://login.ndif.us)")
+    src = model.source
+    if src in models.BUNDLED or models.is_tiny(src) or Path(src).expanduser().exists() or src.endswith(".gguf") \
+            or src.count("/") != 1:
+        problems.append(f"model {src!r} is not a Hugging Face hub id that NDIF hosts (e.g. meta-llama/Llama-3.1-8B)")
+    host = urllib.parse.urlparse(CONFIG.API.HOST)
+    try:
+        socket.create_connection((host.hostname or "", host.port or 443), timeout=3).close()
+    except OSError as e:
+        problems.append(f"cannot reach NDIF at {CONFIG.API.HOST} (offline? {type(e).__name__})")
+    if "remote" not in inspect.signature(tracing.record).parameters:
+        problems.append("this recorder has no remote mode yet (tracing.record takes no `remote`)")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -173,3 +320,8 @@ def start_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
 
     return (registry or JOBS).submit(job_key(model, corpus_spec, spec, pairs), job_label(model, corpus_spec, pairs),
                                      work, kind="record", rerun_done=rerun_done)
+
+
+if __name__ == "__main__":  # a rank of record_sharded (launched by accelerate)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(_rank_main(Path(sys.argv[1])))

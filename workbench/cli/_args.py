@@ -86,6 +86,10 @@ def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,s
     r.add_argument("--no-ffn", action="store_true", help="skip FFN neuron statistics")
     r.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per batch (memory bound)")
     r.add_argument("--progress", action="store_true", help="show a progress bar")
+    r.add_argument("--num-processes", type=int, default=1, metavar="N",
+                   help="record the missing units on N processes (accelerate launch), one store")
+    r.add_argument("--remote", action="store_true",
+                   help="run the trace on NDIF through nnsight (needs NDIF_API_KEY, a network, a hub model)")
 
 
 def model_spec(a: argparse.Namespace) -> ModelSpec:
@@ -143,7 +147,8 @@ def get_recording(a: argparse.Namespace, *, langs: Sequence[str] | None = None,
     bar = ProgressBar(getattr(a, "progress", False))
     try:
         return ensure_recording(model_spec(a), corpus_spec(a, langs), record_spec(a, **override), pairs=pairs,
-                                progress=bar, status=lambda m: print(m, file=sys.stderr))
+                                progress=bar, status=lambda m: print(m, file=sys.stderr),
+                                num_processes=getattr(a, "num_processes", 1), remote=getattr(a, "remote", False))
     finally:
         bar.close()
 

@@ -60,6 +60,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     t.add_argument("--set", type=_kv, action="append", default=[], metavar="FIELD=VALUE",
                    help="any other field of the method's spec (JSON values), repeatable")
     t.add_argument("--no-eval", action="store_true", help="skip held-out loss / perplexity before and after")
+    t.add_argument("--num-processes", type=int, default=1, metavar="N",
+                   help="data-parallel training processes (accelerate launch; one per GPU, gloo on CPU); "
+                        "the global batch is split over them (silp, midalign, lens)")
     p.add_argument("--wait", action="store_true", help="follow the job and print the artifact path")
 
 
@@ -157,7 +160,8 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     model = {"source": a.model, "device": a.device, "dtype": a.dtype, "trust_remote_code": a.trust_remote_code}
     data = {"source": a.corpus, "heldout": a.heldout, "limit": a.limit, "split_seed": a.split_seed,
             "max_length": a.max_length}
-    job_id = jobs.start_job(a.method, model, data, _method_spec(a), evaluate=not a.no_eval)
+    job_id = jobs.start_job(a.method, model, data, _method_spec(a), evaluate=not a.no_eval,
+                            num_processes=a.num_processes)
     print(f"started job {job_id} (log: {jobs.job_dir(job_id) / 'log.txt'})", file=sys.stderr)
     if a.wait:
         return _follow(job_id)

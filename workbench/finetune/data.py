@@ -24,6 +24,7 @@ import torch
 
 from workbench.config import stable_hash
 from workbench.corpus import load_corpus
+from workbench.finetune import distributed
 from workbench.finetune.specs import DataSpec
 
 __all__ = [
@@ -200,7 +201,12 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int, *,
 
 
 def collate(examples: Sequence[Example], pad_id: int, device: Any = "cpu") -> dict[str, Any]:
-    """Right-padded tensors: input_ids, attention_mask, labels (-100 on padding), count."""
+    """Right-padded tensors: input_ids, attention_mask, labels (-100 on padding), count.
+
+    Inside a training step of N > 1 processes, only this rank's shard of `examples`
+    (`distributed.shard_examples`; all of them otherwise).
+    """
+    examples = distributed.shard_examples(examples)
     width = max(len(e.ids) for e in examples)
     fill = [width - len(e.ids) for e in examples]
     pad = int(pad_id)

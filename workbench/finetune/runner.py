@@ -15,7 +15,7 @@ from typing import Any
 from workbench import evaluation
 from workbench.config import ModelSpec
 from workbench.errors import CorpusError, JobError, ParamError
-from workbench.finetune import artifact_io
+from workbench.finetune import artifact_io, distributed
 from workbench.finetune.cctuning import train_cctuning, write_artifact_with_files
 from workbench.finetune.data import ParallelSplit, build_split
 from workbench.finetune.lens import train_lens
@@ -47,18 +47,19 @@ def _layer_fields(spec: Any) -> dict[str, list[int]]:
     return out
 
 
-def validate(method: str, model: ModelSpec, data: DataSpec, spec: Any) -> ParallelSplit:
+def validate(method: str, model: ModelSpec, data: DataSpec, spec: Any, *, num_processes: int = 1) -> ParallelSplit:
     """Check everything that can be checked before a job starts, in about a second.
 
     The method, its spec, the data (corpus, languages, the pair in the data, empty texts)
     and the layers the spec names against the model's number of blocks (from its config,
-    no weights loaded).
+    no weights loaded), and whether the method can run on `num_processes` processes.
 
     Raises:
         JobError / ParamError / CorpusError / ModelError: one line naming the input.
     """
     if method not in TRAINERS:
         raise JobError(f"unknown fine-tune method {method!r}; choose one of {', '.join(METHODS)}")
+    distributed.check_method(method, num_processes)
     if model.artifact:
         raise JobError("fine-tuning on top of an artifact is not supported; use the base model")
     spec = spec_for(method, spec)
@@ -114,6 +115,9 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
 
     Returns:
         (artifact path, the TrainResult).
+
+    With N > 1 processes (`distributed`), every rank trains; only rank 0 evaluates and
+    writes the artifact (the other ranks return the path it is written to).
     """
     say = status or (lambda m: log.info(m))
     data = data if isinstance(data, DataSpec) else DataSpec.from_dict(data)
@@ -124,14 +128,17 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
     elif split.spec != data or split.langs != languages_for(method, spec):
         raise ValueError("the given split was built from another DataSpec or other languages")
     t0 = time.perf_counter()
+    rank = distributed.current()
     directions = _eval_directions(split, _pivot(method, spec))
     before = None
-    if evaluate:  # the cached "loss" suite: a base is scored once, whichever job asks
+    if evaluate and rank.main:  # the cached "loss" suite: a base is scored once, whichever job asks
         say("evaluating the base model")
         before = _loss_metrics(evaluation.evaluate(state, ["loss"], split, directions=directions,
                                                    should_stop=should_stop))
     say("training")
     result = train(method, state, split, spec, progress=progress, should_stop=should_stop)
+    if not rank.main:
+        return Path(out_dir), result
 
     manifest = {
         "method": method, "spec": spec.to_dict(), "data": data.to_dict(), "data_hash": split.data_hash,
@@ -140,12 +147,11 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
         "metrics": {**result.metrics, "eval_before": before, "eval_after": None},
         "trainable": result.trainable if len(result.trainable) <= 2000 else len(result.trainable),
         "history": [{k: h[k] for k in ("step", "stage", "loss") if k in h} for h in result.history],
-        "wall_s": round(time.perf_counter() - t0, 3),
+        "wall_s": round(time.perf_counter() - t0, 3), "processes": rank.world,
     }
     say("writing the artifact")
     files = result.extra.get("artifact_files")  # tensors beside the delta (CC-Tuning: W_DM, W_T)
     if files:
-
         path = write_artifact_with_files(out_dir, state, result.model, manifest, files, adapter=result.adapter,
                                          adapter_config=result.adapter_config, allowed=result.trainable)
     else:

@@ -19,6 +19,7 @@ import torch
 from transformers import optimization as o
 
 from workbench.errors import Cancelled
+from workbench.finetune import distributed
 from workbench.jobs.progress import Progress, StopFn
 from workbench.models import get_path
 
@@ -38,9 +39,6 @@ __all__ = [
 
 ProgressFn = Progress
 """progress(step, total, stage, metrics): called after each optimiser step (1-based step)."""
-"""should_stop(): checked before each step; True cancels the run (raises `Cancelled`)."""
-
-
 
 
 @dataclass
@@ -121,16 +119,32 @@ class Stepper:
         self.flush_s = flush_s
         self._pending: list[tuple[int, float, dict[str, Any]]] = []
         self._t0 = self._last_flush = time.perf_counter()
+        distributed.broadcast_(self.params)
 
     def check(self) -> None:
-        """Raise `Cancelled` if should_stop() says so (called before each step)."""
-        if self.should_stop is not None and self.should_stop():
+        """Raise `Cancelled` if should_stop() says so on any rank; open the next step.
+
+        Called before each step. With N processes the flag is or-ed over the ranks, so
+        every rank stops at the same step.
+        """
+        stop = self.should_stop is not None and bool(self.should_stop())
+        if distributed.any_flag(stop):
             self._flush()
             raise Cancelled(f"cancelled at step {self.offset + self.done} of {self.total}")
+        distributed.begin_step()
 
     def step(self, loss: torch.Tensor, **metrics: torch.Tensor | float) -> None:
-        """Backward, clip, optimiser and schedule step; log `loss` and `metrics`."""
-        loss.backward()
+        """Backward, clip, optimiser and schedule step; log `loss` and `metrics`.
+
+        With N processes: the local loss is weighted (`distributed.loss_weight`), the
+        gradients and the logged values are summed over the ranks, so every rank takes
+        the step one process would take on the global batch.
+        """
+        (loss * distributed.loss_weight() if distributed.current().world > 1 else loss).backward()
+        vals = {"loss": loss.detach(), **{k: v.detach() if torch.is_tensor(v) else v
+                                          for k, v in metrics.items()}}
+        vals = self._reduce(vals)
+        distributed.end_step()
         if self.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         lr = float(self.opt.param_groups[0]["lr"])
@@ -138,11 +152,19 @@ class Stepper:
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
         self.done += 1
-        vals = {"loss": loss.detach(), **{k: v.detach() if torch.is_tensor(v) else v
-                                          for k, v in metrics.items()}}
         self._pending.append((self.offset + self.done, lr, vals))
         if time.perf_counter() - self._last_flush >= self.flush_s:
             self._flush()
+
+    def _reduce(self, vals: dict[str, Any]) -> dict[str, Any]:
+        """Sum the gradients over the ranks; the logged tensors become their global values."""
+        if distributed.current().world == 1:
+            return vals
+        keys = [k for k, v in vals.items() if torch.is_tensor(v)]
+        w = distributed.metric_weight()
+        vec = torch.stack([vals[k].float().reshape(()) * w for k in keys]).to(self.params[0].device)
+        distributed.reduce_gradients(self.params, vec)  # in place: gradients and vec
+        return {**vals, **{k: vec[i] for i, k in enumerate(keys)}}
 
     def _flush(self) -> None:
         self._last_flush = time.perf_counter()
@@ -215,12 +237,18 @@ def block_output(model: Any, arch: Any, batch: dict[str, torch.Tensor], layer: i
 
 
 def masked_mean(h: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """Mean of `h` `(B, T, d)` over the tokens where `count` `(B, T)` is True → `(B, d)`."""
-    m = count.to(h.dtype).unsqueeze(-1)
-    return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+    """Mean of `h` `(B, T, d)` over the tokens where `count` `(B, T)` is True → `(B, d)`.
+
+    Inside a training step of N > 1 processes, the rows of every rank (the global batch).
+    """
+    m = count.to(device=h.device, dtype=h.dtype).unsqueeze(-1)  # h may sit on a later GPU (device_map)
+    return distributed.gather_rows((h * m).sum(1) / m.sum(1).clamp(min=1.0))
 
 
 def last_token(h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The last real token of each row of a right-padded batch: `(B, T, d)` → `(B, d)`."""
-    last = attention_mask.sum(1) - 1
-    return h[torch.arange(h.shape[0], device=h.device), last]
+    """The last real token of each row of a right-padded batch: `(B, T, d)` → `(B, d)`.
+
+    Inside a training step of N > 1 processes, the rows of every rank (the global batch).
+    """
+    last = (attention_mask.sum(1) - 1).to(h.device)  # h may sit on a later GPU (device_map)
+    return distributed.gather_rows(h[torch.arange(h.shape[0], device=h.device), last])

@@ -2,13 +2,15 @@
 
 A job directory holds:
 
-- `config.json`: `{id, method, model (ModelSpec dict), data (DataSpec dict), spec, evaluate}`;
+- `config.json`: `{id, method, model (ModelSpec dict), data (DataSpec dict), spec, evaluate,
+  num_processes}`;
 - `status.json`: `state` (queued → running → done | failed | cancelled), `step`, `total`,
   `stage`, `message`, `history` (one `{step, loss, ...}` per step), `steps_per_s`,
   `eta_s`, `reason` (failed/cancelled), `artifact` (done), `pid`, timestamps;
 - `log.txt`: the worker's log and stderr;
 - `cancel`: present once a cancel was asked for (the worker checks it before each step);
-- `worker.lock`: held (flock) by a live worker for its whole life.
+- `worker.lock`: held (flock) by a live worker for its whole life;
+- `ranks/<r>.json`, `ranks/<r>.pid` (N > 1 processes): each rank's final report and pid.
 
 Everything is read back from disk, so a restarted app lists finished, failed and
 cancelled jobs with their reasons; a job whose process died without writing a final
@@ -57,8 +59,6 @@ __all__ = [
 _PROCS: dict[str, subprocess.Popen[bytes]] = {}
 
 
-
-
 def now() -> str:
     """UTC time, ISO 8601, seconds."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -104,8 +104,12 @@ def _as_dict(x: Any) -> dict[str, Any]:
 
 
 def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: dict[str, Any] | DataSpec,
-              method_spec: dict[str, Any] | Any = None, *, evaluate: bool = True) -> str:
+              method_spec: dict[str, Any] | Any = None, *, evaluate: bool = True, num_processes: int = 1) -> str:
     """Write a job directory and launch `python -m workbench.jobs.worker <dir>`.
+
+    With `num_processes` N > 1 the worker launches N data-parallel ranks through
+    `accelerate launch` (DDP-style; gloo on CPU, NCCL on GPUs); status, progress, cancel
+    and failures work as for one process (rank 0 reports; any rank's failure fails the job).
 
     Everything checkable is validated here, before any process starts (`runner.validate`:
     specs, the data and its languages, the layers against the model's config); only what
@@ -117,6 +121,7 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
         data_spec: the DataSpec (or its dict).
         method_spec: the method's spec (or its dict; None = defaults).
         evaluate: held-out loss and perplexity before and after training.
+        num_processes: training processes (the global batch is split over them).
 
     Returns:
         The job id (`<method>-<UTC time>-<random>`).
@@ -127,12 +132,12 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
     if model.artifact:
         raise JobError("fine-tuning on top of an artifact is not supported; use the base model")
     data = data_spec if isinstance(data_spec, DataSpec) else DataSpec.from_dict(_as_dict(data_spec))
-    validate(method, model, data, spec)
+    validate(method, model, data, spec, num_processes=num_processes)
     job_id = f"{method}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     d = jobs_root() / job_id
     d.mkdir(parents=True)
     config = {"id": job_id, "method": method, "model": model.to_dict(), "data": data.to_dict(),
-              "spec": spec.to_dict(), "evaluate": evaluate, "created": now()}
+              "spec": spec.to_dict(), "evaluate": evaluate, "num_processes": num_processes, "created": now()}
     atomic_write_json(d / "config.json", config)
     write_status(d, id=job_id, method=method, state="queued", step=0, total=None, stage=None,
                  message="starting the worker", history=[], created=config["created"])

@@ -5,6 +5,12 @@ Takes the job's lock, validates the config and the data before loading anything 
 keeps `status.json` current. Every way out writes a final state: `done` (with the
 artifact path), `cancelled` (cancel flag, SIGTERM or SIGINT) or `failed` (with the
 exception as the reason; the traceback goes to log.txt).
+
+With `num_processes` N > 1 in the config, the worker is the job's supervisor: it keeps
+the lock, launches N ranks with `accelerate launch … -m workbench.jobs.worker --rank
+<job_dir>` (`ranks.py`) and writes the final state from what the ranks report. Every
+rank runs the same `run` as the one-process worker; rank 0 writes the progress and the
+artifact.
 """
 
 from __future__ import annotations
@@ -12,15 +18,22 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import logging
+import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from workbench.config import ModelSpec
 from workbench.errors import Cancelled
+from workbench.fileio import atomic_write_json
+from workbench.finetune import distributed
 from workbench.finetune.data import build_split
 from workbench.finetune.runner import finetune
 from workbench.finetune.specs import DataSpec, languages_for, spec_for
@@ -54,8 +67,8 @@ class _Progress:
         """Training starts now (steps/s and ETA count from here)."""
         self.t0 = time.perf_counter()
 
-    def __call__(self, step: int, total: int, message: str = "", metrics: dict[str, Any] | None = None) -> None:
-        metrics = dict(metrics or {})
+    def __call__(self, done: int, total: int, message: str = "", metrics: Mapping[str, Any] | None = None) -> None:
+        step, metrics = done, dict(metrics or {})
         t = time.perf_counter()
         if self.t0 is None:
             self.mark_start()
@@ -71,11 +84,18 @@ class _Progress:
 
 
 def _load_state(model: dict[str, Any]) -> Any:
-    """The base ModelState through the one loader, in float32 (trainable precision)."""
+    """The base ModelState through the one loader, in float32 (trainable precision).
+
+    A rank of a multi-process job on CUDA loads the whole model on its own GPU
+    (`cuda:LOCAL_RANK`), not spread over every GPU.
+    """
     spec = ModelSpec.from_dict(model)
     if spec.dtype == "auto":
         # bf16 weights cannot take AdamW updates of ~1e-5 (they round away): train in fp32.
         spec = dataclasses.replace(spec, dtype="float32")
+    rank = distributed.current()
+    if rank.world > 1 and spec.device in ("auto", "cuda") and torch.cuda.is_available():
+        spec = dataclasses.replace(spec, device=f"cuda:{rank.local_rank}")
     return load(spec, progress=write_status_msg)
 
 
@@ -83,8 +103,8 @@ _DIR: Path | None = None
 
 
 def write_status_msg(message: str) -> None:
-    """Set the job's one-line status message."""
-    if _DIR is not None:
+    """Set the job's one-line status message (rank 0 only)."""
+    if _DIR is not None and distributed.current().main:
         write_status(_DIR, message=message)
     log.info(message)
 
@@ -106,10 +126,10 @@ def run(d: Path) -> Path:
         raise _Cancelled("cancelled before the model was loaded")
     write_status_msg(f"loading {model_spec['source']}")
     state = _load_state(model_spec)
-    progress = _Progress(d)
+    progress: _Progress | None = _Progress(d) if distributed.current().main else None
 
     def status(message: str) -> None:
-        if message == "training":
+        if message == "training" and progress is not None:
             progress.mark_start()
         write_status_msg(message)
 
@@ -122,47 +142,159 @@ def run(d: Path) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 done, 1 failed, 2 cancelled, 3 busy)."""
+def _start(d: Path) -> Any:
+    """Take the job's lock (None if another worker holds it) and set up logging and signals."""
     global _DIR
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m workbench.jobs.worker <job_dir>", file=sys.stderr)
-        return 1
-    d = Path(args[0])
     lock = open(d / "worker.lock", "a")  # noqa: SIM115 - held for the life of the process
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         print(f"another worker holds {d / 'worker.lock'}", file=sys.stderr)
-        return 3
+        return None
     _DIR = d
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging()
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    if _read_json(d / "status.json").get("state") in FINAL_STATES:
-        return 0
-    write_status(d, state="running", pid=__import__("os").getpid(), started=now())
+    return lock
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def outcome(d: Path) -> dict[str, Any]:
+    """Run the job in this process; return its final state (never raises)."""
     try:
         path = run(d)
     except _Cancelled as e:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        write_status(d, state="cancelled", reason=str(e), finished=now(), message="cancelled")
         log.info("%s", e)
-        return 2
+        return {"state": "cancelled", "reason": str(e)}
     except BaseException as e:  # noqa: BLE001 - every failure must end as a written state
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        reason = f"{type(e).__name__}: {e}"
         traceback.print_exc()
-        write_status(d, state="failed", reason=reason, finished=now(), message="failed")
-        return 1
+        return {"state": "failed", "reason": f"{type(e).__name__}: {e}", "lost": _is_peer_loss(e)}
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    metrics = _read_json(path / "manifest.json").get("metrics", {})
-    summary = {k: metrics.get(k) for k in ("steps", "seconds", "steps_per_s", "eval_before", "eval_after")}
-    write_status(d, state="done", artifact=str(path), finished=now(), message="done", metrics=summary)
-    log.info("done: %s", path)
-    return 0
+    return {"state": "done", "artifact": str(path)}
+
+
+def finish(d: Path, result: dict[str, Any]) -> int:
+    """Write the job's final state; return the exit status (0 done, 1 failed, 2 cancelled)."""
+    if result["state"] == "done":
+        path = Path(result["artifact"])
+        metrics = _read_json(path / "manifest.json").get("metrics", {})
+        summary = {k: metrics.get(k) for k in ("steps", "seconds", "steps_per_s", "eval_before", "eval_after")}
+        write_status(d, state="done", artifact=str(path), finished=now(), message="done", metrics=summary)
+        log.info("done: %s", path)
+        return 0
+    write_status(d, state=result["state"], reason=result["reason"], finished=now(), message=result["state"])
+    return 2 if result["state"] == "cancelled" else 1
+
+
+# --------------------------------------------------------------------------- N processes
+
+_PEER_LOSS = ("connection closed", "connection reset", "broken pipe", "gloo", "nccl", "timed out")
+
+
+def _is_peer_loss(e: BaseException) -> bool:
+    """A failure that only says another rank went away (not this rank's own reason)."""
+    return isinstance(e, torch.distributed.DistError) or any(s in str(e).lower() for s in _PEER_LOSS)
+
+
+def rank_main(d: Path) -> int:
+    """One rank of a multi-process job: join the group, run, report to `<d>/ranks/<rank>.json`."""
+    global _DIR
+    rank = distributed.current()
+    try:
+        rank = distributed.init_from_env()
+    except Exception as e:  # noqa: BLE001 - reported like any rank failure
+        result: dict[str, Any] = {"state": "failed", "reason": f"joining the process group: {e}", "lost": True}
+    else:
+        (d / "ranks").mkdir(exist_ok=True)
+        (d / "ranks" / f"{rank.rank}.pid").write_text(str(os.getpid()))
+        _DIR = d if rank.main else None
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+        result = outcome(d)
+    (d / "ranks").mkdir(exist_ok=True)
+    atomic_write_json(d / "ranks" / f"{rank.rank}.json", {**result, "rank": rank.rank, "time": time.time()})
+    if result["state"] == "done":
+        distributed.shutdown()
+    return 1 if result["state"] == "failed" else 0
+
+
+def supervise(d: Path, n: int) -> dict[str, Any]:
+    """Launch N ranks through `accelerate launch`, wait for them, and return the job's outcome."""
+    for f in (d / "ranks").glob("*") if (d / "ranks").is_dir() else ():
+        f.unlink()
+    cmd = distributed.launch_command(n, ["workbench.jobs.worker", "--rank", str(d)])
+    write_status(d, message=f"starting {n} processes")
+    log.info("launching: %s", " ".join(cmd))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)  # its output goes to log.txt like ours
+    cancelled = False
+    while True:
+        try:
+            rc = proc.wait()
+            break
+        except _Cancelled:  # SIGTERM to the group: the ranks got it too; wait for them to stop
+            cancelled = True
+    return _aggregate(d, n, rc, cancelled or (d / "cancel").exists())
+
+
+def _aggregate(d: Path, n: int, rc: int, cancelled: bool) -> dict[str, Any]:
+    """The job's outcome from the ranks' reports (and the launcher's exit status `rc`).
+
+    A rank's own failure wins; then a cancel; then a rank that ended without a report
+    (killed); then a rank that only lost its peers.
+    """
+    reports = {r: _read_json(d / "ranks" / f"{r}.json") for r in range(n)}
+    own = sorted((rep.get("time", 0), r) for r, rep in reports.items()
+                 if rep.get("state") == "failed" and not rep.get("lost"))
+    if own:
+        r = own[0][1]
+        return {"state": "failed", "reason": f"rank {r} of {n}: {reports[r]['reason']}"}
+    if cancelled:
+        why = next((rep["reason"] for rep in reports.values() if rep.get("state") == "cancelled"), "cancelled")
+        return {"state": "cancelled", "reason": why}
+    missing = [r for r, rep in reports.items() if not rep]
+    if missing:
+        return {"state": "failed", "reason": f"rank {', '.join(map(str, missing))} of {n} stopped without writing "
+                f"a final state (killed by a signal, e.g. SIGKILL or the out-of-memory killer); accelerate "
+                f"launch exited with status {rc}; see log.txt"}
+    lost = [r for r, rep in reports.items() if rep.get("state") == "failed"]
+    if lost:
+        return {"state": "failed", "reason": f"rank {lost[0]} of {n}: {reports[lost[0]]['reason']}"}
+    if rc == 0 and all(rep.get("state") == "done" for rep in reports.values()) and reports[0].get("artifact"):
+        return {"state": "done", "artifact": reports[0]["artifact"]}
+    return {"state": "failed", "reason": f"accelerate launch exited with status {rc}; see log.txt"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 done, 1 failed, 2 cancelled, 3 busy).
+
+    `worker <dir>`: the job (one process, or the supervisor of N ranks);
+    `worker --rank <dir>`: one rank of a multi-process job (launched by accelerate).
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--rank":
+        _logging()
+        return rank_main(Path(args[1]))
+    if len(args) != 1:
+        print("usage: python -m workbench.jobs.worker [--rank] <job_dir>", file=sys.stderr)
+        return 1
+    d = Path(args[0])
+    lock = _start(d)
+    if lock is None:
+        return 3
+    if _read_json(d / "status.json").get("state") in FINAL_STATES:
+        return 0
+    n = int(_read_json(d / "config.json").get("num_processes") or 1)
+    write_status(d, state="running", pid=os.getpid(), started=now(), processes=n)
+    result = supervise(d, n) if n > 1 else outcome(d)
+    return finish(d, result)
 
 
 if __name__ == "__main__":
