@@ -11,10 +11,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from workbench.analysis import retrieval
 from workbench.config import POOLINGS, _help, _Spec
 from workbench.errors import ParamError
 
-RETRIEVAL_METHODS = ("margin", "cosine", "mexa")
+RETRIEVAL_METHODS = ("margin", *(m for m in retrieval.METHODS if m != "margin"))  # margin (xsim) first
 EMBED_METHODS = ("pca", "tsne", "umap")
 
 Layer = Any  # a block index, "emb", or "best" (resolved to `tables.best_layer`)
@@ -48,7 +49,8 @@ class _Pooled(_Params):
 
 @dataclass(frozen=True)
 class _Matching(_Pooled):
-    method: str = _help("margin (LASER xsim), cosine, or mexa (strict, both directions)", "margin")
+    method: str = _help("margin (LASER xsim: the k cosine-nearest candidates), margin-all (every target), cosine, or mexa "
+                        "(strict, both directions)", "margin")
     k: int = _help("neighbourhood size of the margin method", 4)
 
     def __post_init__(self) -> None:
