@@ -73,7 +73,8 @@ def _method_args(method: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--tft", default=None, help="JSONL instruction file for stage TFT (in the target language)")
     elif method == "midalign":
         p.add_argument("--layer", type=int, default=None,
-                       help="aligned block i (default L//2 − 1: the paper's middle layer L/2, counted from the embeddings)")
+                       help="aligned block i (default L//2 − 1: the paper's middle layer L/2, counted from "
+                            "the embeddings)")
         p.add_argument("--tau", type=float, default=None, help="contrastive temperature (default 0.1)")
         p.add_argument("--no-task", action="store_true", help="alignment loss only (an alignment adapter)")
         p.add_argument("--no-align", action="store_true", help="task loss only (plain LoRA)")
