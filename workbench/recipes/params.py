@@ -49,8 +49,8 @@ class _Pooled(_Params):
 
 @dataclass(frozen=True)
 class _Matching(_Pooled):
-    method: str = _help("margin (LASER xsim: the k cosine-nearest candidates), margin-all (every target), cosine, or mexa "
-                        "(strict, both directions)", "margin")
+    method: str = _help("margin (LASER xsim: the k cosine-nearest candidates), margin-all (every target), "
+                        "cosine, or mexa (strict, both directions)", "margin")
     k: int = _help("neighbourhood size of the margin method", 4)
 
     def __post_init__(self) -> None:
