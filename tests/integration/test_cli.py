@@ -12,7 +12,7 @@ def test_record_then_store_serves_second_run(model_dir, capsys, monkeypatch):
     assert cli.main(args) == 0
     first = capsys.readouterr().out
     assert "en" in first and "sw" in first
-    monkeypatch.setattr(tracing, "record_unit", lambda *a, **k: pytest.fail("recomputed a stored unit"))
+    monkeypatch.setattr(tracing.recorder, "record_units", lambda *a, **k: pytest.fail("recomputed a stored unit"))
     assert cli.main(args) == 0
     assert cli.main(["store", "ls"]) == 0
     out = capsys.readouterr().out

@@ -8,8 +8,8 @@ import torch
 from workbench.evaluation import DecodingSpec, evaluate
 from workbench.evaluation.losses import translation_loss
 from workbench.evaluation.run import cc_inference
-from workbench.finetune import cctuning
 from workbench.finetune.cctuning import cctuning_generate, load_cctuning, train_cctuning, write_artifact_with_files
+from workbench.finetune.cctuning import model as cc_model
 from workbench.finetune.data import prompt_and_target
 from workbench.finetune.specs import CCTuningSpec
 from workbench.store import Store
@@ -27,8 +27,8 @@ def artifact(state, split, tmp_path_factory):
 
 def test_cctuning_state_generates_with_its_two_pass_inference(state, split, artifact, tmp_path, monkeypatch):
     first_pass = []
-    real = cctuning.ffn_outputs
-    monkeypatch.setattr(cctuning, "ffn_outputs", lambda *a, **k: first_pass.append(1) or real(*a, **k))
+    real = cc_model.ffn_outputs  # patched where the two-pass inference looks it up
+    monkeypatch.setattr(cc_model, "ffn_outputs", lambda *a, **k: first_pass.append(1) or real(*a, **k))
     tuned = load_cctuning(state, artifact)
     cc = cc_inference(tuned.state.spec)
     assert cc is not None and torch.equal(cc.w_dm, tuned.w_dm) and cc.embed == tuned.spec.embed

@@ -24,6 +24,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench import models
+from workbench.config import ModelSpec
 from workbench.jobs.progress import Progress, StatusFn
 from workbench.recipes import tables
 from workbench.recipes.commands import analyze_command
@@ -168,7 +170,8 @@ def _provenance(c: Ctx) -> dict[str, Any]:
             "record_spec": rec.spec.to_dict(), "layer_labels": list(first.get("layer_labels", rec.layer_labels)),
         })
     if not states:  # an outcomes view reads evaluations, not recordings
-        return {"model": {"source": c.spec["model"]["source"], "artifact": c.spec["model"]["artifact"]},
+        return {"model": {"source": c.spec["model"]["source"], "artifact": c.spec["model"]["artifact"],
+                          "fingerprint": models.fingerprint(ModelSpec.from_dict(c.spec["model"]))},
                 "corpus": {"source": c.spec["corpus"], "limit": c.spec["limit"]}, "languages": list(c.spec["langs"]),
                 "recordings": []}
     main = states[0]
