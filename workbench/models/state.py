@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -199,7 +200,7 @@ def _load_base(spec: ModelSpec, progress: Callable[[str], None] | None) -> Model
         if "trust_remote_code" in str(e):
             raise ModelError(f"{prep.name} needs custom code; enable trust_remote_code if you trust it") from e
         raise ModelError(f"could not load {prep.name} from {prep.path}: {e}") from e
-    except (OSError, RuntimeError, KeyError) as e:  # truncated or garbage weight files
+    except (OSError, RuntimeError, KeyError, SafetensorError) as e:  # truncated or garbage weight files
         raise ModelError(f"could not load {prep.name} from {prep.path}: a weight or tokenizer file is damaged "
                          f"or incomplete ({type(e).__name__}: {str(e)[:200]})" + (
                              f"; repair with `workbench models prepare --force {spec.source}`"
