@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -41,6 +42,11 @@ def _dm_inputs(model: Any, arch: Any, tok: Any, examples: list, f_en: np.ndarray
             e = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
             out.append(e.float().numpy() + f_en[i:i + 8].mean(1))
     return np.concatenate(out)
+
+
+def _progress(step: int, total: int, metrics: dict[str, float]) -> None:
+    if step % 10 == 0 or step == total:
+        print(f"  step {step}/{total} loss {metrics.get('loss', float('nan')):.3f}", file=sys.stderr, flush=True)
 
 
 def _hist(sel: list[int]) -> str:
@@ -72,7 +78,7 @@ def main() -> None:
         spec = CCTuningSpec(lang="sw", pivot="en", train="lora", lr=a.lr, dm_lr=dm_lr, dm_init=dm_init, epochs=1.0,
                             batch_size=a.batch_size, wt_pairs=a.examples, eval_items=a.eval, curve_points=2)
         t0 = time.perf_counter()
-        res = train_cctuning(state, split, spec)
+        res = train_cctuning(state, split, spec, progress=_progress)
         secs = time.perf_counter() - t0
         m, rep = res.metrics, res.metrics["cctuning"]
         w = res.extra["w_dm"].numpy()

@@ -235,8 +235,10 @@ class CCTuningSpec(_Spec):
     target_modules: tuple[str, ...] = _help(
         "modules that get LoRA (Llama names; GPT-2 models map to c_attn, c_proj, c_fc)", LORA_TARGETS)
     tau: float = _help("Gumbel-softmax temperature of the Decision Maker (hard, straight-through)", 1.0)
-    dm_lr: float = _help("learning rate of W_DM, its own AdamW on the same schedule (the paper trains it with "
-                         "the model at 1e-5 for 3 epochs over 60+ languages; a short run needs far more)", 1e-2)
+    dm_lr: float = _help("learning rate of W_DM, its own AdamW on the same schedule (the paper trains it with the "
+                         "model at 1e-5 for 3 epochs over 60+ languages); measured on Gemma-3-270M: at 1e-4, "
+                         "|W_DM| = 0.09 after 75 steps and the Gumbel choices stay uniform; at 1e-2 |W_DM| = 2.4 "
+                         "after 10 steps and the choices concentrate", 1e-2)
     dm_init: float = _help("std of W_DM's normal initialisation; 0 = zeros (uniform random layer choice at the "
                            "start, the paper's Random Pooling)", 0.0)
     embed: str = _help("e of Eq. 3: 'mean' (embedding output averaged over the non-English prompt's "
