@@ -105,7 +105,7 @@ def save_adapter(directory: str | Path, adapter: dict[str, torch.Tensor], config
 
 def write_artifact(out_dir: str | Path, base_state: Any, tuned_model: Any, manifest: dict[str, Any], *,
                    adapter: dict[str, torch.Tensor] | None = None, adapter_config: dict[str, Any] | None = None,
-                   allowed: list[str] | None = None) -> Path:
+                   allowed: list[str] | None = None, files: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
     """Write an artifact for `tuned_model` relative to `base_state.model`, atomically.
 
     Args:
@@ -117,6 +117,7 @@ def write_artifact(out_dir: str | Path, base_state: Any, tuned_model: Any, manif
         adapter: raw LoRA tensors (peft names), kept beside the merged delta.
         adapter_config: the adapter's peft config dict.
         allowed: if given, the names the method may change; any other change is an error.
+        files: extra safetensors files beside the delta, by file name (CC-Tuning's `W_DM`, `W_T`).
 
     Raises:
         FileExistsError: `out_dir` exists.
@@ -140,6 +141,9 @@ def write_artifact(out_dir: str | Path, base_state: Any, tuned_model: Any, manif
         save_delta(tmp, delta)
         if adapter is not None:
             save_adapter(tmp, adapter, adapter_config or {})
+        for name, tensors in (files or {}).items():
+            save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / name),
+                      metadata={"format": "pt"})
         (tmp / "manifest.json").write_text(json.dumps(full, indent=1, sort_keys=True, default=str))
         os.replace(tmp, out)
     finally:

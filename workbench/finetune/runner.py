@@ -16,7 +16,7 @@ from workbench import evaluation
 from workbench.config import ModelSpec
 from workbench.errors import CorpusError, JobError, ParamError
 from workbench.finetune import artifact_io, distributed
-from workbench.finetune.cctuning import train_cctuning, write_artifact_with_files
+from workbench.finetune.cctuning import train_cctuning
 from workbench.finetune.data import ParallelSplit, build_split
 from workbench.finetune.lens import train_lens
 from workbench.finetune.midalign import train_midalign
@@ -150,13 +150,9 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
         "wall_s": round(time.perf_counter() - t0, 3), "processes": rank.world,
     }
     say("writing the artifact")
-    files = result.extra.get("artifact_files")  # tensors beside the delta (CC-Tuning: W_DM, W_T)
-    if files:
-        path = write_artifact_with_files(out_dir, state, result.model, manifest, files, adapter=result.adapter,
-                                         adapter_config=result.adapter_config, allowed=result.trainable)
-    else:
-        path = artifact_io.write_artifact(out_dir, state, result.model, manifest, adapter=result.adapter,
-                                          adapter_config=result.adapter_config, allowed=result.trainable)
+    path = artifact_io.write_artifact(out_dir, state, result.model, manifest, adapter=result.adapter,
+                                      adapter_config=result.adapter_config, allowed=result.trainable,
+                                      files=result.extra.get("artifact_files"))  # CC-Tuning: W_DM, W_T
     if evaluate:  # under the tuned state's own fingerprint, so Compare and `workbench compare` read it
         say("evaluating the tuned model")
         tuned = state_from_model(result.model, state.tokenizer, name=f"{state.name}+{path.name}",

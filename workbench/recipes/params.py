@@ -82,14 +82,9 @@ class HeatmapParams(_AtLayer):
 
 
 @dataclass(frozen=True)
-class SensitivityParams(_Params):
-    """SiLP projection sensitivity and N2D/D2N layer allocation (SiLP §3.1–3.2)."""
-
+class _Direction(_Params):
     src: str = _help("source language (the non-dominant one, N)", "en")
     tgt: str = _help("target language (the dominant one, D)", "sw")
-    split: int | None = _help("split layer k; None = round(0.625·L)", None)
-    k1: int | None = _help("N2D layers: the top-k1 of layers 1…k; None = min(4, candidates) (the paper's 4)", None)
-    k2: int | None = _help("D2N layers: the top-k2 of layers k+1…L-1; None = min(4, candidates)", None)
     variant: str = _help("paper (|Σ Δ|, as printed) or abs (Σ |Δ|)", "paper")
 
     def __post_init__(self) -> None:
@@ -100,9 +95,7 @@ class SensitivityParams(_Params):
 
 
 @dataclass(frozen=True)
-class OverlapParams(_Params):
-    """Activated-neuron overlap with the pivot per layer (SiLP §5.4)."""
-
+class _PivotOverlap(_Params):
     pivot: str = _help("pivot language", "en")
     top_frac: float = _help("activated set: the top fraction of neurons by activation probability", 0.05)
     measure: str = _help("jaccard or pivot_frac (|∩| / |pivot set|)", "jaccard")
@@ -112,6 +105,20 @@ class OverlapParams(_Params):
         _choice("measure", self.measure, ("jaccard", "pivot_frac"))
         if not 0 < self.top_frac <= 1:
             raise ParamError(f"top_frac must be in (0, 1]; got {self.top_frac!r}")
+
+
+@dataclass(frozen=True)
+class SensitivityParams(_Direction):
+    """SiLP projection sensitivity and N2D/D2N layer allocation (SiLP §3.1–3.2)."""
+
+    split: int | None = _help("split layer k; None = round(0.625·L)", None)
+    k1: int | None = _help("N2D layers: the top-k1 of layers 1…k; None = min(4, candidates) (the paper's 4)", None)
+    k2: int | None = _help("D2N layers: the top-k2 of layers k+1…L-1; None = min(4, candidates)", None)
+
+
+@dataclass(frozen=True)
+class OverlapParams(_PivotOverlap):
+    """Activated-neuron overlap with the pivot per layer (SiLP §5.4)."""
 
 
 @dataclass(frozen=True)
@@ -184,27 +191,14 @@ class CompareRetrievalParams(_PivotRetrieval, _CompareParams):
 
 
 @dataclass(frozen=True)
-class CompareSensitivityParams(_CompareParams):
+class CompareSensitivityParams(_Direction, _CompareParams):
     """SiLP projection sensitivity of one direction for two states."""
-
-    src: str = _help("source language", "en")
-    tgt: str = _help("target language", "sw")
-    variant: str = _help("paper (|Σ Δ|) or abs (Σ |Δ|)", "paper")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _choice("variant", self.variant, ("paper", "abs"))
-        if self.src == self.tgt:
-            raise ParamError(f"sensitivity needs two different languages; got src = tgt = {self.src!r}")
 
 
 @dataclass(frozen=True)
-class CompareOverlapParams(_CompareParams):
+class CompareOverlapParams(_PivotOverlap, _CompareParams):
     """Activated-neuron overlap with the pivot for two states."""
 
-    pivot: str = _help("pivot language", "en")
-    top_frac: float = _help("activated set: the top fraction of neurons", 0.05)
-    measure: str = _help("jaccard or pivot_frac", "jaccard")
     shown: tuple[str, ...] = _help("languages to draw (empty: all)", ())
 
 

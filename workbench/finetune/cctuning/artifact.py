@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
+from workbench.errors import ArtifactError
+from workbench.finetune import artifact_io
 from workbench.finetune.cctuning.model import CCOutput, cctuning_forward
 from workbench.finetune.specs import CCTuningSpec
 
@@ -23,33 +24,9 @@ CC_FILE = "cctuning.safetensors"
 
 
 def write_artifact_with_files(out_dir: str | Path, base_state: Any, tuned_model: Any, manifest: dict[str, Any],
-                              files: Mapping[str, Mapping[str, torch.Tensor]], **kw: Any) -> Path:
-    """`artifact_io.write_artifact` plus extra safetensors files (e.g. `CC_FILE`), still atomic.
-
-    The artifact is written into a temporary sibling directory, the files are added, and
-    the directory is renamed into place.
-
-    Raises:
-        FileExistsError: `out_dir` exists.
-    """
-    from safetensors.torch import save_file
-
-    from workbench.finetune import artifact_io
-
-    out = Path(out_dir)
-    if out.exists():
-        raise FileExistsError(f"artifact directory {out} already exists")
-    tmp = out.parent / f".{out.name}.files-{os.getpid()}-{id(files):x}"
-    try:
-        artifact_io.write_artifact(tmp, base_state, tuned_model, manifest, **kw)
-        for name, tensors in files.items():
-            save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / name),
-                      metadata={"format": "pt"})
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+                              files: dict[str, dict[str, torch.Tensor]], **kw: Any) -> Path:
+    """`artifact_io.write_artifact` with CC-Tuning's extra tensor files (one atomic write)."""
+    return artifact_io.write_artifact(out_dir, base_state, tuned_model, manifest, files=files, **kw)
 
 
 @dataclass
@@ -73,11 +50,6 @@ def load_cctuning(base_state: Any, path: str | Path, *, via: str = "delta") -> C
     Raises:
         ArtifactError: not a CC-Tuning artifact (no `CC_FILE`), or it does not fit the base.
     """
-    from safetensors.torch import load_file
-
-    from workbench.errors import ArtifactError
-    from workbench.finetune import artifact_io
-
     p = Path(path)
     if not (p / CC_FILE).is_file():
         raise ArtifactError(f"{p} is not a CC-Tuning artifact (no {CC_FILE})")
