@@ -19,6 +19,7 @@ from test_pages import APP, LANGS, SETTINGS, VIEWS, figures, ok, title, trace
 
 from workbench import recordings
 from workbench import ui_support as ui
+from workbench.analysis import retrieval
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.jobs.progress import Snapshot
 from workbench.jobs.threads import JOBS
@@ -246,7 +247,7 @@ def test_sensitivity_axis_has_a_readable_label(pair_recording):
 
 def test_method_is_a_radio_that_shows_every_label(recording):
     at = test_pages.app("pages/layer_profile.py")
-    assert sorted(at.radio(key="lp_method").options) == ["cosine", "margin", "mexa"]
+    assert sorted(at.radio(key="lp_method").options) == sorted(retrieval.METHODS)  # margin-all too
     assert at.radio(key="lp_method").value == "margin"
     assert "lp_method" not in [b.key for b in at.get("button_group")]
 
