@@ -18,6 +18,7 @@ from pages._ui.recording import job_panel
 from pages._ui.state import guard
 from pages._ui.views import view
 from workbench import ui_support as ui
+from workbench.compare import same_base
 from workbench.config import ModelSpec
 from workbench.evaluation import DecodingSpec, filter_generations, side_by_side
 from workbench.evaluation.jobs import eval_job_key, start_evaluation
@@ -55,9 +56,25 @@ def outcome_spec(s: ui.Settings, states: dict[str, ModelSpec], data: dict[str, A
                          model=specs[0], langs=langs)
 
 
+def _default_states(options: dict[str, dict[str, Any]], a: str, b: str) -> list[str]:
+    """Each tuned state of A, B with its own base first (what a fine-tune is measured against).
+
+    A state that is neither tuned nor a tuned state's base is not evaluated by default (it may
+    be a large model that is not even converted yet); the user can add any state.
+    """
+    out: list[str] = []
+    for x in (a, b):
+        if "job_id" in options[x]:
+            base = ModelSpec.from_dict({**options[x]["model"], "artifact": None})
+            out += [k for k, o in options.items() if "job_id" not in o and same_base(ModelSpec.from_dict(o["model"]),
+                                                                                     base)][:1]
+            out.append(x)
+    return list(dict.fromkeys(out)) or [a, b]
+
+
 def outcomes(s: ui.Settings, options: dict[str, dict[str, Any]], a: str, b: str) -> tuple[Any, Any] | None:
     """Pick states, data and suites; run (or join) the evaluation; return (figure and table, generations)."""
-    states = chosen_states(options, [a, b])
+    states = chosen_states(options, _default_states(options, a, b))
     tuned = [o for o in options.values() if "job_id" in o and _short(o, o["job_id"]) in states]
     if len(states) < 1 or not tuned:
         st.info("Outcomes are scored on a fine-tune's own held-out split: pick at least one tuned state.",

@@ -237,11 +237,14 @@ def test_compare_outputs_and_scores_in_chromium(tuned_server):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(tuned_server)
+            _settle(page)
             page.get_by_role("link", name="Compare").first.click()
             expect(page.get_by_role("heading", name="Compare").first).to_be_visible(timeout=60_000)
             _settle(page)
             page.get_by_role("tab", name="Outputs").click()
             _settle(page)
+            _screenshot(page, "compare-before-evaluate")
+            _no_errors(page)
             page.get_by_role("button", name="Evaluate").click()  # a background job with progress
             expect(page.get_by_text("held-out sentences")).to_be_visible(timeout=240_000)
             _settle(page)

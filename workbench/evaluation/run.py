@@ -283,8 +283,14 @@ def missing_suites(state_or_spec: Any, suites: Sequence[str], data: DataSpec | P
                    directions: Sequence[tuple[str, str]] | Sequence[str] | None = None, limit: int | None = None,
                    decoding: DecodingSpec | None = None, store: Store | None = None, batch_size: int = 8,
                    n_boot: int = 1000, seed: int = 0) -> list[str]:
-    """The suites `evaluate` with these arguments would compute (not in the store); loads no model."""
+    """The suites `evaluate` with these arguments would compute (not in the store).
+
+    Loads, converts and downloads nothing: a state whose fingerprint is not known without
+    that (a bundled model not converted yet, a hub id not fetched) has every suite missing.
+    """
     suites = _check_suites(suites)
+    if isinstance(state_or_spec, ModelSpec | str) and models.fingerprint(state_or_spec, download=False) is None:
+        return list(suites)
     dirs = _directions(directions, data)
     split = _split(data, list(dict.fromkeys(x for d in dirs for x in d)))
     store = store or Store()
