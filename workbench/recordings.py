@@ -5,15 +5,16 @@ The one home of "give me the recording of (model state, corpus, record spec)":
 (look without loading any model, for pages that must stay fast) and `start_recording`
 (the same work as a background job of `workbench.jobs.threads`, shared by every tab).
 
-`ensure_recording(..., num_processes=N)` splits the missing units over N processes
-(`accelerate launch -m workbench.recordings <request>`); each records its units with
-`tracing.record` into the one store under the store's per-key locks. `remote=True`
+`ensure_recording(..., num_processes=N)` splits the batches of the missing units over N
+processes (`accelerate launch -m workbench.recordings <folder>`, `record_sharded`): the
+stored arrays are byte-identical to a one-process recording. `remote=True`
 runs the recorder's trace on NDIF through nnsight (`remote_problems` says what is
 missing before anything is loaded or written).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -39,7 +41,7 @@ from workbench.config import CorpusSpec, ModelSpec, RecordSpec, stable_hash
 from workbench.corpus import ParallelCorpus, load_corpus
 from workbench.errors import RecordError
 from workbench.fileio import atomic_write_json, read_json_or_none
-from workbench.finetune.distributed import launch_command, shard_bounds
+from workbench.finetune.distributed import launch_command
 from workbench.jobs.progress import Progress, StatusFn
 from workbench.jobs.threads import JOBS, ThreadJob, ThreadRegistry
 from workbench.models import ModelState
@@ -104,7 +106,7 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
             status("all units found in the store")
         return _recording(fp, corpus, spec, found, model.source)
     missing = [u for u, e in found.items() if e is None]
-    if num_processes > 1 and len(missing) > 1 and state is None:
+    if num_processes > 1 and state is None:
         record_sharded(model, corpus_spec, spec, missing, num_processes, store=store, progress=progress,
                        status=status)
         return ensure_recording(model, corpus_spec, spec, pairs=pairs, store=store, status=status)
@@ -120,26 +122,52 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
 def record_sharded(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, units: Sequence[str],
                    num_processes: int, *, store: Store | None = None, progress: Progress | None = None,
                    status: StatusFn | None = None) -> None:
-    """Record `units` on `num_processes` processes, each a contiguous share, into the one store.
+    """Record `units` on `num_processes` processes into the one store, byte-identical to one process.
 
-    The processes are started with `accelerate launch` (`-m workbench.recordings`); each
-    loads the model and calls `tracing.record` on its units only, so a unit is recorded
-    exactly as one process records it alone. Progress is the sum of the ranks' progress.
+    The processes are started with `accelerate launch` (`-m workbench.recordings`). Every
+    rank loads the model, forms the batch plan one process would (`tracing.unit_groups`,
+    then the recorder's batches across the units of each group) and runs every
+    `world`-th batch (`tracing.record_shard`), writing its rows to a scratch folder. This
+    process holds the store's locks on every key meanwhile (a concurrent recording waits
+    rather than computing them twice), then merges each unit (`tracing.merge_shards`)
+    and stores it. Each sentence runs in the batch it has in one process, so the stored
+    arrays equal a one-process recording byte for byte (same kernels and thread count).
+    Progress is the sum of the ranks' progress.
 
     Raises:
-        RecordError: a rank failed (its reason) or was killed.
+        RecordError: a rank failed (its reason) or was killed; nothing is stored then.
     """
     store = store or Store()
-    n = min(num_processes, len(units))
+    corpus = load_corpus_spec(corpus_spec)
+    fp = models.fingerprint(model)
+    assert fp is not None  # download=True: known or raised
+    keys = {u: tracing.unit_key(fp, corpus, u, spec) for u in units}
     d = cache_root() / "shards" / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     d.mkdir(parents=True)
+    try:
+        with contextlib.ExitStack() as held:
+            for k in sorted(set(keys.values())):
+                held.enter_context(store.lock(k))
+            todo = [u for u in units if tracing.find_entry(store, fp, corpus, u, spec) is None]
+            if todo:
+                _launch_ranks(d, model, corpus_spec, spec, todo, num_processes, len(corpus), progress, status)
+                man = read_json_or_none(d / "manifests.json") or {}
+                for i, u in enumerate(todo):
+                    parts = [_read_part(d / f"part-{r}-{i}.npz") for r in range(num_processes)]
+                    store.put(keys[u], tracing.merge_shards(parts), {**man[u], "num_processes": num_processes})
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _launch_ranks(d: Path, model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, units: list[str], n: int,
+                  n_sentences: int, progress: Progress | None, status: StatusFn | None) -> None:
     atomic_write_json(d / "request.json", {"model": model.to_dict(), "corpus": corpus_spec.to_dict(),
-                                           "spec": spec.to_dict(), "units": list(units), "store": str(store.root)})
+                                           "spec": spec.to_dict(), "units": units})
     if status:
         status(f"recording {len(units)} units on {n} processes")
     proc = subprocess.Popen(launch_command(n, ["workbench.recordings", str(d)]), stdin=subprocess.DEVNULL,
                             start_new_session=True)
-    total = len(units) * len(load_corpus_spec(corpus_spec))
+    total = len(units) * n_sentences
     try:
         while proc.poll() is None:
             time.sleep(0.5)
@@ -153,42 +181,57 @@ def record_sharded(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, 
     reports = {r: read_json_or_none(d / f"rank-{r}.json") or {} for r in range(n)}
     failed = [f"rank {r}: {rep.get('reason')}" for r, rep in reports.items() if rep.get("state") == "failed"]
     killed = [str(r) for r, rep in reports.items() if not rep]
-    shutil.rmtree(d, ignore_errors=True)
     if failed or killed or proc.returncode:
         why = "; ".join(failed) or (f"rank {', '.join(killed)} stopped without a report (killed?)" if killed
                                     else f"accelerate launch exited with status {proc.returncode}")
         raise RecordError(f"sharded recording failed: {why}")
 
 
+def _read_part(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    return arrays, arrays.pop(_FILLED)
+
+
+_FILLED = "__filled__"  # the rows a rank ran, saved beside its arrays
+
+
 def _rank_main(d: Path) -> int:
-    """One rank of `record_sharded`: record this rank's share of the units."""
+    """One rank of `record_sharded`: run this rank's batches of every unit group, save its rows."""
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     req = read_json_or_none(d / "request.json") or {}
     try:
         model, corpus_spec = ModelSpec.from_dict(req["model"]), CorpusSpec.from_dict(req["corpus"])
         spec = RecordSpec.from_dict(req["spec"])
-        start, end = shard_bounds(len(req["units"]), world)[rank]
-        mine = req["units"][start:end]
+        units: list[str] = req["units"]
         corpus = load_corpus_spec(corpus_spec)
-        last = [0.0]
+        done, last = [0], [0.0]
 
-        def tick(done: int, total: int, message: str = "", metrics: Any = None) -> None:
-            if time.monotonic() - last[0] > 0.5 or done >= total:
-                atomic_write_json(d / f"progress-{rank}.json", {"done": done, "total": total})
+        def tick(k: int) -> None:
+            done[0] += k
+            if time.monotonic() - last[0] > 0.5:
+                atomic_write_json(d / f"progress-{rank}.json", {"done": done[0]})
                 last[0] = time.monotonic()
 
-        if mine:
-            pairs = [tuple(u.split(">")) for u in mine] if spec.is_pair_template else None
-            langs = [] if pairs else mine
-            if world > 1 and model.device in ("auto", "cuda") and torch.cuda.is_available():
-                model = dataclasses.replace(model, device=f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
-            state = models.load(model)
-            tracing.record(state, corpus, langs, spec, pairs=pairs, store=Store(req["store"]), progress=tick)
+        if world > 1 and model.device in ("auto", "cuda") and torch.cuda.is_available():
+            model = dataclasses.replace(model, device=f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
+        state = models.load(model)
+        manifests = {}
+        for group in tracing.unit_groups(state, corpus, units, spec):
+            t0 = time.perf_counter()
+            parts = tracing.record_shard(state, corpus, group, spec, rank=rank, world=world, progress=tick)
+            secs = round((time.perf_counter() - t0) / len(group), 3)
+            for u, (arrays, filled) in parts.items():
+                np.savez(d / f"part-{rank}-{units.index(u)}.npz", **arrays, **{_FILLED: filled})
+                manifests[u] = tracing.record_manifest(state, corpus, u, spec, seconds=secs, recorded_with=group)
+        if rank == 0:
+            atomic_write_json(d / "manifests.json", manifests)
+        atomic_write_json(d / f"progress-{rank}.json", {"done": done[0]})
     except Exception as e:  # noqa: BLE001 - reported to the launching process
         log.exception("rank %d failed", rank)
         atomic_write_json(d / f"rank-{rank}.json", {"state": "failed", "reason": f"{type(e).__name__}: {e}"})
         return 1
-    atomic_write_json(d / f"rank-{rank}.json", {"state": "done", "units": mine})
+    atomic_write_json(d / f"rank-{rank}.json", {"state": "done"})
     return 0
 
 

@@ -6,17 +6,20 @@ import numpy as np
 import pytest
 from nnsight import CONFIG
 
+from workbench import models, tracing
 from workbench.cli.main import main as cli
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
+from workbench.corpus import load_corpus
 from workbench.errors import RecordError
 from workbench.recordings import ensure_recording, remote_problems
 from workbench.store import Store
+from workbench.tracing import Batching
 
 LANGS = ["en", "fr", "de", "es"]
 
 
 @pytest.mark.slow
-def test_two_process_recording_equals_one_process_to_float32_rounding(tmp_path, monkeypatch):
+def test_two_process_recording_equals_one_process_byte_for_byte(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     model, corpus = ModelSpec("tiny:llama"), CorpusSpec("udhr", tuple(LANGS), limit=10)
     spec = RecordSpec()
@@ -34,15 +37,42 @@ def test_two_process_recording_equals_one_process_to_float32_rounding(tmp_path, 
         for k in names:
             x, y = np.asarray(a[k]), np.asarray(b[k])
             assert x.dtype == y.dtype and x.shape == y.shape
-            if np.issubdtype(x.dtype, np.floating):
-                # Not byte for byte: the recorder batches across the units of one call, so a unit's
-                # float sums depend on its batch neighbours (float32 rounding); counts are exact.
-                np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-6, equal_nan=True, err_msg=f"{u} {k}")
-            else:
-                assert np.array_equal(x, y), (u, k)
-    # the two processes each recorded their own units (2 + 2), in the one store
+            assert x.tobytes() == y.tobytes(), (u, k)  # each sentence ran in its one-process batch
+        assert b.manifest["num_processes"] == 2 and "num_processes" not in a.manifest
     assert len(list((tmp_path / "two").rglob("manifest.json"))) == len(LANGS)
     assert seen and seen[-1][1] == len(LANGS) * 10
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_merged_equal_one_process_byte_for_byte(world):
+    # In one process: every rank's share of the one-process batch plan, merged.
+    state = models.load("tiny:llama")
+    corpus = load_corpus("udhr").subset(LANGS, limit=12)
+    spec, batching = RecordSpec(), Batching(max_tokens=64)  # several batches, spread over the ranks
+    one = tracing.record_units(state, corpus, LANGS, spec, batching=batching)
+    parts = [tracing.record_shard(state, corpus, LANGS, spec, rank=r, world=world, batching=batching)
+             for r in range(world)]
+    assert all(p[LANGS[0]][1].any() for p in parts)  # every rank ran something
+    for u in LANGS:
+        merged = tracing.merge_shards([p[u] for p in parts])
+        assert sorted(merged) == sorted(one[u])
+        for k, x in one[u].items():
+            assert merged[k].dtype == x.dtype and merged[k].tobytes() == x.tobytes(), (u, k)
+
+
+def test_merge_shards_takes_each_row_from_its_rank_and_sums_counts():
+    a = {"pooled_mean": np.array([[[1.0], [0.0], [3.0]]], np.float32), "ffn_pos_counts": np.array([[2, 0]]),
+         "ffn_layer_mean": np.array([[0.5], [np.nan], [0.7]], np.float32), "n_tokens": np.array([4, 5, 6])}
+    b = {"pooled_mean": np.array([[[0.0], [2.0], [0.0]]], np.float32), "ffn_pos_counts": np.array([[1, 3]]),
+         "ffn_layer_mean": np.array([[np.nan], [0.6], [np.nan]], np.float32), "n_tokens": np.array([4, 5, 6])}
+    fa, fb = np.array([True, False, True]), np.array([False, True, False])
+    m = tracing.merge_shards([(a, fa), (b, fb)])
+    np.testing.assert_array_equal(m["pooled_mean"][0, :, 0], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(m["ffn_layer_mean"][:, 0], np.array([0.5, 0.6, 0.7], np.float32))
+    np.testing.assert_array_equal(m["ffn_pos_counts"], [[3, 3]])
+    np.testing.assert_array_equal(m["n_tokens"], [4, 5, 6])
+    with pytest.raises(RecordError, match="exactly once"):
+        tracing.merge_shards([(a, fa), (b, fa)])  # row 1 by nobody, rows 0 and 2 twice
 
 
 def _offline(monkeypatch):

@@ -2,12 +2,14 @@
 
 - `inputs`: templates, tokenising, and grouping sentences into batches (`length_batches`);
 - `recorder`: the recorder, the only module of the workbench that imports nnsight;
+- `accumulate`: one unit's result arrays, filled batch by batch, and merging of shards;
 - `recording`: the `Recording` result, store keys and look-up (no model needed).
 
 Every name other modules import from `workbench.tracing` is re-exported here.
 """
 
 from workbench.errors import RecordError
+from workbench.tracing.accumulate import merge_shards
 from workbench.tracing.inputs import (
     MAX_PADDING,
     PACK_WIDTH,
@@ -23,7 +25,18 @@ from workbench.tracing.inputs import (
     packed_batches,
     pad_batch,
 )
-from workbench.tracing.recorder import ProgressFn, packing_works, pool, record, record_unit, record_units, traced
+from workbench.tracing.recorder import (
+    ProgressFn,
+    packing_works,
+    pool,
+    record,
+    record_manifest,
+    record_shard,
+    record_unit,
+    record_units,
+    traced,
+    unit_groups,
+)
 from workbench.tracing.recording import (
     FINAL,
     Recording,
@@ -38,6 +51,7 @@ from workbench.tracing.recording import (
 __all__ = [
     "FINAL", "MAX_PADDING", "PACK_WIDTH", "Batching", "Encoded", "ProgressFn", "RecordError", "Recording",
     "batch_tokens", "build_texts", "encode", "find_entry", "layer_labels", "legacy_unit_key", "length_batches",
-    "lookup", "make_batch", "make_batches", "pack_rows", "packed_batches", "packing_works", "pad_batch", "pool",
-    "record", "record_unit", "record_units", "traced", "unit_key", "units_for",
+    "lookup", "make_batch", "make_batches", "merge_shards", "pack_rows", "packed_batches", "packing_works",
+    "pad_batch", "pool", "record", "record_manifest", "record_shard", "record_unit", "record_units", "traced",
+    "unit_groups", "unit_key", "units_for",
 ]

@@ -42,7 +42,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import nnsight
@@ -57,6 +56,7 @@ from workbench.errors import RecordError
 from workbench.jobs.progress import Progress
 from workbench.models import ModelState, get_path
 from workbench.store import Entry, Store
+from workbench.tracing.accumulate import Accumulator, acc_bytes, accumulate
 from workbench.tracing.inputs import Batching, build_texts, encode, length_batches, make_batch, packed_batches
 from workbench.tracing.recording import FINAL, Recording, find_entry, layer_labels, unit_key, units_for
 
@@ -184,70 +184,6 @@ def _free_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
-# --------------------------------------------------------------------------- accumulators
-
-
-@dataclass
-class _Acc:
-    """Accumulators for one unit, filled batch by batch (rows in corpus order)."""
-
-    n: int
-    n_labels: int
-    poolings: Sequence[str]
-    ffn_layers: int
-    d: int
-    m: int
-    pooled: dict[str, np.ndarray] = field(init=False)
-    pos_counts: np.ndarray = field(init=False)
-    layer_mean: np.ndarray = field(init=False)
-    absdiff: np.ndarray = field(init=False)
-    n_tokens: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.pooled = {p: np.zeros((self.n_labels, self.n, self.d), np.float32) for p in self.poolings}
-        self.pos_counts = np.zeros((self.ffn_layers, self.m), np.int64)
-        self.layer_mean = np.full((self.n, self.ffn_layers), np.nan, np.float32)
-        self.absdiff = np.full((self.n, self.ffn_layers), np.nan, np.float32)
-        self.n_tokens = np.zeros(self.n, np.int64)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The stored arrays of the unit (module docstring)."""
-        out: dict[str, np.ndarray] = {f"pooled_{p}": a for p, a in self.pooled.items()}
-        out["n_tokens"] = self.n_tokens
-        if self.ffn_layers:
-            out.update(ffn_pos_counts=self.pos_counts, ffn_tokens=np.array([self.n_tokens.sum()]),
-                       ffn_layer_mean=self.layer_mean, ffn_absdiff=self.absdiff)
-        return out
-
-
-def _acc_bytes(n: int, plan: dict[str, Any], d: int, m: int) -> int:
-    """Bytes of one unit's result arrays (what `record` holds in memory before storing)."""
-    return 4 * n * (len(plan["labels"]) * d * len(plan["poolings"]) + 2 * plan["ffn_layers"]) + 8 * (
-        n + plan["ffn_layers"] * m)
-
-
-def _accumulate(accs: list[_Acc], owner: list[tuple[int, int]], order: list[int], out: dict[Any, Any],
-                plan: dict[str, Any]) -> None:
-    """Scatter one batch's per-sentence results into the accumulators of their units."""
-    units = np.array([owner[g][0] for g in order])
-    rows = np.array([owner[g][1] for g in order])
-    host: dict[Any, Any] = {k: ({p: t.cpu().numpy() for p, t in v.items()} if isinstance(v, dict)
-                                else tuple(None if t is None else t.cpu().numpy() for t in v))
-                            for k, v in out.items()}
-    for u in np.unique(units):
-        sel = units == u
-        acc, r = accs[u], rows[sel]
-        for li, label in enumerate(plan["labels"]):
-            for p, v in host[label].items():
-                acc.pooled[p][li, r] = v[sel]
-        for layer in range(acc.ffn_layers):
-            pos, mean, diff = host[f"ffn{layer}"]
-            acc.pos_counts[layer] += np.rint(pos[sel].sum(0)).astype(np.int64)
-            acc.layer_mean[r, layer] = mean[sel]
-            if diff is not None:
-                acc.absdiff[r, layer] = diff[sel]
-
-
 def _plan(state: ModelState, spec: RecordSpec) -> dict[str, Any]:
     L = state.n_layers
     layers = list(range(L)) if spec.layers is None else sorted(set(spec.layers))
@@ -328,15 +264,10 @@ def _run_all(envoy: Any, state: ModelState, ids: list[list[int]], count: list[li
         sink(batch["order"], out)
 
 
-def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec, *,
-                 padding_side: str = "right", batching: Batching | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Record several units together, without touching the store. Arrays as module doc.
-
-    All sentences of all units are batched together by length; each unit's arrays come
-    back in corpus order, equal (to float rounding) to recording the unit alone.
-    `progress(k)` is called with the number of sentences of each finished batch.
-    """
+def _record(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec, *, padding_side: str,
+            batching: Batching | None, progress: Callable[[int], None] | None,
+            shard: tuple[int, int] | None = None) -> list[Accumulator]:
+    """Fill one accumulator per unit; with `shard=(rank, world)`, run only batches rank, rank + world, and so on."""
     batching = batching or Batching()
     plan = _plan(state, spec)
     ids: list[list[int]] = []
@@ -346,7 +277,7 @@ def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: Rec
     for u, unit in enumerate(units):
         texts, spans = build_texts(corpus, unit, spec)
         enc = encode(state.tokenizer, texts, spans, spec)
-        acc = _Acc(len(texts), len(plan["labels"]), spec.poolings, plan["ffn_layers"], state.d_model,
+        acc = Accumulator(len(texts), len(plan["labels"]), spec.poolings, plan["ffn_layers"], state.d_model,
                    state.n_neurons)
         acc.n_tokens[:] = [sum(c) for c in enc.count]
         accs.append(acc)
@@ -355,7 +286,7 @@ def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: Rec
         owner += [(u, i) for i in range(len(texts))]
 
     def sink(order: list[int], out: dict[str, Any]) -> None:
-        _accumulate(accs, owner, order, out, plan)
+        accumulate(accs, owner, order, out, plan)
         if progress:
             progress(len(order))
 
@@ -364,8 +295,44 @@ def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: Rec
             if batching.pack and not packing_works(state, envoy, plan):
                 batching = dataclasses.replace(batching, pack=False)
             batches = _batches([len(x) for x in ids], spec, batching)
+            if shard is not None:
+                rank, world = shard
+                batches = batches[rank::world]  # longest first: interleaving balances the work
             _run_all(envoy, state, ids, count, batches, plan, padding_side, sink)
+    return accs
+
+
+def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec, *,
+                 padding_side: str = "right", batching: Batching | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Record several units together, without touching the store. Arrays as module doc.
+
+    All sentences of all units are batched together by length; each unit's arrays come
+    back in corpus order, equal (to float rounding) to recording the unit alone.
+    `progress(k)` is called with the number of sentences of each finished batch.
+    """
+    accs = _record(state, corpus, units, spec, padding_side=padding_side, batching=batching, progress=progress)
     return {unit: acc.arrays() for unit, acc in zip(units, accs)}
+
+
+def record_shard(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec, *, rank: int,
+                 world: int, padding_side: str = "right", batching: Batching | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+    """This rank's share of `record_units(state, corpus, units, spec)`: the same batches, every world-th.
+
+    Every rank forms the one-process batch plan and runs batches `rank, rank + world, …`,
+    so each sentence runs in exactly the batch (same neighbours, same shapes) it has in
+    one process. `merge_shards` of all ranks' results is then byte-identical to
+    `record_units` in one process (given the same kernels and thread count).
+
+    Returns:
+        unit -> (its arrays with only this rank's rows filled, the bool mask of those rows).
+    """
+    if not 0 <= rank < world:
+        raise RecordError(f"rank {rank} is not in 0…{world - 1}")
+    accs = _record(state, corpus, units, spec, padding_side=padding_side, batching=batching, progress=progress,
+                   shard=(rank, world))
+    return {unit: (acc.arrays(), acc.filled.copy()) for unit, acc in zip(units, accs)}
 
 
 def record_unit(state: ModelState, corpus: Any, unit: str, spec: RecordSpec, *, padding_side: str = "right",
@@ -379,10 +346,25 @@ def record_unit(state: ModelState, corpus: Any, unit: str, spec: RecordSpec, *, 
 # --------------------------------------------------------------------------- record + store
 
 
-def _groups(units: list[str], n: int, plan: dict[str, Any], state: ModelState) -> list[list[str]]:
-    """Units in order, grouped so that each group's result arrays fit `ACC_BUDGET_BYTES`."""
-    per = max(1, ACC_BUDGET_BYTES // max(1, _acc_bytes(n, plan, state.d_model, state.n_neurons)))
-    return [units[k:k + per] for k in range(0, len(units), per)]
+def unit_groups(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec) -> list[list[str]]:
+    """`units` in order, grouped so that each group's result arrays fit `ACC_BUDGET_BYTES`.
+
+    `record` records each group with one `record_units` call; a sharded recording forms
+    the same groups on every rank.
+    """
+    per = max(1, ACC_BUDGET_BYTES // max(1, acc_bytes(len(corpus), _plan(state, spec), state.d_model,
+                                                      state.n_neurons)))
+    return [list(units[k:k + per]) for k in range(0, len(units), per)]
+
+
+def record_manifest(state: ModelState, corpus: Any, unit: str, spec: RecordSpec, *, seconds: float,
+                    recorded_with: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
+    """The store manifest of one recorded unit (what `record` writes beside its arrays)."""
+    return {"kind": "record", "model_name": state.name, "model_fingerprint": state.fingerprint,
+            "corpus_name": corpus.name, "corpus_hash": corpus.content_hash(unit.split(">")), "unit": unit,
+            "n_units": len(corpus), "spec": spec.to_dict(), "layer_labels": _plan(state, spec)["labels"],
+            "seconds": seconds, "recorded_with": [x for x in recorded_with if x != unit], "versions": _versions(),
+            **extra}
 
 
 def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpec | None = None, *,
@@ -405,7 +387,7 @@ def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpe
     done = sum(e is not None for e in entries.values()) * len(corpus)
     if progress and done:
         progress(done, total, "read from the store")
-    for group in _groups([u for u in units if entries[u] is None], len(corpus), plan, state):
+    for group in unit_groups(state, corpus, [u for u in units if entries[u] is None], spec):
         with contextlib.ExitStack() as held:
             for k in sorted({keys[u] for u in group}):
                 held.enter_context(store.lock(k))
@@ -427,11 +409,8 @@ def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpe
                                   progress=tick)
             secs = round((time.perf_counter() - t0) / len(todo), 3)
             for u in todo:
-                entries[u] = store.put(keys[u], arrays[u], {
-                    "kind": "record", "model_name": state.name, "model_fingerprint": state.fingerprint,
-                    "corpus_name": corpus.name, "corpus_hash": corpus.content_hash(u.split(">")),
-                    "unit": u, "n_units": len(corpus), "spec": spec.to_dict(), "layer_labels": plan["labels"],
-                    "seconds": secs, "recorded_with": [x for x in todo if x != u], "versions": _versions()})
+                entries[u] = store.put(keys[u], arrays[u], record_manifest(state, corpus, u, spec, seconds=secs,
+                                                                           recorded_with=todo))
     return Recording(state.name, state.fingerprint, corpus.name, spec, entries, plan["labels"])  # type: ignore[arg-type]  # all set above
 
 
