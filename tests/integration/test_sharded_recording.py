@@ -43,6 +43,16 @@ def test_two_process_recording_equals_one_process_byte_for_byte(tmp_path, monkey
     assert seen and seen[-1][1] == len(LANGS) * 10
 
 
+@pytest.mark.slow
+def test_a_failing_rank_fails_the_recording_with_its_reason_and_stores_nothing(tmp_path):
+    store = Store(tmp_path / "s")
+    bad = RecordSpec(layers=(99,))  # only a rank (which loads the model) can know this is out of range
+    with pytest.raises(RecordError, match=r"sharded recording failed: rank \d: RecordError: layer\(s\) \[99\]"):
+        ensure_recording(ModelSpec("tiny:llama"), CorpusSpec("udhr", ("en", "fr"), limit=4), bad, store=store,
+                         num_processes=2)
+    assert not store.ls()
+
+
 @pytest.mark.parametrize("world", [2, 3])
 def test_shards_merged_equal_one_process_byte_for_byte(world):
     # In one process: every rank's share of the one-process batch plan, merged.
