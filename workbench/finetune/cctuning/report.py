@@ -17,9 +17,10 @@ from workbench.analysis.cctuning import (
     transform_fit_curve,
     transform_mse,
 )
-from workbench.finetune.cctuning.examples import CCExample, _last, collate_cc
+from workbench.evaluation.losses import scoring_batches
+from workbench.finetune.cctuning.examples import CCExample, collate_cc
 from workbench.finetune.cctuning.model import _model_arch, cctuning_forward, ffn_outputs
-from workbench.finetune.data import IGNORE
+from workbench.finetune.data import IGNORE, Example, collate
 from workbench.finetune.specs import CCTuningSpec
 
 log = logging.getLogger(__name__)
@@ -38,16 +39,32 @@ def _score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.n
 
 def collect_ffn_pairs(model: Any, arch: Any, examples: Sequence[CCExample], pad_id: int,
                       batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """`(A, B)`: `(N, L, d)` float32 FFN outputs at the connection position of `x` and of `x^en` (no connection)."""
+    """`(A, B)`: `(N, L, d)` float32 FFN outputs at the connection position of `x` and of `x^en` (no connection).
+
+    Rows in the order of `examples`. Each of the two passes is grouped by the tokens it
+    feeds (`x` up to its connection position, the whole English prompt) with
+    `evaluation.losses.scoring_batches` (budget `batch_size` x the longest), so the
+    vectors equal those of any other batching to float rounding.
+    """
     dev = next(model.parameters()).device
-    a, b = [], []
+    n = len(examples)
+    out: list[np.ndarray | None] = [None, None]
+    en = [Example(e.en, e.en, tuple(True for _ in e.en)) for e in examples]
+    passes = ((0, [e.x for e in examples], [e.pos for e in examples]),
+              (1, en, [len(e.en) - 1 for e in examples]))
     with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            cb = collate_cc(examples[i:i + batch_size], pad_id, dev)
-            a.append(ffn_outputs(model, arch, cb.x["input_ids"], cb.x["attention_mask"], cb.pos).float().cpu())
-            b.append(ffn_outputs(model, arch, cb.en["input_ids"], cb.en["attention_mask"],
-                                 _last(cb.en["attention_mask"])).float().cpu())
-    return torch.cat(a).numpy(), torch.cat(b).numpy()
+        for k, seqs, pos in passes:
+            for idx in scoring_batches([p + 1 for p in pos], batch_size=batch_size):
+                b = collate([seqs[i] for i in idx], pad_id, dev)
+                f = ffn_outputs(model, arch, b["input_ids"], b["attention_mask"],
+                                torch.tensor([pos[i] for i in idx], dtype=torch.long, device=dev))
+                f = f.float().cpu().numpy()
+                if out[k] is None:
+                    out[k] = np.zeros((n, *f.shape[1:]), np.float32)
+                out[k][idx] = f  # type: ignore[index]  # allocated just above
+    if out[0] is None or out[1] is None:
+        raise ValueError("collect_ffn_pairs: no examples")
+    return out[0], out[1]
 
 
 def cctuning_evaluate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor, examples: Sequence[CCExample], *,
