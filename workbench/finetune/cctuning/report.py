@@ -30,7 +30,7 @@ __all__ = ["cctuning_evaluate", "collect_ffn_pairs", "fit_and_report"]
 
 def _score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: summed NLL of the labelled tokens, top-1 hits, token count."""
-    lg, lb = logits[:, :-1].float(), labels[:, 1:]
+    lg, lb = logits[:, :-1].float(), labels[:, 1:].to(logits.device)  # the LM head may sit on a later GPU
     mask = lb != IGNORE
     nll = F.cross_entropy(lg.transpose(1, 2), lb.clamp(min=0), reduction="none") * mask
     hits = (lg.argmax(-1) == lb) & mask
