@@ -1,5 +1,5 @@
 """Length-grouped (padding-budget) batching of the places that run many sentences through the
-model: nll scoring, CC-Tuning's Transform-Matrix pairs and SiLP's pair pass. Each must give
+model: nll scoring, CC-Tuning's Transform-Matrix pairs and held-out report, SiLP's pair pass. Each must give
 the same numbers as running every sentence alone (no padding at all), in input order."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from workbench.analysis.sensitivity import projection_sensitivity
 from workbench.config import RecordSpec
 from workbench.corpus import Language, ParallelCorpus
 from workbench.evaluation.losses import nll_per_example, perplexity_examples, scoring_batches
-from workbench.finetune.cctuning import cc_examples, collect_ffn_pairs, ffn_outputs
-from workbench.finetune.data import Example, collate, translation_examples
+from workbench.finetune.cctuning import cc_examples, cctuning_evaluate, collect_ffn_pairs, ffn_outputs
+from workbench.finetune.data import IGNORE, Example, collate, translation_examples
 from workbench.finetune.silp import silp_allocation
 from workbench.finetune.specs import CCTuningSpec, SiLPSpec
 
@@ -121,3 +121,20 @@ def test_silp_allocation_scores_equal_two_separate_recordings(state, split):
     assert got["scores"][0] is None and np.isnan(want[0])
     np.testing.assert_allclose(np.array(got["scores"][1:], dtype=np.float64), want[1:], rtol=1e-4, atol=1e-7)
     assert np.all(want[1:] > 0)  # not a vacuous comparison of zeros
+
+
+def test_cctuning_evaluate_equals_one_at_a_time_in_input_order(state, split):
+    examples = cc_examples(state.tokenizer, split, CCTuningSpec())
+    gen = torch.Generator().manual_seed(0)
+    w_dm = torch.randn(state.d_model, state.n_layers, generator=gen) * 3.0
+    w_t = torch.eye(state.d_model) + 0.05 * torch.randn(state.d_model, state.d_model, generator=gen)
+    got = cctuning_evaluate(state, w_dm, w_t, examples, batch_size=4)
+    singles = [cctuning_evaluate(state, w_dm, w_t, [e], batch_size=1) for e in examples]
+    for k in ("english", "transform"):
+        assert got["selected"][k] == [s["selected"][k][0] for s in singles]
+    assert len(set(got["selected"]["transform"])) > 1  # planted: choices differ, so order matters
+    toks = np.array([sum(lab != IGNORE for lab in e.x.labels[1:]) for e in examples], dtype=np.float64)
+    for k in ("vanilla", "english", "transform"):
+        for m in ("loss", "acc"):
+            want = sum(s["gap"][f"{m}_{k}"] * t for s, t in zip(singles, toks)) / toks.sum()
+            assert got["gap"][f"{m}_{k}"] == pytest.approx(want, rel=1e-5, abs=1e-6), (m, k)

@@ -77,7 +77,7 @@ def cctuning_evaluate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor, example
         w_t: `(d, d)` Transform Matrix.
         examples: held-out examples (responses are scored teacher-forced).
         embed: the spec's `embed`.
-        batch_size: examples per forward pass.
+        batch_size: examples per forward pass at the longest length (`scoring_batches`' budget).
         f_en: optional `(N, L, d)` English FFN outputs already collected for `examples`.
 
     Returns:
@@ -90,30 +90,27 @@ def cctuning_evaluate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor, example
     if f_en is None:
         f_en = collect_ffn_pairs(model, arch, examples, state.tokenizer.pad_token_id)[1]
     kinds = ("vanilla", "english", "transform")
-    nll: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
-    hits: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
-    sel: dict[str, list[np.ndarray]] = {"english": [], "transform": []}
-    toks = []
+    n = len(examples)
+    nll = {k: np.zeros(n, np.float32) for k in kinds}
+    hits = {k: np.zeros(n, np.int64) for k in kinds}
+    sel = {k: np.zeros(n, np.int64) for k in ("english", "transform")}
+    toks = np.zeros(n, np.int64)
     with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            cb = collate_cc(examples[i:i + batch_size], state.tokenizer.pad_token_id, dev)
-            fe = torch.as_tensor(f_en[i:i + batch_size], device=dev, dtype=state.model.dtype)
+        # grouped by length like the other scoring loops; results go back to input order
+        for idx in scoring_batches([len(e.x.ids) for e in examples], batch_size=batch_size):
+            cb = collate_cc([examples[i] for i in idx], state.tokenizer.pad_token_id, dev)
+            fe = torch.as_tensor(f_en[idx], device=dev, dtype=state.model.dtype)
             logits = {"vanilla": model(input_ids=cb.x["input_ids"], attention_mask=cb.x["attention_mask"],
                                        use_cache=False).logits}
             for k, kw in (("english", {"f_en": fe}), ("transform", {})):
                 out = cctuning_forward(state, w_dm, w_t, cb.x, positions=cb.pos, embed=embed, **kw)
                 logits[k] = out.logits
-                sel[k].append(out.selected.cpu().numpy())
+                sel[k][idx] = out.selected.cpu().numpy()
             for k in kinds:
-                n, h, t = _score(logits[k], cb.x["labels"])
-                nll[k].append(n)
-                hits[k].append(h)
-            toks.append(t)
-    cat = {k: np.concatenate(v) for k, v in sel.items()}
-    gap = parallel_gap({k: np.concatenate(v) for k, v in nll.items()},
-                       {k: np.concatenate(v) for k, v in hits.items()}, np.concatenate(toks))
-    return {"gap": gap, "selected": {k: v.tolist() for k, v in cat.items()},
-            "agree": float(np.mean(cat["english"] == cat["transform"])), "n": len(examples)}
+                nll[k][idx], hits[k][idx], toks[idx] = _score(logits[k], cb.x["labels"])
+    gap = parallel_gap(nll, hits, toks)
+    return {"gap": gap, "selected": {k: v.tolist() for k, v in sel.items()},
+            "agree": float(np.mean(sel["english"] == sel["transform"])), "n": len(examples)}
 
 
 def _nan_to_none(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
