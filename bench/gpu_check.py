@@ -17,7 +17,12 @@ It prints, in order:
 2. the agreement of CUDA-bf16 against CPU-fp32 pooled vectors on a small model: relative
    error `||a - b|| / ||b||` of the mean-pooled vectors per layer (CPU-bf16 without CUDA);
 3. two training steps of each fine-tune method (SiLP, Mid-align, LENS, CC-Tuning) on the
-   big model, with the loss and the seconds per step.
+   big model, with the loss and the seconds per step;
+4. with two or more visible GPUs: the small model split over all of them by a
+   `device_map` (blocks in contiguous runs, as `device_map="auto"` places a large model)
+   against the same weights on one GPU, both float32: relative error per layer of the
+   mean-pooled vectors, the largest difference of the FFN statistics, and whether a plain
+   forward of the split model still runs after recording.
 """
 
 from __future__ import annotations
@@ -167,6 +172,41 @@ def agreement(langs: int, units: int, spec: RecordSpec) -> list[float]:
     return errs
 
 
+def split_over(model: Any, devices: list[Any]) -> Any:
+    """`model` dispatched by accelerate: embedding first, blocks in contiguous runs, norm and head last."""
+    from accelerate import dispatch_model  # only the multi-GPU section needs it
+
+    n, k = model.config.num_hidden_layers, len(devices)
+    dmap = {"model.embed_tokens": devices[0], "model.rotary_emb": devices[0], "model.norm": devices[-1],
+            "lm_head": devices[-1], **{f"model.layers.{i}": devices[i * k // n] for i in range(n)}}
+    return dispatch_model(model, device_map=dmap)
+
+
+def multi_gpu_agreement(langs: int, units: int, spec: RecordSpec, devices: list[Any] | None = None) -> dict[str, Any]:
+    """The small model split over `devices` (default: every visible GPU) vs on the first alone (float32)."""
+    devices = devices or list(range(torch.cuda.device_count()))
+    first = str(torch.device(devices[0]))
+    c = corpus(langs, units)
+    one = build("small", torch.float32, first)
+    two = models.state_from_model(split_over(copy.deepcopy(one.model), devices), one.tokenizer,
+                                  name="split", fingerprint=f"{one.fingerprint}-split{len(devices)}")
+    a = tracing.record_units(one, c, list(c.languages), spec)
+    b = tracing.record_units(two, c, list(c.languages), spec)
+    errs = []
+    for li in range(next(iter(a.values()))["pooled_mean"].shape[0]):
+        x = np.concatenate([b[u]["pooled_mean"][li] for u in a]).astype(np.float64)
+        y = np.concatenate([a[u]["pooled_mean"][li] for u in a]).astype(np.float64)
+        errs.append(float(np.linalg.norm(x - y) / np.linalg.norm(y)))
+    ffn = max(float(np.nanmax(np.abs(b[u][k].astype(np.float64) - a[u][k]))) for u in a
+              for k in ("ffn_layer_mean", "ffn_pos_counts"))
+    try:
+        two.model(input_ids=torch.tensor([[5, 6, 7, 8]], device=first), use_cache=False)
+        after = "ok"
+    except RuntimeError as e:  # accelerate's device moves lost by the recorder
+        after = f"{type(e).__name__}: {str(e)[:120]}"
+    return {"n_gpus": len(devices), "errors": errs, "ffn_max_abs": ffn, "forward_after_recording": after}
+
+
 def train_two_steps(state: Any, train_dtype: torch.dtype) -> list[dict[str, Any]]:
     """Two optimiser steps of each method on a copy of `state` in `train_dtype`."""
     rows = []
@@ -256,6 +296,15 @@ def main() -> int:
     what = "CUDA-bf16" if cuda else "CPU-bf16 (no CUDA)"
     print(f"\n## agreement: {what} vs CPU-fp32, small model, relative error per layer (emb, 0, 1, ...)")
     print("  ".join(f"{e:.2e}" for e in errs), flush=True)
+    if torch.cuda.device_count() >= 2:
+        mg = multi_gpu_agreement(min(a.langs, 5), min(a.units, 20),
+                                 RecordSpec(poolings=("mean",), max_length=a.max_length))
+        print(f"\n## multi-GPU device_map: small model split over {mg['n_gpus']} GPUs vs one GPU, float32")
+        print("relative error per layer (emb, 0, 1, ...): " + "  ".join(f"{e:.2e}" for e in mg["errors"]))
+        print(f"FFN statistics, largest difference: {mg['ffn_max_abs']:.2e}; "
+              f"plain forward after recording: {mg['forward_after_recording']}", flush=True)
+    else:
+        print(f"\n## multi-GPU device_map: skipped ({torch.cuda.device_count()} GPU visible)", flush=True)
     if not a.skip_train:
         rows = train_two_steps(state, getattr(torch, a.train_dtype))
         print("\n## fine-tunes: two steps each (SiLP: one per stage)\n" + table(rows), flush=True)

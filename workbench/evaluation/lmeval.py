@@ -46,6 +46,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from workbench.config import stable_hash
 from workbench.errors import EvalError
 from workbench.evaluation.generate import CCInference, DecodingSpec, generate
+from workbench.evaluation.losses import scoring_batches
 from workbench.evaluation.metrics import bootstrap_mean
 from workbench.finetune.data import ParallelSplit, prompt_and_target
 from workbench.paths import cache_root
@@ -106,7 +107,7 @@ class WorkbenchLM(LM):
             for row, (s, targets) in enumerate(seqs):
                 n, k = len(s), len(targets)
                 lp = F.log_softmax(logits[row, n - k:n].float(), dim=-1)
-                tgt = torch.tensor(targets, device=dev)
+                tgt = torch.tensor(targets, device=lp.device)  # the LM head may sit on a later GPU (device_map)
                 res.append((float(lp.gather(1, tgt[:, None]).sum()), bool((lp.argmax(-1) == tgt).all())))
         return res
 
@@ -122,18 +123,15 @@ class WorkbenchLM(LM):
         return out
 
     def _run_pairs(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
-        """Score (context ids, continuation ids) pairs in length-sorted batches (longest first)."""
-        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+        """Score (context ids, continuation ids) pairs in length-grouped batches (`scoring_batches`, longest first)."""
+        seqs = []
+        for ctx, cont in pairs:
+            full = (ctx + cont)[-(self.max_length + 1):]  # keep the end: left-truncate long contexts
+            k = min(len(cont), len(full) - 1)
+            seqs.append((full[:-1], full[len(full) - k:]))
         out: list[tuple[float, bool]] = [(0.0, False)] * len(pairs)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            seqs = []
-            for i in chunk:
-                ctx, cont = pairs[i]
-                full = (ctx + cont)[-(self.max_length + 1):]  # keep the end: left-truncate long contexts
-                k = min(len(cont), len(full) - 1)
-                seqs.append((full[:-1], full[len(full) - k:]))
-            for i, res in zip(chunk, self._score_batch(seqs)):
+        for chunk in scoring_batches([len(s) for s, _ in seqs], batch_size=self.batch_size):
+            for i, res in zip(chunk, self._score_batch([seqs[i] for i in chunk])):
                 out[i] = res
             if self.on_batch is not None:
                 self.on_batch(len(chunk))

@@ -24,36 +24,75 @@ import torch
 import torch.nn.functional as F
 
 from workbench.finetune.data import IGNORE, Example, ParallelSplit, collate, encode_texts, translation_examples
+from workbench.tracing.inputs import MAX_PADDING, length_batches
 
 __all__ = ["evaluate_model", "evaluate_state", "nll", "nll_per_example", "perplexity", "perplexity_examples",
-           "translation_loss"]
+           "scoring_batches", "token_nll", "translation_loss"]
+
+
+def scoring_batches(lengths: Sequence[int], *, batch_size: int = 8, max_tokens: int | None = None,
+                    max_padding: float = MAX_PADDING) -> list[list[int]]:
+    """Indices of `lengths` grouped for scoring: `tracing.length_batches` under a token budget.
+
+    The default budget, `batch_size` times the longest length, is the padded size of the
+    largest batch that fixed chunks of `batch_size` could form, so memory never exceeds
+    theirs; short sequences share a batch with more rows instead of with long ones.
+
+    Args:
+        lengths: tokens per sequence (each >= 1).
+        batch_size: sequences per batch that the default budget allows at the longest length.
+        max_tokens: padded-token budget per batch (overrides the default).
+        max_padding: padding budget per batch (fraction; 1 = token budget only).
+
+    Returns:
+        Batches of indices, longest first; every index exactly once.
+    """
+    if not lengths:
+        return []
+    budget = max_tokens if max_tokens is not None else max(1, batch_size) * max(lengths)
+    return length_batches(lengths, max_tokens=budget, max_padding=max_padding)
+
+
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: summed next-token NLL of the labelled tokens `(B,)` and their count `(B,)`.
+
+    `labels` are moved to the logits' device (with `device_map="auto"` over several GPUs
+    the LM head may sit on another device than the batch; a no-op on one device).
+    """
+    labels = labels[:, 1:].to(logits.device)
+    tok = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels.clamp(min=0), reduction="none")
+    mask = labels != IGNORE
+    return (tok * mask).sum(1), mask.sum(1)
 
 
 def nll_per_example(model: Any, examples: Sequence[Example], pad_id: int, *, batch_size: int = 8,
-                    on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Summed NLL `(N,)` float64 and scored-token count `(N,)` int64 of each example's labels.
+                    on_batch: Callable[[int], None] | None = None, max_tokens: int | None = None,
+                    max_padding: float = MAX_PADDING) -> tuple[np.ndarray, np.ndarray]:
+    """Summed NLL `(N,)` float64 and scored-token count `(N,)` int64 of each example's labels, in input order.
 
-    Batches are right-padded (`collate`); `on_batch(n)` is called after each batch of `n`
-    examples (progress and cancellation hook: it may raise to stop).
+    Examples are grouped by length (`scoring_batches`: token budget `max_tokens`, default
+    `batch_size` x the longest example, and padding budget `max_padding`), right-padded
+    (`collate`), and their results scattered back to input order; a result equals the one
+    of any other batching to float rounding. `on_batch(n)` is called after each batch of
+    `n` examples (progress and cancellation hook: it may raise to stop).
     """
     dev = next(model.parameters()).device
     sums = np.zeros(len(examples), dtype=np.float64)
     counts = np.zeros(len(examples), dtype=np.int64)
+    groups = scoring_batches([len(e.ids) for e in examples], batch_size=batch_size, max_tokens=max_tokens,
+                             max_padding=max_padding)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for i in range(0, len(examples), batch_size):
-                chunk = examples[i:i + batch_size]
-                b = collate(chunk, pad_id, dev)
+            for idx in groups:
+                b = collate([examples[i] for i in idx], pad_id, dev)
                 logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
-                labels = b["labels"][:, 1:]
-                tok = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels.clamp(min=0), reduction="none")
-                mask = labels != IGNORE
-                sums[i:i + len(chunk)] = (tok * mask).sum(1).double().cpu().numpy()
-                counts[i:i + len(chunk)] = mask.sum(1).cpu().numpy()
+                s, c = token_nll(logits, b["labels"])
+                sums[idx] = s.double().cpu().numpy()
+                counts[idx] = c.cpu().numpy()
                 if on_batch is not None:
-                    on_batch(len(chunk))
+                    on_batch(len(idx))
     finally:
         model.train(was_training)
     return sums, counts

@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from workbench.evaluation.generate import CCInference, DecodingSpec, generate
 from workbench.evaluation.langid import MIN_ACCURACY, Identifier, accuracy_on_references
 from workbench.evaluation.lmeval import OFFLINE_TASK, run_task
-from workbench.evaluation.losses import nll_per_example, perplexity_examples
+from workbench.evaluation.losses import nll_per_example, perplexity_examples, scoring_batches, token_nll
 from workbench.evaluation.metrics import bootstrap_ratio, corpus_bleu, corpus_chrf, finite_or_nan, sentence_chrf
 from workbench.finetune.data import IGNORE, Example, ParallelSplit, collate, prompt_and_target, translation_examples
 
@@ -112,25 +111,26 @@ def translation_suite(state: Any, split: ParallelSplit, directions: Sequence[tup
 
 def _cc_nll(state: Any, cc: CCInference, examples: Sequence[Example], pad_id: int, batch_size: int,
             advance: Advance) -> tuple[np.ndarray, np.ndarray]:
-    """Per-example summed NLL and token count under CC-Tuning's two-pass inference (connection at the prompt end)."""
+    """Per-example summed NLL and token count under CC-Tuning's two-pass inference (connection at the prompt end).
+
+    Batched by length as `nll_per_example` (`scoring_batches`), results in input order.
+    """
     # the fine-tune module is heavy (peft); only CC-Tuning states need it
     from workbench.finetune.cctuning import cctuning_forward
 
     dev = next(state.model.parameters()).device
     sums = np.zeros(len(examples))
     counts = np.zeros(len(examples), dtype=np.int64)
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
+    for idx in scoring_batches([len(e.ids) for e in examples], batch_size=batch_size):
+        chunk = [examples[i] for i in idx]
         b = collate(chunk, pad_id, dev)
         pos = torch.tensor([e.labels.index(next(x for x in e.labels if x != IGNORE)) - 1 for e in chunk],
                            device=dev)
         with torch.inference_mode():
             logits = cctuning_forward(state, cc.w_dm, cc.w_t, b, positions=pos, embed=cc.embed).logits
-            labels = b["labels"][:, 1:]
-            tok = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), labels.clamp(min=0), reduction="none")
-            mask = labels != IGNORE
-        sums[i:i + len(chunk)] = (tok * mask).sum(1).double().cpu().numpy()
-        counts[i:i + len(chunk)] = mask.sum(1).cpu().numpy()
+            s, c = token_nll(logits, b["labels"])
+        sums[idx] = s.double().cpu().numpy()
+        counts[idx] = c.cpu().numpy()
         advance(len(chunk))
     return sums, counts
 

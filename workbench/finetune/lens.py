@@ -78,6 +78,8 @@ def lens_losses(x_t: torch.Tensor, x_c: torch.Tensor, x_t_ref: torch.Tensor, m_c
         lambda1: weight λ1 of L1.
         lambda3: weight λ3 of L3.
 
+    Every tensor is moved to `x_t`'s device (a model split over GPUs); the losses live there.
+
     Returns:
         `{"l1", "l2", "l3", "loss"}` scalars; `loss = λ1·l1 + l2 + λ3·l3`; l1 and l2 are
         summed over the K target languages, each term a mean over batch and dimensions.
@@ -87,6 +89,11 @@ def lens_losses(x_t: torch.Tensor, x_c: torch.Tensor, x_t_ref: torch.Tensor, m_c
     """
     if x_t.ndim == 2:
         x_t, x_t_ref = x_t.unsqueeze(0), x_t_ref.unsqueeze(0)
+    # the states come from the top block's device; with device_map="auto" over several GPUs the
+    # projections, references and batch rows were made on the first one (a no-op on one device)
+    dev = x_t.device
+    x_c, x_t_ref, m_c, m_c_ref = x_c.to(dev), x_t_ref.to(dev), m_c.to(dev), m_c_ref.to(dev)
+    p_a, p_s, delta = p_a.to(dev), p_s.to(dev), delta.to(dev)
     delta = delta.reshape(-1, delta.shape[-1])
     lam_t = torch.as_tensor(lam, dtype=x_t.dtype, device=x_t.device).reshape(-1, 1, 1)
     if x_t.shape != x_t_ref.shape or x_t.shape[1:] != x_c.shape or m_c.shape != m_c_ref.shape:

@@ -64,8 +64,9 @@ def ffn_parameter_names(model: Any, arch: Any, layers: list[int] | tuple[int, ..
 def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec) -> dict[str, Any]:
     """SiLP's layer allocation on the frozen model (METHODS §2), from the training pairs.
 
-    The FFN statistics come from the recorder (`tracing.record_unit` with the pair
-    template of the data spec, both directions), the scores from
+    The FFN statistics come from the recorder (one `tracing.record_units` call over both
+    directions with the pair template of the data spec, so the two directions share
+    length-grouped batches), the scores from
     `analysis.sensitivity`: the same numbers the Layer profile page and
     `workbench analyze sensitivity` show for the same pairs.
 
@@ -75,7 +76,7 @@ def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec) -> dict[st
     from workbench.analysis.sensitivity import allocate_layers, default_split, projection_sensitivity
     from workbench.config import RecordSpec
     from workbench.corpus import Language, ParallelCorpus
-    from workbench.tracing import record_unit
+    from workbench.tracing import record_units
 
     pairs = split.train[: spec.alloc_pairs]
     corpus = ParallelCorpus("silp-allocation", [str(i) for i in range(len(pairs))],
@@ -84,8 +85,9 @@ def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec) -> dict[st
                                        for lang in split.langs})
     rspec = RecordSpec(template=split.spec.template, poolings=("mean",), embeddings=False, ffn_stats=True,
                        max_length=split.spec.max_length)
-    means = [record_unit(state, corpus, f"{a}>{b}", rspec)["ffn_layer_mean"]
-             for a, b in ((spec.src, spec.tgt), (spec.tgt, spec.src))]
+    units = [f"{a}>{b}" for a, b in ((spec.src, spec.tgt), (spec.tgt, spec.src))]
+    arrays = record_units(state, corpus, units, rspec)
+    means = [arrays[u]["ffn_layer_mean"] for u in units]
     scores = projection_sensitivity(np.concatenate(means).astype(np.float64))
     k = spec.split if spec.split is not None else default_split(len(scores))
     n2d, d2n = allocate_layers(scores, split=k, k1=spec.k1, k2=spec.k2)

@@ -110,40 +110,63 @@ def _hidden(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
+_INDEX_KEYS = ("cidx", "cseg", "n", "cw", "wsum", "last")
+
+
+def _index_on(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The batch's pooling indices on `device`, moved once per device and batch (kept in the batch).
+
+    With `device_map="auto"` over several GPUs a block's output lives on that block's GPU
+    while the batch was built on the first device. On one device this returns `batch`.
+    """
+    if batch["cidx"].device == device:
+        return batch
+    moved = batch.setdefault("_index_on", {})
+    if device not in moved:
+        moved[device] = {k: batch[k].to(device) for k in _INDEX_KEYS}
+    return moved[device]
+
+
 def pool(h: torch.Tensor, batch: dict[str, Any], poolings: Sequence[str]) -> dict[str, torch.Tensor]:
     """Pool `h` `(R, T, d)` into one vector per sentence of the batch → `(B, d)` each.
 
     Only counted tokens enter (`batch["cidx"]`, flat positions, with their sentence
     `cseg`), so padding and, in packed rows, the neighbouring sentences never do.
     `mean`: mean of counted tokens; `last`: the last counted token; `weighted`: weights
-    1…T' over the counted tokens in order (position-weighted mean).
+    1…T' over the counted tokens in order (position-weighted mean). The indices may sit
+    on another device than `h` (a model split over GPUs): they are moved to `h`'s.
     """
+    ix = _index_on(batch, h.device)
     flat = h.reshape(-1, h.shape[-1])
-    seg, n_b = batch["cseg"], batch["n"].shape[0]
-    hc = flat[batch["cidx"]]
+    seg, n_b = ix["cseg"], ix["n"].shape[0]
+    hc = flat[ix["cidx"]]
     out = {}
     if "mean" in poolings:
-        out["mean"] = hc.new_zeros(n_b, h.shape[-1]).index_add_(0, seg, hc) / batch["n"].unsqueeze(1)
+        out["mean"] = hc.new_zeros(n_b, h.shape[-1]).index_add_(0, seg, hc) / ix["n"].unsqueeze(1)
     if "last" in poolings:
-        out["last"] = flat[batch["last"]]
+        out["last"] = flat[ix["last"]]
     if "weighted" in poolings:
-        out["weighted"] = (hc.new_zeros(n_b, h.shape[-1]).index_add_(0, seg, hc * batch["cw"].unsqueeze(1))
-                           / batch["wsum"].unsqueeze(1))
+        out["weighted"] = (hc.new_zeros(n_b, h.shape[-1]).index_add_(0, seg, hc * ix["cw"].unsqueeze(1))
+                           / ix["wsum"].unsqueeze(1))
     return out
 
 
 def _ffn_stats(a: torch.Tensor, batch: dict[str, Any], prev: torch.Tensor | None) -> tuple[Any, ...]:
     """Per-sentence FFN statistics of one block from its activations `a` `(R, T, M)`.
 
+    Indices are moved to `a`'s device as in `pool`; `prev` (the block before, possibly on
+    another GPU) too.
+
     Returns:
         positive counts per sentence `(B, M)`, the sentence's token-mean activation `(B, M)`,
         its mean over neurons `(B,)` and `mean |Ā^l − Ā^{l−1}|` `(B,)` (None at block 0).
     """
-    ac = a.reshape(-1, a.shape[-1])[batch["cidx"]]
-    n_b = batch["n"].shape[0]
-    pos = ac.new_zeros(n_b, ac.shape[1]).index_add_(0, batch["cseg"], (ac > 0).to(ac.dtype))
-    sent = ac.new_zeros(n_b, ac.shape[1]).index_add_(0, batch["cseg"], ac) / batch["n"].unsqueeze(1)
-    return pos, sent, sent.mean(1), (sent - prev).abs().mean(1) if prev is not None else None
+    ix = _index_on(batch, a.device)
+    ac = a.reshape(-1, a.shape[-1])[ix["cidx"]]
+    n_b = ix["n"].shape[0]
+    pos = ac.new_zeros(n_b, ac.shape[1]).index_add_(0, ix["cseg"], (ac > 0).to(ac.dtype))
+    sent = ac.new_zeros(n_b, ac.shape[1]).index_add_(0, ix["cseg"], ac) / ix["n"].unsqueeze(1)
+    return pos, sent, sent.mean(1), (sent - prev.to(sent.device)).abs().mean(1) if prev is not None else None
 
 
 def _trace_body(envoy: Any, arch: Any, batch: dict[str, Any], plan: dict[str, Any], out: dict[Any, Any]) -> None:

@@ -23,14 +23,24 @@ def ffn_outputs(model: Any, arch: Any, input_ids: torch.Tensor, attention_mask: 
 
     Runs the model body (no LM head) once; hooks read the output of `arch.down` of each
     block at `positions[b]`. Columns after the largest position are not fed (causal model).
-    Gradients flow if enabled (callers use `torch.no_grad`).
+    Gradients flow if enabled (callers use `torch.no_grad`). With `device_map="auto"` over
+    several GPUs each block's output is read on its own GPU (the row and position indices
+    are moved there once per device) and the result is gathered on `input_ids`' device.
     """
     blocks = get_path(model, arch.layers)
-    rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+    dev = input_ids.device
+    rows = torch.arange(input_ids.shape[0], device=dev)
+    index: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
     got: dict[int, torch.Tensor] = {}
 
     def grab(i: int) -> Any:
-        return lambda _m, _a, out: got.__setitem__(i, out[rows, positions])
+        def hook(_m: Any, _a: Any, out: torch.Tensor) -> None:
+            if out.device not in index:
+                index[out.device] = (rows.to(out.device), positions.to(out.device))
+            r, p = index[out.device]
+            got[i] = out[r, p].to(dev)
+
+        return hook
 
     hooks = [get_path(b, arch.down).register_forward_hook(grab(i)) for i, b in enumerate(blocks)]
     width = int(positions.max()) + 1
@@ -85,11 +95,12 @@ def ffn_connection(model: Any, arch: Any, positions: torch.Tensor, vectors: torc
             return
         h = out[0] if isinstance(out, tuple) else out
         rows = torch.arange(h.shape[0], device=h.device)
+        pos = positions.to(h.device)  # the embedding may sit on another device than the batch (device_map)
         if embed == "position":
-            link.e = h[rows, positions]
+            link.e = h[rows, pos]
         else:
             cols = torch.arange(h.shape[1], device=h.device)
-            m = embed_mask[:, : h.shape[1]] if embed_mask is not None else cols[None] <= positions[:, None]
+            m = embed_mask[:, : h.shape[1]].to(h.device) if embed_mask is not None else cols[None] <= pos[:, None]
             w = m.to(h.dtype).unsqueeze(-1)
             link.e = (h * w).sum(1) / w.sum(1).clamp(min=1.0)
 
@@ -106,7 +117,7 @@ def ffn_connection(model: Any, arch: Any, positions: torch.Tensor, vectors: torc
             link.selected = link.onehot.detach().argmax(-1)
         link.added = vec
         rows = torch.arange(out.shape[0], device=out.device)
-        return out.index_put((rows, positions), vec.to(out.dtype), accumulate=True)
+        return out.index_put((rows, positions.to(out.device)), vec.to(out.device, out.dtype), accumulate=True)
 
     hooks = [get_path(model, arch.embed).register_forward_hook(on_embed),
              get_path(block0, arch.down).register_forward_hook(on_down)]
@@ -133,7 +144,8 @@ def decision_maker(f_en: torch.Tensor, e: torch.Tensor, w_dm: torch.Tensor, *, t
         row of `F^en`; with `sample` its gradient is the straight-through estimator's
         (`onehot` carries the softmax gradient to `W_DM`).
     """
-    h = (f_en.float().mean(1) + e.float()) @ w_dm.float()
+    # e comes from the embedding's device and W_DM from the first one; F^en decides (device_map)
+    h = (f_en.float().mean(1) + e.float().to(f_en.device)) @ w_dm.float().to(f_en.device)
     if sample:
         onehot = F.gumbel_softmax(h, tau=tau, hard=True)
     else:

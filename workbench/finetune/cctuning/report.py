@@ -17,9 +17,10 @@ from workbench.analysis.cctuning import (
     transform_fit_curve,
     transform_mse,
 )
-from workbench.finetune.cctuning.examples import CCExample, _last, collate_cc
+from workbench.evaluation.losses import scoring_batches
+from workbench.finetune.cctuning.examples import CCExample, collate_cc
 from workbench.finetune.cctuning.model import _model_arch, cctuning_forward, ffn_outputs
-from workbench.finetune.data import IGNORE
+from workbench.finetune.data import IGNORE, Example, collate
 from workbench.finetune.specs import CCTuningSpec
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ __all__ = ["cctuning_evaluate", "collect_ffn_pairs", "fit_and_report"]
 
 def _score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: summed NLL of the labelled tokens, top-1 hits, token count."""
-    lg, lb = logits[:, :-1].float(), labels[:, 1:]
+    lg, lb = logits[:, :-1].float(), labels[:, 1:].to(logits.device)  # the LM head may sit on a later GPU
     mask = lb != IGNORE
     nll = F.cross_entropy(lg.transpose(1, 2), lb.clamp(min=0), reduction="none") * mask
     hits = (lg.argmax(-1) == lb) & mask
@@ -38,16 +39,32 @@ def _score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.n
 
 def collect_ffn_pairs(model: Any, arch: Any, examples: Sequence[CCExample], pad_id: int,
                       batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """`(A, B)`: `(N, L, d)` float32 FFN outputs at the connection position of `x` and of `x^en` (no connection)."""
+    """`(A, B)`: `(N, L, d)` float32 FFN outputs at the connection position of `x` and of `x^en` (no connection).
+
+    Rows in the order of `examples`. Each of the two passes is grouped by the tokens it
+    feeds (`x` up to its connection position, the whole English prompt) with
+    `evaluation.losses.scoring_batches` (budget `batch_size` x the longest), so the
+    vectors equal those of any other batching to float rounding.
+    """
     dev = next(model.parameters()).device
-    a, b = [], []
+    n = len(examples)
+    out: list[np.ndarray | None] = [None, None]
+    en = [Example(e.en, e.en, tuple(True for _ in e.en)) for e in examples]
+    passes = ((0, [e.x for e in examples], [e.pos for e in examples]),
+              (1, en, [len(e.en) - 1 for e in examples]))
     with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            cb = collate_cc(examples[i:i + batch_size], pad_id, dev)
-            a.append(ffn_outputs(model, arch, cb.x["input_ids"], cb.x["attention_mask"], cb.pos).float().cpu())
-            b.append(ffn_outputs(model, arch, cb.en["input_ids"], cb.en["attention_mask"],
-                                 _last(cb.en["attention_mask"])).float().cpu())
-    return torch.cat(a).numpy(), torch.cat(b).numpy()
+        for k, seqs, pos in passes:
+            for idx in scoring_batches([p + 1 for p in pos], batch_size=batch_size):
+                b = collate([seqs[i] for i in idx], pad_id, dev)
+                f = ffn_outputs(model, arch, b["input_ids"], b["attention_mask"],
+                                torch.tensor([pos[i] for i in idx], dtype=torch.long, device=dev))
+                f = f.float().cpu().numpy()
+                if out[k] is None:
+                    out[k] = np.zeros((n, *f.shape[1:]), np.float32)
+                out[k][idx] = f  # type: ignore[index]  # allocated just above
+    if out[0] is None or out[1] is None:
+        raise ValueError("collect_ffn_pairs: no examples")
+    return out[0], out[1]
 
 
 def cctuning_evaluate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor, examples: Sequence[CCExample], *,
@@ -60,7 +77,7 @@ def cctuning_evaluate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor, example
         w_t: `(d, d)` Transform Matrix.
         examples: held-out examples (responses are scored teacher-forced).
         embed: the spec's `embed`.
-        batch_size: examples per forward pass.
+        batch_size: examples per forward pass at the longest length (`scoring_batches`' budget).
         f_en: optional `(N, L, d)` English FFN outputs already collected for `examples`.
 
     Returns:
@@ -73,30 +90,27 @@ def cctuning_evaluate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor, example
     if f_en is None:
         f_en = collect_ffn_pairs(model, arch, examples, state.tokenizer.pad_token_id)[1]
     kinds = ("vanilla", "english", "transform")
-    nll: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
-    hits: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
-    sel: dict[str, list[np.ndarray]] = {"english": [], "transform": []}
-    toks = []
+    n = len(examples)
+    nll = {k: np.zeros(n, np.float32) for k in kinds}
+    hits = {k: np.zeros(n, np.int64) for k in kinds}
+    sel = {k: np.zeros(n, np.int64) for k in ("english", "transform")}
+    toks = np.zeros(n, np.int64)
     with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            cb = collate_cc(examples[i:i + batch_size], state.tokenizer.pad_token_id, dev)
-            fe = torch.as_tensor(f_en[i:i + batch_size], device=dev, dtype=state.model.dtype)
+        # grouped by length like the other scoring loops; results go back to input order
+        for idx in scoring_batches([len(e.x.ids) for e in examples], batch_size=batch_size):
+            cb = collate_cc([examples[i] for i in idx], state.tokenizer.pad_token_id, dev)
+            fe = torch.as_tensor(f_en[idx], device=dev, dtype=state.model.dtype)
             logits = {"vanilla": model(input_ids=cb.x["input_ids"], attention_mask=cb.x["attention_mask"],
                                        use_cache=False).logits}
             for k, kw in (("english", {"f_en": fe}), ("transform", {})):
                 out = cctuning_forward(state, w_dm, w_t, cb.x, positions=cb.pos, embed=embed, **kw)
                 logits[k] = out.logits
-                sel[k].append(out.selected.cpu().numpy())
+                sel[k][idx] = out.selected.cpu().numpy()
             for k in kinds:
-                n, h, t = _score(logits[k], cb.x["labels"])
-                nll[k].append(n)
-                hits[k].append(h)
-            toks.append(t)
-    cat = {k: np.concatenate(v) for k, v in sel.items()}
-    gap = parallel_gap({k: np.concatenate(v) for k, v in nll.items()},
-                       {k: np.concatenate(v) for k, v in hits.items()}, np.concatenate(toks))
-    return {"gap": gap, "selected": {k: v.tolist() for k, v in cat.items()},
-            "agree": float(np.mean(cat["english"] == cat["transform"])), "n": len(examples)}
+                nll[k][idx], hits[k][idx], toks[idx] = _score(logits[k], cb.x["labels"])
+    gap = parallel_gap(nll, hits, toks)
+    return {"gap": gap, "selected": {k: v.tolist() for k, v in sel.items()},
+            "agree": float(np.mean(sel["english"] == sel["transform"])), "n": len(examples)}
 
 
 def _nan_to_none(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
