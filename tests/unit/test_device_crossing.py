@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 from accelerate.hooks import AlignDevicesHook, add_hook_to_module
 from conftest import tiny_model, tiny_tokenizer
@@ -85,8 +84,6 @@ def test_token_nll_planted_and_across_devices():
     assert (s.device, c.device) == (META, META)
 
 
-@pytest.mark.xfail(strict=True, reason="tracing.traced/_unwrap deletes every instance `forward`, accelerate's "
-                   "device-moving wrapper included (recorder.py, outside this change; patch in the dev15 report)")
 def test_recording_leaves_accelerates_forward_wrappers_in_place():
     model = tiny_model("llama")
     for block in model.model.layers:  # what device_map="auto" installs on every module it places

@@ -88,11 +88,16 @@ def traced(state: ModelState) -> Iterator[Any]:
     evaluation, so the wrapper is removed again afterwards.
     """
     with _model_lock(state):
+        # Instance forwards already there (accelerate's device-moving wrappers under a
+        # device_map) are what nnsight calls while traced, and are put back afterwards.
+        kept = {m: m.__dict__["forward"] for m in state.model.modules() if "forward" in m.__dict__}
         envoy = NNsight(state.model)
         try:
             yield envoy
         finally:
             _unwrap(state.model)
+            for m, f in kept.items():
+                m.__dict__["forward"] = f
 
 
 def _unwrap(model: Any) -> None:
