@@ -15,6 +15,7 @@ from workbench.corpus import Language, ParallelCorpus
 from workbench.evaluation.losses import nll_per_example, perplexity_examples, scoring_batches
 from workbench.finetune.cctuning import cc_examples, cctuning_evaluate, collect_ffn_pairs, ffn_outputs
 from workbench.finetune.data import IGNORE, Example, collate, translation_examples
+from workbench.finetune.lens import _reps  # the one helper every LENS representation goes through
 from workbench.finetune.silp import silp_allocation
 from workbench.finetune.specs import CCTuningSpec, SiLPSpec
 
@@ -138,3 +139,18 @@ def test_cctuning_evaluate_equals_one_at_a_time_in_input_order(state, split):
         for m in ("loss", "acc"):
             want = sum(s["gap"][f"{m}_{k}"] * t for s, t in zip(singles, toks)) / toks.sum()
             assert got["gap"][f"{m}_{k}"] == pytest.approx(want, rel=1e-5, abs=1e-6), (m, k)
+
+
+# --------------------------------------------------------------------------- LENS representations
+
+
+def test_lens_reps_equal_one_at_a_time_in_input_order(state, split):
+    ex = perplexity_examples(state.tokenizer, split.column("en", "train") + split.column("sw", "train"), 48)
+    assert len({len(e.ids) for e in ex}) > 5
+    pad = state.tokenizer.pad_token_id
+    last, mean = _reps(state.model, state.arch, ex, pad, "cpu", batch_size=4)
+    for i, e in enumerate(ex):
+        l1, m1 = _reps(state.model, state.arch, [e], pad, "cpu", batch_size=1)
+        torch.testing.assert_close(last[i], l1[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(mean[i], m1[0], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(last[0], last[1])  # distinct rows: a mis-scatter would show

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from workbench.analysis.subspace import language_subspace
 from workbench.errors import ParamError
+from workbench.evaluation.losses import scoring_batches
 from workbench.finetune.data import Example, ParallelSplit, collate, encode_texts, epoch_batches, n_batches
 from workbench.finetune.specs import LENSSpec
 from workbench.finetune.train import (
@@ -117,15 +118,22 @@ def final_states(model: Any, arch: Any, batch: dict[str, torch.Tensor]) -> torch
 
 def _reps(model: Any, arch: Any, examples: list[Example], pad_id: int, device: Any,
           batch_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(n, d)` float32 last-token and `(n, d)` sequence-mean post-norm states, no gradients."""
-    last, mean = [], []
+    """`(n, d)` float32 last-token and `(n, d)` sequence-mean post-norm states, no gradients.
+
+    Examples run in batches of similar length (`scoring_batches`); rows come back in input order.
+    """
+    n = len(examples)
+    last: list[torch.Tensor | None] = [None] * n
+    mean: list[torch.Tensor | None] = [None] * n
     with torch.inference_mode():
-        for i in range(0, len(examples), batch_size):
-            batch = collate(examples[i:i + batch_size], pad_id, device)
+        for idx in scoring_batches([len(e.ids) for e in examples], batch_size=batch_size):
+            batch = collate([examples[i] for i in idx], pad_id, device)
             h = final_states(model, arch, batch)
-            last.append(last_token(h, batch["attention_mask"]).float())
-            mean.append(masked_mean(h, batch["attention_mask"].bool()).float())
-    return torch.cat(last), torch.cat(mean)
+            mask = batch["attention_mask"]
+            lt, mt = last_token(h, mask).float(), masked_mean(h, mask.bool()).float()
+            for j, i in enumerate(idx):
+                last[i], mean[i] = lt[j], mt[j]
+    return torch.stack(last), torch.stack(mean)  # type: ignore[arg-type]  # every row set above
 
 
 def lens_encode(tokenizer: Any, texts: list[str], max_length: int, spec: LENSSpec) -> list[Example]:
