@@ -8,14 +8,15 @@ The one home of "give me the recording of (model state, corpus, record spec)":
 `ensure_recording(..., num_processes=N)` splits the missing units over N processes
 (`accelerate launch -m workbench.recordings <request>`); each records its units with
 `tracing.record` into the one store under the store's per-key locks. `remote=True`
-runs the recorder's trace on NDIF through nnsight (`remote_problems` says what is
-missing before anything is loaded or written).
+runs the recorder's trace on NDIF through nnsight on a weightless state of the hub model
+(`models.remote_state`; `remote_problems` says what is missing before anything is loaded
+or written); `remote="local"` is nnsight's serverless dry run of the same trace on the
+locally loaded model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import os
 import secrets
@@ -67,7 +68,7 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
                      pairs: Sequence[tuple[str, str]] | None = None, store: Store | None = None,
                      progress: Progress | None = None, status: StatusFn | None = None,
                      state: ModelState | None = None, num_processes: int = 1,
-                     remote: bool = False) -> tracing.Recording:
+                     remote: bool | str = False) -> tracing.Recording:
     """A `tracing.Recording` for these specs, recording only what the store lacks.
 
     Args:
@@ -80,19 +81,27 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
         status: one-line messages (loading, converting).
         state: an already loaded ModelState to use instead of loading `model`.
         num_processes: split the missing units over this many processes (default store only).
-        remote: run the trace on NDIF (needs `NDIF_API_KEY`, a network and a hub model).
+        remote: True: run the trace on NDIF (needs `NDIF_API_KEY`, a network and a hub model;
+            its weights are never downloaded; stored under the fingerprint `ndif:<id>@<sha>`).
+            "local": a dry run of the remote path (nnsight's `remote="local"`: the trace is
+            serialized as for NDIF and run on the loaded model); the same numbers as a local
+            recording, stored under the same key, so units already stored are not re-run.
 
     Raises:
         RecordError: `remote` and something it needs is missing (nothing is loaded or written).
     """
     spec = spec or RecordSpec()
-    if remote:
+    if remote not in (False, True, "local"):
+        raise RecordError(f"remote must be False, True (NDIF) or 'local' (dry run), not {remote!r}")
+    if remote is True:
         problems = remote_problems(model)
         if problems:
             raise RecordError("cannot record on NDIF (--remote): " + "; ".join(problems))
     if num_processes < 1 or (remote and num_processes > 1):
         raise RecordError(f"--num-processes must be >= 1, got {num_processes}" if num_processes < 1 else
                           "--remote runs the trace on NDIF: --num-processes does not apply to it")
+    if remote is True:
+        state = state or models.remote_state(model)  # config and tokenizer only, never the weights
     store = store or Store()
     corpus = load_corpus_spec(corpus_spec)
     units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
@@ -110,8 +119,8 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
         return ensure_recording(model, corpus_spec, spec, pairs=pairs, store=store, status=status)
     if state is None:
         state = models.load(model, progress=status)
-    kw: dict[str, Any] = {"remote": True} if remote else {}
-    return tracing.record(state, corpus, corpus_spec.langs, spec, pairs=pairs, store=store, progress=progress, **kw)
+    return tracing.record(state, corpus, corpus_spec.langs, spec, pairs=pairs, store=store, progress=progress,
+                          remote=remote)
 
 
 # --------------------------------------------------------------------------- N processes
@@ -199,8 +208,8 @@ def remote_problems(model: ModelSpec) -> list[str]:
     """What running the recorder's trace on NDIF lacks (empty = nothing known to be missing).
 
     Checks, without sending anything: an API key (nnsight's config, `NDIF_API_KEY`), a
-    model NDIF can host (a hub id, not a bundled, local or tiny model), a connection to
-    the NDIF host, and a recorder that accepts `remote=True`.
+    model NDIF can host (a hub id, not a bundled, local or tiny model, and no fine-tune
+    artifact) and a connection to the NDIF host.
     """
     from nnsight import CONFIG  # here: nnsight is heavy and only the remote path needs its config
 
@@ -208,16 +217,15 @@ def remote_problems(model: ModelSpec) -> list[str]:
     if not (os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY):
         problems.append("no NDIF API key (set NDIF_API_KEY; keys come from https://login.ndif.us)")
     src = model.source
-    if src in models.BUNDLED or models.is_tiny(src) or Path(src).expanduser().exists() or src.endswith(".gguf") \
-            or src.count("/") != 1:
+    if not models.is_hub_id(src):
         problems.append(f"model {src!r} is not a Hugging Face hub id that NDIF hosts (e.g. meta-llama/Llama-3.1-8B)")
+    if model.artifact:
+        problems.append("a fine-tune artifact cannot be applied on NDIF (the server runs the hub's weights)")
     host = urllib.parse.urlparse(CONFIG.API.HOST)
     try:
         socket.create_connection((host.hostname or "", host.port or 443), timeout=3).close()
     except OSError as e:
         problems.append(f"cannot reach NDIF at {CONFIG.API.HOST} (offline? {type(e).__name__})")
-    if "remote" not in inspect.signature(tracing.record).parameters:
-        problems.append("this recorder has no remote mode yet (tracing.record takes no `remote`)")
     return problems
 
 

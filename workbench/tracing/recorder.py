@@ -36,6 +36,7 @@ pair template.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import threading
@@ -50,7 +51,9 @@ import numpy as np
 import torch
 import transformers
 from nnsight import NNsight
+from nnsight.intervention.backends.remote import RemoteError
 from nnsight.intervention.source import STATE, Controller
+from nnsight.modeling.transformers import TransformersModel
 
 from workbench.config import RecordSpec
 from workbench.errors import RecordError
@@ -78,21 +81,49 @@ def _model_lock(state: ModelState) -> threading.Lock:
         return _LOCKS.setdefault(id(state.model), threading.Lock())
 
 
+#: Remote mode of each envoy `traced` handed out with one ("local" or True), by id.
+_REMOTE: dict[int, bool | str] = {}
+
+
 @contextmanager
-def traced(state: ModelState) -> Iterator[Any]:
+def traced(state: ModelState, remote: bool | str = False) -> Iterator[Any]:
     """The model wrapped by nnsight for the duration of the block, then unwrapped.
 
     nnsight installs a controller as every submodule's instance `forward` and leaves it
     there (inert, but it makes later plain forwards several times slower and is copied
     by `deepcopy`). The loaded model is shared read-only by the UI, fine-tunes and
-    evaluation, so the wrapper is removed again afterwards.
+    evaluation, so the wrapper is removed again afterwards. `remote`: False traces here
+    (`NNsight`); "local" is nnsight's serverless dry run of a remote trace (the body is
+    serialized as for NDIF, deserialized with non-installed modules hidden, and run on this
+    model); True runs on NDIF (`state` is then a weightless `models.remote_state`).
     """
+    if remote not in (False, True, "local"):
+        raise RecordError(f"remote must be False, True (NDIF) or 'local' (dry run), not {remote!r}")
     with _model_lock(state):
-        envoy = NNsight(state.model)
+        envoy = _remote_envoy(state, remote) if remote else NNsight(state.model)
+        _REMOTE[id(envoy)] = remote
         try:
             yield envoy
         finally:
+            _REMOTE.pop(id(envoy), None)
             _unwrap(state.model)
+
+
+def _remote_envoy(state: ModelState, remote: bool | str) -> Any:
+    """A remotable nnsight wrapper (`TransformersModel`) around `state.model`.
+
+    The body's helpers live in workbench modules, which NDIF lacks: they are registered to
+    travel by value (as source). The wrapper sets the tokenizer's padding side and tags it
+    for serialization, so it gets a copy. For NDIF the model key is made of the meta
+    model's `name_or_path` (the hub id) and `state.spec.revision`.
+    """
+    for module in sorted({f.__module__ for f in (_trace_body, pool, _ffn_stats, _hidden, get_path)}):
+        nnsight.register(module)
+    try:
+        kw = {"revision": state.spec.revision, "device": "meta"} if remote is True else {}  # meta: never moved
+        return TransformersModel(state.model, tokenizer=copy.copy(state.tokenizer), task="text-generation", **kw)
+    except Exception as e:  # noqa: BLE001 - nnsight/transformers raise many kinds; one clear line
+        raise RecordError(f"nnsight cannot wrap {state.name} for a remote trace ({type(e).__name__}: {e})") from e
 
 
 def _unwrap(model: Any) -> None:
@@ -100,6 +131,7 @@ def _unwrap(model: Any) -> None:
         if isinstance(module.__dict__.get("forward"), Controller):
             del module.__dict__["forward"]
         module.__dict__.pop(STATE, None)
+        module.__dict__.pop("_persistent_id", None)  # tagged when a remote trace is serialized
 
 
 # --------------------------------------------------------------------------- the trace
@@ -116,19 +148,21 @@ def pool(h: torch.Tensor, batch: dict[str, Any], poolings: Sequence[str]) -> dic
     Only counted tokens enter (`batch["cidx"]`, flat positions, with their sentence
     `cseg`), so padding and, in packed rows, the neighbouring sentences never do.
     `mean`: mean of counted tokens; `last`: the last counted token; `weighted`: weights
-    1…T' over the counted tokens in order (position-weighted mean).
+    1…T' over the counted tokens in order (position-weighted mean). Index tensors move to
+    `h`'s device (a no-op if there already; not so on NDIF or with blocks on several GPUs).
     """
+    dev = h.device
     flat = h.reshape(-1, h.shape[-1])
-    seg, n_b = batch["cseg"], batch["n"].shape[0]
-    hc = flat[batch["cidx"]]
+    seg, n, n_b = batch["cseg"].to(dev), batch["n"].to(dev), batch["n"].shape[0]
+    hc = flat[batch["cidx"].to(dev)]
     out = {}
     if "mean" in poolings:
-        out["mean"] = hc.new_zeros(n_b, h.shape[-1]).index_add_(0, seg, hc) / batch["n"].unsqueeze(1)
+        out["mean"] = hc.new_zeros(n_b, h.shape[-1]).index_add_(0, seg, hc) / n.unsqueeze(1)
     if "last" in poolings:
-        out["last"] = flat[batch["last"]]
+        out["last"] = flat[batch["last"].to(dev)]
     if "weighted" in poolings:
-        out["weighted"] = (hc.new_zeros(n_b, h.shape[-1]).index_add_(0, seg, hc * batch["cw"].unsqueeze(1))
-                           / batch["wsum"].unsqueeze(1))
+        out["weighted"] = (hc.new_zeros(n_b, h.shape[-1]).index_add_(0, seg, hc * batch["cw"].to(dev).unsqueeze(1))
+                           / batch["wsum"].to(dev).unsqueeze(1))
     return out
 
 
@@ -139,43 +173,62 @@ def _ffn_stats(a: torch.Tensor, batch: dict[str, Any], prev: torch.Tensor | None
         positive counts per sentence `(B, M)`, the sentence's token-mean activation `(B, M)`,
         its mean over neurons `(B,)` and `mean |Ā^l − Ā^{l−1}|` `(B,)` (None at block 0).
     """
-    ac = a.reshape(-1, a.shape[-1])[batch["cidx"]]
-    n_b = batch["n"].shape[0]
-    pos = ac.new_zeros(n_b, ac.shape[1]).index_add_(0, batch["cseg"], (ac > 0).to(ac.dtype))
-    sent = ac.new_zeros(n_b, ac.shape[1]).index_add_(0, batch["cseg"], ac) / batch["n"].unsqueeze(1)
-    return pos, sent, sent.mean(1), (sent - prev).abs().mean(1) if prev is not None else None
+    dev = a.device
+    ac = a.reshape(-1, a.shape[-1])[batch["cidx"].to(dev)]
+    seg, n, n_b = batch["cseg"].to(dev), batch["n"].to(dev), batch["n"].shape[0]
+    pos = ac.new_zeros(n_b, ac.shape[1]).index_add_(0, seg, (ac > 0).to(ac.dtype))
+    sent = ac.new_zeros(n_b, ac.shape[1]).index_add_(0, seg, ac) / n.unsqueeze(1)
+    return pos, sent, sent.mean(1), (sent - prev.to(dev)).abs().mean(1) if prev is not None else None
 
 
-def _trace_body(envoy: Any, arch: Any, batch: dict[str, Any], plan: dict[str, Any], out: dict[Any, Any]) -> None:
+def _trace_body(envoy: Any, arch: dict[str, str], batch: dict[str, Any], plan: dict[str, Any]) -> dict[Any, Any]:
     """What runs inside the trace: visit sites in execution order, pool, aggregate.
 
-    Kept free of local I/O so the same body can run under nnsight's remote execution.
+    One body for every mode (local, nnsight's local simulation, NDIF). It returns a dict
+    built inside the trace, which the caller saves (`nnsight.save`): a remote run sends back
+    saved values only. It reads only its arguments (`arch`: the architecture entry as a
+    plain dict) and calls only `pool`, `_ffn_stats`, `_hidden` and `get_path`, which
+    `traced` registers to travel by value. Returns label -> pooling -> `(B, d)` and
+    `ffn<l>` -> `_ffn_stats` less the means.
     """
+    out: dict[Any, Any] = {}
     poolings = plan["poolings"]
     if plan["embeddings"]:
-        out["emb"] = pool(get_path(envoy, arch.embed).output.float(), batch, poolings)
-    block_list = get_path(envoy, arch.layers)
+        out["emb"] = pool(get_path(envoy, arch["embed"]).output.float(), batch, poolings)
+    block_list = get_path(envoy, arch["layers"])
     prev = None
     for layer in range(plan["stop"] + 1):
         block = block_list[layer]
         if plan["ffn"] and layer < plan["ffn_layers"]:
-            pos, prev, mean, diff = _ffn_stats(get_path(block, arch.act).output.float(), batch, prev)
+            pos, prev, mean, diff = _ffn_stats(get_path(block, arch["act"]).output.float(), batch, prev)
             out[f"ffn{layer}"] = pos, mean, diff
         if layer in plan["layers"]:
             out[layer] = pool(_hidden(block.output).float(), batch, poolings)
     if plan["final"]:
-        out[FINAL] = pool(_hidden(get_path(envoy, arch.norm).output).float(), batch, poolings)
+        out[FINAL] = pool(_hidden(get_path(envoy, arch["norm"]).output).float(), batch, poolings)
+    return out
 
 
 def _run_batch(envoy: Any, state: ModelState, batch: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
-    out: dict[Any, Any] = {}
-    with torch.inference_mode():
-        # The whole causal LM is traced, but the run stops after the last needed module:
-        # the LM head never executes (nor the final norm unless `final_norm`).
-        with envoy.trace(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         position_ids=batch["position_ids"], use_cache=False) as tracer:
-            _trace_body(envoy, state.arch, batch, plan, out)
-            tracer.stop()
+    remote = _REMOTE.get(id(envoy), False)
+    kw: dict[str, Any] = {"remote": remote} if remote else {}
+    arch = dataclasses.asdict(state.arch)
+    try:
+        with torch.inference_mode():
+            # The whole causal LM is traced, but the run stops after the last needed module:
+            # the LM head never executes (nor the final norm unless `final_norm`).
+            with envoy.trace(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             position_ids=batch["position_ids"], use_cache=False, **kw) as tracer:
+                out = nnsight.save(_trace_body(envoy, arch, batch, plan))
+                tracer.stop()
+    except Exception as e:
+        if remote is not True or isinstance(e, (torch.OutOfMemoryError, MemoryError)):
+            raise
+        # on NDIF anything can fail (the hub look-up of the model key, the request, the server);
+        # nnsight's RemoteError carries the server's reason
+        why = (str(e).strip() or "no reason given").splitlines()[0][:300]
+        raise RecordError(f"the NDIF run of {state.name} failed: "
+                          + (why if isinstance(e, RemoteError) else f"{type(e).__name__}: {why}")) from e
     return out
 
 
@@ -275,7 +328,13 @@ def packing_works(state: ModelState, envoy: Any, plan: dict[str, Any]) -> bool:
     (SDPA, eager, flex; variable-length kernels with flash attention); custom model code
     may not. Two short sentences are recorded packed in one row and in a padded batch,
     through the same trace as the recording: packing is used only when they agree.
+
+    Never for a remote trace (NDIF or its local simulation): nnsight's `TransformersModel`
+    turns a missing attention mask into an all-ones one, and with a mask transformers no
+    longer reads the restarts as packed sequences (so sentences would see each other).
     """
+    if _REMOTE.get(id(envoy)):
+        return False
     key = id(state.model)
     if key not in _PACKING_OK:
         ids, count = [[5, 6, 7, 8], [9, 10, 11]], [[True] * 4, [True] * 3]
@@ -330,12 +389,14 @@ def _run_all(envoy: Any, state: ModelState, ids: list[list[int]], count: list[li
 
 def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec, *,
                  padding_side: str = "right", batching: Batching | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
+                 progress: Callable[[int], None] | None = None,
+                 remote: bool | str = False) -> dict[str, dict[str, np.ndarray]]:
     """Record several units together, without touching the store. Arrays as module doc.
 
     All sentences of all units are batched together by length; each unit's arrays come
     back in corpus order, equal (to float rounding) to recording the unit alone.
     `progress(k)` is called with the number of sentences of each finished batch.
+    `remote`: see `traced` (True: on NDIF; "local": nnsight's local simulation of it).
     """
     batching = batching or Batching()
     plan = _plan(state, spec)
@@ -360,7 +421,7 @@ def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: Rec
             progress(len(order))
 
     if ids:
-        with traced(state) as envoy:
+        with traced(state, remote) as envoy:
             if batching.pack and not packing_works(state, envoy, plan):
                 batching = dataclasses.replace(batching, pack=False)
             batches = _batches([len(x) for x in ids], spec, batching)
@@ -388,12 +449,12 @@ def _groups(units: list[str], n: int, plan: dict[str, Any], state: ModelState) -
 def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpec | None = None, *,
            pairs: Sequence[tuple[str, str]] | None = None, store: Store | None = None,
            progress: ProgressFn | None = None, padding_side: str = "right",
-           batching: Batching | None = None) -> Recording:
+           batching: Batching | None = None, remote: bool | str = False) -> Recording:
     """Record every unit missing from the store, then return the `Recording` of all of them.
 
     Units already stored are read, not recomputed; the missing ones are recorded together
     (batched across units). A unit being recorded by another process is waited for
-    (per-key locks, taken in key order) rather than computed twice.
+    (per-key locks, taken in key order) rather than computed twice. `remote`: see `traced`.
     """
     spec = spec or RecordSpec()
     store = store or Store()
@@ -424,7 +485,7 @@ def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpe
                     progress(done, total, f"recording {', '.join(todo)}")
 
             arrays = record_units(state, corpus, todo, spec, padding_side=padding_side, batching=batching,
-                                  progress=tick)
+                                  progress=tick, remote=remote)
             secs = round((time.perf_counter() - t0) / len(todo), 3)
             for u in todo:
                 entries[u] = store.put(keys[u], arrays[u], {
