@@ -9,6 +9,8 @@ deserialize: a helper of the trace body that did not travel by value fails the t
 
 from __future__ import annotations
 
+import io
+import linecache
 import sys
 
 import cloudpickle.cloudpickle
@@ -20,6 +22,11 @@ import torch
 from conftest import tiny_model, tiny_tokenizer
 from nnsight import CONFIG
 from nnsight.intervention.backends.local import LocalSimulationBackend
+from nnsight.intervention.backends.remote import RemoteBackend
+from nnsight.modeling import huggingface
+from nnsight.modeling.transformers import TransformersModel
+from nnsight.schema.request import RequestModel
+from nnsight.tracing import tracer as nnsight_tracer
 
 from workbench import models, tracing
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
@@ -28,7 +35,7 @@ from workbench.errors import ModelError, RecordError
 from workbench.models import state_from_model
 from workbench.recordings import ensure_recording
 from workbench.store import Store
-from workbench.tracing import Batching
+from workbench.tracing import Batching, recorder
 
 TEXTS = {
     "en": ["All human beings are born free and equal in dignity and rights.", "Everyone has the right to life.",
@@ -198,3 +205,67 @@ def test_recorder_on_ndif_offline_fails_in_one_line_without_loading_weights(monk
         tracing.record(state, corpus, ["en"], FULL, store=store, remote=True)
     assert all(p.is_meta for p in state.model.parameters())
     assert not store.ls()
+
+
+# --------------------------------------------------------------------------- NDIF, the server emulated
+
+
+@pytest.fixture
+def emulated_ndif(monkeypatch, strict_simulation):
+    """nnsight's real NDIF client (`RemoteBackend`) with the network replaced by an in-process server.
+
+    The client mints the model key (the hub's spelling of the id stubbed), serializes the
+    trace exactly as for NDIF (`RemoteBackend._serialize`, compressed as configured). The
+    "server" deserializes it with non-installed modules hidden and workbench imports blocked,
+    against its own copy of the model (the tiny model's real weights), runs it and sends back
+    the saved values through `torch.save` / `torch.load`, as NDIF's result download does.
+    """
+    server_model = tiny_model("llama")
+    server = TransformersModel(server_model, tokenizer=tiny_tokenizer(), task="text-generation")
+    monkeypatch.setitem(huggingface._ID_CACHE, "org/tiny", "org/tiny")
+    requests = []
+
+    def request(self, req, tracer):
+        blob = self._serialize(tracer)
+        requests.append(req.model_key)
+        sim, filename = LocalSimulationBackend(server), tracer.info.frame.f_code.co_filename
+        saved_lines = linecache.cache.get(filename)
+        hidden = sim._hide_local_modules()
+        try:
+            restored = RequestModel.deserialize(blob, server._remoteable_persistent_objects(), compress=self.compress)
+        finally:
+            sim._restore(hidden)
+            linecache.cache[filename] = saved_lines
+        nnsight_tracer.inc()
+        try:
+            restored.execute(restored.info.code)
+            saves = nnsight_tracer._saves()
+            result = {k: v for k, v in restored.info.frame.f_locals.items() if id(v) in saves}
+        finally:
+            nnsight_tracer.dec()
+        buf = io.BytesIO()
+        torch.save(result, buf)
+        return torch.load(io.BytesIO(buf.getvalue()), map_location="cpu", weights_only=False)
+
+    monkeypatch.setattr(RemoteBackend, "request", request)
+    yield requests, strict_simulation
+    recorder._unwrap(server_model)
+
+
+def test_ndif_payload_from_the_weightless_state_runs_on_the_server_model(monkeypatch, corpus, emulated_ndif):
+    requests, hidden = emulated_ndif
+    _, state = _weightless()
+    got = tracing.record_units(state, corpus, ["en", "fr"], FULL, remote=True)
+    ref = tracing.record_units(state_from_model(tiny_model("llama"), tiny_tokenizer(), name="llama"), corpus,
+                               ["en", "fr"], FULL, batching=PADDED)
+    assert requests and all('"repo_id": "org/tiny"' in key and '"task": "text-generation"' in key
+                            for key in requests)
+    assert len(hidden) == len(requests) and all("workbench.tracing.recorder" in h for h in hidden)
+    assert all(p.is_meta for p in state.model.parameters())  # the client never had weights
+    for unit in ("en", "fr"):
+        for k, want in ref[unit].items():
+            if np.issubdtype(want.dtype, np.floating):
+                np.testing.assert_allclose(got[unit][k], want, rtol=1e-6, atol=1e-7, equal_nan=True,
+                                           err_msg=f"{unit} {k}")
+            else:
+                np.testing.assert_array_equal(got[unit][k], want, err_msg=f"{unit} {k}")
