@@ -259,11 +259,17 @@ class StoreStatus:
 
 
 def store_status(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
-                 pairs: Sequence[tuple[str, str]] | None = None) -> StoreStatus:
-    """Look up every unit of a choice in the store; never loads a model, downloads or converts."""
+                 pairs: Sequence[tuple[str, str]] | None = None, *, remote: bool = False) -> StoreStatus:
+    """Look up every unit of a choice in the store; never loads a model, downloads or converts.
+
+    `remote`: the recordings made on NDIF (fingerprint `ndif:<id>@<sha>`, known once this
+    process has built the model's weightless state).
+    """
     corpus = load_corpus_spec(corpus_spec)
     units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
-    fp = models.fingerprint(model, download=False)
+    fp = models.remote_fingerprint(model) if remote else models.fingerprint(model, download=False)
+    if fp is None and remote:
+        return StoreStatus(units, {}, None, unknown="the NDIF model's revision is known after its first recording")
     if fp is None:
         why = ("the model is not converted yet" if model.source in models.BUNDLED
                else "the model's files are not available yet")
@@ -291,10 +297,11 @@ def recording_rows(recording: tracing.Recording) -> pd.DataFrame:
 
 
 def job_key(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
-            pairs: Sequence[tuple[str, str]] | None = None) -> str:
-    """Key of a recording job: the specs and the store root (tests use one root each)."""
+            pairs: Sequence[tuple[str, str]] | None = None, *, remote: bool = False) -> str:
+    """Key of a recording job: the specs, where it runs (NDIF or here) and the store root."""
     return stable_hash({"model": model.to_dict(), "corpus": corpus_spec.to_dict(), "spec": spec.to_dict(),
-                        "pairs": [list(p) for p in pairs or []], "root": str(cache_root())}, n=20)
+                        "pairs": [list(p) for p in pairs or []], "root": str(cache_root()),
+                        **({"remote": True} if remote else {})}, n=20)
 
 
 def job_label(model: ModelSpec, corpus_spec: CorpusSpec, pairs: Sequence[tuple[str, str]] | None = None) -> str:
@@ -307,27 +314,33 @@ def job_label(model: ModelSpec, corpus_spec: CorpusSpec, pairs: Sequence[tuple[s
 
 def start_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
                     pairs: Sequence[tuple[str, str]] | None = None, *, registry: ThreadRegistry | None = None,
-                    rerun_done: bool = False) -> ThreadJob:
+                    rerun_done: bool = False, remote: bool = False) -> ThreadJob:
     """Record in the background whatever the store lacks; returns the (possibly shared) job.
 
     Stored units are served without loading the model; otherwise the model is loaded
     through `models.load` (memoised per process) and only the missing units are recorded.
     A running job of the same specs is joined; a finished one is returned unless
-    `rerun_done` (e.g. the store lost its entries since).
+    `rerun_done` (e.g. the store lost its entries since). `remote`: record on NDIF
+    (`ensure_recording(remote=True)`; no weights are loaded here).
     """
     def work(job: ThreadJob) -> tracing.Recording:
         job.status("checking the store")
-        found = store_status(model, corpus_spec, spec, pairs)
+        found = store_status(model, corpus_spec, spec, pairs, remote=remote)
         if found.recording is not None:
             return found.recording
+        if remote:
+            job.computing()
+            return ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress,
+                                    status=job.status, remote=True)
         job.status(f"loading {model.source}")
         state = models.load(model, progress=job.status)
         job.computing()
         return ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress, status=job.status,
                                 state=state)
 
-    return (registry or JOBS).submit(job_key(model, corpus_spec, spec, pairs), job_label(model, corpus_spec, pairs),
-                                     work, kind="record", rerun_done=rerun_done)
+    label = ("NDIF · " if remote else "") + job_label(model, corpus_spec, pairs)
+    return (registry or JOBS).submit(job_key(model, corpus_spec, spec, pairs, remote=remote), label, work,
+                                     kind="record", rerun_done=rerun_done)
 
 
 if __name__ == "__main__":  # a rank of record_sharded (launched by accelerate)
