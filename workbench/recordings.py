@@ -86,6 +86,8 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
             "local": a dry run of the remote path (nnsight's `remote="local"`: the trace is
             serialized as for NDIF and run on the loaded model); the same numbers as a local
             recording, stored under the same key, so units already stored are not re-run.
+            nnsight hides non-installed modules process-wide while it deserializes each
+            batch: a check for scripts and tests, not for a process serving the UI.
 
     Raises:
         RecordError: `remote` and something it needs is missing (nothing is loaded or written).
