@@ -235,7 +235,10 @@ def emulated_ndif(monkeypatch, strict_simulation):
             restored = RequestModel.deserialize(blob, server._remoteable_persistent_objects(), compress=self.compress)
         finally:
             sim._restore(hidden)
-            linecache.cache[filename] = saved_lines
+            if saved_lines is not None:  # deserialize registered the block's source under the file's name
+                linecache.cache[filename] = saved_lines
+            else:
+                linecache.cache.pop(filename, None)
         nnsight_tracer.inc()
         try:
             restored.execute(restored.info.code)
