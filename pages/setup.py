@@ -15,6 +15,7 @@ from workbench.config import CorpusSpec, ModelSpec, stable_hash
 from workbench.corpus.languages import language_name
 from workbench.errors import user_message
 from workbench.jobs.threads import JOBS
+from workbench.models import is_hub_id
 from workbench.presets import describe, get_preset, preset_names
 
 log = logging.getLogger("workbench.app")
@@ -122,6 +123,16 @@ def model_column(s: ui.Settings) -> ModelSpec | None:
         trust = st.checkbox("Trust remote code", value=s.model.trust_remote_code, key="setup_trust",
                             help="Allow custom model code from the hub. Only for models you trust.")
     return ModelSpec(source=source, device=device, dtype=dtype, trust_remote_code=trust, artifact=artifact)
+
+
+def ndif_option(s: ui.Settings, model: ModelSpec | None) -> bool:
+    """The "Record on NDIF" checkbox, for hub ids only; whether it is on."""
+    if model is None or model.artifact or not is_hub_id(model.source):
+        return False
+    return st.checkbox("Record on NDIF (remote)", value=s.remote, key="setup_remote",
+                       help="Run the recording on NDIF (ndif.us) with the API key in NDIF_API_KEY: the model's "
+                            "weights are never downloaded here, only its config and tokenizer. Stored apart from "
+                            "local recordings of the same model.")
 
 
 # --------------------------------------------------------------------------- corpus
@@ -249,12 +260,12 @@ def options_column(s: ui.Settings, n_units: int | None) -> tuple[str, int, int |
 def store_section(new: ui.Settings, corpus: Any) -> None:
     st.subheader("Store", divider="gray")
     try:
-        status = recordings.store_status(new.model, new.corpus, new.record_spec())
+        status = recordings.store_status(new.model, new.corpus, new.record_spec(), remote=new.remote)
     except Exception as e:  # noqa: BLE001 - shown to the user, logged with traceback
         log.warning("store lookup failed", exc_info=True)
         st.error(f"{user_message(e)}", icon=":material/error:")
         return
-    key = recordings.job_key(new.model, new.corpus, new.record_spec())
+    key = recordings.job_key(new.model, new.corpus, new.record_spec(), remote=new.remote)
     job = JOBS.get(key)
     done = job.snapshot() if job is not None and job.snapshot().state == "done" else None
     if done is not None and not status.unknown and status.recording is None:
@@ -291,7 +302,7 @@ def store_section(new: ui.Settings, corpus: Any) -> None:
         row.page_link(ui_st.PAGES["subspaces"], label="Language subspaces", icon=":material/call_split:")
         row.page_link(ui_st.PAGES["neurons"], label="Neurons", icon=":material/hub:")
         return
-    ui_st.record_button(new.model, new.corpus, new.record_spec(), None, "Record")
+    ui_st.record_button(new.model, new.corpus, new.record_spec(), None, "Record", remote=new.remote)
 
 
 def all_entries() -> None:
@@ -311,6 +322,7 @@ def all_entries() -> None:
 cols = st.columns(3, gap="large")
 with cols[0]:
     model = model_column(s)
+    remote = ndif_option(s, model)
 with cols[1]:
     try:
         corpus, source = corpus_column(s)
@@ -329,7 +341,7 @@ if len(langs) < 2:
     st.stop()
 
 new = ui.Settings(model=model, corpus=CorpusSpec(source=source, langs=tuple(langs), limit=limit),
-                  max_length=max_length, pooling=pooling, preset=preset)
+                  max_length=max_length, pooling=pooling, preset=preset, remote=remote)
 ui_st.save_settings(new)
 store_section(new, corpus)
 all_entries()

@@ -7,16 +7,17 @@ The one home of "give me the recording of (model state, corpus, record spec)":
 
 `ensure_recording(..., num_processes=N)` splits the batches of the missing units over N
 processes (`accelerate launch -m workbench.recordings <folder>`, `record_sharded`): the
-stored arrays are byte-identical to a one-process recording. `remote=True`
-runs the recorder's trace on NDIF through nnsight (`remote_problems` says what is
-missing before anything is loaded or written).
+stored arrays are byte-identical to a one-process recording. `remote=True` runs the
+recorder's trace on NDIF through nnsight on a weightless state of the hub model
+(`models.remote_state`; `remote_problems` says what is missing before anything is loaded
+or written); `remote="local"` is nnsight's serverless dry run of the same trace on the
+locally loaded model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import logging
 import os
 import secrets
@@ -69,7 +70,7 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
                      pairs: Sequence[tuple[str, str]] | None = None, store: Store | None = None,
                      progress: Progress | None = None, status: StatusFn | None = None,
                      state: ModelState | None = None, num_processes: int = 1,
-                     remote: bool = False) -> tracing.Recording:
+                     remote: bool | str = False) -> tracing.Recording:
     """A `tracing.Recording` for these specs, recording only what the store lacks.
 
     Args:
@@ -81,20 +82,30 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
         progress: progress(done, total, message) while recording.
         status: one-line messages (loading, converting).
         state: an already loaded ModelState to use instead of loading `model`.
-        num_processes: split the missing units over this many processes (default store only).
-        remote: run the trace on NDIF (needs `NDIF_API_KEY`, a network and a hub model).
+        num_processes: split the batches of the missing units over this many processes.
+        remote: True: run the trace on NDIF (needs `NDIF_API_KEY`, a network and a hub model;
+            its weights are never downloaded; stored under the fingerprint `ndif:<id>@<sha>`).
+            "local": a dry run of the remote path (nnsight's `remote="local"`: the trace is
+            serialized as for NDIF and run on the loaded model); the same numbers as a local
+            recording, stored under the same key, so units already stored are not re-run.
+            nnsight hides non-installed modules process-wide while it deserializes each
+            batch: a check for scripts and tests, not for a process serving the UI.
 
     Raises:
         RecordError: `remote` and something it needs is missing (nothing is loaded or written).
     """
     spec = spec or RecordSpec()
-    if remote:
+    if remote not in (False, True, "local"):
+        raise RecordError(f"remote must be False, True (NDIF) or 'local' (dry run), not {remote!r}")
+    if remote is True:
         problems = remote_problems(model)
         if problems:
             raise RecordError("cannot record on NDIF (--remote): " + "; ".join(problems))
     if num_processes < 1 or (remote and num_processes > 1):
         raise RecordError(f"--num-processes must be >= 1, got {num_processes}" if num_processes < 1 else
                           "--remote runs the trace on NDIF: --num-processes does not apply to it")
+    if remote is True:
+        state = state or models.remote_state(model)  # config and tokenizer only, never the weights
     store = store or Store()
     corpus = load_corpus_spec(corpus_spec)
     units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
@@ -112,8 +123,8 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
         return ensure_recording(model, corpus_spec, spec, pairs=pairs, store=store, status=status)
     if state is None:
         state = models.load(model, progress=status)
-    kw: dict[str, Any] = {"remote": True} if remote else {}
-    return tracing.record(state, corpus, corpus_spec.langs, spec, pairs=pairs, store=store, progress=progress, **kw)
+    return tracing.record(state, corpus, corpus_spec.langs, spec, pairs=pairs, store=store, progress=progress,
+                          remote=remote)
 
 
 # --------------------------------------------------------------------------- N processes
@@ -242,8 +253,8 @@ def remote_problems(model: ModelSpec) -> list[str]:
     """What running the recorder's trace on NDIF lacks (empty = nothing known to be missing).
 
     Checks, without sending anything: an API key (nnsight's config, `NDIF_API_KEY`), a
-    model NDIF can host (a hub id, not a bundled, local or tiny model), a connection to
-    the NDIF host, and a recorder that accepts `remote=True`.
+    model NDIF can host (a hub id, not a bundled, local or tiny model, and no fine-tune
+    artifact) and a connection to the NDIF host.
     """
     from nnsight import CONFIG  # here: nnsight is heavy and only the remote path needs its config
 
@@ -251,16 +262,15 @@ def remote_problems(model: ModelSpec) -> list[str]:
     if not (os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY):
         problems.append("no NDIF API key (set NDIF_API_KEY; keys come from https://login.ndif.us)")
     src = model.source
-    if src in models.BUNDLED or models.is_tiny(src) or Path(src).expanduser().exists() or src.endswith(".gguf") \
-            or src.count("/") != 1:
+    if not models.is_hub_id(src):
         problems.append(f"model {src!r} is not a Hugging Face hub id that NDIF hosts (e.g. meta-llama/Llama-3.1-8B)")
+    if model.artifact:
+        problems.append("a fine-tune artifact cannot be applied on NDIF (the server runs the hub's weights)")
     host = urllib.parse.urlparse(CONFIG.API.HOST)
     try:
         socket.create_connection((host.hostname or "", host.port or 443), timeout=3).close()
     except OSError as e:
         problems.append(f"cannot reach NDIF at {CONFIG.API.HOST} (offline? {type(e).__name__})")
-    if "remote" not in inspect.signature(tracing.record).parameters:
-        problems.append("this recorder has no remote mode yet (tracing.record takes no `remote`)")
     return problems
 
 
@@ -294,11 +304,17 @@ class StoreStatus:
 
 
 def store_status(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
-                 pairs: Sequence[tuple[str, str]] | None = None) -> StoreStatus:
-    """Look up every unit of a choice in the store; never loads a model, downloads or converts."""
+                 pairs: Sequence[tuple[str, str]] | None = None, *, remote: bool = False) -> StoreStatus:
+    """Look up every unit of a choice in the store; never loads a model, downloads or converts.
+
+    `remote`: the recordings made on NDIF (fingerprint `ndif:<id>@<sha>`, known once this
+    process has built the model's weightless state).
+    """
     corpus = load_corpus_spec(corpus_spec)
     units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
-    fp = models.fingerprint(model, download=False)
+    fp = models.remote_fingerprint(model) if remote else models.fingerprint(model, download=False)
+    if fp is None and remote:
+        return StoreStatus(units, {}, None, unknown="the NDIF model's revision is known after its first recording")
     if fp is None:
         why = ("the model is not converted yet" if model.source in models.BUNDLED
                else "the model's files are not available yet")
@@ -326,10 +342,11 @@ def recording_rows(recording: tracing.Recording) -> pd.DataFrame:
 
 
 def job_key(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
-            pairs: Sequence[tuple[str, str]] | None = None) -> str:
-    """Key of a recording job: the specs and the store root (tests use one root each)."""
+            pairs: Sequence[tuple[str, str]] | None = None, *, remote: bool = False) -> str:
+    """Key of a recording job: the specs, where it runs (NDIF or here) and the store root."""
     return stable_hash({"model": model.to_dict(), "corpus": corpus_spec.to_dict(), "spec": spec.to_dict(),
-                        "pairs": [list(p) for p in pairs or []], "root": str(cache_root())}, n=20)
+                        "pairs": [list(p) for p in pairs or []], "root": str(cache_root()),
+                        **({"remote": True} if remote else {})}, n=20)
 
 
 def job_label(model: ModelSpec, corpus_spec: CorpusSpec, pairs: Sequence[tuple[str, str]] | None = None) -> str:
@@ -342,27 +359,33 @@ def job_label(model: ModelSpec, corpus_spec: CorpusSpec, pairs: Sequence[tuple[s
 
 def start_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
                     pairs: Sequence[tuple[str, str]] | None = None, *, registry: ThreadRegistry | None = None,
-                    rerun_done: bool = False) -> ThreadJob:
+                    rerun_done: bool = False, remote: bool = False) -> ThreadJob:
     """Record in the background whatever the store lacks; returns the (possibly shared) job.
 
     Stored units are served without loading the model; otherwise the model is loaded
     through `models.load` (memoised per process) and only the missing units are recorded.
     A running job of the same specs is joined; a finished one is returned unless
-    `rerun_done` (e.g. the store lost its entries since).
+    `rerun_done` (e.g. the store lost its entries since). `remote`: record on NDIF
+    (`ensure_recording(remote=True)`; no weights are loaded here).
     """
     def work(job: ThreadJob) -> tracing.Recording:
         job.status("checking the store")
-        found = store_status(model, corpus_spec, spec, pairs)
+        found = store_status(model, corpus_spec, spec, pairs, remote=remote)
         if found.recording is not None:
             return found.recording
+        if remote:
+            job.computing()
+            return ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress,
+                                    status=job.status, remote=True)
         job.status(f"loading {model.source}")
         state = models.load(model, progress=job.status)
         job.computing()
         return ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress, status=job.status,
                                 state=state)
 
-    return (registry or JOBS).submit(job_key(model, corpus_spec, spec, pairs), job_label(model, corpus_spec, pairs),
-                                     work, kind="record", rerun_done=rerun_done)
+    label = ("NDIF · " if remote else "") + job_label(model, corpus_spec, pairs)
+    return (registry or JOBS).submit(job_key(model, corpus_spec, spec, pairs, remote=remote), label, work,
+                                     kind="record", rerun_done=rerun_done)
 
 
 if __name__ == "__main__":  # a rank of record_sharded (launched by accelerate)

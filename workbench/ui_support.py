@@ -55,6 +55,7 @@ class Settings:
     max_length: int = 256
     pooling: str = "mean"  # which recorded pooling the views use (all three are recorded)
     preset: str | None = None  # a paper's pipeline (workbench.presets): its recording fields
+    remote: bool = False  # record on NDIF (hub ids only): recordings.ensure_recording(remote=True)
 
     def __post_init__(self) -> None:
         if self.preset is not None:
@@ -100,13 +101,14 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         """Plain, hashable-by-value dict (for session state and cache keys)."""
         return {"model": self.model.to_dict(), "corpus": self.corpus.to_dict(),
-                "max_length": self.max_length, "pooling": self.pooling, "preset": self.preset}
+                "max_length": self.max_length, "pooling": self.pooling, "preset": self.preset,
+                **({"remote": True} if self.remote else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Settings:
         """Inverse of `to_dict`."""
         return cls(ModelSpec.from_dict(d["model"]), CorpusSpec.from_dict(d["corpus"]),
-                   int(d["max_length"]), str(d["pooling"]), d.get("preset") or None)
+                   int(d["max_length"]), str(d["pooling"]), d.get("preset") or None, bool(d.get("remote", False)))
 
 
 # --------------------------------------------------------------------------- tiny model

@@ -17,6 +17,7 @@ from pages._ui.recording import (
     job_panel,
     layer_options,
     model_check,
+    ndif_problems,
     record_button,
     require_recording,
     sidebar_jobs,
@@ -38,8 +39,8 @@ from pages._ui.views import view
 from workbench import ui_support as ui
 
 __all__ = ["PAGES", "corpus_of", "data_key", "default_pair", "export_state_key", "export_zip", "figure_spec",
-           "get_settings", "guard", "job_panel", "language_label", "layer_options", "model_check", "page_header",
-           "record_button", "require_recording", "save_settings", "show_figure", "view"]
+           "get_settings", "guard", "job_panel", "language_label", "layer_options", "model_check", "ndif_problems",
+           "page_header", "record_button", "require_recording", "save_settings", "show_figure", "view"]
 
 
 def page_header(title: str, caption: str, *, show_settings: bool = True) -> ui.Settings:

@@ -106,17 +106,30 @@ def job_panel(key: str) -> Snapshot | None:
 
 
 def record_button(model: ModelSpec, corpus_spec: Any, spec: Any, pairs: list[tuple[str, str]] | None,
-                  label: str) -> None:
-    """A primary button that starts (or joins) the background recording of these specs."""
-    key = recordings.job_key(model, corpus_spec, spec, pairs)
+                  label: str, *, remote: bool = False) -> None:
+    """A primary button that starts (or joins) the background recording of these specs.
+
+    `remote`: record on NDIF; while NDIF cannot be used, its one-line reason is shown instead.
+    """
+    key = recordings.job_key(model, corpus_spec, spec, pairs, remote=remote)
     job = JOBS.get(key)
-    if job is None or not job.snapshot().running:
-        if st.button(label, type="primary", icon=":material/fiber_manual_record:", key=f"rec-{key}"):
+    problems = ndif_problems(model) if remote and (job is None or not job.snapshot().running) else []
+    if problems:
+        st.error("Cannot record on NDIF: " + "; ".join(problems) + ".", icon=":material/cloud_off:")
+    elif job is None or not job.snapshot().running:
+        if st.button(label + (" on NDIF" if remote else ""), type="primary", icon=":material/fiber_manual_record:",
+                     key=f"rec-{key}"):
             # The button shows only when the store lacks the recording, so a finished job of the
             # same specs is stale (entries removed since): run again rather than reuse it.
-            recordings.start_recording(model, corpus_spec, spec, pairs, rerun_done=True)
+            recordings.start_recording(model, corpus_spec, spec, pairs, rerun_done=True, remote=remote)
             st.rerun()
     job_panel(key)
+
+
+@st.cache_data(show_spinner="Checking NDIF…", ttl=30)
+def ndif_problems(model: ModelSpec) -> list[str]:
+    """`recordings.remote_problems`, cached half a minute (it tries to reach the NDIF host)."""
+    return recordings.remote_problems(model)
 
 
 @st.cache_data(show_spinner="Checking the model…", ttl=60)
@@ -138,14 +151,14 @@ def require_recording(s: ui.Settings, *, pair: tuple[str, str] | None = None, wh
     else:
         corpus_spec, spec, pairs = s.corpus, s.record_spec(), None
     try:
-        status = recordings.store_status(s.model, corpus_spec, spec, pairs)
+        status = recordings.store_status(s.model, corpus_spec, spec, pairs, remote=s.remote)
     except Exception as e:  # noqa: BLE001 - unknown language, bad corpus file, ...
         log.warning("store lookup failed", exc_info=True)
         st.error(f"{user_message(e)} Fix the choice on the Setup page.", icon=":material/error:")
         return None
     if status.recording is not None:
         return status.recording
-    job = JOBS.get(recordings.job_key(s.model, corpus_spec, spec, pairs))
+    job = JOBS.get(recordings.job_key(s.model, corpus_spec, spec, pairs, remote=s.remote))
     if status.unknown and job is not None and job.snapshot().state == "done":
         return job.snapshot().result  # the store cannot be checked (hub model): trust the run
     if status.unknown and (job is None or not job.snapshot().running):
@@ -167,7 +180,7 @@ def require_recording(s: ui.Settings, *, pair: tuple[str, str] | None = None, wh
     if status.unknown:
         msg += f" The store could not be checked ({status.unknown}); recording reuses whatever is stored."
     st.info(msg, icon=":material/info:")
-    record_button(s.model, corpus_spec, spec, pairs, label)
+    record_button(s.model, corpus_spec, spec, pairs, label, remote=s.remote)
     return None
 
 

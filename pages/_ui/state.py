@@ -33,8 +33,9 @@ PAGES = {
 # and dtype: the fingerprint holds the dtype; revision: other weights) are written only when
 # they differ from the defaults, to keep the address short. `trust_remote_code` is never
 # taken from a URL: a link someone sends must not switch on running the hub's code.
+# `remote=1`: record on NDIF (nothing starts before the Record button is pressed).
 _QUERY = ("model", "revision", "device", "dtype", "artifact", "corpus", "langs", "limit", "maxlen", "pooling",
-          "preset")
+          "preset", "remote")
 _MODEL_OPTIONS = ("revision", "device", "dtype")
 
 
@@ -51,6 +52,8 @@ def _to_query(s: ui.Settings) -> dict[str, str]:
         q["limit"] = str(s.corpus.limit)
     if s.preset:
         q["preset"] = s.preset
+    if s.remote:
+        q["remote"] = "1"
     return q
 
 
@@ -69,7 +72,7 @@ def _from_query(q: Mapping[str, str]) -> ui.Settings | None:
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}")
         return ui.Settings(model, CorpusSpec(source=str(q["corpus"]), langs=langs, limit=limit),
-                           int(q.get("maxlen") or 256), pooling, q.get("preset") or None)
+                           int(q.get("maxlen") or 256), pooling, q.get("preset") or None, q.get("remote") == "1")
     except ParamError as e:  # an unknown preset name
         log.warning("ignoring unreadable URL parameters %r: %s", dict(q), e)
         return None

@@ -3,13 +3,15 @@
 `load(spec)` is the one way to get a model state and `fingerprint(spec)` the one definition
 of its identity; see `state.py`. Modules: `architectures` (the table), `sources` (bundled
 GGUFs, hub ids, local directories, `.gguf` files, tiny models), `tiny`, `integrity`
-(fingerprints and checksums), `artifacts` (fine-tune deltas applied on a base), `state`.
+(fingerprints and checksums), `artifacts` (fine-tune deltas applied on a base), `state`,
+`remote` (weightless states of hub models recorded on NDIF).
 """
 
 from workbench.errors import ArtifactError, ModelError
 from workbench.models.architectures import ARCHITECTURES, ArchEntry, architecture_for, get_path
 from workbench.models.artifacts import apply_artifact, artifact_fingerprint
 from workbench.models.integrity import directory_fingerprint, hash_files, tensor_fingerprint
+from workbench.models.remote import RemoteModelState, is_hub_id, meta_state, remote_fingerprint, remote_state
 from workbench.models.sources import (
     BUNDLED,
     DEFAULT_MODEL,
@@ -36,9 +38,9 @@ from workbench.models.tiny import TINY_DEFAULT, TINY_TYPES, is_tiny, tiny_model,
 
 __all__ = [
     "ARCHITECTURES", "BUNDLED", "DEFAULT_MODEL", "TINY_DEFAULT", "TINY_TYPES", "ArchEntry", "ArtifactError",
-    "BundledModel", "ModelError", "ModelState", "PreparedModel", "apply_artifact", "architecture_for",
-    "artifact_fingerprint", "bundled_status", "convert_gguf", "converted_dir", "directory_fingerprint",
-    "fingerprint", "forget", "get_path", "hash_files", "is_tiny", "list_models", "load", "normalize", "prepare",
-    "resolve_device", "state_from_model", "tensor_fingerprint", "tiny_model", "tiny_name", "tiny_tokenizer",
-    "verify", "with_artifact",
+    "BundledModel", "ModelError", "ModelState", "PreparedModel", "RemoteModelState", "apply_artifact",
+    "architecture_for", "artifact_fingerprint", "bundled_status", "convert_gguf", "converted_dir",
+    "directory_fingerprint", "fingerprint", "forget", "get_path", "hash_files", "is_hub_id", "is_tiny", "list_models",
+    "load", "meta_state", "normalize", "prepare", "remote_fingerprint", "remote_state", "resolve_device",
+    "state_from_model", "tensor_fingerprint", "tiny_model", "tiny_name", "tiny_tokenizer", "verify", "with_artifact",
 ]

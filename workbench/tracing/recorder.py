@@ -36,6 +36,7 @@ pair template.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import threading
@@ -49,7 +50,9 @@ import numpy as np
 import torch
 import transformers
 from nnsight import NNsight
+from nnsight.intervention.backends.remote import RemoteError
 from nnsight.intervention.source import STATE, Controller
+from nnsight.modeling.transformers import TransformersModel
 
 from workbench.config import RecordSpec
 from workbench.errors import RecordError
@@ -64,6 +67,7 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Progress  # the one progress protocol (workbench.jobs.progress)
 """progress(done_sentences, total_sentences, message)."""
+ProgressK = Callable[[int], None]  # called with the number of sentences of each finished batch
 
 #: Result arrays of the units recorded together stay under this many bytes (then stored).
 ACC_BUDGET_BYTES = 512 << 20
@@ -78,26 +82,54 @@ def _model_lock(state: ModelState) -> threading.Lock:
         return _LOCKS.setdefault(id(state.model), threading.Lock())
 
 
+#: Remote mode of each envoy `traced` handed out with one ("local" or True), by id.
+_REMOTE: dict[int, bool | str] = {}
+
+
 @contextmanager
-def traced(state: ModelState) -> Iterator[Any]:
+def traced(state: ModelState, remote: bool | str = False) -> Iterator[Any]:
     """The model wrapped by nnsight for the duration of the block, then unwrapped.
 
     nnsight installs a controller as every submodule's instance `forward` and leaves it
     there (inert, but it makes later plain forwards several times slower and is copied
     by `deepcopy`). The loaded model is shared read-only by the UI, fine-tunes and
-    evaluation, so the wrapper is removed again afterwards.
+    evaluation, so the wrapper is removed again afterwards. `remote`: False traces here
+    (`NNsight`); "local" is nnsight's serverless dry run of a remote trace (the body is
+    serialized as for NDIF, deserialized with non-installed modules hidden, and run on this
+    model); True runs on NDIF (`state` is then a weightless `models.remote_state`).
     """
+    if remote not in (False, True, "local"):
+        raise RecordError(f"remote must be False, True (NDIF) or 'local' (dry run), not {remote!r}")
     with _model_lock(state):
         # Instance forwards already there (accelerate's device-moving wrappers under a
         # device_map) are what nnsight calls while traced, and are put back afterwards.
         kept = {m: m.__dict__["forward"] for m in state.model.modules() if "forward" in m.__dict__}
-        envoy = NNsight(state.model)
+        envoy = _remote_envoy(state, remote) if remote else NNsight(state.model)
+        _REMOTE[id(envoy)] = remote
         try:
             yield envoy
         finally:
+            _REMOTE.pop(id(envoy), None)
             _unwrap(state.model)
             for m, f in kept.items():
                 m.__dict__["forward"] = f
+
+
+def _remote_envoy(state: ModelState, remote: bool | str) -> Any:
+    """A remotable nnsight wrapper (`TransformersModel`) around `state.model`.
+
+    The body's helpers live in workbench modules, which NDIF lacks: they are registered to
+    travel by value (as source). The wrapper sets the tokenizer's padding side and tags it
+    for serialization, so it gets a copy. For NDIF the model key is made of the meta
+    model's `name_or_path` (the hub id) and `state.spec.revision`.
+    """
+    for module in sorted({f.__module__ for f in (_trace_body, pool, _ffn_stats, _hidden, get_path)}):
+        nnsight.register(module)
+    try:
+        kw = {"revision": state.spec.revision, "device": "meta"} if remote is True else {}  # meta: never moved
+        return TransformersModel(state.model, tokenizer=copy.copy(state.tokenizer), task="text-generation", **kw)
+    except Exception as e:  # noqa: BLE001 - nnsight/transformers raise many kinds; one clear line
+        raise RecordError(f"nnsight cannot wrap {state.name} for a remote trace ({type(e).__name__}: {e})") from e
 
 
 def _unwrap(model: Any) -> None:
@@ -105,6 +137,7 @@ def _unwrap(model: Any) -> None:
         if isinstance(module.__dict__.get("forward"), Controller):
             del module.__dict__["forward"]
         module.__dict__.pop(STATE, None)
+        module.__dict__.pop("_persistent_id", None)  # tagged when a remote trace is serialized
 
 
 # --------------------------------------------------------------------------- the trace
@@ -174,42 +207,55 @@ def _ffn_stats(a: torch.Tensor, batch: dict[str, Any], prev: torch.Tensor | None
     return pos, sent, sent.mean(1), (sent - prev.to(sent.device)).abs().mean(1) if prev is not None else None
 
 
-def _trace_body(envoy: Any, arch: Any, batch: dict[str, Any], plan: dict[str, Any], out: dict[Any, Any]) -> None:
+def _trace_body(envoy: Any, arch: dict[str, str], batch: dict[str, Any], plan: dict[str, Any]) -> dict[Any, Any]:
     """What runs inside the trace: visit sites in execution order, pool, aggregate.
 
-    Kept free of local I/O so the same body can run under nnsight's remote execution.
+    One body for every mode (local, nnsight's local simulation, NDIF). It returns a dict
+    built inside the trace, which the caller saves (`nnsight.save`): a remote run sends back
+    saved values only. It reads only its arguments (`arch`: the architecture entry as a
+    plain dict) and calls only `pool`, `_ffn_stats`, `_hidden` and `get_path`, which
+    `traced` registers to travel by value. Returns label -> pooling -> `(B, d)` and
+    `ffn<l>` -> `_ffn_stats` less the means.
     """
+    out: dict[Any, Any] = {}
     poolings = plan["poolings"]
     if plan["embeddings"]:
-        out["emb"] = pool(get_path(envoy, arch.embed).output.float(), batch, poolings)
-    block_list = get_path(envoy, arch.layers)
+        out["emb"] = pool(get_path(envoy, arch["embed"]).output.float(), batch, poolings)
+    block_list = get_path(envoy, arch["layers"])
     prev = None
     for layer in range(plan["stop"] + 1):
         block = block_list[layer]
         if plan["ffn"] and layer < plan["ffn_layers"]:
-            pos, prev, mean, diff = _ffn_stats(get_path(block, arch.act).output.float(), batch, prev)
+            pos, prev, mean, diff = _ffn_stats(get_path(block, arch["act"]).output.float(), batch, prev)
             out[f"ffn{layer}"] = pos, mean, diff
         if layer in plan["layers"]:
             out[layer] = pool(_hidden(block.output).float(), batch, poolings)
     if plan["final"]:
-        out[FINAL] = pool(_hidden(get_path(envoy, arch.norm).output).float(), batch, poolings)
-
-
-def _run_batch(envoy: Any, state: ModelState, batch: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
-    out: dict[Any, Any] = {}
-    with torch.inference_mode():
-        # The whole causal LM is traced, but the run stops after the last needed module:
-        # the LM head never executes (nor the final norm unless `final_norm`).
-        with envoy.trace(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         position_ids=batch["position_ids"], use_cache=False) as tracer:
-            _trace_body(envoy, state.arch, batch, plan, out)
-            tracer.stop()
+        out[FINAL] = pool(_hidden(get_path(envoy, arch["norm"]).output).float(), batch, poolings)
     return out
 
 
-def _free_accelerator_memory() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _run_batch(envoy: Any, state: ModelState, batch: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    remote = _REMOTE.get(id(envoy), False)
+    kw: dict[str, Any] = {"remote": remote} if remote else {}
+    arch = dataclasses.asdict(state.arch)
+    try:
+        with torch.inference_mode():
+            # The whole causal LM is traced, but the run stops after the last needed module:
+            # the LM head never executes (nor the final norm unless `final_norm`).
+            with envoy.trace(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             position_ids=batch["position_ids"], use_cache=False, **kw) as tracer:
+                out = nnsight.save(_trace_body(envoy, arch, batch, plan))
+                tracer.stop()
+    except Exception as e:
+        if remote is not True or isinstance(e, (torch.OutOfMemoryError, MemoryError)):
+            raise
+        # on NDIF anything can fail (the hub look-up of the model key, the request, the server);
+        # nnsight's RemoteError carries the server's reason
+        why = (str(e).strip() or "no reason given").splitlines()[0][:300]
+        raise RecordError(f"the NDIF run of {state.name} failed: "
+                          + (why if isinstance(e, RemoteError) else f"{type(e).__name__}: {why}")) from e
+    return out
 
 
 def _plan(state: ModelState, spec: RecordSpec) -> dict[str, Any]:
@@ -239,7 +285,13 @@ def packing_works(state: ModelState, envoy: Any, plan: dict[str, Any]) -> bool:
     (SDPA, eager, flex; variable-length kernels with flash attention); custom model code
     may not. Two short sentences are recorded packed in one row and in a padded batch,
     through the same trace as the recording: packing is used only when they agree.
+
+    Never for a remote trace (NDIF or its local simulation): nnsight's `TransformersModel`
+    turns a missing attention mask into an all-ones one, and with a mask transformers no
+    longer reads the restarts as packed sequences (so sentences would see each other).
     """
+    if _REMOTE.get(id(envoy)):
+        return False
     key = id(state.model)
     if key not in _PACKING_OK:
         ids, count = [[5, 6, 7, 8], [9, 10, 11]], [[True] * 4, [True] * 3]
@@ -286,16 +338,17 @@ def _run_all(envoy: Any, state: ModelState, ids: list[list[int]], count: list[li
                 raise RecordError(f"one sentence of {len(ids[rows[0][0]])} tokens does not fit in memory; "
                                   "lower max_length") from None
             log.warning("batch of %d sentences ran out of memory; splitting it in two", sum(map(len, rows)))
-            _free_accelerator_memory()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             pending[:0] = _split(rows)
             continue
         sink(batch["order"], out)
 
 
 def _record(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec, *, padding_side: str,
-            batching: Batching | None, progress: Callable[[int], None] | None,
-            shard: tuple[int, int] | None = None) -> list[Accumulator]:
-    """Fill one accumulator per unit; with `shard=(rank, world)`, run only batches rank, rank + world, and so on."""
+            batching: Batching | None, progress: ProgressK | None,
+            shard: tuple[int, int] | None = None, remote: bool | str = False) -> list[Accumulator]:
+    """Fill one accumulator per unit; with `shard=(rank, world)`, run only batches rank, rank + world, …."""
     batching = batching or Batching()
     plan = _plan(state, spec)
     ids: list[list[int]] = []
@@ -319,7 +372,7 @@ def _record(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSp
             progress(len(order))
 
     if ids:
-        with traced(state) as envoy:
+        with traced(state, remote) as envoy:
             if batching.pack and not packing_works(state, envoy, plan):
                 batching = dataclasses.replace(batching, pack=False)
             batches = _batches([len(x) for x in ids], spec, batching)
@@ -331,15 +384,17 @@ def _record(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSp
 
 
 def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec, *,
-                 padding_side: str = "right", batching: Batching | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict[str, dict[str, np.ndarray]]:
+                 padding_side: str = "right", batching: Batching | None = None, progress: ProgressK | None = None,
+                 remote: bool | str = False) -> dict[str, dict[str, np.ndarray]]:
     """Record several units together, without touching the store. Arrays as module doc.
 
     All sentences of all units are batched together by length; each unit's arrays come
     back in corpus order, equal (to float rounding) to recording the unit alone.
     `progress(k)` is called with the number of sentences of each finished batch.
+    `remote`: see `traced` (True: on NDIF; "local": nnsight's local simulation of it).
     """
-    accs = _record(state, corpus, units, spec, padding_side=padding_side, batching=batching, progress=progress)
+    accs = _record(state, corpus, units, spec, padding_side=padding_side, batching=batching, progress=progress,
+                   remote=remote)
     return {unit: acc.arrays() for unit, acc in zip(units, accs)}
 
 
@@ -364,8 +419,7 @@ def record_shard(state: ModelState, corpus: Any, units: Sequence[str], spec: Rec
 
 
 def record_unit(state: ModelState, corpus: Any, unit: str, spec: RecordSpec, *, padding_side: str = "right",
-                batching: Batching | None = None,
-                progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+                batching: Batching | None = None, progress: ProgressK | None = None) -> dict[str, np.ndarray]:
     """Record one unit (language or `src>tgt`) without touching the store. Arrays as module doc."""
     return record_units(state, corpus, [unit], spec, padding_side=padding_side, batching=batching,
                         progress=progress)[unit]
@@ -398,12 +452,12 @@ def record_manifest(state: ModelState, corpus: Any, unit: str, spec: RecordSpec,
 def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpec | None = None, *,
            pairs: Sequence[tuple[str, str]] | None = None, store: Store | None = None,
            progress: ProgressFn | None = None, padding_side: str = "right",
-           batching: Batching | None = None) -> Recording:
+           batching: Batching | None = None, remote: bool | str = False) -> Recording:
     """Record every unit missing from the store, then return the `Recording` of all of them.
 
     Units already stored are read, not recomputed; the missing ones are recorded together
     (batched across units). A unit being recorded by another process is waited for
-    (per-key locks, taken in key order) rather than computed twice.
+    (per-key locks, taken in key order) rather than computed twice. `remote`: see `traced`.
     """
     spec = spec or RecordSpec()
     store = store or Store()
@@ -434,7 +488,7 @@ def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpe
                     progress(done, total, f"recording {', '.join(todo)}")
 
             arrays = record_units(state, corpus, todo, spec, padding_side=padding_side, batching=batching,
-                                  progress=tick)
+                                  progress=tick, remote=remote)
             secs = round((time.perf_counter() - t0) / len(todo), 3)
             for u in todo:
                 entries[u] = store.put(keys[u], arrays[u], record_manifest(state, corpus, u, spec, seconds=secs,
