@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from workbench import models
 
@@ -11,6 +12,15 @@ from workbench import models
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own cache root unless it asks for the shared one."""
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: tiny matrices run faster, much faster on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def tiny_tokenizer():

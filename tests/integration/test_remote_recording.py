@@ -85,6 +85,15 @@ def corpus():
     return ParallelCorpus("test", [str(i) for i in range(5)], TEXTS)
 
 
+def _assert_same(got, want, unit):
+    """Every array of one unit equal: floats to 1e-6 (NaN where NaN), counts exactly."""
+    for k, w in want.items():
+        if np.issubdtype(w.dtype, np.floating):
+            np.testing.assert_allclose(got[k], w, rtol=1e-6, atol=1e-7, equal_nan=True, err_msg=f"{unit} {k}")
+        else:
+            np.testing.assert_array_equal(got[k], w, err_msg=f"{unit} {k}")
+
+
 def _offline(monkeypatch):
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     monkeypatch.setattr(CONFIG.API, "APIKEY", None)
@@ -110,12 +119,7 @@ def test_local_simulation_of_the_remote_trace_equals_the_local_recording(model_t
         assert sorted(got[unit]) == sorted(ref[unit])
         assert {"pooled_mean", "pooled_last", "pooled_weighted", "ffn_pos_counts", "ffn_absdiff"} <= set(ref[unit])
         assert got["en"]["pooled_mean"].shape == (len(tracing.layer_labels(4, FULL)), 5, 64)
-        for k, want in ref[unit].items():
-            if np.issubdtype(want.dtype, np.floating):
-                np.testing.assert_allclose(got[unit][k], want, rtol=1e-6, atol=1e-7, equal_nan=True,
-                                           err_msg=f"{unit} {k}")
-            else:
-                np.testing.assert_array_equal(got[unit][k], want, err_msg=f"{unit} {k}")
+        _assert_same(got[unit], ref[unit], unit)
 
 
 def test_local_simulation_fails_when_the_body_helpers_do_not_travel(corpus, strict_simulation, monkeypatch):
@@ -266,9 +270,4 @@ def test_ndif_payload_from_the_weightless_state_runs_on_the_server_model(monkeyp
     assert len(hidden) == len(requests) and all("workbench.tracing.recorder" in h for h in hidden)
     assert all(p.is_meta for p in state.model.parameters())  # the client never had weights
     for unit in ("en", "fr"):
-        for k, want in ref[unit].items():
-            if np.issubdtype(want.dtype, np.floating):
-                np.testing.assert_allclose(got[unit][k], want, rtol=1e-6, atol=1e-7, equal_nan=True,
-                                           err_msg=f"{unit} {k}")
-            else:
-                np.testing.assert_array_equal(got[unit][k], want, err_msg=f"{unit} {k}")
+        _assert_same(got[unit], ref[unit], unit)

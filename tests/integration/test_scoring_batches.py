@@ -10,23 +10,14 @@ import torch
 
 from workbench import tracing
 from workbench.analysis.sensitivity import projection_sensitivity
-from workbench.config import RecordSpec
-from workbench.corpus import Language, ParallelCorpus
 from workbench.evaluation.losses import nll_per_example, perplexity_examples, scoring_batches
 from workbench.finetune.cctuning import cc_examples, cctuning_evaluate, collect_ffn_pairs, ffn_outputs
 from workbench.finetune.data import IGNORE, Example, collate, translation_examples
 from workbench.finetune.lens import _reps  # the one helper every LENS representation goes through
-from workbench.finetune.silp import silp_allocation
+from workbench.finetune.silp import allocation_inputs, silp_allocation
 from workbench.finetune.specs import CCTuningSpec, SiLPSpec
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matrices: one thread is faster, and much faster on a busy shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- the grouping
@@ -110,13 +101,8 @@ def test_collect_ffn_pairs_equals_one_at_a_time_in_input_order(state, split):
 def test_silp_allocation_scores_equal_two_separate_recordings(state, split):
     spec = SiLPSpec(src="sw", tgt="en", split=2, k1=1, k2=1, alloc_pairs=12)
     got = silp_allocation(state, split, spec)
-    pairs = split.train[: spec.alloc_pairs]
-    corpus = ParallelCorpus("silp-allocation", [str(i) for i in range(len(pairs))],
-                            {lang: [u[i] for u in pairs] for i, lang in enumerate(split.langs)},
-                            languages={lang: Language(lang, split.names.get(lang, lang), lang)
-                                       for lang in split.langs})
-    rspec = RecordSpec(template=split.spec.template, poolings=("mean",), embeddings=False, ffn_stats=True,
-                       max_length=split.spec.max_length)
+    corpus, rspec = allocation_inputs(split, spec.alloc_pairs)
+    assert len(corpus) == 12 and rspec.ffn_stats and rspec.template == split.spec.template
     means = [tracing.record_unit(state, corpus, u, rspec)["ffn_layer_mean"] for u in ("sw>en", "en>sw")]
     want = projection_sensitivity(np.concatenate(means).astype(np.float64))
     assert got["scores"][0] is None and np.isnan(want[0])

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.config import RecordSpec
+from workbench.corpus import Language, ParallelCorpus
 from workbench.finetune.data import (
     Example,
     ParallelSplit,
@@ -61,6 +63,18 @@ def ffn_parameter_names(model: Any, arch: Any, layers: list[int] | tuple[int, ..
     return [n for n, _ in model.named_parameters() if n.startswith(prefixes)]
 
 
+def allocation_inputs(split: ParallelSplit, n_pairs: int) -> tuple[ParallelCorpus, RecordSpec]:
+    """The corpus (the first `n_pairs` training pairs) and record spec of SiLP's allocation pass."""
+    pairs = split.train[:n_pairs]
+    corpus = ParallelCorpus("silp-allocation", [str(i) for i in range(len(pairs))],
+                            {lang: [u[i] for u in pairs] for i, lang in enumerate(split.langs)},
+                            languages={lang: Language(lang, split.names.get(lang, lang), lang)
+                                       for lang in split.langs})
+    rspec = RecordSpec(template=split.spec.template, poolings=("mean",), embeddings=False, ffn_stats=True,
+                       max_length=split.spec.max_length)
+    return corpus, rspec
+
+
 def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec) -> dict[str, Any]:
     """SiLP's layer allocation on the frozen model (METHODS §2), from the training pairs.
 
@@ -74,17 +88,9 @@ def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec) -> dict[st
         `{"scores": [S_0 (NaN→None), …, S_{L-1}], "split": k, "n2d": [...], "d2n": [...]}`.
     """
     from workbench.analysis.sensitivity import allocate_layers, default_split, projection_sensitivity
-    from workbench.config import RecordSpec
-    from workbench.corpus import Language, ParallelCorpus
     from workbench.tracing import record_units
 
-    pairs = split.train[: spec.alloc_pairs]
-    corpus = ParallelCorpus("silp-allocation", [str(i) for i in range(len(pairs))],
-                            {lang: [u[i] for u in pairs] for i, lang in enumerate(split.langs)},
-                            languages={lang: Language(lang, split.names.get(lang, lang), lang)
-                                       for lang in split.langs})
-    rspec = RecordSpec(template=split.spec.template, poolings=("mean",), embeddings=False, ffn_stats=True,
-                       max_length=split.spec.max_length)
+    corpus, rspec = allocation_inputs(split, spec.alloc_pairs)
     units = [f"{a}>{b}" for a, b in ((spec.src, spec.tgt), (spec.tgt, spec.src))]
     arrays = record_units(state, corpus, units, rspec)
     means = [arrays[u]["ffn_layer_mean"] for u in units]
