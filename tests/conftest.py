@@ -23,6 +23,12 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+#: LoRA/FFN parameter names of a tiny Llama block (fine-tune tests compare trainable sets).
+ATTN_MLP = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+FFN = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
 def tiny_tokenizer():
     """The shipped tiny BPE tokenizer (one definition: workbench.models.tiny)."""
     return models.tiny_tokenizer()

@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import ATTN_MLP, FFN, fresh_tiny_state
 
-from workbench import models as _models
 from workbench.analysis.cctuning import fit_transform_matrix
 from workbench.finetune.cctuning import (
     CC_FILE,
@@ -31,16 +31,6 @@ from workbench.finetune.specs import CCTuningSpec
 from workbench.jobs import processes as jobs
 from workbench.models import get_path
 from workbench.viz.cctuning_figures import cctuning_figures
-
-
-def tiny_state(model_type: str = "llama"):
-    """A fresh (trainable) state of `tiny:<type>`."""
-    return _models.load(_models.tiny_name(model_type), fresh=True)
-
-ATTN_MLP = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
-FFN = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,7 +73,7 @@ def _run(st, ids, attn, capture):
 
 @pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "gpt2"])
 def test_connection_changes_the_forward_only_at_its_position_and_only_through_block0_ffn(model_type):
-    st = tiny_state(model_type)
+    st = fresh_tiny_state(model_type)
     torch.manual_seed(0)
     ids = torch.randint(3, 2000, (2, 9))
     attn = torch.ones_like(ids)
@@ -233,7 +223,7 @@ def test_job_runs_end_to_end(monkeypatch):
     rep = manifest["metrics"]["cctuning"]
     figs = cctuning_figures(rep)
     assert rep["wt_pairs"] == 8 and all(f.data for f in figs.values())
-    tuned = load_cctuning(tiny_state("llama"), st["artifact"])
+    tuned = load_cctuning(fresh_tiny_state("llama"), st["artifact"])
     assert tuned.w_dm.shape == (64, 4) and tuned.spec.max_steps == 2
 
 

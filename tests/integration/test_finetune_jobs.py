@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fresh_tiny_state
 
-from workbench import models as _models
 from workbench.cli.finetune import _follow, add_finetune_parser
 from workbench.errors import WorkbenchError
 from workbench.finetune import artifact_io
@@ -24,11 +24,6 @@ from workbench.finetune.data import build_split
 from workbench.finetune.silp import train_silp
 from workbench.finetune.specs import DataSpec, SiLPSpec
 from workbench.jobs import processes as jobs
-
-
-def tiny_state(model_type: str = "llama"):
-    """A fresh (trainable) state of `tiny:<type>`."""
-    return _models.load(_models.tiny_name(model_type), fresh=True)
 
 TINY = {"source": "tiny:llama"}
 DATA = {"limit": 16, "max_length": 48}
@@ -156,7 +151,7 @@ def test_done_job_has_progress_and_a_reproducible_artifact(started):
     assert manifest["changed"] == sorted(f"model.layers.{i}.mlp.{m}.weight" for i in (1, 2)
                                          for m in ("gate_proj", "up_proj", "down_proj"))
     # the worker's result equals the same training run in this process, bit for bit
-    state = tiny_state()
+    state = fresh_tiny_state()
     assert manifest["base_fingerprint"] == state.fingerprint
     spec = SiLPSpec.from_dict(manifest["spec"])
     threads = torch.get_num_threads()

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import ATTN_MLP, FFN, fresh_tiny_state
 
-from workbench import models as _models
 from workbench.errors import ParamError
 from workbench.evaluation.losses import evaluate_model, translation_loss
 from workbench.finetune import artifact_io
@@ -29,16 +29,6 @@ from workbench.finetune.silp import train_silp
 from workbench.finetune.specs import LENSSpec, MidAlignSpec, SiLPSpec
 from workbench.finetune.train import Cancelled, block_output, masked_mean
 from workbench.models import get_path, tiny_model
-
-
-def tiny_state(model_type: str = "llama"):
-    """A fresh (trainable) state of `tiny:<type>`."""
-    return _models.load(_models.tiny_name(model_type), fresh=True)
-
-ATTN_MLP = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
-FFN = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -326,7 +316,7 @@ def test_artifact_from_another_base_is_refused(state, split, tmp_path):
 
 
 def test_gpt2_lora_targets(split):
-    gpt = tiny_state("gpt2")
+    gpt = fresh_tiny_state("gpt2")
     res = train_midalign(gpt, split, MidAlignSpec(max_steps=2, align_batch_size=4, lr=1e-3))
     assert res.trainable and all(any(m in n for m in ("c_attn", "c_proj", "c_fc")) for n in res.trainable)
     base = dict(gpt.model.named_parameters())
