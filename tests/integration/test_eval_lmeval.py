@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from workbench.errors import EvalError
-from workbench.evaluation.generate import CCInference
+from workbench.evaluation.generate import CCInference, DecodingSpec, generate
 from workbench.evaluation.lmeval import OFFLINE_TASK, WorkbenchLM, choice_items, offline_task_dir, run_task
 
 
@@ -82,3 +82,20 @@ def test_cctuning_state_scores_with_connection_and_refuses_rolling(tiny_state):
     assert connected != pytest.approx(plain, abs=1e-6)  # the connection changed the pass
     with pytest.raises(EvalError, match="CC-Tuning"):
         WorkbenchLM(tiny_state, cc=cc).loglikelihood_rolling([_Req("text")])
+
+
+def test_generate_until_batches_requests_and_keeps_their_order(tiny_state):
+    contexts = ["Habari ya asubuhi", "Good", "All human beings are born free and equal in dignity", "Ndiyo",
+                "The quick brown fox jumps"]
+    reqs = [_Req(c, {"until": ["\n"], "max_gen_toks": 6}) for c in contexts[:3]]
+    reqs += [_Req(c, {"until": [], "max_gen_toks": 4}) for c in contexts[3:]]
+    calls = []
+    lm = WorkbenchLM(tiny_state, batch_size=8, on_batch=calls.append)
+    got = lm.generate_until(reqs)
+    want = [generate(tiny_state, [r.args[0]], DecodingSpec(max_new_tokens=r.args[1]["max_gen_toks"],
+                                                           stop_at_newline=bool(r.args[1]["until"]), batch_size=1),
+                     raw=True)[0] for r in reqs]
+    assert got == want and len(set(got)) > 2  # request order kept; distinct outputs, so a mix-up would show
+    assert sum(calls) == len(reqs) and len(calls) == 2  # two decodings: two batches, not five calls
+    cut = WorkbenchLM(tiny_state).generate_until([_Req(contexts[1], {"until": [want[1][2:4]], "max_gen_toks": 6})])
+    assert cut == [want[1].split(want[1][2:4], 1)[0]]

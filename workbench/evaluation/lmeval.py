@@ -156,19 +156,29 @@ class WorkbenchLM(LM):
         return out
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-        """Greedy continuation of each context, cut at the first of its `until` strings."""
-        out = []
-        for r in requests:
-            context, kw = r.args[0], dict(r.args[1] or {})
+        """Greedy continuation of each context, cut at the first of its `until` strings.
+
+        Requests with the same decoding (`max_gen_toks`, whether a newline stops) are
+        generated together (`generate`: sorted by length, `batch_size` prompts per call);
+        outputs come back in request order.
+        """
+        groups: dict[tuple[int, bool], list[int]] = {}
+        untils = []
+        for i, r in enumerate(requests):
+            kw = dict(r.args[1] or {})
             until = kw.get("until") or []
-            until = [until] if isinstance(until, str) else list(until)
-            decoding = DecodingSpec(max_new_tokens=int(kw.get("max_gen_toks", 256)), stop_at_newline="\n" in until,
-                                    batch_size=1)
-            text = generate(self.state, [context], decoding, cc=self.cc, on_batch=self.on_batch, raw=True)[0]
-            for stop in until:
-                if stop and stop in text:
-                    text = text.split(stop, 1)[0]
-            out.append(text)
+            untils.append([until] if isinstance(until, str) else list(until))
+            groups.setdefault((int(kw.get("max_gen_toks", 256)), "\n" in untils[-1]), []).append(i)
+        out = [""] * len(requests)
+        for (max_new, newline), idx in groups.items():
+            decoding = DecodingSpec(max_new_tokens=max_new, stop_at_newline=newline, batch_size=self.batch_size)
+            texts = generate(self.state, [requests[i].args[0] for i in idx], decoding, cc=self.cc,
+                             on_batch=self.on_batch, raw=True)
+            for i, text in zip(idx, texts):
+                for stop in untils[i]:
+                    if stop and stop in text:
+                        text = text.split(stop, 1)[0]
+                out[i] = text
         return out
 
 
