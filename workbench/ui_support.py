@@ -91,7 +91,8 @@ class Settings:
             p.setdefault("pooling", self.pooling)
         return {"analysis": analysis, "model": (model or self.model).to_dict(), "corpus": self.corpus.source,
                 "langs": list(langs if langs is not None else self.corpus.langs), "limit": self.corpus.limit,
-                "record": record, "params": p, "title": title, "preset": self.preset}
+                "record": record, "params": p, "title": title, "preset": self.preset,
+                **({"remote": True} if self.remote else {})}
 
     @property
     def pivot(self) -> str:

@@ -11,9 +11,13 @@ from workbench.cli.main import main as cli
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.corpus import load_corpus
 from workbench.errors import RecordError
+from workbench.recipes.commands import analyze_command
+from workbench.recipes.context import needs
+from workbench.recipes.spec import normalize_spec
 from workbench.recordings import ensure_recording, remote_problems
 from workbench.store import Store
 from workbench.tracing import Batching
+from workbench.ui_support import Settings
 
 LANGS = ["en", "fr", "de", "es"]
 
@@ -113,3 +117,36 @@ def test_remote_offline_is_a_clear_error_and_writes_nothing(monkeypatch, tmp_pat
     assert rc == 2
     assert "error: cannot record on NDIF (--remote): no NDIF API key" in err and "cannot reach NDIF" in err
     assert not store.ls()
+
+
+def test_analyze_remote_offline_is_a_clear_error_not_a_silent_local_run(monkeypatch, tmp_path, capsys):
+    _offline(monkeypatch)
+    rc = cli(["analyze", "retrieval", "--model", "tiny:llama", "--langs", "en,sw", "--limit", "3", "--remote",
+              "--out", str(tmp_path / "out")])
+    assert rc == 2
+    assert "error: cannot record on NDIF (--remote): no NDIF API key" in capsys.readouterr().err
+    assert not Store().ls() and not list((tmp_path / "out").glob("*.csv"))
+
+
+def test_remote_travels_in_figure_specs_and_old_specs_stay_local():
+    spec = {"analysis": "retrieval", "model": "meta-llama/Llama-3.1-8B", "langs": ["en", "sw"], "remote": True}
+    canon = normalize_spec(spec)
+    assert canon["remote"] is True and all(n.remote for n in needs(canon))
+    assert "--remote" in analyze_command(canon)
+    local = normalize_spec({**spec, "remote": False})
+    assert "remote" not in local and not any(n.remote for n in needs(local))  # manifests of before: unchanged
+    s = Settings(model=ModelSpec("meta-llama/Llama-3.1-8B"), corpus=CorpusSpec("udhr", ("en", "sw")), remote=True)
+    assert s.figure_spec("retrieval", {})["remote"] is True
+    assert "remote" not in Settings(model=ModelSpec("tiny:llama"), corpus=CorpusSpec("udhr", ("en",))).figure_spec(
+        "retrieval", {})
+
+
+@pytest.mark.slow
+def test_analyze_num_processes_records_on_two_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    rc = cli(["analyze", "retrieval", "--model", "tiny:llama", "--langs", "en,fr", "--limit", "4",
+              "--num-processes", "2", "--out", str(tmp_path / "out")])
+    assert rc == 0 and (tmp_path / "out" / "retrieval.csv").exists()
+    store = Store()
+    stored = [store.get(r["key"]) for r in store.ls() if r["kind"] == "record"]
+    assert len(stored) == 2 and all(e.manifest.get("num_processes") == 2 for e in stored)

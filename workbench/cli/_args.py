@@ -200,4 +200,5 @@ def figure_spec(a: argparse.Namespace, analysis: str, params: dict[str, Any],
         params = {k: v for k, v in params.items() if k not in defaults or v != defaults[k]}
     return {"analysis": analysis, "model": model_spec(a).to_dict(), "corpus": a.corpus,
             "langs": list(langs or a.langs), "limit": a.limit, "preset": preset,
-            "record": {k: v for k, v in rec.items() if v != default[k]}, "params": params}
+            "record": {k: v for k, v in rec.items() if v != default[k]}, "params": params,
+            **({"remote": True} if getattr(a, "remote", False) else {})}

@@ -51,7 +51,8 @@ def _build(a: argparse.Namespace, analysis: str, langs: list[str] | None = None)
     bar = ProgressBar(getattr(a, "progress", False))
     try:
         b: Built = build(figure_spec(a, analysis, params_from_args(a, PARAMS[analysis]), langs),
-                         progress=bar, status=lambda m: print(m, file=sys.stderr))
+                         progress=bar, status=lambda m: print(m, file=sys.stderr),
+                         num_processes=getattr(a, "num_processes", 1))
     finally:
         bar.close()
     return b.figure, b.table, {**b.info, "tables": b.extra}

@@ -198,14 +198,15 @@ class Built:
 
 
 def build(spec: Mapping[str, Any], *, status: StatusFn | None = None, progress: Progress | None = None,
-          stored_only: bool = False) -> Built:
+          stored_only: bool = False, num_processes: int = 1) -> Built:
     """`build_figure`, plus the side tables a builder made on the way (e.g. retrieval's per-pair table).
 
     With `stored_only`, recordings are only looked up in the store (the pages: they never
-    record as a side effect of drawing); a missing one raises ExportError.
+    record as a side effect of drawing); a missing one raises ExportError. `num_processes`:
+    record what is missing on N processes (`recordings.record_sharded`; same bytes).
     """
     canon = normalize_spec(spec)
-    ctx = Ctx(canon, status=status, progress=progress, stored_only=stored_only)
+    ctx = Ctx(canon, status=status, progress=progress, stored_only=stored_only, num_processes=num_processes)
     fig, data = BUILDERS[canon["analysis"]](ctx)
     info = {"analysis": canon["analysis"], "params": dict(canon["params"]), "spec": canon, **_provenance(ctx),
             "commands": {"analyze": analyze_command(canon)}, **ctx.facts}

@@ -67,6 +67,7 @@ def analyze_command(spec: Mapping[str, Any], out: str | None = None) -> str | No
         argv += ["--layer", "0"]  # any recorded layer: the separation table covers all of them
     argv += ["--center"] if p.get("center") else []
     argv += ["--links"] if p.get("links") else []
+    argv += ["--remote"] if s.get("remote") else []
     argv += ["--out", out or f"out/{sub}"]
     return shlex.join(argv)
 

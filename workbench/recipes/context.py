@@ -32,6 +32,7 @@ class Need:
     corpus: CorpusSpec
     record: RecordSpec
     pairs: tuple[tuple[str, str], ...] | None = None
+    remote: bool = False  # recorded on NDIF (`ensure_recording(remote=True)`)
 
 
 def needs(canon: Mapping[str, Any]) -> list[Need]:
@@ -54,7 +55,8 @@ def needs(canon: Mapping[str, Any]) -> list[Need]:
     elif analysis.startswith("compare_"):
         states = [("a", model), ("b", ModelSpec.from_dict(dict(p["state_b"])))]
     corpus = CorpusSpec(source=canon["corpus"], langs=tuple(langs), limit=canon["limit"])
-    return [Need(role, m, corpus, rspec, pairs) for role, m in states]
+    remote = bool(canon.get("remote"))
+    return [Need(role, m, corpus, rspec, pairs, remote) for role, m in states]
 
 
 def stored_recordings(canon: Mapping[str, Any]) -> list[tuple[str, Recording]]:
@@ -67,7 +69,7 @@ def stored_recordings(canon: Mapping[str, Any]) -> list[tuple[str, Recording]]:
 
 
 def _stored(n: Need) -> Recording:
-    status = store_status(n.model, n.corpus, n.record, n.pairs)
+    status = store_status(n.model, n.corpus, n.record, n.pairs, remote=n.remote)
     if status.recording is None:
         why = status.unknown or f"{', '.join(status.missing) or 'some units'} not in the store"
         raise ExportError(f"the recording behind this figure ({n.role}: {n.model.source}) cannot be found "
@@ -84,6 +86,7 @@ class Ctx:
     progress: Progress | None = None
     recordings: list[tuple[str, Any]] = field(default_factory=list)
     stored_only: bool = False  # look recordings up in the store, never record (pages)
+    num_processes: int = 1  # record what is missing on N processes (never changes the bytes)
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)  # side tables (CLI files), not in manifests
     facts: dict[str, Any] = field(default_factory=dict)  # numbers the build resolved (e.g. SiLP's split)
 
@@ -99,7 +102,7 @@ class Ctx:
             rec = _stored(n)
         else:
             rec = ensure_recording(n.model, n.corpus, n.record, pairs=n.pairs, progress=self.progress,
-                                   status=self.status)
+                                   status=self.status, num_processes=self.num_processes, remote=n.remote)
         self.recordings.append((role, rec))
         return rec
 

@@ -20,7 +20,8 @@ DEFAULT_LANGS = ("en", "zh", "sw", "ar", "hi", "es", "fr", "ja")
 """Languages when a spec names none (those of ``workbench analyze``)."""
 
 
-SPEC_KEYS = ("analysis", "model", "artifact", "corpus", "langs", "limit", "record", "params", "title", "preset")
+SPEC_KEYS = ("analysis", "model", "artifact", "corpus", "langs", "limit", "record", "params", "title", "preset",
+             "remote")
 EXPORT_KEYS = ("name", "width", "width_in", "height_in", "formats", "dpi", "caption")
 """Keys of a figure-set entry that are export options, not part of the figure spec."""
 
@@ -114,6 +115,7 @@ def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
         "params": _params(analysis, given),
         "title": s.get("title"),
         "preset": preset or None,
+        **({"remote": True} if s.get("remote") else {}),  # recorded on NDIF (its own fingerprint); absent: local
     }
 
 
