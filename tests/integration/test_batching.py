@@ -291,3 +291,15 @@ def test_packing_probe_detects_a_model_that_ignores_position_restarts(corpus, mo
     got = tracing.record_unit(state, corpus, "en", RecordSpec(poolings=("mean",)), batching=Batching(pack=True))
     assert recorder._PACKING_OK[id(state.model)] is False
     np.testing.assert_allclose(got["pooled_mean"], ref["pooled_mean"], atol=1e-5)
+
+
+def test_token_budget_is_larger_on_a_gpu_only_when_left_at_the_default():
+    default = RecordSpec().batch_tokens
+    assert tracing.token_budget(default, "cpu") == default
+    assert tracing.token_budget(default, torch.device("cuda", 1)) == tracing.GPU_BUDGET_SCALE * default
+    assert tracing.token_budget(1024, "cuda:0") == 1024  # chosen by the user: kept
+    assert tracing.token_budget(default, "cuda", explicit=300) == 300
+    lengths = [30] * 300  # 9,000 tokens: 3 batches on the CPU budget, 1 on the GPU one
+    spec = RecordSpec()
+    assert len(tracing.plan_batches(lengths, spec, Batching(), "cpu")) == 3
+    assert len(tracing.plan_batches(lengths, spec, Batching(), "cuda:0")) == 1

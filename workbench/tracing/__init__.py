@@ -11,6 +11,7 @@ Every name other modules import from `workbench.tracing` is re-exported here.
 from workbench.errors import RecordError
 from workbench.tracing.accumulate import merge_shards
 from workbench.tracing.inputs import (
+    GPU_BUDGET_SCALE,
     MAX_PADDING,
     PACK_WIDTH,
     Batching,
@@ -24,6 +25,9 @@ from workbench.tracing.inputs import (
     pack_rows,
     packed_batches,
     pad_batch,
+    plan_batches,
+    split_batch,
+    token_budget,
 )
 from workbench.tracing.recorder import (
     ProgressFn,
@@ -49,9 +53,9 @@ from workbench.tracing.recording import (
 )
 
 __all__ = [
-    "FINAL", "MAX_PADDING", "PACK_WIDTH", "Batching", "Encoded", "ProgressFn", "RecordError", "Recording",
-    "batch_tokens", "build_texts", "encode", "find_entry", "layer_labels", "legacy_unit_key", "length_batches",
-    "lookup", "make_batch", "make_batches", "merge_shards", "pack_rows", "packed_batches", "packing_works",
-    "pad_batch", "pool", "record", "record_manifest", "record_shard", "record_unit", "record_units", "traced",
-    "unit_groups", "unit_key", "units_for",
+    "Batching", "Encoded", "FINAL", "GPU_BUDGET_SCALE", "MAX_PADDING", "PACK_WIDTH", "ProgressFn", "RecordError",
+    "Recording", "batch_tokens", "build_texts", "encode", "find_entry", "layer_labels", "legacy_unit_key",
+    "length_batches", "lookup", "make_batch", "make_batches", "merge_shards", "pack_rows", "packed_batches",
+    "packing_works", "pad_batch", "plan_batches", "pool", "record", "record_manifest", "record_shard",
+    "record_unit", "record_units", "split_batch", "token_budget", "traced", "unit_groups", "unit_key", "units_for",
 ]

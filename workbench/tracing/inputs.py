@@ -25,6 +25,11 @@ MAX_PADDING = 0.05
 #: Widest packed row (tokens) unless one sentence is longer.
 PACK_WIDTH = 512
 
+#: On a CUDA device the default token budget is this many times `RecordSpec.batch_tokens`'s
+#: default: GPUs want larger batches (the padding budget keeps them dense; a batch that
+#: runs out of memory is halved and retried).
+GPU_BUDGET_SCALE = 4
+
 
 @dataclass(frozen=True)
 class Batching:
@@ -45,6 +50,19 @@ class Batching:
             raise ParamError(f"max_padding must be in [0, 1], got {self.max_padding}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ParamError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
+
+def token_budget(batch_tokens: int, device: Any, explicit: int | None = None) -> int:
+    """Padded tokens per forward batch.
+
+    `explicit` if given; else the spec's `batch_tokens`, scaled by `GPU_BUDGET_SCALE` on
+    CUDA when it is the default (a budget the user chose is kept as chosen).
+    """
+    if explicit:
+        return explicit
+    default = RecordSpec.__dataclass_fields__["batch_tokens"].default
+    on_gpu = str(device).startswith("cuda")
+    return batch_tokens * GPU_BUDGET_SCALE if on_gpu and batch_tokens == default else batch_tokens
 
 
 # --------------------------------------------------------------------------- texts and tokens
@@ -207,6 +225,26 @@ def packed_batches(lengths: Sequence[int], *, max_tokens: int, width: int | None
     rows = pack_rows(lengths, min(max(lengths), width or PACK_WIDTH))
     used = [sum(lengths[i] for i in row) for row in rows]
     return [[rows[j] for j in g] for g in length_batches(used, max_tokens=max_tokens, max_padding=max_padding)]
+
+
+def plan_batches(lengths: list[int], spec: RecordSpec, batching: Batching, device: Any) -> list[list[list[int]]]:
+    """The recorder's batches: rows of item indices (a padded batch has one item per row).
+
+    Packed rows (`packed_batches`) or padded batches (`length_batches`) under the token
+    budget (`token_budget`) and the padding budget of `batching`.
+    """
+    max_tokens = token_budget(spec.batch_tokens, device, batching.max_tokens)
+    if batching.pack:
+        return packed_batches(lengths, max_tokens=max_tokens, max_padding=batching.max_padding)
+    return [[[i] for i in b] for b in length_batches(lengths, max_tokens=max_tokens,
+                                                     max_padding=batching.max_padding)]
+
+
+def split_batch(rows: list[list[int]]) -> list[list[list[int]]]:
+    """Two halves of a batch that ran out of memory (a lone packed row is unpacked first)."""
+    if len(rows) == 1:
+        rows = [[i] for i in rows[0]]
+    return [rows[: len(rows) // 2], rows[len(rows) // 2:]]
 
 
 def batch_tokens(rows: Sequence[Sequence[int]], lengths: Sequence[int]) -> tuple[int, int]:

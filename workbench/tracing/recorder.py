@@ -60,7 +60,7 @@ from workbench.jobs.progress import Progress
 from workbench.models import ModelState, get_path
 from workbench.store import Entry, Store
 from workbench.tracing.accumulate import Accumulator, acc_bytes, accumulate
-from workbench.tracing.inputs import Batching, build_texts, encode, length_batches, make_batch, packed_batches
+from workbench.tracing.inputs import Batching, build_texts, encode, make_batch, plan_batches, split_batch
 from workbench.tracing.recording import FINAL, Recording, find_entry, layer_labels, unit_key, units_for
 
 log = logging.getLogger(__name__)
@@ -307,22 +307,6 @@ def packing_works(state: ModelState, envoy: Any, plan: dict[str, Any]) -> bool:
     return _PACKING_OK[key]
 
 
-def _batches(lengths: list[int], spec: RecordSpec, batching: Batching) -> list[list[list[int]]]:
-    """Batches as lists of rows of item indices (a padded batch has one item per row)."""
-    max_tokens = batching.max_tokens or spec.batch_tokens
-    if batching.pack:
-        return packed_batches(lengths, max_tokens=max_tokens, max_padding=batching.max_padding)
-    return [[[i] for i in b] for b in length_batches(lengths, max_tokens=max_tokens,
-                                                     max_padding=batching.max_padding)]
-
-
-def _split(rows: list[list[int]]) -> list[list[list[int]]]:
-    """Two halves of a batch that ran out of memory (a lone packed row is unpacked first)."""
-    if len(rows) == 1:
-        rows = [[i] for i in rows[0]]
-    return [rows[: len(rows) // 2], rows[len(rows) // 2:]]
-
-
 def _run_all(envoy: Any, state: ModelState, ids: list[list[int]], count: list[list[bool]],
              batches: list[list[list[int]]], plan: dict[str, Any], padding_side: str,
              sink: Callable[[list[int], dict[str, Any]], None]) -> None:
@@ -340,7 +324,7 @@ def _run_all(envoy: Any, state: ModelState, ids: list[list[int]], count: list[li
             log.warning("batch of %d sentences ran out of memory; splitting it in two", sum(map(len, rows)))
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            pending[:0] = _split(rows)
+            pending[:0] = split_batch(rows)
             continue
         sink(batch["order"], out)
 
@@ -375,7 +359,7 @@ def _record(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSp
         with traced(state, remote) as envoy:
             if batching.pack and not packing_works(state, envoy, plan):
                 batching = dataclasses.replace(batching, pack=False)
-            batches = _batches([len(x) for x in ids], spec, batching)
+            batches = plan_batches([len(x) for x in ids], spec, batching, state.device)
             if shard is not None:
                 rank, world = shard
                 batches = batches[rank::world]  # longest first: interleaving balances the work
