@@ -6,8 +6,8 @@ The one home of "give me the recording of (model state, corpus, record spec)":
 (the same work as a background job of `workbench.jobs.threads`, shared by every tab).
 
 `ensure_recording(..., num_processes=N)` splits the batches of the missing units over N
-processes (`accelerate launch -m workbench.recordings <folder>`, `record_sharded`): the
-stored arrays are byte-identical to a one-process recording. `remote=True` runs the
+processes (`workbench.sharding.record_sharded`): the stored arrays are byte-identical to a
+one-process recording. `remote=True` runs the
 recorder's trace on NDIF through nnsight on a weightless state of the hub model
 (`models.remote_state`; `remote_problems` says what is missing before anything is loaded
 or written); `remote="local"` is nnsight's serverless dry run of the same trace on the
@@ -16,47 +16,29 @@ locally loaded model.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import os
-import secrets
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 
 from workbench import models, tracing
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec, stable_hash
-from workbench.corpus import ParallelCorpus, load_corpus
+from workbench.corpus import ParallelCorpus, load_corpus_spec
 from workbench.errors import RecordError
-from workbench.fileio import atomic_write_json, read_json_or_none
-from workbench.finetune.distributed import launch_command
 from workbench.jobs.progress import Progress, StatusFn
 from workbench.jobs.threads import JOBS, ThreadJob, ThreadRegistry
 from workbench.models import ModelState
 from workbench.paths import cache_root
+from workbench.sharding import record_sharded
 from workbench.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def load_corpus_spec(spec: CorpusSpec) -> ParallelCorpus:
-    """The corpus of a CorpusSpec, with its languages checked and `limit` applied."""
-    corpus = load_corpus(spec.source)
-    langs = corpus.check_langs(list(spec.langs))
-    return corpus.subset(langs, limit=spec.limit)
 
 
 def _recording(fp: str, corpus: ParallelCorpus, spec: RecordSpec, found: dict[str, Any],
@@ -93,29 +75,32 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
 
     Raises:
         RecordError: `remote` and something it needs is missing (nothing is loaded or written).
+        ModelError: the model cannot be loaded (for NDIF: its config or tokenizer cannot be read from the hub).
     """
     spec = spec or RecordSpec()
     if remote not in (False, True, "local"):
         raise RecordError(f"remote must be False, True (NDIF) or 'local' (dry run), not {remote!r}")
+    if num_processes < 1 or (remote and num_processes > 1):
+        raise RecordError(f"--num-processes must be >= 1, got {num_processes}" if num_processes < 1 else
+                          f"--num-processes does not apply to {'NDIF' if remote is True else 'a remote dry run'}")
+    store = store or Store()
+    corpus = load_corpus_spec(corpus_spec)
+    units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
+    # NDIF: units stored by an earlier remote recording are served without NDIF or the hub
+    fp = state.fingerprint if state is not None else (
+        models.remote_fingerprint(model) if remote is True else models.fingerprint(model))
+    found = tracing.lookup(fp, corpus, units, spec, store) if fp else dict.fromkeys(units)
+    if fp and all(e is not None for e in found.values()):
+        if status:
+            status("all units found in the store")
+        return _recording(fp, corpus, spec, found, model.source)
     if remote is True:
         problems = remote_problems(model)
         if problems:
             raise RecordError("cannot record on NDIF (--remote): " + "; ".join(problems))
-    if num_processes < 1 or (remote and num_processes > 1):
-        raise RecordError(f"--num-processes must be >= 1, got {num_processes}" if num_processes < 1 else
-                          "--remote runs the trace on NDIF: --num-processes does not apply to it")
-    if remote is True:
         state = state or models.remote_state(model)  # config and tokenizer only, never the weights
-    store = store or Store()
-    corpus = load_corpus_spec(corpus_spec)
-    units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
-    fp = state.fingerprint if state is not None else models.fingerprint(model)
-    assert fp is not None  # download=True: known or raised
-    found = tracing.lookup(fp, corpus, units, spec, store)
-    if all(e is not None for e in found.values()):
-        if status:
-            status("all units found in the store")
-        return _recording(fp, corpus, spec, found, model.source)
+        if state.fingerprint != fp:  # the hub's commit: look again under it
+            fp, found = state.fingerprint, tracing.lookup(state.fingerprint, corpus, units, spec, store)
     missing = [u for u, e in found.items() if e is None]
     if num_processes > 1 and state is None:
         record_sharded(model, corpus_spec, spec, missing, num_processes, store=store, progress=progress,
@@ -127,125 +112,6 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
                           remote=remote)
 
 
-# --------------------------------------------------------------------------- N processes
-
-
-def record_sharded(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, units: Sequence[str],
-                   num_processes: int, *, store: Store | None = None, progress: Progress | None = None,
-                   status: StatusFn | None = None) -> None:
-    """Record `units` on `num_processes` processes into the one store, byte-identical to one process.
-
-    The processes are started with `accelerate launch` (`-m workbench.recordings`). Every
-    rank loads the model, forms the batch plan one process would (`tracing.unit_groups`,
-    then the recorder's batches across the units of each group) and runs every
-    `world`-th batch (`tracing.record_shard`), writing its rows to a scratch folder. This
-    process holds the store's locks on every key meanwhile (a concurrent recording waits
-    rather than computing them twice), then merges each unit (`tracing.merge_shards`)
-    and stores it. Each sentence runs in the batch it has in one process, so the stored
-    arrays equal a one-process recording byte for byte (same kernels and thread count).
-    Progress is the sum of the ranks' progress.
-
-    Raises:
-        RecordError: a rank failed (its reason) or was killed; nothing is stored then.
-    """
-    store = store or Store()
-    corpus = load_corpus_spec(corpus_spec)
-    fp = models.fingerprint(model)
-    assert fp is not None  # download=True: known or raised
-    keys = {u: tracing.unit_key(fp, corpus, u, spec) for u in units}
-    d = cache_root() / "shards" / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    d.mkdir(parents=True)
-    try:
-        with contextlib.ExitStack() as held:
-            for k in sorted(set(keys.values())):
-                held.enter_context(store.lock(k))
-            todo = [u for u in units if tracing.find_entry(store, fp, corpus, u, spec) is None]
-            if todo:
-                _launch_ranks(d, model, corpus_spec, spec, todo, num_processes, len(corpus), progress, status)
-                man = read_json_or_none(d / "manifests.json") or {}
-                for i, u in enumerate(todo):
-                    parts = [_read_part(d / f"part-{r}-{i}.npz") for r in range(num_processes)]
-                    store.put(keys[u], tracing.merge_shards(parts), {**man[u], "num_processes": num_processes})
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _launch_ranks(d: Path, model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, units: list[str], n: int,
-                  n_sentences: int, progress: Progress | None, status: StatusFn | None) -> None:
-    atomic_write_json(d / "request.json", {"model": model.to_dict(), "corpus": corpus_spec.to_dict(),
-                                           "spec": spec.to_dict(), "units": units})
-    if status:
-        status(f"recording {len(units)} units on {n} processes")
-    proc = subprocess.Popen(launch_command(n, ["workbench.recordings", str(d)]), stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-    total = len(units) * n_sentences
-    try:
-        while proc.poll() is None:
-            time.sleep(0.5)
-            if progress:
-                done = sum(int((read_json_or_none(f) or {}).get("done", 0)) for f in d.glob("progress-*.json"))
-                progress(done, total, f"recording on {n} processes")
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
-        raise
-    reports = {r: read_json_or_none(d / f"rank-{r}.json") or {} for r in range(n)}
-    failed = [f"rank {r}: {rep.get('reason')}" for r, rep in reports.items() if rep.get("state") == "failed"]
-    killed = [str(r) for r, rep in reports.items() if not rep]
-    if failed or killed or proc.returncode:
-        why = "; ".join(failed) or (f"rank {', '.join(killed)} stopped without a report (killed?)" if killed
-                                    else f"accelerate launch exited with status {proc.returncode}")
-        raise RecordError(f"sharded recording failed: {why}")
-
-
-def _read_part(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    with np.load(path) as z:
-        arrays = {k: z[k] for k in z.files}
-    return arrays, arrays.pop(_FILLED)
-
-
-_FILLED = "__filled__"  # the rows a rank ran, saved beside its arrays
-
-
-def _rank_main(d: Path) -> int:
-    """One rank of `record_sharded`: run this rank's batches of every unit group, save its rows."""
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    req = read_json_or_none(d / "request.json") or {}
-    try:
-        model, corpus_spec = ModelSpec.from_dict(req["model"]), CorpusSpec.from_dict(req["corpus"])
-        spec = RecordSpec.from_dict(req["spec"])
-        units: list[str] = req["units"]
-        corpus = load_corpus_spec(corpus_spec)
-        done, last = [0], [0.0]
-
-        def tick(k: int) -> None:
-            done[0] += k
-            if time.monotonic() - last[0] > 0.5:
-                atomic_write_json(d / f"progress-{rank}.json", {"done": done[0]})
-                last[0] = time.monotonic()
-
-        if world > 1 and model.device in ("auto", "cuda") and torch.cuda.is_available():
-            model = dataclasses.replace(model, device=f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
-        state = models.load(model)
-        manifests = {}
-        for group in tracing.unit_groups(state, corpus, units, spec):
-            t0 = time.perf_counter()
-            parts = tracing.record_shard(state, corpus, group, spec, rank=rank, world=world, progress=tick)
-            secs = round((time.perf_counter() - t0) / len(group), 3)
-            for u, (arrays, filled) in parts.items():
-                np.savez(d / f"part-{rank}-{units.index(u)}.npz", **arrays, **{_FILLED: filled})
-                manifests[u] = tracing.record_manifest(state, corpus, u, spec, seconds=secs, recorded_with=group)
-        if rank == 0:
-            atomic_write_json(d / "manifests.json", manifests)
-        atomic_write_json(d / f"progress-{rank}.json", {"done": done[0]})
-    except Exception as e:  # noqa: BLE001 - reported to the launching process
-        log.exception("rank %d failed", rank)
-        atomic_write_json(d / f"rank-{rank}.json", {"state": "failed", "reason": f"{type(e).__name__}: {e}"})
-        return 1
-    atomic_write_json(d / f"rank-{rank}.json", {"state": "done"})
-    return 0
-
-
 # --------------------------------------------------------------------------- NDIF
 
 
@@ -253,8 +119,9 @@ def remote_problems(model: ModelSpec) -> list[str]:
     """What running the recorder's trace on NDIF lacks (empty = nothing known to be missing).
 
     Checks, without sending anything: an API key (nnsight's config, `NDIF_API_KEY`), a
-    model NDIF can host (a hub id, not a bundled, local or tiny model, and no fine-tune
-    artifact) and a connection to the NDIF host.
+    model that can be asked of NDIF (a hub id `org/name`, not a bundled, local or tiny
+    model, no fine-tune artifact; whether NDIF hosts it is known only when asked) and a
+    connection to the NDIF host.
     """
     from nnsight import CONFIG  # here: nnsight is heavy and only the remote path needs its config
 
@@ -307,14 +174,14 @@ def store_status(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
                  pairs: Sequence[tuple[str, str]] | None = None, *, remote: bool = False) -> StoreStatus:
     """Look up every unit of a choice in the store; never loads a model, downloads or converts.
 
-    `remote`: the recordings made on NDIF (fingerprint `ndif:<id>@<sha>`, known once this
-    process has built the model's weightless state).
+    `remote`: the recordings made on NDIF (fingerprint `ndif:<id>@<sha>` of the last remote
+    state built on this machine, `models.remote_fingerprint`).
     """
     corpus = load_corpus_spec(corpus_spec)
     units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
     fp = models.remote_fingerprint(model) if remote else models.fingerprint(model, download=False)
     if fp is None and remote:
-        return StoreStatus(units, {}, None, unknown="the NDIF model's revision is known after its first recording")
+        return StoreStatus(units, {}, None, unknown="nothing was recorded on NDIF for this model on this machine yet")
     if fp is None:
         why = ("the model is not converted yet" if model.source in models.BUNDLED
                else "the model's files are not available yet")
@@ -386,8 +253,3 @@ def start_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
     label = ("NDIF · " if remote else "") + job_label(model, corpus_spec, pairs)
     return (registry or JOBS).submit(job_key(model, corpus_spec, spec, pairs, remote=remote), label, work,
                                      kind="record", rerun_done=rerun_done)
-
-
-if __name__ == "__main__":  # a rank of record_sharded (launched by accelerate)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(_rank_main(Path(sys.argv[1])))

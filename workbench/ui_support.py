@@ -62,6 +62,8 @@ class Settings:
             pools = get_preset(self.preset).record.get("poolings")
             if pools and self.pooling not in pools:  # the views must use a pooling the preset records
                 object.__setattr__(self, "pooling", pools[0])
+        if self.remote and (self.model.artifact or not models.is_hub_id(self.model.source)):
+            object.__setattr__(self, "remote", False)  # NDIF runs hub models only (e.g. a stale URL)
 
     def record_spec(self) -> RecordSpec:
         """The main recording: every pooling, embeddings and FFN statistics (or a paper preset's fields)."""

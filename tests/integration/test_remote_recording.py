@@ -33,7 +33,7 @@ from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.corpus import ParallelCorpus
 from workbench.errors import ModelError, RecordError
 from workbench.models import state_from_model
-from workbench.recordings import ensure_recording
+from workbench.recordings import ensure_recording, store_status
 from workbench.store import Store
 from workbench.tracing import Batching, recorder
 
@@ -271,3 +271,37 @@ def test_ndif_payload_from_the_weightless_state_runs_on_the_server_model(monkeyp
     assert all(p.is_meta for p in state.model.parameters())  # the client never had weights
     for unit in ("en", "fr"):
         _assert_same(got[unit], ref[unit], unit)
+
+
+def test_remote_true_refuses_a_loaded_model_and_leaves_it_unharmed(corpus):
+    state = state_from_model(tiny_model("llama"), tiny_tokenizer(), name="loaded")
+    with pytest.raises(RecordError, match=r"remote=True runs on NDIF: pass the weightless models.remote_state"):
+        tracing.record_units(state, corpus, ["en"], FULL, remote=True)
+    assert not any(p.is_meta for p in state.model.parameters())  # nnsight's pipeline never moved it to meta
+
+
+def test_stored_ndif_recordings_are_served_later_without_ndif_or_the_hub(monkeypatch, emulated_ndif):
+    """A fresh process (the in-process memo cleared), NDIF unreachable: the stored units still come back."""
+    real = tiny_model("llama")
+    config, tok = type(real.config).from_dict(real.config.to_dict()), tiny_tokenizer()
+
+    class Info:
+        id, sha = "org/tiny", "c0ffee"
+
+    monkeypatch.setattr(models.remote.HfApi, "model_info", lambda self, *a, **k: Info())
+    monkeypatch.setattr(models.remote.AutoConfig, "from_pretrained", lambda *a, **k: config)
+    monkeypatch.setattr(models.remote.AutoTokenizer, "from_pretrained", lambda *a, **k: tok)
+    monkeypatch.setattr(models.remote, "_STATES", {})
+    monkeypatch.setattr("workbench.recordings.remote_problems", lambda model: [])  # as if NDIF answered
+    spec, cspec, store = ModelSpec("org/tiny"), CorpusSpec("udhr", ("en", "fr"), limit=3), Store()  # the cache's
+    first = ensure_recording(spec, cspec, FULL, store=store, remote=True)
+    assert first.fingerprint == "ndif:org/tiny@c0ffee" and len(store.ls()) == 2
+
+    monkeypatch.setattr(models.remote, "_STATES", {})  # a new process
+    monkeypatch.setattr("workbench.recordings.remote_problems", lambda model: ["no NDIF API key"])
+    monkeypatch.setattr(models.remote.HfApi, "model_info", lambda *a, **k: pytest.fail("asked the hub"))
+    again = ensure_recording(spec, cspec, FULL, store=store, remote=True)
+    assert {u: e.key for u, e in again.entries.items()} == {u: e.key for u, e in first.entries.items()}
+    assert store_status(spec, cspec, FULL, remote=True).recording is not None
+    with pytest.raises(RecordError, match="no NDIF API key"):  # a unit not stored yet still needs NDIF
+        ensure_recording(spec, CorpusSpec("udhr", ("en", "de"), limit=3), FULL, store=store, remote=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from filelock import FileLock
 from nnsight import CONFIG
 
 from workbench import models, tracing
@@ -15,6 +16,7 @@ from workbench.recipes.commands import analyze_command
 from workbench.recipes.context import needs
 from workbench.recipes.spec import normalize_spec
 from workbench.recordings import ensure_recording, remote_problems
+from workbench.sharding import _remove_abandoned
 from workbench.store import Store
 from workbench.tracing import Batching
 from workbench.ui_support import Settings
@@ -51,7 +53,7 @@ def test_two_process_recording_equals_one_process_byte_for_byte(tmp_path, monkey
 def test_a_failing_rank_fails_the_recording_with_its_reason_and_stores_nothing(tmp_path):
     store = Store(tmp_path / "s")
     bad = RecordSpec(layers=(99,))  # only a rank (which loads the model) can know this is out of range
-    with pytest.raises(RecordError, match=r"sharded recording failed: rank \d: RecordError: layer\(s\) \[99\]"):
+    with pytest.raises(RecordError, match=r"failed: ranks 0, 1: RecordError: layer\(s\) \[99\] out of range"):
         ensure_recording(ModelSpec("tiny:llama"), CorpusSpec("udhr", ("en", "fr"), limit=4), bad, store=store,
                          num_processes=2)
     assert not store.ls()
@@ -69,9 +71,25 @@ def test_shards_merged_equal_one_process_byte_for_byte(world):
     assert all(p[LANGS[0]][1].any() for p in parts)  # every rank ran something
     for u in LANGS:
         merged = tracing.merge_shards([p[u] for p in parts])
-        assert sorted(merged) == sorted(one[u])
+        # what the ranks save: only the rows they ran
+        compact = [(tracing.compact_shard(a, np.flatnonzero(f)), f) for a, f in (p[u] for p in parts)]
+        assert compact[0][0]["pooled_mean"].shape[1] == compact[0][1].sum() < len(compact[0][1])
+        from_compact = tracing.merge_shards(compact)
+        assert sorted(merged) == sorted(from_compact) == sorted(one[u])
         for k, x in one[u].items():
             assert merged[k].dtype == x.dtype and merged[k].tobytes() == x.tobytes(), (u, k)
+            assert from_compact[k].tobytes() == x.tobytes(), (u, k)
+
+
+def test_scratch_folders_of_killed_runs_are_removed_and_running_ones_kept(tmp_path):
+    root = tmp_path / "shards"
+    (root / "dead").mkdir(parents=True)
+    (root / "dead" / "part-0-0.npz").write_bytes(b"x")
+    (root / "dead.lock").touch()  # its launcher is gone: nobody holds the lock
+    (root / "live").mkdir()
+    with FileLock(str(root / "live.lock")):  # a running launcher holds its lock
+        _remove_abandoned(root)
+        assert not (root / "dead").exists() and (root / "live").exists()
 
 
 def test_merge_shards_takes_each_row_from_its_rank_and_sums_counts():
@@ -139,6 +157,9 @@ def test_remote_travels_in_figure_specs_and_old_specs_stay_local():
     assert s.figure_spec("retrieval", {})["remote"] is True
     assert "remote" not in Settings(model=ModelSpec("tiny:llama"), corpus=CorpusSpec("udhr", ("en",))).figure_spec(
         "retrieval", {})
+    # a stale `remote=1` in the URL for a model NDIF cannot run is dropped, not obeyed
+    assert not Settings(model=ModelSpec("tiny:llama"), remote=True).remote
+    assert not Settings(model=ModelSpec("org/name", artifact="/tmp/a"), remote=True).remote
 
 
 @pytest.mark.slow

@@ -84,7 +84,8 @@ def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,s
     r.add_argument("--chat-template", action="store_true", help="wrap inputs in the tokenizer's chat template")
     r.add_argument("--token-span", default="all", choices=["all", "source", "target"], help="pair templates only")
     r.add_argument("--no-ffn", action="store_true", help="skip FFN neuron statistics")
-    r.add_argument("--batch-tokens", type=int, default=4096, help="padded tokens per batch (memory bound; the default 4096 is 4x on a GPU)")
+    r.add_argument("--batch-tokens", type=int, default=4096,
+                   help="padded tokens per batch (memory bound; the default 4096 is 4x on a GPU)")
     r.add_argument("--progress", action="store_true", help="show a progress bar")
     r.add_argument("--num-processes", type=int, default=1, metavar="N",
                    help="record the missing units on N processes (accelerate launch), one store")

@@ -18,7 +18,7 @@ One job per module (imports go down this list only):
 - `bundled`: UDHR and Tatoeba under ``workbench/data/``, `list_corpora`, `load_corpus`.
 """
 
-from workbench.corpus.bundled import list_corpora, load_corpus
+from workbench.corpus.bundled import list_corpora, load_corpus, load_corpus_spec
 from workbench.corpus.languages import Language, language_name, normalize_lang
 from workbench.corpus.parallel import ParallelCorpus
 from workbench.corpus.readers import FLORES_SPLITS, read_flores_dir, read_jsonl, read_tsv
@@ -33,6 +33,7 @@ __all__ = [
     "language_name",
     "list_corpora",
     "load_corpus",
+    "load_corpus_spec",
     "normalize_lang",
     "read_flores_dir",
     "read_jsonl",

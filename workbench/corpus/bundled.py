@@ -158,3 +158,10 @@ def load_corpus(
         corpus = _load_path(source, split, langs)
     # subset() also copies the ids, so callers never share the cached corpus's lists
     return corpus.subset(langs)
+
+
+def load_corpus_spec(spec: Any) -> ParallelCorpus:
+    """The corpus of a `config.CorpusSpec`, with its languages checked and `limit` applied."""
+    corpus = load_corpus(spec.source)
+    langs = corpus.check_langs(list(spec.langs))
+    return corpus.subset(langs, limit=spec.limit)

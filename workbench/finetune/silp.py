@@ -88,7 +88,7 @@ def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec) -> dict[st
         `{"scores": [S_0 (NaN→None), …, S_{L-1}], "split": k, "n2d": [...], "d2n": [...]}`.
     """
     from workbench.analysis.sensitivity import allocate_layers, default_split, projection_sensitivity
-    from workbench.tracing import record_units
+    from workbench.tracing import record_units  # the recorder imports nnsight: only the allocation pass needs it
 
     corpus, rspec = allocation_inputs(split, spec.alloc_pairs)
     units = [f"{a}>{b}" for a, b in ((spec.src, spec.tgt), (spec.tgt, spec.src))]

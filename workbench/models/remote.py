@@ -19,12 +19,14 @@ import torch
 from huggingface_hub import HfApi
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from workbench.config import ModelSpec
+from workbench.config import ModelSpec, stable_hash
 from workbench.errors import ModelError
+from workbench.fileio import atomic_write_json, read_json_or_none
 from workbench.models.architectures import architecture_for
 from workbench.models.sources import BUNDLED
 from workbench.models.state import ModelState, _prepare_tokenizer
 from workbench.models.tiny import is_tiny
+from workbench.paths import cache_root
 
 #: Seconds to wait for the hub's answer about a model.
 HUB_TIMEOUT = 20.0
@@ -103,13 +105,27 @@ def remote_state(spec: ModelSpec | str) -> RemoteModelState:
                          "NDIF recording needs the hub for the model's config and tokenizer "
                          "(gated models need HF_TOKEN)") from e
     state = meta_state(config, tok, fingerprint=f"ndif:{info.id}@{info.sha}", spec=spec)
+    atomic_write_json(_fingerprint_file(spec), {"source": src, "revision": rev, "fingerprint": state.fingerprint})
     with _LOCK:
         return _STATES.setdefault(_key(spec), state)
 
 
+def _fingerprint_file(spec: ModelSpec) -> Path:
+    return cache_root() / "ndif" / f"{stable_hash(list(_key(spec)), n=16)}.json"
+
+
 def remote_fingerprint(spec: ModelSpec | str) -> str | None:
-    """The fingerprint of a remote state built in this process, else None (never asks the hub)."""
+    """The fingerprint of the last remote state built for `spec` (this process or an earlier one).
+
+    None if none was ever built here. Never asks the hub or NDIF, so stored NDIF recordings
+    stay readable offline; the hub's newest commit may have moved on since (a new remote
+    recording then builds the state again and records under the new commit).
+    """
     spec = ModelSpec(source=spec) if isinstance(spec, str) else spec
     with _LOCK:
         state = _STATES.get(_key(spec))
-    return state.fingerprint if state is not None else None
+    if state is not None:
+        return state.fingerprint
+    memo = read_json_or_none(_fingerprint_file(spec)) or {}
+    fp = memo.get("fingerprint")
+    return fp if isinstance(fp, str) and fp.startswith("ndif:") else None

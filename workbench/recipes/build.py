@@ -203,7 +203,7 @@ def build(spec: Mapping[str, Any], *, status: StatusFn | None = None, progress: 
 
     With `stored_only`, recordings are only looked up in the store (the pages: they never
     record as a side effect of drawing); a missing one raises ExportError. `num_processes`:
-    record what is missing on N processes (`recordings.record_sharded`; same bytes).
+    record what is missing on N processes (`sharding.record_sharded`; same bytes).
     """
     canon = normalize_spec(spec)
     ctx = Ctx(canon, status=status, progress=progress, stored_only=stored_only, num_processes=num_processes)

@@ -9,7 +9,7 @@ Every name other modules import from `workbench.tracing` is re-exported here.
 """
 
 from workbench.errors import RecordError
-from workbench.tracing.accumulate import merge_shards
+from workbench.tracing.accumulate import compact_shard, merge_shards
 from workbench.tracing.inputs import (
     GPU_BUDGET_SCALE,
     MAX_PADDING,
@@ -54,7 +54,8 @@ from workbench.tracing.recording import (
 
 __all__ = [
     "Batching", "Encoded", "FINAL", "GPU_BUDGET_SCALE", "MAX_PADDING", "PACK_WIDTH", "ProgressFn", "RecordError",
-    "Recording", "batch_tokens", "build_texts", "encode", "find_entry", "layer_labels", "legacy_unit_key",
+    "Recording", "batch_tokens", "build_texts", "compact_shard", "encode", "find_entry", "layer_labels",
+    "legacy_unit_key",
     "length_batches", "lookup", "make_batch", "make_batches", "merge_shards", "pack_rows", "packed_batches",
     "packing_works", "pad_batch", "plan_batches", "pool", "record", "record_manifest", "record_shard",
     "record_unit", "record_units", "split_batch", "token_budget", "traced", "unit_groups", "unit_key", "units_for",

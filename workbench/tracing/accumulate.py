@@ -1,7 +1,7 @@
 """Accumulators of the recorder: one unit's result arrays, filled batch by batch; shard merging.
 
 No model and no nnsight here: `merge_shards` runs in the process that launched a sharded
-recording (`workbench.recordings.record_sharded`). Array layout: `workbench.tracing.recorder`.
+recording (`workbench.sharding.record_sharded`). Array layout: `workbench.tracing.recorder`.
 """
 
 from __future__ import annotations
@@ -83,11 +83,27 @@ def accumulate(accs: list[Accumulator], owner: list[tuple[int, int]], order: lis
 _ROW_ARRAYS = {"ffn_layer_mean": 0, "ffn_absdiff": 0}
 
 
+def _row_axis(name: str) -> int | None:
+    """The sentence axis of a stored array (None: not per sentence)."""
+    return 1 if name.startswith("pooled_") else 0 if name in _ROW_ARRAYS else None
+
+
+def compact_shard(arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """A rank's arrays with the per-sentence ones cut to `rows` (what it ran); the rest as is."""
+    out = {}
+    for name, a in arrays.items():
+        axis = _row_axis(name)
+        out[name] = a if axis is None else np.take(a, rows, axis=axis)
+    return out
+
+
 def merge_shards(parts: Sequence[tuple[dict[str, np.ndarray], np.ndarray]]) -> dict[str, np.ndarray]:
     """One unit's arrays from the `record_shard` results of every rank (pure).
 
-    Per-sentence arrays take each row from the rank that ran it; the positive counts
-    (integers) are summed; `n_tokens`/`ffn_tokens` are the same on every rank.
+    Each part is (arrays, bool mask of the rows that rank ran); its per-sentence arrays may
+    hold every row (`record_shard`) or only the ones it ran (`compact_shard`). Per-sentence
+    arrays take each row from the rank that ran it; the positive counts (integers) are
+    summed; `n_tokens`/`ffn_tokens` are the same on every rank.
 
     Raises:
         RecordError: a sentence was run by no rank, or by two.
@@ -96,18 +112,21 @@ def merge_shards(parts: Sequence[tuple[dict[str, np.ndarray], np.ndarray]]) -> d
     if not (filled.sum(0) == 1).all():
         bad = np.flatnonzero(filled.sum(0) != 1)
         raise RecordError(f"shards do not cover every sentence exactly once (rows {bad[:5].tolist()}…)")
-    owner = filled.argmax(0)
+    n = filled.shape[1]
     out: dict[str, np.ndarray] = {}
     for name, first in parts[0][0].items():
-        if name.startswith("pooled_") or name in _ROW_ARRAYS:
-            axis = 1 if name.startswith("pooled_") else 0
-            merged = first.copy()
-            for k, (arrays, _) in enumerate(parts):
-                rows = owner == k
+        axis = _row_axis(name)
+        if axis is not None:
+            shape = list(first.shape)
+            shape[axis] = n
+            merged = np.empty(shape, first.dtype)  # every row is written below, exactly once
+            for arrays, f in parts:
+                rows = np.flatnonzero(f)
+                src = arrays[name] if arrays[name].shape[axis] == len(rows) else np.take(arrays[name], rows, axis=axis)
                 if axis:
-                    merged[:, rows] = arrays[name][:, rows]
+                    merged[:, rows] = src
                 else:
-                    merged[rows] = arrays[name][rows]
+                    merged[rows] = src
             out[name] = merged
         elif name == "ffn_pos_counts":
             out[name] = np.sum([a[name] for a, _ in parts], axis=0, dtype=np.int64)

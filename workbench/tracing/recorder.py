@@ -123,10 +123,15 @@ def _remote_envoy(state: ModelState, remote: bool | str) -> Any:
     for serialization, so it gets a copy. For NDIF the model key is made of the meta
     model's `name_or_path` (the hub id) and `state.spec.revision`.
     """
+    if remote is True and not all(p.is_meta for p in state.model.parameters()):  # the wrapper moves it to meta
+        raise RecordError("remote=True runs on NDIF: pass the weightless models.remote_state(spec), "
+                          "not a loaded model")
     for module in sorted({f.__module__ for f in (_trace_body, pool, _ffn_stats, _hidden, get_path)}):
         nnsight.register(module)
-    try:
-        kw = {"revision": state.spec.revision, "device": "meta"} if remote is True else {}  # meta: never moved
+    try:  # the wrapper's pipeline moves the model to `device` (default cuda:0): keep it where it is
+        kw: dict[str, Any] = ({"revision": state.spec.revision, "device": "meta"} if remote is True
+                              else {} if getattr(state.model, "hf_device_map", None) else {"device": state.device})
+        kw["trust_remote_code"] = state.spec.trust_remote_code  # part of nnsight's NDIF model key
         return TransformersModel(state.model, tokenizer=copy.copy(state.tokenizer), task="text-generation", **kw)
     except Exception as e:  # noqa: BLE001 - nnsight/transformers raise many kinds; one clear line
         raise RecordError(f"nnsight cannot wrap {state.name} for a remote trace ({type(e).__name__}: {e})") from e
@@ -215,7 +220,7 @@ def _trace_body(envoy: Any, arch: dict[str, str], batch: dict[str, Any], plan: d
     saved values only. It reads only its arguments (`arch`: the architecture entry as a
     plain dict) and calls only `pool`, `_ffn_stats`, `_hidden` and `get_path`, which
     `traced` registers to travel by value. Returns label -> pooling -> `(B, d)` and
-    `ffn<l>` -> `_ffn_stats` less the means.
+    `ffn<l>` -> (positive counts, neuron-mean, absdiff): `_ffn_stats` without the per-neuron means.
     """
     out: dict[Any, Any] = {}
     poolings = plan["poolings"]
