@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 from filelock import FileLock
@@ -171,3 +178,45 @@ def test_analyze_num_processes_records_on_two_processes(tmp_path, monkeypatch):
     store = Store()
     stored = [store.get(r["key"]) for r in store.ls() if r["kind"] == "record"]
     assert len(stored) == 2 and all(e.manifest.get("num_processes") == 2 for e in stored)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_stops_every_rank_and_leaves_no_scratch(tmp_path):
+    script = ("from workbench.config import *; from workbench.recordings import ensure_recording; "
+              "ensure_recording(ModelSpec('tiny:llama'), CorpusSpec('udhr', ('en', 'fr', 'de', 'es'), limit=200), "
+              "RecordSpec(batch_tokens=256), num_processes=2)")
+    env = {**os.environ, "WORKBENCH_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    shards = tmp_path / "cache" / "shards"
+    deadline = time.monotonic() + 240
+    while not list(shards.glob("*/progress-*.json")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "finished before it could be interrupted: make the corpus larger"
+    ranks = _rank_pids(shards)
+    assert ranks  # the ranks are running
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    time.sleep(2)
+    assert not [p for p in ranks if _alive(p)], "ranks outlived their launcher"
+    assert not [p for p in shards.iterdir() if p.is_dir()]  # the scratch folder is gone
+
+
+def _rank_pids(shards):
+    """Processes whose command line runs a rank of this test's scratch folder."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "workbench.sharding" in cmd and str(shards) in cmd and "accelerate" not in cmd:
+                pids.append(int(p.name))
+    return pids
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
