@@ -38,6 +38,7 @@ import plotly.io as pio
 import yaml
 
 from workbench.export import ExportError, OverwriteError, export_figure, library_versions, safe_name, target_paths
+from workbench.jobs.progress import Progress
 from workbench.recipes import EXPORT_KEYS, best_layer, build_figure, normalize_spec
 from workbench.recipes.spec import langs_of
 
@@ -97,7 +98,7 @@ def _substitute(value: Any, variables: Mapping[str, str]) -> Any:
 def render_figure_set(path: str | Path, out_dir: str | Path, *, overrides: Mapping[str, Any] | None = None,
                       variables: Mapping[str, str] | None = None, only: Sequence[str] | None = None,
                       overwrite: bool = False, status: Callable[[str], None] | None = None,
-                      progress: Callable[[int, int, str], None] | None = None) -> list[Path]:
+                      progress: Progress | None = None) -> list[Path]:
     """Render every figure of a figure set into ``out_dir``; return the paths written.
 
     Args:
@@ -271,7 +272,7 @@ def build_report(model: str | Mapping[str, Any], corpus: str, langs: Sequence[st
                  artifact: str | None = None, limit: int | None = None, record: Mapping[str, Any] | None = None,
                  formats: Sequence[str] = ("pdf",), overwrite: bool = False, command: str | None = None,
                  status: Callable[[str], None] | None = None,
-                 progress: Callable[[int, int, str], None] | None = None) -> Path:
+                 progress: Progress | None = None) -> Path:
     """Write ``<out_dir>/report.html`` (self-contained, offline) and ``<out_dir>/figures/``.
 
     Sections: layer profile (retrieval, sensitivity ``en→`` first other language, overlap),

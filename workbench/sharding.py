@@ -163,7 +163,7 @@ def _raise_failures(d: Path, n: int, returncode: int) -> None:
 def _save_part(path: Path, arrays: dict[str, np.ndarray], filled: np.ndarray) -> None:
     """The rows this rank ran (per-sentence arrays cut to them), beside their indices."""
     rows = np.flatnonzero(filled)
-    np.savez(path, **tracing.compact_shard(arrays, rows), **{_ROWS: rows})
+    np.savez(path, **{**tracing.compact_shard(arrays, rows), _ROWS: rows})  # type: ignore[arg-type]  # numpy's stub
 
 
 def _read_part(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:

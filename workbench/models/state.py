@@ -206,7 +206,7 @@ def _load_base(spec: ModelSpec, progress: Callable[[str], None] | None) -> Model
                              f"; repair with `workbench models prepare --force {spec.source}`"
                              if spec.source in BUNDLED else "")) from e
     if not dev.startswith("cuda"):
-        model.to(dev)
+        model.to(dev)  # type: ignore[arg-type]  # transformers types `.to` through a decorator stub
     return state_from_model(model, tok, name=prep.name, spec=spec, fingerprint=f"{prep.fingerprint}-{spec.dtype}")
 
 

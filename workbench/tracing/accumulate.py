@@ -129,7 +129,7 @@ def merge_shards(parts: Sequence[tuple[dict[str, np.ndarray], np.ndarray]]) -> d
                     merged[rows] = src
             out[name] = merged
         elif name == "ffn_pos_counts":
-            out[name] = np.sum([a[name] for a, _ in parts], axis=0, dtype=np.int64)
+            out[name] = np.asarray(np.sum([a[name] for a, _ in parts], axis=0, dtype=np.int64))
         else:
             out[name] = first
     return out

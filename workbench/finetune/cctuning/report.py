@@ -58,10 +58,10 @@ def collect_ffn_pairs(model: Any, arch: Any, examples: Sequence[CCExample], pad_
                 b = collate([seqs[i] for i in idx], pad_id, dev)
                 f = ffn_outputs(model, arch, b["input_ids"], b["attention_mask"],
                                 torch.tensor([pos[i] for i in idx], dtype=torch.long, device=dev))
-                f = f.float().cpu().numpy()
+                rows = f.float().cpu().numpy()
                 if out[k] is None:
-                    out[k] = np.zeros((n, *f.shape[1:]), np.float32)
-                out[k][idx] = f  # type: ignore[index]  # allocated just above
+                    out[k] = np.zeros((n, *rows.shape[1:]), np.float32)
+                out[k][idx] = rows  # type: ignore[index]  # allocated just above
     if out[0] is None or out[1] is None:
         raise ValueError("collect_ffn_pairs: no examples")
     return out[0], out[1]
