@@ -81,9 +81,11 @@ def record_sharded(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, 
                             if g not in stored and all((d / f"done-{g}-{r}").exists() for r in range(num_processes)):
                                 man = read_json_or_none(d / f"manifests-{g}.json") or {}
                                 for i in group:
-                                    parts = [_read_part(d / f"part-{r}-{i}.npz") for r in range(num_processes)]
-                                    store.put(keys[todo[i]], tracing.merge_shards(parts),
+                                    files = [d / f"part-{r}-{i}.npz" for r in range(num_processes)]
+                                    store.put(keys[todo[i]], tracing.merge_shards([_read_part(f) for f in files]),
                                               {**man[todo[i]], "num_processes": num_processes})
+                                    for f in files:  # stored: its scratch is no longer needed
+                                        f.unlink()
                                 stored.add(g)
 
                     _launch_ranks(d, model, corpus_spec, spec, todo, num_processes, len(corpus), progress, status,
