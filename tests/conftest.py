@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -27,6 +29,19 @@ def one_thread():
 ATTN_MLP = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
             "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 FFN = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def wait_for_job(job_id: str, pred, timeout: float, poll: float = 0.1) -> dict:
+    """A fine-tune job's status once `pred(status)` holds or the job has ended (AssertionError on timeout)."""
+    from workbench.jobs import processes as jobs  # here: only the job tests need the job system
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = jobs.job_status(job_id)
+        if pred(st) or st["state"] in jobs.FINAL_STATES:
+            return st
+        time.sleep(poll)
+    raise AssertionError(f"job {job_id} timed out: {jobs.job_status(job_id)}")
 
 
 def tiny_tokenizer():

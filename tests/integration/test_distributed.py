@@ -14,11 +14,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import wait_for_job
 
 from workbench.errors import ParamError
 from workbench.finetune import artifact_io, distributed
@@ -98,13 +98,7 @@ def test_cctuning_is_refused_on_two_processes_before_any_job_starts():
 
 
 def _wait(job_id: str, pred, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = jobs.job_status(job_id)
-        if pred(st) or st["state"] in jobs.FINAL_STATES:
-            return st
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} timed out: {jobs.job_status(job_id)}")
+    return wait_for_job(job_id, pred, timeout, poll=0.2)
 
 
 @pytest.mark.slow

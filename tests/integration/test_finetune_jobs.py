@@ -10,12 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import fresh_tiny_state
+from conftest import fresh_tiny_state, wait_for_job
 
 from workbench.cli.finetune import _follow, add_finetune_parser
 from workbench.errors import WorkbenchError
@@ -45,13 +44,7 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def _wait_for(job_id: str, pred, timeout: float = TIMEOUT) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = jobs.job_status(job_id)
-        if pred(st) or st["state"] in jobs.FINAL_STATES:
-            return st
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} timed out: {jobs.job_status(job_id)}")
+    return wait_for_job(job_id, pred, timeout)
 
 
 @pytest.fixture(scope="module")

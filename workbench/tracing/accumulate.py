@@ -80,7 +80,7 @@ def accumulate(accs: list[Accumulator], owner: list[tuple[int, int]], order: lis
 
 
 #: Arrays whose rows are sentences (a row comes from the one rank that ran its batch).
-_ROW_ARRAYS = {"ffn_layer_mean": 0, "ffn_absdiff": 0}
+_ROW_ARRAYS = frozenset({"ffn_layer_mean", "ffn_absdiff"})
 
 
 def _row_axis(name: str) -> int | None:
