@@ -32,8 +32,8 @@ from typing import Any
 import torch
 
 from workbench.analysis.cctuning import fit_transform_matrix
+from workbench.examples import DataSpec, build_split
 from workbench.finetune.cctuning import (
-    _lora_config,
     cc_examples,
     cc_loss,
     cctuning_forward,
@@ -41,9 +41,9 @@ from workbench.finetune.cctuning import (
     collate_cc,
     collect_ffn_pairs,
     load_cctuning,
+    lora_config,
 )
-from workbench.finetune.data import build_split
-from workbench.finetune.specs import CCTuningSpec, DataSpec
+from workbench.finetune.specs import CCTuningSpec
 
 
 def _load(source: str, device: str) -> Any:
@@ -90,7 +90,7 @@ def _train_steps(state: Any, batch: Any, spec: CCTuningSpec, repeat: int) -> dic
 
     model = copy.deepcopy(state.model)
     model.requires_grad_(False)
-    peft_model = get_peft_model(model, _lora_config(spec, model))
+    peft_model = get_peft_model(model, lora_config(spec, model))
     peft_model.train()
     net = peft_model.base_model.model
     w_dm = torch.nn.Parameter(torch.zeros(state.d_model, state.n_layers, device=state.device))

@@ -25,8 +25,7 @@ import torch
 from workbench.evaluation import DecodingSpec, evaluate
 from workbench.evaluation.generate import generate, stop_token_ids
 from workbench.evaluation.losses import evaluate_model
-from workbench.finetune.data import build_split, prompt_and_target
-from workbench.finetune.specs import DataSpec
+from workbench.examples import DataSpec, build_split, prompt_and_target
 from workbench.models import load
 from workbench.store import Store
 

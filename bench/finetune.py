@@ -27,10 +27,11 @@ from typing import Any
 
 import torch
 
-from workbench.finetune.data import build_split, collate, encode_texts, translation_examples
+from workbench.examples import DataSpec, build_split, encode_texts, translation_examples
+from workbench.finetune.data import collate
 from workbench.finetune.midalign import contrastive_alignment_loss, lora_config, train_midalign
 from workbench.finetune.silp import ffn_parameter_names, train_silp
-from workbench.finetune.specs import DataSpec, MidAlignSpec, SiLPSpec
+from workbench.finetune.specs import MidAlignSpec, SiLPSpec
 from workbench.finetune.train import _schedule, masked_mean
 
 

@@ -47,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, if
 from workbench import models, tracing  # noqa: E402
 from workbench.config import RecordSpec  # noqa: E402
 from workbench.corpus import load_corpus  # noqa: E402
-from workbench.finetune.data import build_split  # noqa: E402
+from workbench.examples import DataSpec, build_split
 from workbench.finetune.runner import train  # noqa: E402
-from workbench.finetune.specs import DataSpec, languages_for, spec_for  # noqa: E402
+from workbench.finetune.specs import languages_for, spec_for
 from workbench.store import Store  # noqa: E402
 
 log = logging.getLogger("gpu_check")

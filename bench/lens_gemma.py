@@ -16,9 +16,9 @@ import time
 import torch
 
 from workbench.config import ModelSpec
-from workbench.finetune.data import build_split
+from workbench.examples import DataSpec, build_split
 from workbench.finetune.lens import train_lens
-from workbench.finetune.specs import DataSpec, LENSSpec
+from workbench.finetune.specs import LENSSpec
 from workbench.models import load
 
 

@@ -83,7 +83,7 @@ def run_plain(state, corpus, langs, budget: int | None) -> dict:
     """Plain transformers: the base model with output_hidden_states, or the naive causal-LM loop."""
     import torch
 
-    from workbench.tracing import make_batches
+    from workbench.examples import make_batches
 
     tok = state.tokenizer
     tok.padding_side = "right"

@@ -20,8 +20,9 @@ from workbench import compare
 from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.errors import user_message
+from workbench.examples import DataSpec
 from workbench.finetune import distributed
-from workbench.finetune.specs import LORA_TARGETS, SCHEDULES, DataSpec, spec_for
+from workbench.finetune.specs import LORA_TARGETS, SCHEDULES, spec_for
 from workbench.jobs import processes as jobs
 from workbench.paths import cache_root
 from workbench.viz import compare_figures
@@ -62,7 +63,7 @@ def _corpora() -> dict[str, dict[str, Any]]:
 @st.cache_data(show_spinner="Checking the data…", max_entries=32)
 def _check_data(data: dict[str, Any], langs: tuple[str, ...], root: str) -> tuple[int, int]:
     """(training units, held-out units) of the split the job will build (raises what it would)."""
-    from workbench.finetune.data import build_split
+    from workbench.examples import build_split
 
     split = build_split(DataSpec.from_dict(data), list(langs))
     return len(split.train), len(split.heldout)

@@ -97,8 +97,7 @@ def state():
 @pytest.fixture(scope="module")
 def split():
     """16 Tatoeba en–sw pairs with a held-out part, short sequences."""
-    from workbench.finetune.data import build_split
-    from workbench.finetune.specs import DataSpec
+    from workbench.examples import DataSpec, build_split
 
     return build_split(DataSpec(limit=16, max_length=48), ("en", "sw"))
 

@@ -31,8 +31,7 @@ from workbench import models
 from workbench.config import ModelSpec
 from workbench.errors import JobError
 from workbench.evaluation.losses import evaluate_state
-from workbench.finetune.data import build_split
-from workbench.finetune.specs import DataSpec
+from workbench.examples import DataSpec, build_split
 from workbench.jobs import processes
 from workbench.recipes import tables as views
 

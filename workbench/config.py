@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 
 from workbench.errors import ParamError
 
-T = TypeVar("T", bound="_Spec")
+T = TypeVar("T", bound="Spec")
 
 POOLINGS = ("mean", "last", "weighted")
 TOKEN_SPANS = ("all", "source", "target")
@@ -29,7 +29,7 @@ _CUDA_N = re.compile(r"cuda:[0-9]+")
 SILP_TEMPLATE = "Translate the following sentence from {src_name} to {tgt_name}.\n{src_text}\n{tgt_text}"
 
 
-def _help(text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+def spec_field(text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
     """A dataclass field with one line of help in its metadata (peft's convention)."""
     if default is dataclasses.MISSING:
         return field(metadata={"help": text}, **kw)
@@ -49,7 +49,7 @@ def _check_type(owner: str, name: str, value: Any, kind: type | tuple[type, ...]
 
 
 @dataclass(frozen=True)
-class _Spec:
+class Spec:
     """Base class: dict round trip and field help."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,19 +77,19 @@ class _Spec:
 
 
 @dataclass(frozen=True)
-class ModelSpec(_Spec):
+class ModelSpec(Spec):
     """Which model to load and how."""
 
-    source: str = _help(
+    source: str = spec_field(
         "bundled name (gemma-3-270m, smollm2-135m, qwen2.5-coder-0.5b), a hub id, a local HF "
         "directory or a .gguf file",
         "gemma-3-270m",
     )
-    revision: str | None = _help("hub revision (branch, tag or commit); hub ids only", None)
-    device: str = _help("'auto' (CUDA if present, else CPU), 'cpu', 'cuda', 'cuda:1', ...", "auto")
-    dtype: str = _help("'auto' (bf16 on CUDA, fp32 on CPU), 'float32', 'bfloat16', 'float16'", "auto")
-    trust_remote_code: bool = _help("allow custom model code from the hub (off by default)", False)
-    artifact: str | None = _help("fine-tune artifact directory applied on top of the base", None)
+    revision: str | None = spec_field("hub revision (branch, tag or commit); hub ids only", None)
+    device: str = spec_field("'auto' (CUDA if present, else CPU), 'cpu', 'cuda', 'cuda:1', ...", "auto")
+    dtype: str = spec_field("'auto' (bf16 on CUDA, fp32 on CPU), 'float32', 'bfloat16', 'float16'", "auto")
+    trust_remote_code: bool = spec_field("allow custom model code from the hub (off by default)", False)
+    artifact: str | None = spec_field("fine-tune artifact directory applied on top of the base", None)
 
     def __post_init__(self) -> None:
         _check_type("ModelSpec", "source", self.source, str, "a model name, hub id or path")
@@ -111,26 +111,26 @@ class ModelSpec(_Spec):
 
 
 @dataclass(frozen=True)
-class RecordSpec(_Spec):
+class RecordSpec(Spec):
     """What to record in one pass over a corpus. Every field changes the stored bytes."""
 
     FORMAT_VERSION: ClassVar[int] = 1
 
-    poolings: tuple[str, ...] = _help("sentence poolings to keep: mean, last, weighted", POOLINGS)
-    embeddings: bool = _help("also record the embedding output (layer 'emb')", True)
-    final_norm: bool = _help("also record the post-final-norm output of the last block as layer 'final'", False)
-    ffn_stats: bool = _help("record FFN neuron statistics (overlap counts, SiLP means)", True)
-    max_length: int = _help("truncate inputs to this many tokens", 256)
-    template: str | None = _help(
+    poolings: tuple[str, ...] = spec_field("sentence poolings to keep: mean, last, weighted", POOLINGS)
+    embeddings: bool = spec_field("also record the embedding output (layer 'emb')", True)
+    final_norm: bool = spec_field("also record the post-final-norm output of the last block as layer 'final'", False)
+    ffn_stats: bool = spec_field("record FFN neuron statistics (overlap counts, SiLP means)", True)
+    max_length: int = spec_field("truncate inputs to this many tokens", 256)
+    template: str | None = spec_field(
         "text template: '{text}' for one language; a pair template with {src_text} "
         "{tgt_text} {src_name} {tgt_name} (e.g. SiLP's) records translation pairs",
         None,
     )
-    chat_template: bool = _help("wrap the (templated) text in the tokenizer's chat template", False)
-    token_span: str = _help("tokens that count for pooling and FFN stats: all, source, target", "all")
-    include_special: bool = _help("count special tokens (BOS) in pooling and FFN stats", False)
-    layers: tuple[int, ...] | None = _help("blocks to record (0-based); None = all", None)
-    batch_tokens: int = _help("padded tokens per forward batch (memory bound; batching is not part of the "
+    chat_template: bool = spec_field("wrap the (templated) text in the tokenizer's chat template", False)
+    token_span: str = spec_field("tokens that count for pooling and FFN stats: all, source, target", "all")
+    include_special: bool = spec_field("count special tokens (BOS) in pooling and FFN stats", False)
+    layers: tuple[int, ...] | None = spec_field("blocks to record (0-based); None = all", None)
+    batch_tokens: int = spec_field("padded tokens per forward batch (memory bound; batching is not part of the "
                               "store key)", 4096)
 
     def __post_init__(self) -> None:
@@ -185,12 +185,12 @@ class RecordSpec(_Spec):
 
 
 @dataclass(frozen=True)
-class CorpusSpec(_Spec):
+class CorpusSpec(Spec):
     """A corpus and the part of it to use."""
 
-    source: str = _help("bundled name (udhr, tatoeba:sw), or a TSV/JSONL file or FLORES dir", "udhr")
-    langs: tuple[str, ...] = _help("language codes", ("en", "zh", "sw", "ar", "hi", "es", "fr", "ja"))
-    limit: int | None = _help("use only the first N units per language", None)
+    source: str = spec_field("bundled name (udhr, tatoeba:sw), or a TSV/JSONL file or FLORES dir", "udhr")
+    langs: tuple[str, ...] = spec_field("language codes", ("en", "zh", "sw", "ar", "hi", "es", "fr", "ja"))
+    limit: int | None = spec_field("use only the first N units per language", None)
 
     def __post_init__(self) -> None:
         _check_type("CorpusSpec", "source", self.source, str, "a corpus name or path")

@@ -31,10 +31,10 @@ from workbench import models, tracing
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec, stable_hash
 from workbench.corpus import ParallelCorpus, load_corpus_spec
 from workbench.errors import RecordError
-from workbench.jobs.progress import Progress, StatusFn
 from workbench.jobs.threads import JOBS, ThreadJob, ThreadRegistry
 from workbench.models import ModelState
 from workbench.paths import cache_root
+from workbench.progress import Progress, StatusFn
 from workbench.sharding import record_sharded
 from workbench.store import Store
 

@@ -38,7 +38,7 @@ import plotly.io as pio
 import yaml
 
 from workbench.export import ExportError, OverwriteError, export_figure, library_versions, safe_name, target_paths
-from workbench.jobs.progress import Progress
+from workbench.progress import Progress
 from workbench.recipes import EXPORT_KEYS, best_layer, build_figure, normalize_spec
 from workbench.recipes.spec import langs_of
 

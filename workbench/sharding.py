@@ -41,8 +41,8 @@ from workbench.corpus import load_corpus_spec
 from workbench.errors import RecordError
 from workbench.fileio import atomic_write_json, read_json_or_none
 from workbench.finetune.distributed import launch_command
-from workbench.jobs.progress import Progress, StatusFn
 from workbench.paths import cache_root
+from workbench.progress import Progress, StatusFn
 from workbench.store import Store
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from workbench.config import ModelSpec
 from workbench.evaluation import DecodingSpec, filter_generations, side_by_side
 from workbench.evaluation.jobs import eval_job_key, start_evaluation
 from workbench.evaluation.run import both_directions, missing_suites
-from workbench.finetune.specs import DataSpec
+from workbench.examples import DataSpec
 from workbench.jobs.threads import JOBS
 
 SUITES = ("translation", "loss", "lm-eval:tatoeba_choice")

@@ -13,8 +13,8 @@ from workbench import recordings
 from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.errors import user_message
-from workbench.jobs.progress import Snapshot
 from workbench.jobs.threads import JOBS
+from workbench.progress import Snapshot
 from workbench.tracing import Recording
 
 log = logging.getLogger("workbench.app")

@@ -21,8 +21,8 @@ from workbench import recordings
 from workbench import ui_support as ui
 from workbench.analysis import retrieval
 from workbench.config import CorpusSpec, ModelSpec
-from workbench.jobs.progress import Snapshot
 from workbench.jobs.threads import JOBS
+from workbench.progress import Snapshot
 from workbench.viz.theme import SERIES_COLOR, language_color
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,10 +13,10 @@ import sys
 import torch
 
 from workbench import models
+from workbench.examples import DataSpec, build_split
 from workbench.finetune import distributed
-from workbench.finetune.data import build_split
 from workbench.finetune.runner import train
-from workbench.finetune.specs import DataSpec, languages_for, spec_for
+from workbench.finetune.specs import languages_for, spec_for
 
 
 def main() -> None:

@@ -22,9 +22,10 @@ from conftest import tiny_model, tiny_tokenizer
 from workbench import tracing
 from workbench.config import SILP_TEMPLATE, RecordSpec
 from workbench.corpus import ParallelCorpus
+from workbench.examples import length_batches, pack_rows, packed_batches
 from workbench.models import state_from_model
 from workbench.store import Store, make_key
-from workbench.tracing import Batching, length_batches, pack_rows, packed_batches, recorder
+from workbench.tracing import Batching, recorder
 
 TEXTS = {  # different lengths per language, so batches across units mix them
     "en": ["All human beings are born free and equal in dignity and rights.", "Everyone has the right to life.",

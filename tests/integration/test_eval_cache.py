@@ -14,8 +14,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from workbench.errors import Cancelled, EvalError
 from workbench.evaluation import EVAL_COLUMNS, GENERATION_COLUMNS, DecodingSpec, compare_scores, evaluate, evaluate_many
 from workbench.evaluation import cache as eval_cache
-from workbench.finetune.data import build_split
-from workbench.finetune.specs import DataSpec
+from workbench.examples import DataSpec, build_split
 from workbench.models import state_from_model, tiny_model, tiny_tokenizer
 from workbench.models import state_from_model as _wrap
 from workbench.store import Store

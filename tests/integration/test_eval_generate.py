@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from workbench.evaluation.generate import CCInference, DecodingSpec, generate, stop_token_ids
-from workbench.finetune.data import prompt_and_target
+from workbench.examples import prompt_and_target
 
 
 def _prompts(split, n=5):

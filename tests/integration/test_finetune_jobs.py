@@ -18,10 +18,10 @@ from conftest import fresh_tiny_state, wait_for_job
 
 from workbench.cli.finetune import _follow, add_finetune_parser
 from workbench.errors import WorkbenchError
+from workbench.examples import DataSpec, build_split
 from workbench.finetune import artifact_io
-from workbench.finetune.data import build_split
 from workbench.finetune.silp import train_silp
-from workbench.finetune.specs import DataSpec, SiLPSpec
+from workbench.finetune.specs import SiLPSpec
 from workbench.jobs import processes as jobs
 
 TINY = {"source": "tiny:llama"}

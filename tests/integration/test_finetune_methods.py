@@ -13,8 +13,9 @@ from conftest import ATTN_MLP, FFN, fresh_tiny_state
 
 from workbench.errors import ParamError
 from workbench.evaluation.losses import evaluate_model, translation_loss
+from workbench.examples import ParallelSplit, build_split, encode_texts
 from workbench.finetune import artifact_io
-from workbench.finetune.data import ParallelSplit, build_split, collate, encode_texts
+from workbench.finetune.data import collate
 from workbench.finetune.lens import (
     final_states,
     lens_encode,

@@ -19,8 +19,8 @@ from workbench import models, tracing
 from workbench.config import RecordSpec
 from workbench.corpus import ParallelCorpus
 from workbench.evaluation.losses import nll_per_example
+from workbench.examples import translation_examples
 from workbench.finetune.cctuning import cc_examples, cc_loss, cctuning_forward, collate_cc, collect_ffn_pairs
-from workbench.finetune.data import translation_examples
 from workbench.finetune.lens import train_lens
 from workbench.finetune.specs import CCTuningSpec, LENSSpec
 

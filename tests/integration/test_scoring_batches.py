@@ -10,9 +10,10 @@ import torch
 
 from workbench import tracing
 from workbench.analysis.sensitivity import projection_sensitivity
-from workbench.evaluation.losses import nll_per_example, perplexity_examples, scoring_batches
+from workbench.evaluation.losses import nll_per_example, perplexity_examples
+from workbench.examples import IGNORE, Example, scoring_batches, translation_examples
 from workbench.finetune.cctuning import cc_examples, cctuning_evaluate, collect_ffn_pairs, ffn_outputs
-from workbench.finetune.data import IGNORE, Example, collate, translation_examples
+from workbench.finetune.data import collate
 from workbench.finetune.lens import _reps  # the one helper every LENS representation goes through
 from workbench.finetune.silp import allocation_inputs, silp_allocation
 from workbench.finetune.specs import CCTuningSpec, SiLPSpec

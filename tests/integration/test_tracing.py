@@ -15,6 +15,7 @@ from conftest import tiny_model, tiny_tokenizer
 from workbench import tracing
 from workbench.config import SILP_TEMPLATE, RecordSpec
 from workbench.corpus import ParallelCorpus
+from workbench.examples import make_batches
 from workbench.models import get_path, state_from_model
 from workbench.store import Store
 from workbench.tracing import recorder
@@ -84,7 +85,7 @@ def test_left_and_right_padding_agree_and_alone_equals_in_batch(tiny_state, corp
     for p in ("pooled_mean", "pooled_last", "pooled_weighted"):
         np.testing.assert_allclose(a[p][:, 0], right[p][:, 3], atol=1e-5)
     # the batch really was padded: several sentences in one batch
-    assert len(tracing.make_batches([10, 3, 7, 12, 2], 256)) == 1
+    assert len(make_batches([10, 3, 7, 12, 2], 256)) == 1
 
 
 def test_poolings_match_hand_computation(tiny_state, corpus):
@@ -195,7 +196,7 @@ def test_bad_inputs_give_clear_errors(tiny_state, corpus):
 
 def test_memory_bounded_batches():
     lengths = list(range(1, 200))
-    batches = tracing.make_batches(lengths, 512)
+    batches = make_batches(lengths, 512)
     assert sorted(i for b in batches for i in b) == list(range(199))
     assert all(len(b) * max(lengths[i] for i in b) <= 512 for b in batches)
 

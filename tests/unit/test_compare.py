@@ -19,8 +19,8 @@ from workbench import compare, models, recordings
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.evaluation.losses import evaluate_state
+from workbench.examples import DataSpec
 from workbench.finetune import artifact_io
-from workbench.finetune.specs import DataSpec
 from workbench.jobs import processes as jobs
 from workbench.recipes import tables as views
 from workbench.recordings import ensure_recording, load_corpus_spec
@@ -130,7 +130,7 @@ def test_eval_compare_is_finetune_evaluate_of_each_state(states):
     t = compare.eval_compare(states["base"], states["tuned"], DATA, ["en", "sw"], pivot="en", max_items=4)
     assert list(t["measure"]) == ["loss_en>sw", "loss_sw>en", "ppl_en"]
     assert list(t["kind"]) == ["translation loss", "translation loss", "perplexity"]
-    from workbench.finetune.data import build_split
+    from workbench.examples import build_split
 
     split = build_split(DATA, ["en", "sw"])
     want_a = evaluate_state(states["base"], split, pivot="en", max_items=4)

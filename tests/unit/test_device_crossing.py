@@ -20,8 +20,8 @@ from workbench import models, tracing
 from workbench.config import RecordSpec
 from workbench.corpus import ParallelCorpus
 from workbench.evaluation.losses import token_nll
+from workbench.examples import IGNORE
 from workbench.finetune.cctuning.model import decision_maker
-from workbench.finetune.data import IGNORE
 from workbench.finetune.lens import lens_losses
 from workbench.tracing import make_batch, pool
 from workbench.tracing.recorder import _ffn_stats

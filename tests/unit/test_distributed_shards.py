@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from workbench.examples import IGNORE, Example
 from workbench.finetune import distributed
-from workbench.finetune.data import IGNORE, Example, collate
+from workbench.finetune.data import collate
 
 
 def _ex(n_prompt: int, n_target: int) -> Example:

@@ -15,7 +15,7 @@ from workbench.evaluation.langid import (
     validation_table,
 )
 from workbench.evaluation.suites import _fidelity_rows
-from workbench.finetune.data import ParallelSplit
+from workbench.examples import ParallelSplit
 
 SW = ["Ninapenda kusoma vitabu vya historia.", "Watoto wanacheza mpira uwanjani.", "Mama anapika chakula kitamu.",
       "Tutaenda sokoni kesho asubuhi."]

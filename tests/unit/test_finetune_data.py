@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from workbench.corpus import CorpusError
-from workbench.finetune.data import (
+from workbench.examples import (
     IGNORE,
+    DataSpec,
     build_split,
-    collate,
     encode_texts,
     encode_translation,
     epoch_batches,
@@ -18,7 +18,8 @@ from workbench.finetune.data import (
     prompt_and_target,
     translation_examples,
 )
-from workbench.finetune.specs import SPECS, DataSpec, LENSSpec, MidAlignSpec, SiLPSpec, spec_for
+from workbench.finetune.data import collate
+from workbench.finetune.specs import SPECS, LENSSpec, MidAlignSpec, SiLPSpec, spec_for
 from workbench.models import tiny_tokenizer
 
 

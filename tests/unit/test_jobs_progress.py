@@ -5,8 +5,8 @@ import time
 import pytest
 
 from workbench.errors import Cancelled
-from workbench.jobs.progress import RateMeter
 from workbench.jobs.threads import ThreadRegistry
+from workbench.progress import RateMeter
 
 
 def test_rate_counts_computed_units_between_reports_and_eta_counts_down():

@@ -29,7 +29,7 @@ from workbench.errors import EvalError, OverwriteError
 from workbench.evaluation import DecodingSpec, EvalResult, compare_scores, evaluate, side_by_side
 from workbench.evaluation.run import both_directions
 from workbench.evaluation.tables import combine
-from workbench.finetune.specs import DataSpec
+from workbench.examples import DataSpec
 
 DEFAULT_SUITES = ("translation", "loss")
 

@@ -21,29 +21,30 @@ store key.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from workbench.config import _help, _Spec
+from workbench.config import Spec, spec_field
 from workbench.errors import ParamError
+from workbench.progress import Advance
 
 __all__ = ["CCInference", "DecodingSpec", "generate", "newline_token_ids", "stop_token_ids"]
 
 
 @dataclass(frozen=True)
-class DecodingSpec(_Spec):
+class DecodingSpec(Spec):
     """How outputs are decoded (part of the store key of every suite that generates)."""
 
-    max_new_tokens: int = _help("most new tokens per output", 64)
-    do_sample: bool = _help("sample instead of greedy decoding", False)
-    temperature: float = _help("sampling temperature (do_sample only)", 1.0)
-    top_p: float = _help("nucleus sampling mass (do_sample only)", 1.0)
-    seed: int = _help("seed of sampling (per batch: seed + batch index)", 0)
-    stop_at_newline: bool = _help("stop at the end of the template's answer line", True)
-    batch_size: int = _help("prompts per generate call (sorted by length)", 16)
+    max_new_tokens: int = spec_field("most new tokens per output", 64)
+    do_sample: bool = spec_field("sample instead of greedy decoding", False)
+    temperature: float = spec_field("sampling temperature (do_sample only)", 1.0)
+    top_p: float = spec_field("nucleus sampling mass (do_sample only)", 1.0)
+    seed: int = spec_field("seed of sampling (per batch: seed + batch index)", 0)
+    stop_at_newline: bool = spec_field("stop at the end of the template's answer line", True)
+    batch_size: int = spec_field("prompts per generate call (sorted by length)", 16)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -128,7 +129,7 @@ def _trim(new: list[int], eos: int | None) -> list[int]:
 
 
 def generate(state: Any, prompts: Sequence[str], decoding: DecodingSpec | None = None, *,
-             cc: CCInference | None = None, on_batch: Callable[[int], None] | None = None,
+             cc: CCInference | None = None, on_batch: Advance | None = None,
              raw: bool = False) -> list[str]:
     """Outputs of `state` for `prompts`, in the order of `prompts`.
 

@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,10 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from workbench.config import stable_hash
 from workbench.errors import EvalError
 from workbench.evaluation.generate import CCInference, DecodingSpec, generate
-from workbench.evaluation.losses import scoring_batches
 from workbench.evaluation.metrics import bootstrap_mean
-from workbench.finetune.data import ParallelSplit, prompt_and_target
+from workbench.examples import ParallelSplit, prompt_and_target, scoring_batches
 from workbench.paths import cache_root
+from workbench.progress import Advance
 
 __all__ = ["OFFLINE_TASK", "WorkbenchLM", "check_task", "hub_reachable", "offline_task_dir", "run_task"]
 
@@ -66,7 +66,7 @@ class WorkbenchLM(LM):
     """lm-eval's model interface over a loaded ModelState (optionally with CC-Tuning inference)."""
 
     def __init__(self, state: Any, *, cc: CCInference | None = None, batch_size: int = 8,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Advance | None = None) -> None:
         super().__init__()
         self.state, self.cc, self.batch_size, self.on_batch = state, cc, batch_size, on_batch
         tok = state.tokenizer
@@ -309,7 +309,7 @@ def _rows_from(results: dict[str, Any], task_names: Sequence[str], n_boot: int, 
 
 def run_task(state: Any, task: str, *, split: ParallelSplit | None = None, direction: tuple[str, str] | None = None,
              limit: int | None = None, cc: CCInference | None = None, batch_size: int = 8,
-             on_batch: Callable[[int], None] | None = None, n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+             on_batch: Advance | None = None, n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
     """Run one lm-eval task on `state` through `lm_eval.simple_evaluate`.
 
     Returns:

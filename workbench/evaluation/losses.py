@@ -16,41 +16,27 @@ computation.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workbench.finetune.data import IGNORE, Example, ParallelSplit, collate, encode_texts, translation_examples
-from workbench.tracing.inputs import MAX_PADDING, length_batches
+from workbench.examples import (
+    IGNORE,
+    MAX_PADDING,
+    Example,
+    ParallelSplit,
+    collate,
+    encode_texts,
+    scoring_batches,
+    translation_examples,
+)
+from workbench.progress import Advance
 
 __all__ = ["evaluate_model", "evaluate_state", "nll", "nll_per_example", "perplexity", "perplexity_examples",
-           "scoring_batches", "token_nll", "translation_loss"]
-
-
-def scoring_batches(lengths: Sequence[int], *, batch_size: int = 8, max_tokens: int | None = None,
-                    max_padding: float = MAX_PADDING) -> list[list[int]]:
-    """Indices of `lengths` grouped for scoring: `tracing.length_batches` under a token budget.
-
-    The default budget, `batch_size` times the longest length, is the padded size of the
-    largest batch that fixed chunks of `batch_size` could form, so memory never exceeds
-    theirs; short sequences share a batch with more rows instead of with long ones.
-
-    Args:
-        lengths: tokens per sequence (each >= 1).
-        batch_size: sequences per batch that the default budget allows at the longest length.
-        max_tokens: padded-token budget per batch (overrides the default).
-        max_padding: padding budget per batch (fraction; 1 = token budget only).
-
-    Returns:
-        Batches of indices, longest first; every index exactly once.
-    """
-    if not lengths:
-        return []
-    budget = max_tokens if max_tokens is not None else max(1, batch_size) * max(lengths)
-    return length_batches(lengths, max_tokens=budget, max_padding=max_padding)
+           "token_nll", "translation_loss"]
 
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +52,7 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def nll_per_example(model: Any, examples: Sequence[Example], pad_id: int, *, batch_size: int = 8,
-                    on_batch: Callable[[int], None] | None = None, max_tokens: int | None = None,
+                    on_batch: Advance | None = None, max_tokens: int | None = None,
                     max_padding: float = MAX_PADDING) -> tuple[np.ndarray, np.ndarray]:
     """Summed NLL `(N,)` float64 and scored-token count `(N,)` int64 of each example's labels, in input order.
 

@@ -30,12 +30,12 @@ from workbench.evaluation import suites as S
 from workbench.evaluation.cache import CachedSuite, read_suite, suite_key, write_suite
 from workbench.evaluation.generate import CCInference, DecodingSpec
 from workbench.evaluation.lmeval import OFFLINE_TASK, check_task, choice_items
+from workbench.examples import DataSpec, ParallelSplit, build_split
 from workbench.finetune.cctuning import CC_FILE
-from workbench.finetune.data import ParallelSplit, build_split
-from workbench.finetune.specs import DataSpec
+from workbench.progress import Progress
 from workbench.store import Store
 
-__all__ = ["EVAL_COLUMNS", "GENERATION_COLUMNS", "SUITES", "EvalResult", "ProgressFn", "both_directions", "evaluate",
+__all__ = ["EVAL_COLUMNS", "GENERATION_COLUMNS", "SUITES", "EvalResult", "both_directions", "evaluate",
            "heldout_hash"]
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 EVAL_COLUMNS = ["state", "suite", "direction", "metric", "value", "ci_low", "ci_high"]
 GENERATION_COLUMNS = ["state", "direction", "id", "source", "reference", "output", "output_lang", "chrf"]
 SUITES = ("translation", "loss", "lm-eval:<task>")
-ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -204,7 +203,7 @@ def cc_inference(spec: ModelSpec) -> CCInference | None:
 
 
 class _Progress:
-    def __init__(self, total: int, progress: ProgressFn | None, should_stop: Callable[[], bool] | None) -> None:
+    def __init__(self, total: int, progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
         self.done, self.total, self.msg = 0, max(total, 1), ""
         self.progress, self.should_stop = progress, should_stop
 
@@ -303,7 +302,7 @@ def missing_suites(state_or_spec: Any, suites: Sequence[str], data: DataSpec | P
 def evaluate(state_or_spec: Any, suites: Sequence[str], data: DataSpec | ParallelSplit | str, *,
              directions: Sequence[tuple[str, str]] | Sequence[str] | None = None, limit: int | None = None,
              decoding: DecodingSpec | None = None, store: Store | None = None, label: str | None = None,
-             batch_size: int = 8, n_boot: int = 1000, seed: int = 0, progress: ProgressFn | None = None,
+             batch_size: int = 8, n_boot: int = 1000, seed: int = 0, progress: Progress | None = None,
              should_stop: Callable[[], bool] | None = None) -> EvalResult:
     """Evaluate one model state on `suites`, each computed once (store) and served afterwards.
 

@@ -29,9 +29,17 @@ import torch
 from workbench.evaluation.generate import CCInference, DecodingSpec, generate
 from workbench.evaluation.langid import MIN_ACCURACY, Identifier, accuracy_on_references
 from workbench.evaluation.lmeval import OFFLINE_TASK, run_task
-from workbench.evaluation.losses import nll_per_example, perplexity_examples, scoring_batches, token_nll
+from workbench.evaluation.losses import nll_per_example, perplexity_examples, token_nll
 from workbench.evaluation.metrics import bootstrap_ratio, corpus_bleu, corpus_chrf, finite_or_nan, sentence_chrf
-from workbench.finetune.data import IGNORE, Example, ParallelSplit, collate, prompt_and_target, translation_examples
+from workbench.examples import (
+    IGNORE,
+    Example,
+    ParallelSplit,
+    collate,
+    prompt_and_target,
+    scoring_batches,
+    translation_examples,
+)
 
 __all__ = ["Advance", "SuiteOutput", "direction_name", "lmeval_suite", "loss_suite", "translation_suite"]
 

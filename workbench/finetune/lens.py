@@ -38,13 +38,11 @@ import torch.nn.functional as F
 
 from workbench.analysis.subspace import language_subspace
 from workbench.errors import ParamError
-from workbench.evaluation.losses import scoring_batches
-from workbench.finetune.data import Example, ParallelSplit, collate, encode_texts, epoch_batches, n_batches
+from workbench.examples import Example, ParallelSplit, encode_texts, epoch_batches, n_batches, scoring_batches
+from workbench.finetune.data import collate
 from workbench.finetune.specs import LENSSpec
 from workbench.finetune.train import (
-    ProgressFn,
     Stepper,
-    StopFn,
     TrainResult,
     block_output,
     clone_for_training,
@@ -54,6 +52,7 @@ from workbench.finetune.train import (
     summarize,
 )
 from workbench.models import get_path
+from workbench.progress import Progress, StopFn
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +198,7 @@ def lens_evaluate(model: Any, ref_model: Any, state: Any, examples: dict[str, li
     return {**{k: float(v) for k, v in out.items()}, "n": len(examples[spec.central])}
 
 
-def train_lens(state: Any, split: ParallelSplit, spec: LENSSpec, *, progress: ProgressFn | None = None,
+def train_lens(state: Any, split: ParallelSplit, spec: LENSSpec, *, progress: Progress | None = None,
                should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
     """LENS on a copy of `state.model`: only blocks >= start are trained.
 

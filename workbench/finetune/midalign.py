@@ -33,18 +33,12 @@ import torch
 import torch.nn.functional as F
 
 from workbench.errors import ParamError
-from workbench.finetune.data import (
-    ParallelSplit,
-    collate,
-    encode_texts,
-    n_batches,
-    translation_examples,
-)
-from workbench.finetune.specs import LORA_TARGETS, MidAlignSpec
+from workbench.examples import ParallelSplit, encode_texts, n_batches, translation_examples
+from workbench.finetune import lora
+from workbench.finetune.data import collate
+from workbench.finetune.specs import MidAlignSpec
 from workbench.finetune.train import (
-    ProgressFn,
     Stepper,
-    StopFn,
     TrainResult,
     block_output,
     clone_for_training,
@@ -52,6 +46,7 @@ from workbench.finetune.train import (
     masked_mean,
     summarize,
 )
+from workbench.progress import Progress, StopFn
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +58,6 @@ __all__ = [
     "merge_lora_weights",
     "train_midalign",
 ]
-
-_GPT2_TARGETS = ("c_attn", "c_proj", "c_fc")
-
 
 def default_align_layer(n_layers: int) -> int:
     """Mid-align's default alignment layer as our 0-based block: its layer `L/2` (1-based) = block `L//2 − 1`.
@@ -101,14 +93,8 @@ def contrastive_alignment_loss(hs: torch.Tensor, ht: torch.Tensor, tau: float) -
 
 
 def lora_config(spec: MidAlignSpec, model: Any) -> Any:
-    """The peft LoraConfig of `spec` for `model` (GPT-2 gets its own module names)."""
-    from peft import LoraConfig
-
-    targets = list(spec.target_modules)
-    if getattr(model.config, "model_type", "") == "gpt2" and tuple(targets) == LORA_TARGETS:
-        targets = list(_GPT2_TARGETS)
-    return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
-                      bias="none", task_type="CAUSAL_LM")
+    """The peft LoraConfig of `spec` for `model` (`finetune.lora`: the architecture's module names)."""
+    return lora.lora_config(model, r=spec.r, alpha=spec.alpha, dropout=spec.dropout, targets=spec.target_modules)
 
 
 def _plan(spec: MidAlignSpec, n_task: int, n_pairs: int) -> list[str]:
@@ -131,21 +117,7 @@ def _cycle(n: int, batch_size: int, seed: int, stream: int) -> Any:
         e += 1
 
 
-def _merge(peft_model: Any) -> tuple[Any, dict[str, torch.Tensor], dict[str, Any], list[str]]:
-    """Adapter state (copied), config dict, the merged plain model, and the merged weights' names."""
-    from peft import get_peft_model_state_dict
-
-    adapter = {k: v.detach().clone().cpu() for k, v in get_peft_model_state_dict(peft_model).items()}
-    cfg = peft_model.peft_config["default"].to_dict()
-    cfg = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
-    lora_modules = [n for n, m in peft_model.base_model.model.named_modules() if hasattr(m, "lora_A")]
-    merged = peft_model.merge_and_unload()
-    names = {n for n, _ in merged.named_parameters()}
-    changed = sorted(f"{m}.weight" for m in lora_modules if f"{m}.weight" in names)
-    return merged, adapter, cfg, changed
-
-
-def train_midalign(state: Any, split: ParallelSplit, spec: MidAlignSpec, *, progress: ProgressFn | None = None,
+def train_midalign(state: Any, split: ParallelSplit, spec: MidAlignSpec, *, progress: Progress | None = None,
                    should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
     """LoRA fine-tune with alternating task/alignment batches on a copy of `state.model`.
 
@@ -198,7 +170,7 @@ def train_midalign(state: Any, split: ParallelSplit, spec: MidAlignSpec, *, prog
             loss = contrastive_alignment_loss(h[: len(idx)], h[len(idx):], spec.tau)
             stepper.step(loss, align_loss=loss)
     seconds = stepper.close()
-    merged, adapter, cfg, changed = _merge(peft_model)
+    merged, adapter, cfg, changed = lora.merge_lora(peft_model)
     finish_model(merged)
     metrics = {"align_layer": layer, "kinds": {k: kinds.count(k) for k in ("task", "align")},
                **summarize(stepper.history, seconds, ("loss", "task_loss", "align_loss"))}

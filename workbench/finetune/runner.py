@@ -15,16 +15,17 @@ from typing import Any
 from workbench import evaluation
 from workbench.config import ModelSpec
 from workbench.errors import CorpusError, JobError, ParamError
+from workbench.examples import DataSpec, ParallelSplit, build_split
 from workbench.finetune import artifact_io, distributed
 from workbench.finetune.cctuning import train_cctuning
-from workbench.finetune.data import ParallelSplit, build_split
 from workbench.finetune.lens import train_lens
 from workbench.finetune.midalign import train_midalign
 from workbench.finetune.silp import train_silp
-from workbench.finetune.specs import CCTuningSpec, DataSpec, LENSSpec, languages_for, spec_for
-from workbench.finetune.train import ProgressFn, StopFn, TrainResult
+from workbench.finetune.specs import CCTuningSpec, LENSSpec, languages_for, spec_for
+from workbench.finetune.train import TrainResult
 from workbench.models import prepare, state_from_model
 from workbench.models.state import tuned_fingerprint
+from workbench.progress import Progress, StopFn
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def _pivot(method: str, spec: Any) -> str:
     return spec.tgt if method == "silp" else spec.src  # SiLP's D; Mid-align's first language
 
 
-def train(method: str, state: Any, split: ParallelSplit, spec: Any, *, progress: ProgressFn | None = None,
+def train(method: str, state: Any, split: ParallelSplit, spec: Any, *, progress: Progress | None = None,
           should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
     """Dispatch to `train_silp` / `train_midalign` / `train_lens` / `train_cctuning`."""
     spec = spec_for(method, spec)
@@ -93,7 +94,7 @@ def train(method: str, state: Any, split: ParallelSplit, spec: Any, *, progress:
 
 
 def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any, out_dir: str | Path, *,
-             model_spec: dict[str, Any] | None = None, progress: ProgressFn | None = None,
+             model_spec: dict[str, Any] | None = None, progress: Progress | None = None,
              should_stop: StopFn | None = None, evaluate: bool = True,
              status: Callable[[str], None] | None = None, corpus: Any = None,
              split: ParallelSplit | None = None) -> tuple[Path, TrainResult]:

@@ -31,26 +31,25 @@ import torch
 
 from workbench.config import RecordSpec
 from workbench.corpus import Language, ParallelCorpus
-from workbench.finetune.data import (
+from workbench.examples import (
     Example,
     ParallelSplit,
-    collate,
     encode_translation,
     epoch_batches,
     jsonl_records,
     n_batches,
     translation_examples,
 )
+from workbench.finetune.data import collate
 from workbench.finetune.specs import SiLPSpec
 from workbench.finetune.train import (
-    ProgressFn,
     Stepper,
-    StopFn,
     TrainResult,
     clone_for_training,
     finish_model,
     summarize,
 )
+from workbench.progress import Progress, StopFn
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +149,7 @@ def _stage_steps(n: int, spec: SiLPSpec) -> int:
     return min(steps, spec.max_steps) if spec.max_steps is not None else steps
 
 
-def train_silp(state: Any, split: ParallelSplit, spec: SiLPSpec, *, progress: ProgressFn | None = None,
+def train_silp(state: Any, split: ParallelSplit, spec: SiLPSpec, *, progress: Progress | None = None,
                should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
     """Run SiLP's stages on a copy of `state.model`.
 

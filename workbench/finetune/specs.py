@@ -16,14 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.config import SILP_TEMPLATE, _help, _Spec
+from workbench.config import Spec, spec_field
 from workbench.errors import ParamError
+from workbench.models.architectures import LORA_TARGETS
 
-__all__ = ["CCTuningSpec", "DataSpec", "LENSSpec", "MidAlignSpec", "SCHEDULES", "SPECS", "SiLPSpec", "languages_for",
+__all__ = ["CCTuningSpec", "LENSSpec", "MidAlignSpec", "SCHEDULES", "SPECS", "SiLPSpec", "languages_for",
            "spec_for"]
 
 SCHEDULES = ("cosine", "linear", "constant", "inverse_sqrt")
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def _check_common(spec: Any) -> None:
@@ -51,60 +51,33 @@ def _check_layers(name: str, field: str, layers: tuple[int, ...] | None) -> None
 
 
 @dataclass(frozen=True)
-class DataSpec(_Spec):
-    """Where the parallel data comes from and how it is split and tokenised."""
-
-    source: str = _help("corpus: tatoeba:sw, udhr, a TSV/JSONL file or a FLORES dir", "tatoeba:sw")
-    heldout: float = _help("fraction of units held out for evaluation (at least 1 unit)", 0.1)
-    limit: int | None = _help("use at most N training units (after holding out); None = all", None)
-    split_seed: int = _help("seed of the train/held-out split and of the unit order", 0)
-    max_length: int = _help("truncate prompt+target to this many tokens", 128)
-    template: str = _help("translation prompt with {src_name} {tgt_name} {src_text} {tgt_text}; "
-                          "the loss is on {tgt_text} (+EOS) only, so it must come last",
-                          SILP_TEMPLATE)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.heldout < 1:
-            raise ParamError(f"DataSpec: heldout must be a fraction in (0, 1), got {self.heldout}")
-        if self.limit is not None and self.limit < 1:
-            raise ParamError(f"DataSpec: limit must be >= 1 or None, got {self.limit}")
-        if self.max_length < 8:
-            raise ParamError(f"DataSpec: max_length must be >= 8, got {self.max_length}")
-        for key in ("{src_text}", "{tgt_text}"):
-            if key not in self.template:
-                raise ParamError(f"DataSpec: template must contain {key}")
-        if not self.template.rstrip().endswith("{tgt_text}"):
-            raise ParamError("DataSpec: template must end with {tgt_text} (the target is what is learned)")
-
-
-@dataclass(frozen=True)
-class SiLPSpec(_Spec):
+class SiLPSpec(Spec):
     """SiLP: selective FFN fine-tune of projection-sensitive layers, N2D then D2N (§3.2–3.3)."""
 
-    src: str = _help("N: the non-dominant language (input of stage N2D, output of D2N)", "sw")
-    tgt: str = _help("D: the dominant language (output of stage N2D, input of D2N)", "en")
-    n2d_layers: tuple[int, ...] | None = _help(
+    src: str = spec_field("N: the non-dominant language (input of stage N2D, output of D2N)", "sw")
+    tgt: str = spec_field("D: the dominant language (output of stage N2D, input of D2N)", "en")
+    n2d_layers: tuple[int, ...] | None = spec_field(
         "blocks whose FFN stage N2D trains; None = SiLP allocation from projection sensitivity; "
         "() skips the stage", None)
-    d2n_layers: tuple[int, ...] | None = _help(
+    d2n_layers: tuple[int, ...] | None = spec_field(
         "blocks whose FFN stage D2N trains; None = from the allocation; () skips the stage", None)
-    split: int | None = _help("allocation split k, a 0-based block (SiLP numbers FFN layers 0…L−1 too): N2D "
+    split: int | None = spec_field("allocation split k, a 0-based block (SiLP numbers FFN layers 0…L−1 too): N2D "
                               "candidates are blocks 1…k, D2N k+1…L−1; None = round(0.625·L) (paper: 20 of 32)",
                               None)
-    k1: int | None = _help("number of N2D layers chosen by the allocation; None = min(4, candidates) "
+    k1: int | None = spec_field("number of N2D layers chosen by the allocation; None = min(4, candidates) "
                            "(the paper's 4, clipped on shallow models)", None)
-    k2: int | None = _help("number of D2N layers chosen by the allocation; None = min(4, candidates)", None)
-    alloc_pairs: int = _help("training pairs used to score projection sensitivity", 200)
-    lr: float = _help("peak learning rate (AdamW β=(0.9, 0.999), no weight decay)", 2e-5)
-    schedule: str = _help("learning-rate schedule per stage: cosine, linear, constant, inverse_sqrt",
+    k2: int | None = spec_field("number of D2N layers chosen by the allocation; None = min(4, candidates)", None)
+    alloc_pairs: int = spec_field("training pairs used to score projection sensitivity", 200)
+    lr: float = spec_field("peak learning rate (AdamW β=(0.9, 0.999), no weight decay)", 2e-5)
+    schedule: str = spec_field("learning-rate schedule per stage: cosine, linear, constant, inverse_sqrt",
                           "cosine")
-    warmup: float = _help("warm-up fraction of each stage's steps", 0.03)
-    epochs: float = _help("epochs per stage (the paper: 2)", 2.0)
-    batch_size: int = _help("pairs per step (the paper: 128 global; no accumulation here)", 8)
-    max_steps: int | None = _help("cap on the steps of each stage (short runs); None = epochs", None)
-    max_grad_norm: float | None = _help("clip the gradient norm (LLaMA-Factory default 1.0)", 1.0)
-    seed: int = _help("seed of the data order and of torch", 0)
-    tft_file: str | None = _help(
+    warmup: float = spec_field("warm-up fraction of each stage's steps", 0.03)
+    epochs: float = spec_field("epochs per stage (the paper: 2)", 2.0)
+    batch_size: int = spec_field("pairs per step (the paper: 128 global; no accumulation here)", 8)
+    max_steps: int | None = spec_field("cap on the steps of each stage (short runs); None = epochs", None)
+    max_grad_norm: float | None = spec_field("clip the gradient norm (LLaMA-Factory default 1.0)", 1.0)
+    seed: int = spec_field("seed of the data order and of torch", 0)
+    tft_file: str | None = spec_field(
         "optional stage TFT: JSONL of instruction/output (or prompt/response) pairs in N; "
         "trains all parameters (SiLP Eq. 7)", None)
 
@@ -119,33 +92,33 @@ class SiLPSpec(_Spec):
 
 
 @dataclass(frozen=True)
-class MidAlignSpec(_Spec):
+class MidAlignSpec(Spec):
     """Mid-align: LoRA, alternating task (translation) and middle-layer contrastive alignment."""
 
-    src: str = _help("first language of each pair (the pivot, e.g. en)", "en")
-    tgt: str = _help("second language of each pair (e.g. sw)", "sw")
-    task_directions: str = _help("translation task: 'both' (src→tgt and tgt→src) or 'forward'", "both")
-    r: int = _help("LoRA rank", 8)
-    alpha: int = _help("LoRA α (scaling α/r)", 16)
-    dropout: float = _help("LoRA dropout", 0.1)
-    target_modules: tuple[str, ...] = _help(
-        "modules that get LoRA (Llama names; GPT-2 models map to c_attn, c_proj, c_fc)", LORA_TARGETS)
-    align_layer: int | None = _help(
+    src: str = spec_field("first language of each pair (the pivot, e.g. en)", "en")
+    tgt: str = spec_field("second language of each pair (e.g. sw)", "sw")
+    task_directions: str = spec_field("translation task: 'both' (src→tgt and tgt→src) or 'forward'", "both")
+    r: int = spec_field("LoRA rank", 8)
+    alpha: int = spec_field("LoRA α (scaling α/r)", 16)
+    dropout: float = spec_field("LoRA dropout", 0.1)
+    target_modules: tuple[str, ...] = spec_field(
+        "modules that get LoRA (Llama names; the default set maps to each architecture's `lora_targets`)", LORA_TARGETS)
+    align_layer: int | None = spec_field(
         "block i (0-based, our numbering) whose output is aligned; None = the paper's middle layer L/2 "
         "(1-based, embedding = layer 0) = block L//2 − 1", None)
-    tau: float = _help("contrastive temperature τ (paper: 0.1 for Llama, 1.5 for Qwen)", 0.1)
-    task_loss: bool = _help("use task batches (causal-LM translation loss)", True)
-    align_loss: bool = _help("use alignment batches (contrastive loss at the align layer)", True)
-    align_batch_size: int = _help("pairs per alignment batch (in-batch negatives; paper: 32)", 32)
-    lr: float = _help("peak learning rate (AdamW, no weight decay)", 5e-4)
-    schedule: str = _help("learning-rate schedule: inverse_sqrt (paper), cosine, linear, constant",
+    tau: float = spec_field("contrastive temperature τ (paper: 0.1 for Llama, 1.5 for Qwen)", 0.1)
+    task_loss: bool = spec_field("use task batches (causal-LM translation loss)", True)
+    align_loss: bool = spec_field("use alignment batches (contrastive loss at the align layer)", True)
+    align_batch_size: int = spec_field("pairs per alignment batch (in-batch negatives; paper: 32)", 32)
+    lr: float = spec_field("peak learning rate (AdamW, no weight decay)", 5e-4)
+    schedule: str = spec_field("learning-rate schedule: inverse_sqrt (paper), cosine, linear, constant",
                           "inverse_sqrt")
-    warmup: float = _help("warm-up fraction of the steps", 0.03)
-    epochs: float = _help("epochs over the task batches (align-only: over the pairs)", 1.0)
-    batch_size: int = _help("examples per task batch", 8)
-    max_steps: int | None = _help("cap on optimiser steps (task and align steps both count)", None)
-    max_grad_norm: float | None = _help("clip the gradient norm", 1.0)
-    seed: int = _help("seed of the data order, LoRA init and dropout", 0)
+    warmup: float = spec_field("warm-up fraction of the steps", 0.03)
+    epochs: float = spec_field("epochs over the task batches (align-only: over the pairs)", 1.0)
+    batch_size: int = spec_field("examples per task batch", 8)
+    max_steps: int | None = spec_field("cap on optimiser steps (task and align steps both count)", None)
+    max_grad_norm: float | None = spec_field("clip the gradient norm", 1.0)
+    seed: int = spec_field("seed of the data order, LoRA init and dropout", 0)
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -165,32 +138,32 @@ class MidAlignSpec(_Spec):
 
 
 @dataclass(frozen=True)
-class LENSSpec(_Spec):
+class LENSSpec(Spec):
     """LENS: pull in the agnostic subspace, push along δ_l, retain the central language."""
 
-    languages: tuple[str, ...] = _help("languages, the central one included", ("en", "sw"))
-    central: str = _help("central (pivot) language c", "en")
-    start_layer: int | None = _help("train blocks >= start (all their parameters); None = L-2", None)
-    rank: int | None = _help("language-specific subspace rank r; None = n_langs − 1", None)
-    lambda1: float = _help("λ1, weight of L1 (pull together in the agnostic subspace)", 1.0)
-    lambda3: float = _help("λ3, weight of L3 (retain the central language)", 1.0)
-    push: float = _help("λ_l, push strength along δ_l, for every target language", 1.0)
-    push_per_lang: tuple[tuple[str, float], ...] = _help(
+    languages: tuple[str, ...] = spec_field("languages, the central one included", ("en", "sw"))
+    central: str = spec_field("central (pivot) language c", "en")
+    start_layer: int | None = spec_field("train blocks >= start (all their parameters); None = L-2", None)
+    rank: int | None = spec_field("language-specific subspace rank r; None = n_langs − 1", None)
+    lambda1: float = spec_field("λ1, weight of L1 (pull together in the agnostic subspace)", 1.0)
+    lambda3: float = spec_field("λ3, weight of L3 (retain the central language)", 1.0)
+    push: float = spec_field("λ_l, push strength along δ_l, for every target language", 1.0)
+    push_per_lang: tuple[tuple[str, float], ...] = spec_field(
         "per-language λ_l overrides, e.g. (('sw', 0.2),)", ())
-    samples_per_lang: int = _help("parallel samples per language (subspace fit and training)", 200)
-    chat_template: bool = _help(
+    samples_per_lang: int = spec_field("parallel samples per language (subspace fit and training)", 200)
+    chat_template: bool = spec_field(
         "wrap each sample as a user turn of the tokenizer's chat template with the generation prompt "
         "(LENS's setting, on instruct models); a tokenizer without a chat template is an error, as in "
         "recording (no fallback); off by default because the bundled base models have none", False)
-    lr: float = _help("peak learning rate (AdamW; LENS App. D: 1e-5)", 1e-5)
-    schedule: str = _help("learning-rate schedule (LENS App. D: cosine)", "cosine")
-    warmup: float = _help("warm-up fraction of the steps (LENS App. D: 0.05)", 0.05)
-    weight_decay: float = _help("AdamW weight decay of the trained blocks (LENS App. D: 0.1)", 0.1)
-    epochs: float = _help("epochs over the samples (LENS: 1)", 1.0)
-    batch_size: int = _help("parallel samples per step, each in every language (LENS: 8)", 8)
-    max_steps: int | None = _help("cap on steps", None)
-    max_grad_norm: float | None = _help("clip the gradient norm (LENS: 1.0); None = no clipping", 1.0)
-    seed: int = _help("seed of the data order", 0)
+    lr: float = spec_field("peak learning rate (AdamW; LENS App. D: 1e-5)", 1e-5)
+    schedule: str = spec_field("learning-rate schedule (LENS App. D: cosine)", "cosine")
+    warmup: float = spec_field("warm-up fraction of the steps (LENS App. D: 0.05)", 0.05)
+    weight_decay: float = spec_field("AdamW weight decay of the trained blocks (LENS App. D: 0.1)", 0.1)
+    epochs: float = spec_field("epochs over the samples (LENS: 1)", 1.0)
+    batch_size: int = spec_field("parallel samples per step, each in every language (LENS: 8)", 8)
+    max_steps: int | None = spec_field("cap on steps", None)
+    max_grad_norm: float | None = spec_field("clip the gradient norm (LENS: 1.0); None = no clipping", 1.0)
+    seed: int = spec_field("seed of the data order", 0)
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -221,46 +194,46 @@ class LENSSpec(_Spec):
 
 
 @dataclass(frozen=True)
-class CCTuningSpec(_Spec):
+class CCTuningSpec(Spec):
     """CC-Tuning: cross-lingual FFN connection chosen by a Decision Maker (§3.2; METHODS §6)."""
 
-    lang: str = _help("N: the non-English language of the inputs the model is tuned on", "sw")
-    pivot: str = _help("the English (parallel) language whose FFN outputs are connected", "en")
-    target: str | None = _help("language of the responses (translation data); None = the pivot", None)
-    train: str = _help("what the SFT loss trains besides W_DM: 'lora' (cheap), 'ffn' (gate/up/down of "
+    lang: str = spec_field("N: the non-English language of the inputs the model is tuned on", "sw")
+    pivot: str = spec_field("the English (parallel) language whose FFN outputs are connected", "en")
+    target: str | None = spec_field("language of the responses (translation data); None = the pivot", None)
+    train: str = spec_field("what the SFT loss trains besides W_DM: 'lora' (cheap), 'ffn' (gate/up/down of "
                        "every block) or 'full' (every parameter, as the paper does)", "lora")
-    r: int = _help("LoRA rank (train='lora')", 8)
-    alpha: int = _help("LoRA α (scaling α/r)", 16)
-    dropout: float = _help("LoRA dropout", 0.05)
-    target_modules: tuple[str, ...] = _help(
-        "modules that get LoRA (Llama names; GPT-2 models map to c_attn, c_proj, c_fc)", LORA_TARGETS)
-    tau: float = _help("Gumbel-softmax temperature of the Decision Maker (hard, straight-through)", 1.0)
-    dm_lr: float = _help("learning rate of W_DM, its own AdamW on the same schedule (the paper trains it with the "
+    r: int = spec_field("LoRA rank (train='lora')", 8)
+    alpha: int = spec_field("LoRA α (scaling α/r)", 16)
+    dropout: float = spec_field("LoRA dropout", 0.05)
+    target_modules: tuple[str, ...] = spec_field(
+        "modules that get LoRA (Llama names; the default set maps to each architecture's `lora_targets`)", LORA_TARGETS)
+    tau: float = spec_field("Gumbel-softmax temperature of the Decision Maker (hard, straight-through)", 1.0)
+    dm_lr: float = spec_field("learning rate of W_DM, its own AdamW on the same schedule (the paper trains it with the "
                          "model at 1e-5 for 3 epochs over 60+ languages); measured on Gemma-3-270M: at 1e-4, "
                          "|W_DM| = 0.09 after 75 steps and the Gumbel choices stay uniform; at 1e-2 |W_DM| = 2.4 "
                          "after 10 steps and the choices concentrate", 1e-2)
-    dm_init: float = _help("std of W_DM's normal initialisation; 0 = zeros (uniform random layer choice at the "
+    dm_init: float = spec_field("std of W_DM's normal initialisation; 0 = zeros (uniform random layer choice at the "
                            "start, the paper's Random Pooling)", 0.0)
-    embed: str = _help("e of Eq. 3: 'mean' (embedding output averaged over the non-English prompt's "
+    embed: str = spec_field("e of Eq. 3: 'mean' (embedding output averaged over the non-English prompt's "
                        "real tokens) or 'position' (the embedding output at the connection position)",
                        "mean")
-    wt_pairs: int = _help("parallel training pairs the Transform Matrix is fitted on (paper: 1,000; "
+    wt_pairs: int = spec_field("parallel training pairs the Transform Matrix is fitted on (paper: 1,000; "
                           "clipped to the training data)", 1000)
-    curve_points: int = _help("points of the fit-error-vs-pairs curve (CC-Tuning Fig. 5)", 8)
-    eval_items: int | None = _help("held-out examples for |Δ| and the layer distribution; None = all", 200)
-    instruction_file: str | None = _help(
+    curve_points: int = spec_field("points of the fit-error-vs-pairs curve (CC-Tuning Fig. 5)", 8)
+    eval_items: int | None = spec_field("held-out examples for |Δ| and the layer distribution; None = all", 200)
+    instruction_file: str | None = spec_field(
         "optional JSONL of instruction (in N) / instruction_en / output rows; used instead of the "
         "translation pairs for training and the Transform Matrix", None)
-    lr: float = _help("peak learning rate (AdamW, no weight decay; the paper: 1e-5 with full "
+    lr: float = spec_field("peak learning rate (AdamW, no weight decay; the paper: 1e-5 with full "
                       "fine-tuning; LoRA needs ~10× more)", 1e-4)
-    schedule: str = _help("learning-rate schedule (LLaMA-Factory's default, the paper's tool: cosine)",
+    schedule: str = spec_field("learning-rate schedule (LLaMA-Factory's default, the paper's tool: cosine)",
                           "cosine")
-    warmup: float = _help("warm-up fraction of the steps (paper: 0.1)", 0.1)
-    epochs: float = _help("epochs (paper: 3)", 3.0)
-    batch_size: int = _help("examples per step (paper: 16)", 16)
-    max_steps: int | None = _help("cap on optimiser steps (short CPU runs); None = epochs", None)
-    max_grad_norm: float | None = _help("clip the gradient norm (LLaMA-Factory default 1.0)", 1.0)
-    seed: int = _help("seed of the data order, LoRA init, dropout and the Gumbel noise", 0)
+    warmup: float = spec_field("warm-up fraction of the steps (paper: 0.1)", 0.1)
+    epochs: float = spec_field("epochs (paper: 3)", 3.0)
+    batch_size: int = spec_field("examples per step (paper: 16)", 16)
+    max_steps: int | None = spec_field("cap on optimiser steps (short CPU runs); None = epochs", None)
+    max_grad_norm: float | None = spec_field("clip the gradient norm (LLaMA-Factory default 1.0)", 1.0)
+    seed: int = spec_field("seed of the data order, LoRA init, dropout and the Gumbel noise", 0)
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -287,11 +260,11 @@ class CCTuningSpec(_Spec):
         return self.target or self.pivot
 
 
-SPECS: dict[str, type[_Spec]] = {"silp": SiLPSpec, "midalign": MidAlignSpec, "lens": LENSSpec,
+SPECS: dict[str, type[Spec]] = {"silp": SiLPSpec, "midalign": MidAlignSpec, "lens": LENSSpec,
                                  "cctuning": CCTuningSpec}
 
 
-def spec_for(method: str, d: dict[str, Any] | _Spec | None = None) -> Any:
+def spec_for(method: str, d: dict[str, Any] | Spec | None = None) -> Any:
     """The method's spec from a dict (or the spec itself, or defaults for None).
 
     Raises:
@@ -302,7 +275,7 @@ def spec_for(method: str, d: dict[str, Any] | _Spec | None = None) -> Any:
     cls = SPECS[method]
     if d is None:
         return cls()
-    if isinstance(d, _Spec):
+    if isinstance(d, Spec):
         if not isinstance(d, cls):
             raise ParamError(f"method {method!r} takes a {cls.__name__}, got {type(d).__name__}")
         return d

@@ -20,14 +20,13 @@ from transformers import optimization as o
 
 from workbench.errors import Cancelled
 from workbench.finetune import distributed
-from workbench.jobs.progress import Progress, StopFn
 from workbench.models import get_path
+from workbench.progress import Progress, StopFn
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "Cancelled",
-    "ProgressFn",
     "StopFn",
     "Stepper",
     "TrainResult",
@@ -36,10 +35,6 @@ __all__ = [
     "last_token",
     "masked_mean",
 ]
-
-ProgressFn = Progress
-"""progress(step, total, stage, metrics): called after each optimiser step (1-based step)."""
-
 
 @dataclass
 class TrainResult:
@@ -99,7 +94,7 @@ class Stepper:
 
     def __init__(self, params: Iterable[torch.nn.Parameter], *, lr: float, schedule: str,
                  warmup: float, steps: int, max_grad_norm: float | None,
-                 progress: ProgressFn | None = None, should_stop: StopFn | None = None,
+                 progress: Progress | None = None, should_stop: StopFn | None = None,
                  offset: int = 0, total: int | None = None, stage: str = "",
                  history: list[dict[str, Any]] | None = None, flush_s: float = 0.25) -> None:
         self.params = [p for p in params if p.requires_grad]

@@ -32,13 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workbench.config import ModelSpec, _Spec
+from workbench.config import ModelSpec, Spec
 from workbench.errors import JobError
+from workbench.examples import DataSpec
 from workbench.fileio import atomic_write_json, read_json_or_none
 from workbench.finetune.runner import validate
-from workbench.finetune.specs import DataSpec, spec_for
-from workbench.jobs.progress import FINAL_STATES, STATES, Snapshot
+from workbench.finetune.specs import spec_for
 from workbench.paths import cache_root
+from workbench.progress import FINAL_STATES, STATES, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def write_status(d: Path, **fields: Any) -> dict[str, Any]:
 
 
 def _as_dict(x: Any) -> dict[str, Any]:
-    return x.to_dict() if isinstance(x, _Spec) else dict(x or {})
+    return x.to_dict() if isinstance(x, Spec) else dict(x or {})
 
 
 def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: dict[str, Any] | DataSpec,
@@ -126,7 +127,7 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
     Returns:
         The job id (`<method>-<UTC time>-<random>`).
     """
-    spec = spec_for(method, method_spec if method_spec is None or isinstance(method_spec, _Spec)
+    spec = spec_for(method, method_spec if method_spec is None or isinstance(method_spec, Spec)
                     else dict(method_spec))
     model = model_spec if isinstance(model_spec, ModelSpec) else ModelSpec.from_dict(_as_dict(model_spec))
     if model.artifact:

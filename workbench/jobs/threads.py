@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from workbench.errors import Cancelled, user_message
-from workbench.jobs.progress import RateMeter, Snapshot
+from workbench.progress import RateMeter, Snapshot
 
 log = logging.getLogger(__name__)
 

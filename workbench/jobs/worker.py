@@ -32,14 +32,14 @@ import torch
 
 from workbench.config import ModelSpec
 from workbench.errors import Cancelled
+from workbench.examples import DataSpec, build_split
 from workbench.fileio import atomic_write_json
 from workbench.finetune import distributed
-from workbench.finetune.data import build_split
 from workbench.finetune.runner import finetune
-from workbench.finetune.specs import DataSpec, languages_for, spec_for
+from workbench.finetune.specs import languages_for, spec_for
 from workbench.jobs.processes import _read_json, now, write_status
-from workbench.jobs.progress import FINAL_STATES
 from workbench.models import load
+from workbench.progress import FINAL_STATES
 
 log = logging.getLogger("workbench.jobs.worker")
 

@@ -12,6 +12,9 @@ from typing import Any
 
 from workbench.errors import ModelError
 
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""The default LoRA target modules in Llama names (Mid-align App. D.1: q, k, v, o, gate, up, down)."""
+
 
 @dataclass(frozen=True)
 class ArchEntry:
@@ -29,6 +32,7 @@ class ArchEntry:
     act: str  # module whose output is the neuron activation A (METHODS: act_fn(gate_proj(x)))
     down: str  # the FFN's output projection (its output is the FFN output vector)
     ffn_params: tuple[str, ...]  # the FFN weight modules (SiLP trains these)
+    lora_targets: tuple[str, ...] = LORA_TARGETS  # the default LoRA modules (Mid-align App. D.1's set, this family's names)
 
 
 _LLAMA_LIKE = ArchEntry(base="model", embed="model.embed_tokens", layers="model.layers", norm="model.norm",
@@ -46,7 +50,7 @@ ARCHITECTURES: dict[str, ArchEntry] = {
     "gemma3_text": _LLAMA_LIKE,
     "gpt2": ArchEntry(base="transformer", embed="transformer.drop", layers="transformer.h",
                       norm="transformer.ln_f", mlp="mlp", act="mlp.act", down="mlp.c_proj",
-                      ffn_params=("mlp.c_fc", "mlp.c_proj")),
+                      ffn_params=("mlp.c_fc", "mlp.c_proj"), lora_targets=("c_attn", "c_proj", "c_fc")),
 }
 
 

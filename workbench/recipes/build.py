@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 
 from workbench import models
 from workbench.config import ModelSpec
-from workbench.jobs.progress import Progress, StatusFn
+from workbench.progress import Progress, StatusFn
 from workbench.recipes import tables
 from workbench.recipes.commands import analyze_command
 from workbench.recipes.compare_views import COMPARE_BUILDERS

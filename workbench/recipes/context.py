@@ -16,7 +16,7 @@ import pandas as pd
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.corpus import ParallelCorpus, load_corpus
 from workbench.errors import ExportError
-from workbench.jobs.progress import Progress, StatusFn
+from workbench.progress import Progress, StatusFn
 from workbench.recipes import tables
 from workbench.recipes.spec import record_spec
 from workbench.recordings import ensure_recording, store_status

@@ -16,7 +16,7 @@ from workbench.config import ModelSpec
 from workbench.evaluation import evaluate
 from workbench.evaluation.run import both_directions
 from workbench.evaluation.tables import combine, compare_scores
-from workbench.finetune.specs import DataSpec
+from workbench.examples import DataSpec
 from workbench.recipes.context import Ctx
 from workbench.viz.eval_figures import eval_scores_figure
 

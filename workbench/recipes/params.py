@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.analysis import retrieval
-from workbench.config import POOLINGS, _help, _Spec
+from workbench.config import POOLINGS, Spec, spec_field
 from workbench.errors import ParamError
 
 RETRIEVAL_METHODS = ("margin", *(m for m in retrieval.METHODS if m != "margin"))  # margin (xsim) first
@@ -27,7 +27,7 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True)
-class _Params(_Spec):
+class _Params(Spec):
     """Common checks of analysis parameters."""
 
     def __post_init__(self) -> None:
@@ -44,14 +44,14 @@ class _Params(_Spec):
 
 @dataclass(frozen=True)
 class _Pooled(_Params):
-    pooling: str = _help("sentence pooling: mean, last or weighted", "mean")
+    pooling: str = spec_field("sentence pooling: mean, last or weighted", "mean")
 
 
 @dataclass(frozen=True)
 class _Matching(_Pooled):
-    method: str = _help("margin (LASER xsim: the k cosine-nearest candidates), margin-all (every target), "
+    method: str = spec_field("margin (LASER xsim: the k cosine-nearest candidates), margin-all (every target), "
                         "cosine, or mexa (strict, both directions)", "margin")
-    k: int = _help("neighbourhood size of the margin method", 4)
+    k: int = spec_field("neighbourhood size of the margin method", 4)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -60,20 +60,20 @@ class _Matching(_Pooled):
 
 @dataclass(frozen=True)
 class _PivotRetrieval(_Matching):
-    pivot: str = _help("pivot language of the 'with pivot' series", "en")
-    center: bool = _help("variant: subtract each language's mean vector first", False)
+    pivot: str = spec_field("pivot language of the 'with pivot' series", "en")
+    center: bool = spec_field("variant: subtract each language's mean vector first", False)
 
 
 @dataclass(frozen=True)
 class _AtLayer(_Matching):
-    layer: Layer = _help("block index, 'emb', or 'best' (highest all-pairs accuracy)", "best")
+    layer: Layer = spec_field("block index, 'emb', or 'best' (highest all-pairs accuracy)", "best")
 
 
 @dataclass(frozen=True)
 class RetrievalParams(_PivotRetrieval):
     """Per-layer translation-retrieval accuracy (Mid-align §2, SiLP §5.3)."""
 
-    per_language: bool = _help("draw one line per language against the pivot", True)
+    per_language: bool = spec_field("draw one line per language against the pivot", True)
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,9 @@ class HeatmapParams(_AtLayer):
 
 @dataclass(frozen=True)
 class _Direction(_Params):
-    src: str = _help("source language (the non-dominant one, N)", "en")
-    tgt: str = _help("target language (the dominant one, D)", "sw")
-    variant: str = _help("paper (|Σ Δ|, as printed) or abs (Σ |Δ|)", "paper")
+    src: str = spec_field("source language (the non-dominant one, N)", "en")
+    tgt: str = spec_field("target language (the dominant one, D)", "sw")
+    variant: str = spec_field("paper (|Σ Δ|, as printed) or abs (Σ |Δ|)", "paper")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -96,9 +96,9 @@ class _Direction(_Params):
 
 @dataclass(frozen=True)
 class _PivotOverlap(_Params):
-    pivot: str = _help("pivot language", "en")
-    top_frac: float = _help("activated set: the top fraction of neurons by activation probability", 0.05)
-    measure: str = _help("jaccard or pivot_frac (|∩| / |pivot set|)", "jaccard")
+    pivot: str = spec_field("pivot language", "en")
+    top_frac: float = spec_field("activated set: the top fraction of neurons by activation probability", 0.05)
+    measure: str = spec_field("jaccard or pivot_frac (|∩| / |pivot set|)", "jaccard")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -111,9 +111,9 @@ class _PivotOverlap(_Params):
 class SensitivityParams(_Direction):
     """SiLP projection sensitivity and N2D/D2N layer allocation (SiLP §3.1–3.2)."""
 
-    split: int | None = _help("split layer k; None = round(0.625·L)", None)
-    k1: int | None = _help("N2D layers: the top-k1 of layers 1…k; None = min(4, candidates) (the paper's 4)", None)
-    k2: int | None = _help("D2N layers: the top-k2 of layers k+1…L-1; None = min(4, candidates)", None)
+    split: int | None = spec_field("split layer k; None = round(0.625·L)", None)
+    k1: int | None = spec_field("N2D layers: the top-k1 of layers 1…k; None = min(4, candidates) (the paper's 4)", None)
+    k2: int | None = spec_field("D2N layers: the top-k2 of layers k+1…L-1; None = min(4, candidates)", None)
 
 
 @dataclass(frozen=True)
@@ -125,18 +125,18 @@ class OverlapParams(_PivotOverlap):
 class SpecificParams(_Params):
     """Language-specific (LAPE) neurons per layer and language."""
 
-    entropy_quantile: float = _help("keep neurons in the lowest entropy quantile", 0.01)
-    prob_quantile: float = _help("whose top activation probability is above this quantile", 0.95)
+    entropy_quantile: float = spec_field("keep neurons in the lowest entropy quantile", 0.01)
+    prob_quantile: float = spec_field("whose top activation probability is above this quantile", 0.95)
 
 
 @dataclass(frozen=True)
 class MapParams(_Pooled):
     """PCA / t-SNE / UMAP of one layer (SiLP Fig. 1, LENS Fig. 6)."""
 
-    layer: Layer = _help("block index, 'emb', or 'best'", "best")
-    method: str = _help("pca, tsne or umap", "pca")
-    seed: int = _help("random state (t-SNE, UMAP)", 0)
-    links: bool = _help("draw lines between translations", False)
+    layer: Layer = spec_field("block index, 'emb', or 'best'", "best")
+    method: str = spec_field("pca, tsne or umap", "pca")
+    seed: int = spec_field("random state (t-SNE, UMAP)", 0)
+    links: bool = spec_field("draw lines between translations", False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -147,33 +147,33 @@ class MapParams(_Pooled):
 class SubspaceParams(_Pooled):
     """LENS language-agnostic and language-specific subspaces at one layer (LENS §3.2)."""
 
-    layer: Layer = _help("block index, 'emb', or 'best'", "best")
-    rank: int | None = _help("rank r of the specific subspace; None = languages − 1", None)
-    central: str = _help("central language of the direction norms", "en")
+    layer: Layer = spec_field("block index, 'emb', or 'best'", "best")
+    rank: int | None = spec_field("rank r of the specific subspace; None = languages − 1", None)
+    central: str = spec_field("central language of the direction norms", "en")
 
 
 @dataclass(frozen=True)
 class SeparationParams(_Pooled):
     """Per-layer between/within-language variance in each projection."""
 
-    rank: int | None = _help("rank r of the specific subspace; None = languages − 1", None)
-    central: str = _help("central language", "en")
-    holdout: bool = _help("fit on half the sentences, measure on the other half", True)
+    rank: int | None = spec_field("rank r of the specific subspace; None = languages − 1", None)
+    central: str = spec_field("central language", "en")
+    holdout: bool = spec_field("fit on half the sentences, measure on the other half", True)
 
 
 @dataclass(frozen=True)
 class RetrievalCompareParams(_PivotRetrieval):
     """Retrieval before and after a fine-tune artifact."""
 
-    artifact: str | None = _help("the fine-tune artifact directory (the 'after' state)", None)
+    artifact: str | None = spec_field("the fine-tune artifact directory (the 'after' state)", None)
 
 
 @dataclass(frozen=True)
 class _CompareParams(_Params):  # mixed in last: its fields come first
     """Two model states: A is the spec's model, B is `state_b`; tables are long (a, b, diff = b − a)."""
 
-    state_b: dict[str, Any] | None = _help("state B as a ModelSpec dict (source, artifact, ...)", None)
-    labels: tuple[str, ...] = _help("names of the two states in the figure", ("A", "B"))
+    state_b: dict[str, Any] | None = spec_field("state B as a ModelSpec dict (source, artifact, ...)", None)
+    labels: tuple[str, ...] = spec_field("names of the two states in the figure", ("A", "B"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -187,7 +187,7 @@ class _CompareParams(_Params):  # mixed in last: its fields come first
 class CompareRetrievalParams(_PivotRetrieval, _CompareParams):
     """Translation retrieval by layer for two states."""
 
-    series: tuple[str, ...] = _help("lines to draw: all_pairs, pivot, or languages", ("all_pairs",))
+    series: tuple[str, ...] = spec_field("lines to draw: all_pairs, pivot, or languages", ("all_pairs",))
 
 
 @dataclass(frozen=True)
@@ -199,26 +199,26 @@ class CompareSensitivityParams(_Direction, _CompareParams):
 class CompareOverlapParams(_PivotOverlap, _CompareParams):
     """Activated-neuron overlap with the pivot for two states."""
 
-    shown: tuple[str, ...] = _help("languages to draw (empty: all)", ())
+    shown: tuple[str, ...] = spec_field("languages to draw (empty: all)", ())
 
 
 @dataclass(frozen=True)
 class CompareSeparationParams(_Pooled, _CompareParams):
     """Subspace separation by layer for two states."""
 
-    rank: int | None = _help("rank r; None = languages − 1", None)
-    central: str = _help("central language", "en")
-    holdout: bool = _help("fit on half the sentences, measure on the other half", True)
-    measures: tuple[str, ...] = _help("measures to draw (empty: all)", ("agnostic_ratio", "specific_ratio"))
+    rank: int | None = spec_field("rank r; None = languages − 1", None)
+    central: str = spec_field("central language", "en")
+    holdout: bool = spec_field("fit on half the sentences, measure on the other half", True)
+    measures: tuple[str, ...] = spec_field("measures to draw (empty: all)", ("agnostic_ratio", "specific_ratio"))
 
 
 @dataclass(frozen=True)
 class CompareMapParams(_Pooled, _CompareParams):
     """2-D maps of one layer for two states, side by side."""
 
-    layer: Layer = _help("block index, 'emb', or 'best'", "best")
-    method: str = _help("pca, tsne or umap", "pca")
-    seed: int = _help("random state", 0)
+    layer: Layer = spec_field("block index, 'emb', or 'best'", "best")
+    method: str = spec_field("pca, tsne or umap", "pca")
+    seed: int = spec_field("random state", 0)
 
 
 @dataclass(frozen=True)
@@ -230,13 +230,13 @@ class CompareMatrixParams(_AtLayer, _CompareParams):
 class EvalScoresParams(_Params):
     """Outcomes of N model states (the spec's model is the first): scores with intervals."""
 
-    others: tuple[dict[str, Any], ...] = _help("the other states as ModelSpec dicts", ())
-    labels: tuple[str, ...] = _help("a name per state (the spec's model first)", ())
-    suites: tuple[str, ...] = _help("translation, loss, lm-eval:TASK", ("translation", "loss"))
-    data: dict[str, Any] | None = _help("the DataSpec whose held-out part is scored (a fine-tune's own)", None)
-    directions: tuple[str, ...] = _help("src:tgt directions scored", ("en:sw", "sw:en"))
-    limit: int | None = _help("score the first N held-out units only", None)
-    reference: str | None = _help("the state differences are taken against (default: the first)", None)
+    others: tuple[dict[str, Any], ...] = spec_field("the other states as ModelSpec dicts", ())
+    labels: tuple[str, ...] = spec_field("a name per state (the spec's model first)", ())
+    suites: tuple[str, ...] = spec_field("translation, loss, lm-eval:TASK", ("translation", "loss"))
+    data: dict[str, Any] | None = spec_field("the DataSpec whose held-out part is scored (a fine-tune's own)", None)
+    directions: tuple[str, ...] = spec_field("src:tgt directions scored", ("en:sw", "sw:en"))
+    limit: int | None = spec_field("score the first N held-out units only", None)
+    reference: str | None = spec_field("the state differences are taken against (default: the first)", None)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -12,25 +12,18 @@ from workbench.errors import RecordError
 from workbench.tracing.accumulate import compact_shard, merge_shards
 from workbench.tracing.inputs import (
     GPU_BUDGET_SCALE,
-    MAX_PADDING,
-    PACK_WIDTH,
     Batching,
     Encoded,
     batch_tokens,
     build_texts,
     encode,
-    length_batches,
     make_batch,
-    make_batches,
-    pack_rows,
-    packed_batches,
     pad_batch,
     plan_batches,
     split_batch,
     token_budget,
 )
 from workbench.tracing.recorder import (
-    ProgressFn,
     packing_works,
     pool,
     record,
@@ -53,10 +46,10 @@ from workbench.tracing.recording import (
 )
 
 __all__ = [
-    "Batching", "Encoded", "FINAL", "GPU_BUDGET_SCALE", "MAX_PADDING", "PACK_WIDTH", "ProgressFn", "RecordError",
+    "Batching", "Encoded", "FINAL", "GPU_BUDGET_SCALE", "RecordError",
     "Recording", "batch_tokens", "build_texts", "compact_shard", "encode", "find_entry", "layer_labels",
     "legacy_unit_key",
-    "length_batches", "lookup", "make_batch", "make_batches", "merge_shards", "pack_rows", "packed_batches",
+    "lookup", "make_batch", "merge_shards",
     "packing_works", "pad_batch", "plan_batches", "pool", "record", "record_manifest", "record_shard",
     "record_unit", "record_units", "split_batch", "token_budget", "traced", "unit_groups", "unit_key", "units_for",
 ]

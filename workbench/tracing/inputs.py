@@ -16,14 +16,9 @@ from typing import Any
 
 import torch
 
-from workbench.config import RecordSpec, _help
+from workbench.config import RecordSpec, spec_field
 from workbench.errors import ParamError, RecordError
-
-#: Default padding budget: a batch is cut before its padded positions pass 5% of it.
-MAX_PADDING = 0.05
-
-#: Widest packed row (tokens) unless one sentence is longer.
-PACK_WIDTH = 512
+from workbench.examples.batching import MAX_PADDING, length_batches, packed_batches
 
 #: On a CUDA device the default token budget is this many times `RecordSpec.batch_tokens`'s
 #: default: GPUs want larger batches (the padding budget keeps them dense; a batch that
@@ -39,11 +34,11 @@ class Batching:
     agree to float rounding, which the tests pin), never which tokens count.
     """
 
-    max_padding: float = _help("padding budget: a padded batch is cut before padding passes this fraction",
+    max_padding: float = spec_field("padding budget: a padded batch is cut before padding passes this fraction",
                                MAX_PADDING)
-    pack: bool = _help("sequence packing: several sentences per row, position ids restart per sentence, "
+    pack: bool = spec_field("sequence packing: several sentences per row, position ids restart per sentence, "
                        "block-diagonal causal mask (padded batches if the model cannot)", True)
-    max_tokens: int | None = _help("padded tokens per forward batch; None = the spec's batch_tokens", None)
+    max_tokens: int | None = spec_field("padded tokens per forward batch; None = the spec's batch_tokens", None)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_padding <= 1.0:
@@ -141,90 +136,6 @@ def encode(tokenizer: Any, texts: Sequence[str], spans: Sequence[tuple[int, int]
 
 
 # --------------------------------------------------------------------------- batches
-
-
-def length_batches(lengths: Sequence[int], *, max_tokens: int, max_padding: float = MAX_PADDING) -> list[list[int]]:
-    """Indices grouped into padded batches bounded by a token budget and a padding budget.
-
-    Sentences are sorted longest first (ties by index), so the batch most likely to run out
-    of memory comes first. A batch is cut before adding a sentence would make its padded
-    size `len(batch) * longest` exceed `max_tokens`, or its padding fraction
-    `1 - sum(lengths) / padded size` exceed `max_padding`. A single sentence is always a
-    batch of its own, whatever its length. Pure: any code that runs many sentences through
-    a model (scoring, fits) can call it with its own lengths.
-
-    Args:
-        lengths: tokens per sentence (each >= 1).
-        max_tokens: padded-token budget per batch (memory bound).
-        max_padding: padding budget per batch, a fraction in [0, 1]; 1 = token budget only.
-
-    Returns:
-        Batches of indices into `lengths`; every index exactly once, each batch longest first.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    real = 0
-    for i in order:
-        if cur:
-            width = lengths[cur[0]]
-            padded = (len(cur) + 1) * width
-            if padded > max_tokens or real + lengths[i] < (1.0 - max_padding) * padded:
-                batches.append(cur)
-                cur, real = [], 0
-        cur.append(i)
-        real += lengths[i]
-    if cur:
-        batches.append(cur)
-    return batches
-
-
-def make_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
-    """Length-sorted batches under a token budget only (no padding budget).
-
-    Kept for callers of the old recorder; `length_batches` with its padding budget is the
-    one to use.
-    """
-    return length_batches(lengths, max_tokens=batch_tokens, max_padding=1.0)
-
-
-def pack_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
-    """First-fit-decreasing bin packing of sentences into rows of at most `width` tokens.
-
-    Returns:
-        Rows of indices into `lengths`, fullest first; every index exactly once. A sentence
-        longer than `width` gets a row of its own.
-    """
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
-        for r, free in enumerate(room):
-            if lengths[i] <= free:
-                rows[r].append(i)
-                room[r] -= lengths[i]
-                break
-        else:
-            rows.append([i])
-            room.append(width - lengths[i])
-    return rows
-
-
-def packed_batches(lengths: Sequence[int], *, max_tokens: int, width: int | None = None,
-                   max_padding: float = MAX_PADDING) -> list[list[list[int]]]:
-    """Sentences packed into rows (`pack_rows`), the rows grouped by `length_batches`.
-
-    Rows are as wide as the longest sentence, at most `width` (default `PACK_WIDTH`), so
-    the attention computed across neighbouring sentences (masked, but computed) stays a
-    small part of a row's cost.
-
-    Returns:
-        Batches of rows of indices into `lengths`; every index exactly once.
-    """
-    if not lengths:
-        return []
-    rows = pack_rows(lengths, min(max(lengths), width or PACK_WIDTH))
-    used = [sum(lengths[i] for i in row) for row in rows]
-    return [[rows[j] for j in g] for g in length_batches(used, max_tokens=max_tokens, max_padding=max_padding)]
 
 
 def plan_batches(lengths: list[int], spec: RecordSpec, batching: Batching, device: Any) -> list[list[list[int]]]:

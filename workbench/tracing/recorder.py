@@ -56,8 +56,8 @@ from nnsight.modeling.transformers import TransformersModel
 
 from workbench.config import RecordSpec
 from workbench.errors import RecordError
-from workbench.jobs.progress import Progress
 from workbench.models import ModelState, get_path
+from workbench.progress import Advance, Progress
 from workbench.store import Entry, Store
 from workbench.tracing.accumulate import Accumulator, acc_bytes, accumulate
 from workbench.tracing.inputs import Batching, build_texts, encode, make_batch, plan_batches, split_batch
@@ -65,9 +65,7 @@ from workbench.tracing.recording import FINAL, Recording, find_entry, layer_labe
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Progress  # the one progress protocol (workbench.jobs.progress)
 """progress(done_sentences, total_sentences, message)."""
-ProgressK = Callable[[int], None]  # called with the number of sentences of each finished batch
 
 #: Result arrays of the units recorded together stay under this many bytes (then stored).
 ACC_BUDGET_BYTES = 512 << 20
@@ -335,7 +333,7 @@ def _run_all(envoy: Any, state: ModelState, ids: list[list[int]], count: list[li
 
 
 def _record(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec, *, padding_side: str,
-            batching: Batching | None, progress: ProgressK | None,
+            batching: Batching | None, progress: Advance | None,
             shard: tuple[int, int] | None = None, remote: bool | str = False) -> list[Accumulator]:
     """Fill one accumulator per unit; with `shard=(rank, world)`, run only batches rank, rank + world, …."""
     batching = batching or Batching()
@@ -373,7 +371,7 @@ def _record(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSp
 
 
 def record_units(state: ModelState, corpus: Any, units: Sequence[str], spec: RecordSpec, *,
-                 padding_side: str = "right", batching: Batching | None = None, progress: ProgressK | None = None,
+                 padding_side: str = "right", batching: Batching | None = None, progress: Advance | None = None,
                  remote: bool | str = False) -> dict[str, dict[str, np.ndarray]]:
     """Record several units together, without touching the store. Arrays as module doc.
 
@@ -408,7 +406,7 @@ def record_shard(state: ModelState, corpus: Any, units: Sequence[str], spec: Rec
 
 
 def record_unit(state: ModelState, corpus: Any, unit: str, spec: RecordSpec, *, padding_side: str = "right",
-                batching: Batching | None = None, progress: ProgressK | None = None) -> dict[str, np.ndarray]:
+                batching: Batching | None = None, progress: Advance | None = None) -> dict[str, np.ndarray]:
     """Record one unit (language or `src>tgt`) without touching the store. Arrays as module doc."""
     return record_units(state, corpus, [unit], spec, padding_side=padding_side, batching=batching,
                         progress=progress)[unit]
@@ -440,7 +438,7 @@ def record_manifest(state: ModelState, corpus: Any, unit: str, spec: RecordSpec,
 
 def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpec | None = None, *,
            pairs: Sequence[tuple[str, str]] | None = None, store: Store | None = None,
-           progress: ProgressFn | None = None, padding_side: str = "right",
+           progress: Progress | None = None, padding_side: str = "right",
            batching: Batching | None = None, remote: bool | str = False) -> Recording:
     """Record every unit missing from the store, then return the `Recording` of all of them.
 

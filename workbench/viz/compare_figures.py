@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 # Private helpers of the sibling module, reused so compare maps look like the single-state maps.
-from workbench.viz.figures import _hover_text, _language_scatter, _layer_axis
+from workbench.viz.figures import hover_text, language_scatter, layer_axis
 from workbench.viz.theme import D2N_COLOR, N2D_COLOR, NEUTRAL_COLOR, PALETTE, TEMPLATE, language_color
 
 __all__ = [
@@ -108,7 +108,7 @@ def compare_by_layer_figure(
                                  legendgroup=key, showlegend=False, line={"color": c, "width": 2},
                                  marker={"size": 4}), row=2, col=1)
     fig.add_hline(y=0, line={"color": NEUTRAL_COLOR, "width": 1}, row=2, col=1)  # type: ignore[arg-type]  # plotly stubs
-    axis = _layer_axis(pd.unique(table["layer"]))
+    axis = layer_axis(pd.unique(table["layer"]))
     fig.update_xaxes(axis, row=2, col=1)
     fig.update_xaxes({k: v for k, v in axis.items() if k != "title"}, row=1, col=1)
     fig.update_yaxes(title_text=y_title, row=1, col=1)
@@ -132,7 +132,7 @@ def compare_maps_figure(points: pd.DataFrame, *, labels: tuple[str, str] = ("A",
         part = points[points["state"] == state]
         xy = part[["x", "y"]].to_numpy(dtype=float)
         langs = np.asarray(part["lang"].tolist(), dtype=object)
-        for trace in _language_scatter(xy, langs, _hover_text(part["text"].tolist()), showlegend=col == 1):
+        for trace in language_scatter(xy, langs, hover_text(part["text"].tolist()), showlegend=col == 1):
             fig.add_trace(trace, row=1, col=col)
         fig.update_xaxes(title_text="dimension 1", row=1, col=col)
         fig.update_yaxes(title_text="dimension 2", row=1, col=col)

@@ -46,7 +46,7 @@ SENSITIVITY_AXIS = "sensitivity S<sub>l</sub>"
 """Axis title of projection sensitivity (plotly's HTML subset renders the subscript)."""
 
 
-def _layer_axis(labels: Sequence[object]) -> dict:
+def layer_axis(labels: Sequence[object]) -> dict:
     """Categorical x axis keeping the given layer order (``"emb"``, 0, 1, …)."""
     return {
         "title": {"text": "layer"},
@@ -56,7 +56,7 @@ def _layer_axis(labels: Sequence[object]) -> dict:
     }
 
 
-def _hover_text(texts: Sequence[str], width: int = 60) -> list[str]:
+def hover_text(texts: Sequence[str], width: int = 60) -> list[str]:
     """Escape HTML and wrap long sentences for hover labels."""
     return ["<br>".join(textwrap.wrap(html.escape(str(t)), width)) or " " for t in texts]
 
@@ -106,7 +106,7 @@ def retrieval_by_layer_figure(
     fig.update_layout(
         template=TEMPLATE,
         title={"text": title or default},
-        xaxis=_layer_axis(pd.unique(df["layer"])),
+        xaxis=layer_axis(pd.unique(df["layer"])),
         yaxis={"title": {"text": "retrieval accuracy"}, "range": [0, 1.02]},
         legend={"title": {"text": "pairs"}},
         showlegend=True,
@@ -229,7 +229,7 @@ def overlap_figure(
     fig.update_layout(
         template=TEMPLATE,
         title={"text": title or f"Activated-neuron overlap with {pivot or 'the pivot'}"},
-        xaxis=_layer_axis(pd.unique(overlap_df["layer"])),
+        xaxis=layer_axis(pd.unique(overlap_df["layer"])),
         yaxis={"title": {"text": label}, "range": [0, 1.02]},
         legend={"title": {"text": "language"}},
         showlegend=True,
@@ -262,7 +262,7 @@ def specific_neurons_figure(counts_df: pd.DataFrame, *, title: str | None = None
     fig.update_layout(
         template=TEMPLATE,
         title={"text": title or "Language-specific neurons (LAPE) per layer"},
-        xaxis=_layer_axis(counts_df.index),
+        xaxis=layer_axis(counts_df.index),
         yaxis={"title": {"text": "number of neurons"}},
         legend={"title": {"text": "language"}},
         barmode="stack",
@@ -291,7 +291,7 @@ def _link_trace(coords: np.ndarray, pair_ids: Sequence[object]) -> go.Scatter:
     )
 
 
-def _language_scatter(
+def language_scatter(
     coords: np.ndarray,
     langs: np.ndarray,
     hover: list[str],
@@ -360,7 +360,7 @@ def map_figure(
     fig = go.Figure()
     if show_links and pair_ids is not None:
         fig.add_trace(_link_trace(xy, pair_ids))
-    fig.add_traces(_language_scatter(xy, np.asarray(langs, dtype=object), _hover_text(texts)))
+    fig.add_traces(language_scatter(xy, np.asarray(langs, dtype=object), hover_text(texts)))
     fig.update_layout(
         template=TEMPLATE,
         title={"text": title or "Sentence map"},
@@ -407,9 +407,9 @@ def subspace_figure(
         horizontal_spacing=0.1,
     )
     lang_arr = np.asarray(langs, dtype=object)
-    hover = _hover_text(texts)
+    hover = hover_text(texts)
     for col, xy in ((1, xy_a), (2, xy_s)):
-        for trace in _language_scatter(xy, lang_arr, hover, showlegend=col == 1):
+        for trace in language_scatter(xy, lang_arr, hover, showlegend=col == 1):
             fig.add_trace(trace, row=1, col=col)
         fig.update_xaxes(title_text="component 1", row=1, col=col)
         fig.update_yaxes(title_text="component 2", row=1, col=col)
@@ -466,7 +466,7 @@ def separation_figure(sep_df: pd.DataFrame, *, title: str | None = None) -> go.F
             row=1,
             col=2,
         )  # fmt: skip
-    axis = _layer_axis(sep_df["layer"])
+    axis = layer_axis(sep_df["layer"])
     for col in (1, 2):
         fig.update_xaxes(axis, row=1, col=col)
     # Linear scale: the in-sample agnostic ratio is ~0 by construction (see

@@ -70,8 +70,7 @@ from workbench.finetune.cctuning.model import (
     ffn_outputs,
 )
 from workbench.finetune.cctuning.report import cctuning_evaluate, collect_ffn_pairs, fit_and_report
-from workbench.finetune.cctuning.train import _lora_config as _lora_config  # re-export: bench/cctuning.py
-from workbench.finetune.cctuning.train import cc_loss, init_decision_maker, train_cctuning
+from workbench.finetune.cctuning.train import cc_loss, init_decision_maker, lora_config, train_cctuning
 
 __all__ = [
     "CC_FILE",
@@ -95,6 +94,7 @@ __all__ = [
     "instruction_examples",
     "layer_distribution",
     "load_cctuning",
+    "lora_config",
     "parallel_gap",
     "train_cctuning",
     "transform_fit_curve",

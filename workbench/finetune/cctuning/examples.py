@@ -10,15 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.finetune.data import (
-    IGNORE,
-    Example,
-    ParallelSplit,
-    collate,
-    encode_translation,
-    jsonl_records,
-    prompt_and_target,
-)
+from workbench.examples import IGNORE, Example, ParallelSplit, encode_translation, jsonl_records, prompt_and_target
+from workbench.finetune.data import collate
 from workbench.finetune.specs import CCTuningSpec
 
 __all__ = ["CCBatch", "CCExample", "cc_examples", "collate_cc", "instruction_examples"]

@@ -17,10 +17,9 @@ from workbench.analysis.cctuning import (
     transform_fit_curve,
     transform_mse,
 )
-from workbench.evaluation.losses import scoring_batches
+from workbench.examples import IGNORE, Example, collate, scoring_batches
 from workbench.finetune.cctuning.examples import CCExample, collate_cc
 from workbench.finetune.cctuning.model import _model_arch, cctuning_forward, ffn_outputs
-from workbench.finetune.data import IGNORE, Example, collate
 from workbench.finetune.specs import CCTuningSpec
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ def collect_ffn_pairs(model: Any, arch: Any, examples: Sequence[CCExample], pad_
 
     Rows in the order of `examples`. Each of the two passes is grouped by the tokens it
     feeds (`x` up to its connection position, the whole English prompt) with
-    `evaluation.losses.scoring_batches` (budget `batch_size` x the longest), so the
+    `examples.scoring_batches` (budget `batch_size` x the longest), so the
     vectors equal those of any other batching to float rounding.
     """
     dev = next(model.parameters()).device

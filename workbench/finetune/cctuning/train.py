@@ -7,34 +7,29 @@ from typing import Any
 
 import torch
 
+from workbench.examples import ParallelSplit, epoch_batches, n_batches
+from workbench.finetune import lora
 from workbench.finetune.cctuning.artifact import CC_FILE
 from workbench.finetune.cctuning.examples import CCBatch, _datasets, _last, collate_cc
 from workbench.finetune.cctuning.model import _prompt_mask, decision_maker, ffn_connection, ffn_outputs
 from workbench.finetune.cctuning.report import fit_and_report
-from workbench.finetune.data import ParallelSplit, epoch_batches, n_batches
-from workbench.finetune.specs import LORA_TARGETS, CCTuningSpec
+from workbench.finetune.specs import CCTuningSpec
 from workbench.finetune.train import (
-    ProgressFn,
     Stepper,
-    StopFn,
     TrainResult,
     clone_for_training,
     finish_model,
     summarize,
 )
+from workbench.progress import Progress, StopFn
 
-__all__ = ["cc_loss", "init_decision_maker", "train_cctuning"]
+__all__ = ["cc_loss", "init_decision_maker", "lora_config", "train_cctuning"]
 
 
 
-def _lora_config(spec: CCTuningSpec, model: Any) -> Any:
-    from peft import LoraConfig
-
-    targets = list(spec.target_modules)
-    if getattr(model.config, "model_type", "") == "gpt2" and tuple(targets) == LORA_TARGETS:
-        targets = ["c_attn", "c_proj", "c_fc"]
-    return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=targets,
-                      bias="none", task_type="CAUSAL_LM")
+def lora_config(spec: CCTuningSpec, model: Any) -> Any:
+    """The peft LoraConfig of `spec` for `model` (`finetune.lora`: the architecture's module names)."""
+    return lora.lora_config(model, r=spec.r, alpha=spec.alpha, dropout=spec.dropout, targets=spec.target_modules)
 
 
 def _trainable(state: Any, spec: CCTuningSpec, inplace: bool) -> tuple[Any, Any, list[str]]:
@@ -45,7 +40,7 @@ def _trainable(state: Any, spec: CCTuningSpec, inplace: bool) -> tuple[Any, Any,
     if spec.train == "lora":
         from peft import get_peft_model
 
-        peft_model = get_peft_model(model, _lora_config(spec, model))
+        peft_model = get_peft_model(model, lora_config(spec, model))
         peft_model.train()
         return peft_model.base_model.model, peft_model, []
     names = (ffn_parameter_names(model, state.arch, list(range(state.n_layers))) if spec.train == "ffn"
@@ -95,7 +90,7 @@ def _step_decision_maker(dm: Stepper) -> None:
     dm.opt.zero_grad(set_to_none=True)
 
 
-def train_cctuning(state: Any, split: ParallelSplit, spec: CCTuningSpec, *, progress: ProgressFn | None = None,
+def train_cctuning(state: Any, split: ParallelSplit, spec: CCTuningSpec, *, progress: Progress | None = None,
                    should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
     """CC-Tuning on a copy of `state.model`, then the Transform Matrix and the held-out report.
 
@@ -140,9 +135,7 @@ def train_cctuning(state: Any, split: ParallelSplit, spec: CCTuningSpec, *, prog
     seconds = stepper.close()
     adapter = cfg = None
     if peft_model is not None:
-        from workbench.finetune.midalign import _merge  # the same merge (and changed names) as Mid-align
-
-        model, adapter, cfg, names = _merge(peft_model)
+        model, adapter, cfg, names = lora.merge_lora(peft_model)
     else:
         model = net
     finish_model(model)

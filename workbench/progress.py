@@ -4,7 +4,10 @@ A computation reports `progress(done, total, message, metrics)`: units of work d
 (sentences, examples, optimiser steps), the total, a one-line message, and optional
 per-step numbers (losses). Phase messages without progress (loading, converting) go to
 `status(message)`. A job runner turns these into a `Snapshot`, the one view of a job that
-pages and the CLI show, with a rate and an ETA from `RateMeter`.
+pages and the CLI show, with a rate and an ETA from `RateMeter`. Cancellation raises
+`workbench.errors.Cancelled` inside the work (`StopFn` is the check).
+
+One name per callback: `Progress`, `StatusFn`, `StopFn`, `Advance`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ StatusFn = Callable[[str], None]
 
 StopFn = Callable[[], bool]
 """should_stop(): True once the user asked to cancel (checked between units of work)."""
+
+Advance = Callable[[int], None]
+"""advance(n): `n` more units are done (batched loops report this; the caller turns it into `Progress`)."""
 
 
 class RateMeter:
