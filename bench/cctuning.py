@@ -43,7 +43,7 @@ from workbench.finetune.cctuning import (
     load_cctuning,
     lora_config,
 )
-from workbench.finetune.specs import CCTuningSpec
+from workbench.finetune.cctuning.spec import CCTuningSpec
 
 
 def _load(source: str, device: str) -> Any:

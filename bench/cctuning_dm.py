@@ -27,7 +27,7 @@ from workbench.examples import DataSpec, build_split
 from workbench.finetune.cctuning import collate_cc, collect_ffn_pairs, train_cctuning
 from workbench.finetune.cctuning.examples import _datasets
 from workbench.finetune.cctuning.model import _prompt_mask
-from workbench.finetune.specs import CCTuningSpec
+from workbench.finetune.cctuning.spec import CCTuningSpec
 from workbench.models import get_path, load
 
 

@@ -49,7 +49,7 @@ from workbench.config import RecordSpec  # noqa: E402
 from workbench.corpus import load_corpus  # noqa: E402
 from workbench.examples import DataSpec, build_split
 from workbench.finetune.runner import train  # noqa: E402
-from workbench.finetune.specs import languages_for, spec_for
+from workbench.finetune.methods import languages_for, spec_for
 from workbench.store import Store  # noqa: E402
 
 log = logging.getLogger("gpu_check")

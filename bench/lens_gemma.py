@@ -18,7 +18,7 @@ import torch
 from workbench.config import ModelSpec
 from workbench.examples import DataSpec, build_split
 from workbench.finetune.lens import train_lens
-from workbench.finetune.specs import LENSSpec
+from workbench.finetune.lens import LENSSpec
 from workbench.models import load
 
 

@@ -1,7 +1,7 @@
 """Compare: two model states (base, or base + a fine-tune artifact) side by side and as a difference.
 
 Widgets → two state specs → their recordings of the Setup's corpus (recorded here if
-missing) → `workbench.compare` tables (the `workbench.views` numbers of each state, joined)
+missing) → `recipes.compare` tables (the `workbench.views` numbers of each state, joined)
 → `viz.compare_figures`. Held-out loss and perplexity come from `workbench.evaluation.losses`.
 """
 
@@ -16,11 +16,12 @@ import streamlit as st
 
 from pages import _ui as ui_st
 from pages._ui import outcomes
-from workbench import compare, models, recipes, recordings
+from workbench import models, recipes, recordings
 from workbench import ui_support as ui
 from workbench.analysis import embed2d, retrieval, sensitivity
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.errors import user_message
+from workbench.finetune import jobs as finetune_jobs
 from workbench.jobs.threads import JOBS
 
 log = logging.getLogger("workbench.app")
@@ -46,11 +47,11 @@ s = ui_st.page_header(
 
 def state_options(s: ui.Settings) -> dict[str, dict[str, Any]]:
     """Every state a picker lists: the Setup's model, the bases of tuned states, every tuned state."""
-    tuned = compare.tuned_states()
+    tuned = finetune_jobs.tuned_states()
     options = {BASE: {"label": f"Base: {Path(s.model.source).name} (Setup's model)", "model": s.model.to_dict()}}
     for t in tuned:
         base = ModelSpec.from_dict({**t["model"], "artifact": None})
-        if not any(compare.same_base(base, ModelSpec.from_dict(o["model"])) for o in options.values()):
+        if not any(models.same_base(base, ModelSpec.from_dict(o["model"])) for o in options.values()):
             options[f"base:{base.source}"] = {"label": f"Base: {Path(base.source).name}", "model": base.to_dict()}
     options.update({t["job_id"]: t for t in tuned})
     return options
@@ -273,7 +274,7 @@ labels = ("A", "B")
 st.caption(f"**A** = {options[a]['label']} · **B** = {options[b]['label']} · differences are B − A.")
 if a == b:
     st.info("A and B are the same state: every difference is 0.", icon=":material/info:")
-elif not compare.same_base(spec_a, spec_b):
+elif not models.same_base(spec_a, spec_b):
     st.warning("A and B have different base models: layers are matched by index.", icon=":material/warning:")
 
 cc = next((options[x] for x in (b, a) if options[x].get("method") == "cctuning"), None)

@@ -16,14 +16,15 @@ import pandas as pd
 import streamlit as st
 
 from pages import _ui as ui_st
-from workbench import compare
+from workbench import models, ranks
 from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.errors import user_message
 from workbench.examples import DataSpec
-from workbench.finetune import distributed
-from workbench.finetune.specs import LORA_TARGETS, SCHEDULES, spec_for
-from workbench.jobs import processes as jobs
+from workbench.finetune import jobs
+from workbench.finetune.method import Method
+from workbench.finetune.methods import METHODS, get_method
+from workbench.models.architectures import LORA_TARGETS
 from workbench.paths import cache_root
 from workbench.viz import compare_figures
 
@@ -33,17 +34,8 @@ PERSIST = "session"
 COMPARE_PAGE = "pages/compare.py"
 UPLOAD = "__upload__"
 SHORT_RUN_STEPS = 20
-METHOD_CAPTIONS = {
-    "silp": "FFN of the projection-sensitive layers; N → D, then D → N",
-    "midalign": "LoRA; translation loss + middle-layer contrastive alignment",
-    "lens": "top layers; pull together / push apart in language subspaces",
-    "cctuning": "English FFN outputs connected into block 0 by a Decision Maker; W_T at inference",
-}
-# Fields set by other widgets (languages, steps, SiLP layers) or only by the CLI's --set.
-OWN_WIDGETS = {"src", "tgt", "languages", "central", "max_steps", "n2d_layers", "d2n_layers", "push_per_lang",
-               "lang", "pivot"}
-CHOICES = {"schedule": SCHEDULES, "task_directions": ("both", "forward"), "train": ("lora", "ffn", "full"),
-           "embed": ("mean", "position")}
+# Spec fields with their own widget elsewhere on the page (steps), or only reachable through the CLI's --set.
+OTHER_WIDGETS = {"max_steps", "push_per_lang"}
 STATE_BADGE = {"queued": "gray", "running": "blue", "done": "green", "failed": "red", "cancelled": "orange"}
 
 s = ui_st.page_header(
@@ -75,9 +67,9 @@ def _check_data(data: dict[str, Any], langs: tuple[str, ...], root: str) -> tupl
 def base_model(s: ui.Settings) -> ModelSpec:
     """The Setup page's model, or the base of an earlier fine-tune."""
     options = {"setup": s.model}
-    for t in compare.tuned_states():
+    for t in jobs.tuned_states():
         base = dataclasses.replace(ModelSpec.from_dict(t["model"]), artifact=None)
-        if not any(compare.same_base(base, m) for m in options.values()):
+        if not any(models.same_base(base, m) for m in options.values()):
             options[base.source] = base
     names = {"setup": f"Setup's model: {Path(s.model.source).name}"}
     choice = st.selectbox("Base model", list(options), key="ft_base", persist_state=PERSIST, width=420,
@@ -87,12 +79,12 @@ def base_model(s: ui.Settings) -> ModelSpec:
     return options[choice]
 
 
-def languages(method: str, s: ui.Settings) -> tuple[str, ...] | None:
-    """(pivot, target) for SiLP and Mid-align; the language set, central first, for LENS."""
+def languages(method: Method, s: ui.Settings) -> tuple[str, ...] | None:
+    """(pivot, target) for a method of a pair; the language set, central first, for one of many (LENS)."""
     tatoeba = [n.split(":", 1)[1] for n in _corpora() if n.startswith("tatoeba:")]
     codes = list(dict.fromkeys([*s.corpus.langs, "en", *tatoeba]))
     pivot0, target0 = ui_st.default_pair(list(s.corpus.langs), s.pivot)
-    if method == "lens":
+    if method.many_languages:
         c = st.columns([3, 1])
         langs = c[0].multiselect("Languages", codes, default=list(s.corpus.langs), key="ft_lens_langs",
                                  persist_state=PERSIST, help="Every language of the set, the central one included.")
@@ -104,11 +96,13 @@ def languages(method: str, s: ui.Settings) -> tuple[str, ...] | None:
             return None
         return (central, *[x for x in langs if x != central])
     c = st.columns(2)
+    fields = method.from_langs(("PIVOT", "TARGET"))  # which spec field each choice sets, for the help
+    role = {v: k for k, v in fields.items() if isinstance(v, str)}
     pivot = c[0].selectbox("Pivot (dominant) language", codes, index=codes.index(pivot0), key="ft_pivot",
-                           persist_state=PERSIST, help="SiLP's D; Mid-align's first language. Usually English.")
+                           persist_state=PERSIST, help=f"{method.label}'s `{role.get('PIVOT')}`. Usually English.")
     target = c[1].selectbox("Target language", codes, index=codes.index(target0), key="ft_target",
                             persist_state=PERSIST,
-                            help="SiLP's N (the language to improve); Mid-align's second language.")
+                            help=f"{method.label}'s `{role.get('TARGET')}`: the language to serve better.")
     if pivot == target:
         st.warning("Choose two different languages.", icon=":material/translate:")
         return None
@@ -185,10 +179,10 @@ def data_spec(langs: tuple[str, ...], s: ui.Settings) -> DataSpec | None:
 
 
 def _field_widget(method: str, f: dataclasses.Field, help_text: str, col: Any) -> Any:
-    """One widget for a spec field, typed from its annotation, pre-filled with the paper default."""
+    """One widget for a spec field, typed from its annotation (choices from its metadata), with the paper default."""
     key, label, default, kind = f"ft_{method}_{f.name}", f.name.replace("_", " "), f.default, str(f.type)
-    if f.name in CHOICES:
-        options = list(CHOICES[f.name])
+    if f.metadata.get("choices"):
+        options = list(f.metadata["choices"])
         return col.selectbox(label, options, index=options.index(default), key=key, help=help_text,
                              persist_state=PERSIST)
     if kind == "bool":
@@ -222,72 +216,62 @@ def _layers(text: str) -> tuple[int, ...] | None:
         raise ValueError(f"layers must be comma-separated block indices, got {text!r}") from None
 
 
-def _stored_allocation(s: ui.Settings, base: ModelSpec, n: str, d: str, knobs: dict[str, Any]) -> Any:
-    """((src, tgt), (n2d, d2n)) from a stored SiLP pair pass (N → D, else D → N) of the Setup's corpus, or None.
+def _prefilled(method: Method, s: ui.Settings, base: ModelSpec, langs: tuple[str, ...],
+               knobs: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """(spec fields, a note) from the stored analysis the method names (`Method.prefill`), or None.
 
-    The registry's sensitivity view (the Layer profile's), built from the store only.
+    Built from the store only; SiLP's layers come from the stored projection sensitivity.
     """
-    if base != s.model or n not in s.corpus.langs or d not in s.corpus.langs:
+    pre = method.prefill
+    if pre is None or base != s.model or any(x not in s.corpus.langs for x in langs[:2]):
         return None
-    for src, tgt in ((n, d), (d, n)):  # N → D is SiLP's stage N2D; the Layer profile records either
-        spec = s.figure_spec("sensitivity", {"src": src, "tgt": tgt, "split": knobs.get("split"), "k1": knobs["k1"],
-                                             "k2": knobs["k2"], "variant": "paper"})
+    for params in pre.params(langs, knobs):
         try:
-            _, table, _, _ = ui_st.view(spec)
-        except Exception:  # noqa: BLE001 - a pre-fill only (not stored, bad knobs); the job allocates itself
-            log.info("no stored SiLP allocation for %s > %s", src, tgt, exc_info=True)
+            _, table, _, _ = ui_st.view(s.figure_spec(pre.analysis, params))
+        except Exception:  # noqa: BLE001 - a pre-fill only (not stored, bad knobs); the job computes its own
+            log.info("no stored %s view for %s", pre.analysis, params, exc_info=True)
             continue
-        alloc = table["allocation"]
-        return (src, tgt), ([int(x) for x in table.loc[alloc == "N2D", "layer"]],
-                            [int(x) for x in table.loc[alloc == "D2N", "layer"]])
+        return pre.fields(table), pre.note.format(**params)
     return None
 
 
-def silp_layers(s: ui.Settings, base: ModelSpec, n: str, d: str, knobs: dict[str, Any]) -> dict[str, Any]:
-    """N2D / D2N layer boxes, pre-filled from the store's projection sensitivity when it has the pass."""
-    found = _stored_allocation(s, base, n, d, knobs)
-    n2d0, d2n0 = found[1] if found is not None else ([], [])
-    sig = f"{'-'.join(map(str, n2d0))}_{'-'.join(map(str, d2n0))}"  # a new pre-fill gives fresh boxes
-    c = st.columns(2)
-    n2d = c[0].text_input("N2D layers", ", ".join(map(str, n2d0)), key=f"ft_n2d_{sig}", placeholder="auto",
-                          help="Blocks whose FFN stage N2D trains (e.g. 1, 2). Empty: SiLP's allocation on the "
-                               "training pairs, computed by the job. 'none' skips the stage.")
-    d2n = c[1].text_input("D2N layers", ", ".join(map(str, d2n0)), key=f"ft_d2n_{sig}", placeholder="auto",
-                          help="Blocks whose FFN stage D2N trains. Empty: from the allocation. 'none' skips it.")
-    if found is not None:
-        (src, tgt), _ = found
-        st.caption(f"Pre-filled from the stored {src} → {tgt} SiLP pass of the Setup's corpus (projection "
-                   f"sensitivity, top {len(n2d0)} / {len(d2n0)}); edit freely. Empty boxes let the job "
-                   "allocate from its own training pairs.")
-    else:
-        st.caption(f"No stored {n} ↔ {d} SiLP pass of the Setup's corpus (record one on the Layer profile "
-                   "page to pre-fill); empty boxes let the job allocate from its training pairs.")
-    return {"n2d_layers": _layers(n2d), "d2n_layers": _layers(d2n)}
+def layer_boxes(method: Method, s: ui.Settings, base: ModelSpec, langs: tuple[str, ...],
+                knobs: dict[str, Any]) -> dict[str, Any]:
+    """Text boxes of the block-list fields (`Method.layer_fields`), pre-filled from the store where it can."""
+    found, note = _prefilled(method, s, base, langs, knobs) or ({}, "")
+    values = {f: list(found.get(f) or []) for f in method.layer_fields}
+    short = {v: k for k, v in method.aliases.items()}
+    sig = "_".join("-".join(map(str, v)) for v in values.values())  # a new pre-fill gives fresh boxes
+    helps = method.spec.help()
+    out: dict[str, Any] = {}
+    for col, (name, v) in zip(st.columns(len(values)), values.items()):
+        text = col.text_input(name.replace("_", " "), ", ".join(map(str, v)), key=f"ft_{short.get(name, name)}_{sig}",
+                              placeholder="auto", help=f"{helps[name]} Empty: computed by the job; 'none': ().")
+        out[name] = _layers(text)
+    if found:
+        st.caption(f"Pre-filled {note}; edit freely.")
+    elif method.prefill is not None:
+        st.caption(f"Nothing stored to pre-fill these from (record the {method.prefill.analysis} view on the Layer "
+                   "profile page); empty boxes let the job compute them.")
+    return out
 
 
-def method_spec(method: str, langs: tuple[str, ...], steps: int | None, s: ui.Settings, base: ModelSpec) -> Any:
+def method_spec(method: Method, langs: tuple[str, ...], steps: int | None, s: ui.Settings, base: ModelSpec) -> Any:
     """The method spec from the widgets (raises ValueError for invalid values)."""
-    cls = type(spec_for(method))
-    helps = cls.help()
-    fields = [f for f in dataclasses.fields(cls) if f.name not in OWN_WIDGETS]
+    helps = method.spec.help()
+    fields = [f for f in method.own_fields() if f.name not in OTHER_WIDGETS and f.name not in method.layer_fields]
     knobs: dict[str, Any] = {}
-    with st.expander(f"{compare.METHOD_NAMES[method]} options (the paper's defaults)"):
+    with st.expander(f"{method.label} options (the paper's defaults)"):
         cols = st.columns(4)
         for i, f in enumerate(fields):
-            knobs[f.name] = _field_widget(method, f, helps[f.name], cols[i % 4])
-        if method == "silp":
-            knobs.update(silp_layers(s, base, langs[1], langs[0], knobs))
-        if method == "lens":
-            st.caption("Per-language push strengths: `workbench finetune lens --set push_per_lang=…`.")
-    if method == "silp":
-        knobs.update(src=langs[1], tgt=langs[0])  # N = the target language, D = the pivot
-    elif method == "midalign":
-        knobs.update(src=langs[0], tgt=langs[1])
-    elif method == "cctuning":
-        knobs.update(pivot=langs[0], lang=langs[1])  # English parallels connect into the target's pass
-    else:
-        knobs.update(languages=langs, central=langs[0])
-    return spec_for(method, {**knobs, "max_steps": steps})
+            knobs[f.name] = _field_widget(method.name, f, helps[f.name], cols[i % 4])
+        if method.layer_fields:
+            knobs.update(layer_boxes(method, s, base, langs, knobs))
+        rest = [f for f in method.own_fields() if f.name in OTHER_WIDGETS - {"max_steps"}]
+        if rest:
+            st.caption(f"Also: {', '.join(f'`{f.name}`' for f in rest)} through `workbench finetune {method.name} "
+                       "--set FIELD=VALUE`.")
+    return method.spec_from({**knobs, **method.from_langs(langs), "max_steps": steps})
 
 
 # --------------------------------------------------------------------------- new job
@@ -295,8 +279,9 @@ def method_spec(method: str, langs: tuple[str, ...], steps: int | None, s: ui.Se
 
 def new_job(s: ui.Settings) -> None:
     st.header("New fine-tune", divider="gray")
-    method = st.radio("Method", list(METHOD_CAPTIONS), format_func=compare.METHOD_NAMES.get, horizontal=True,
-                      captions=list(METHOD_CAPTIONS.values()), key="ft_method", persist_state=PERSIST)
+    name = st.radio("Method", list(METHODS), format_func=lambda m: METHODS[m].label, horizontal=True,
+                    captions=[m.caption for m in METHODS.values()], key="ft_method", persist_state=PERSIST)
+    method = get_method(name)
     base = base_model(s)
     langs = languages(method, s)
     if langs is None:
@@ -310,8 +295,8 @@ def new_job(s: ui.Settings) -> None:
     evaluate = c[1].toggle("Evaluate before/after", value=True, key="ft_evaluate", persist_state=PERSIST,
                            help="Held-out translation loss (both directions) and pivot perplexity, before and "
                                 "after training.")
-    processes, gpus = 1, distributed.visible_devices()
-    if gpus > 1 and method in distributed.SHARDABLE:  # the field exists only where it can help
+    processes, gpus = 1, ranks.visible_devices()
+    if gpus > 1 and method.shardable:  # the field exists only where it can help
         processes = int(c[2].number_input("Processes", 1, gpus, 1, key="ft_processes", persist_state=PERSIST,
                                           help=f"Data-parallel training on up to {gpus} GPUs (one process each, "
                                                "accelerate launch); the batch is split over them."))
@@ -324,8 +309,7 @@ def new_job(s: ui.Settings) -> None:
     if st.button("Start", type="primary", icon=":material/play_arrow:", key="ft_start", disabled=problem is not None,
                  help=f"Cannot start: {problem}." if problem else "Start the job in a separate process."):
         try:
-            job_id = jobs.start_job(method, compare.job_model_spec(base), data, spec, evaluate=evaluate,
-                                    num_processes=processes)
+            job_id = jobs.start_job(method.name, base, data, spec, evaluate=evaluate, num_processes=processes)
         except (ValueError, OSError) as e:
             st.error(f"**Could not start the job:** {user_message(e)}", icon=":material/error:")
             return
@@ -348,7 +332,8 @@ def jobs_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     out = []
     for r in rows:
         final = r.get("state") in jobs.FINAL_STATES
-        out.append({"job": r["id"], "method": compare.METHOD_NAMES.get(r.get("method"), r.get("method")),
+        rec = METHODS.get(str(r.get("method")))
+        out.append({"job": r["id"], "method": rec.label if rec else r.get("method"),
                     "state": r.get("state"), "steps": f"{r.get('step') or 0}/{r.get('total') or '?'}",
                     "loss": r.get("loss"), "created": str(r.get("created", ""))[:19].replace("T", " "),
                     "reason": r.get("reason") if r.get("state") in ("failed", "cancelled") else
@@ -381,7 +366,8 @@ def job_detail(job_id: str) -> None:
         st.warning(str(e))
         return
     state = st_.get("state", "queued")
-    method = compare.METHOD_NAMES.get(st_.get("method"), st_.get("method"))
+    rec = METHODS.get(str(st_.get("method")))
+    method = rec.label if rec else st_.get("method")
     st.markdown(f"**{method}** `{job_id}` :{STATE_BADGE.get(state, 'gray')}-badge[{state}]")
     step, total = st_.get("step") or 0, st_.get("total")
     history = st_.get("history") or []

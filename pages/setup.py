@@ -62,9 +62,9 @@ def _load(source: str) -> Any:
 
 def model_column(s: ui.Settings) -> ModelSpec | None:
     st.subheader("Model", divider="gray")
-    from workbench import compare
+    from workbench.finetune import jobs as finetune_jobs
 
-    tuned = {t["job_id"]: t for t in compare.tuned_states()}
+    tuned = {t["job_id"]: t for t in finetune_jobs.tuned_states()}
     kinds = ([BUNDLED_KIND, PATH_KIND] + ([TUNED_KIND] if tuned else [])
              + ([TINY_KIND] if ui.tiny_model_enabled() else []))
     bundled = {m["name"]: m for m in _bundled_models()}

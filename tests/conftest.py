@@ -33,7 +33,7 @@ FFN = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
 def wait_for_job(job_id: str, pred, timeout: float, poll: float = 0.1) -> dict:
     """A fine-tune job's status once `pred(status)` holds or the job has ended (AssertionError on timeout)."""
-    from workbench.jobs import processes as jobs  # here: only the job tests need the job system
+    from workbench.finetune import jobs  # here: only the job tests need the job system
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -29,11 +29,17 @@ _CUDA_N = re.compile(r"cuda:[0-9]+")
 SILP_TEMPLATE = "Translate the following sentence from {src_name} to {tgt_name}.\n{src_text}\n{tgt_text}"
 
 
-def spec_field(text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
-    """A dataclass field with one line of help in its metadata (peft's convention)."""
+def spec_field(text: str, default: Any = dataclasses.MISSING, *, choices: tuple[Any, ...] | None = None,
+               **kw: Any) -> Any:
+    """A dataclass field with one line of help (and its allowed values) in its metadata (peft's convention).
+
+    `choices` is read by the CLI (`--flag` choices) and the pages (a select box), so a
+    field's values are declared once.
+    """
+    meta: dict[str, Any] = {"help": text, **({"choices": tuple(choices)} if choices else {})}
     if default is dataclasses.MISSING:
-        return field(metadata={"help": text}, **kw)
-    return field(default=default, metadata={"help": text}, **kw)
+        return field(metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
 
 
 def stable_hash(obj: Any, n: int = 16) -> str:

@@ -35,12 +35,11 @@ import numpy as np
 import torch
 from filelock import FileLock, Timeout
 
-from workbench import models, tracing
+from workbench import models, ranks, tracing
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.corpus import load_corpus_spec
 from workbench.errors import RecordError
 from workbench.fileio import atomic_write_json, read_json_or_none
-from workbench.finetune.distributed import launch_command
 from workbench.paths import cache_root
 from workbench.progress import Progress, StatusFn
 from workbench.store import Store
@@ -119,7 +118,7 @@ def _launch_ranks(d: Path, model: ModelSpec, corpus_spec: CorpusSpec, spec: Reco
         status(f"recording {len(units)} units on {n} processes")
     # SIGTERM (Slurm's scancel, `timeout`) must stop the ranks too: they run in their own session
     old = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
-    proc = subprocess.Popen(launch_command(n, ["workbench.sharding", str(d)]), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(ranks.launch_command(n, ["workbench.sharding", str(d)]), stdin=subprocess.DEVNULL,
                             start_new_session=True)
     total = len(units) * n_sentences
     try:
@@ -142,24 +141,10 @@ def _launch_ranks(d: Path, model: ModelSpec, corpus_spec: CorpusSpec, spec: Reco
 
 
 def _raise_failures(d: Path, n: int, returncode: int) -> None:
-    """One line: the ranks' reasons (identical ones once), or how the launch ended."""
-    reports = {r: read_json_or_none(d / f"rank-{r}.json") or {} for r in range(n)}
-    reasons: dict[str, list[str]] = {}
-    for r, rep in reports.items():
-        if rep.get("state") == "failed":
-            reasons.setdefault(str(rep.get("reason")), []).append(str(r))
-    silent = [str(r) for r, rep in reports.items() if not rep]
-    if not reasons and not silent and not returncode:
-        return
-    if reasons:
-        why = "; ".join(f"rank{'s' if len(rs) > 1 else ''} {', '.join(rs)}: {reason}" for reason, rs in reasons.items())
-    elif len(silent) == n:
-        why = f"accelerate launch exited with status {returncode} before any rank reported"
-    elif silent:
-        why = f"rank {', '.join(silent)} stopped without a report (killed?)"
-    else:
-        why = f"accelerate launch exited with status {returncode}"
-    raise RecordError(f"sharded recording failed: {why}")
+    """One line: the ranks' reasons (identical ones once), or how the launch ended (`ranks.summarize`)."""
+    result = ranks.summarize(ranks.read_reports(d, n), returncode)
+    if result["state"] != "done":
+        raise RecordError(f"sharded recording failed: {result['reason']}")
 
 
 def _save_part(path: Path, arrays: dict[str, np.ndarray], filled: np.ndarray) -> None:
@@ -215,9 +200,9 @@ def _rank_main(d: Path) -> int:
     except Exception as e:  # noqa: BLE001 - reported to the launching process
         log.exception("rank %d failed", rank)
         why = (str(e).strip() or "no message").splitlines()[0][:300]
-        atomic_write_json(d / f"rank-{rank}.json", {"state": "failed", "reason": f"{type(e).__name__}: {why}"})
+        ranks.write_report(d, rank, "failed", f"{type(e).__name__}: {why}")
         return 1
-    atomic_write_json(d / f"rank-{rank}.json", {"state": "done"})
+    ranks.write_report(d, rank, "done")
     return 0
 
 

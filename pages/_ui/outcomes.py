@@ -18,13 +18,13 @@ from pages._ui.recording import job_panel
 from pages._ui.state import guard
 from pages._ui.views import view
 from workbench import ui_support as ui
-from workbench.compare import same_base
 from workbench.config import ModelSpec
 from workbench.evaluation import DecodingSpec, filter_generations, side_by_side
 from workbench.evaluation.jobs import eval_job_key, start_evaluation
 from workbench.evaluation.run import both_directions, missing_suites
 from workbench.examples import DataSpec
 from workbench.jobs.threads import JOBS
+from workbench.models import same_base
 
 SUITES = ("translation", "loss", "lm-eval:tatoeba_choice")
 SUITE_HELP = ("translation: greedy outputs, chrF++/BLEU, language fidelity · loss: held-out loss both ways "

@@ -16,10 +16,11 @@ import plotly.io as pio
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from workbench import compare, models
+from workbench import models
+from workbench.finetune import jobs as finetune_jobs
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec
-from workbench.jobs import processes as jobs
+from workbench.finetune import jobs
 from workbench.jobs.threads import JOBS
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -188,7 +189,7 @@ def test_short_job_starts_is_listed_and_finishes(long_job):
     assert any("Done" in x.value for x in at.success)
     loss = figures(at)[0]
     assert [t.name for t in loss.data] == ["n2d", "d2n"]
-    assert job_id in [t["job_id"] for t in compare.tuned_states()]
+    assert job_id in [t["job_id"] for t in finetune_jobs.tuned_states()]
 
 
 def test_running_job_shows_progress_and_can_be_cancelled(long_job):
@@ -237,14 +238,14 @@ def test_failed_job_shows_its_reason_and_log(tmp_path):
 @pytest.fixture
 def tuned_state() -> dict:
     """A finished tiny job (the Fine-tune test's, or one started here when run alone)."""
-    states = compare.tuned_states()
+    states = finetune_jobs.tuned_states()
     if not states:
         job_id = jobs.start_job("silp", {"source": "tiny:llama"},
                                 {"source": "udhr", "limit": 16, "max_length": 48},
                                 {"src": "zh", "tgt": "en", "max_steps": 2, "n2d_layers": [1], "d2n_layers": [2],
                                  "lr": 1e-3})
         assert wait(job_id)["state"] == "done"
-        states = compare.tuned_states()
+        states = finetune_jobs.tuned_states()
     return states[0]
 
 

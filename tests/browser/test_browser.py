@@ -69,7 +69,7 @@ def server(tmp_path):
 @pytest.fixture
 def tuned_server(tmp_path, monkeypatch):
     """The app over a cache that already holds a finished (2-step) SiLP job of the tiny model."""
-    from workbench.jobs import processes
+    from workbench.finetune import jobs as processes
 
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
     job = processes.start_job("silp", {"source": "tiny:llama"}, {"source": "udhr", "limit": 8, "max_length": 48},

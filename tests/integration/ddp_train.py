@@ -16,7 +16,7 @@ from workbench import models
 from workbench.examples import DataSpec, build_split
 from workbench.finetune import distributed
 from workbench.finetune.runner import train
-from workbench.finetune.specs import languages_for, spec_for
+from workbench.finetune.methods import languages_for, spec_for
 
 
 def main() -> None:

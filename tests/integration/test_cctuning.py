@@ -27,8 +27,8 @@ from workbench.finetune.cctuning import (
     train_cctuning,
     write_artifact_with_files,
 )
-from workbench.finetune.specs import CCTuningSpec
-from workbench.jobs import processes as jobs
+from workbench.finetune.cctuning.spec import CCTuningSpec
+from workbench.finetune import jobs
 from workbench.models import get_path
 from workbench.viz.cctuning_figures import cctuning_figures
 

@@ -20,9 +20,10 @@ import pytest
 import torch
 from conftest import wait_for_job
 
+from workbench import ranks
 from workbench.errors import ParamError
 from workbench.finetune import artifact_io, distributed
-from workbench.jobs import processes as jobs
+from workbench.finetune import jobs
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -46,7 +47,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _train(world: int, method: str, out: Path) -> dict:
     """Run ddp_train.py on `world` processes (torchrun's environment, set by hand)."""
-    port = str(distributed.free_port())
+    port = str(ranks.free_port())
     procs = []
     for rank in range(world):
         env = _env(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",

@@ -11,7 +11,7 @@ from workbench.evaluation.run import cc_inference
 from workbench.examples import prompt_and_target
 from workbench.finetune.cctuning import cctuning_generate, load_cctuning, train_cctuning, write_artifact_with_files
 from workbench.finetune.cctuning import model as cc_model
-from workbench.finetune.specs import CCTuningSpec
+from workbench.finetune.cctuning.spec import CCTuningSpec
 from workbench.store import Store
 
 

@@ -21,8 +21,8 @@ from workbench.errors import WorkbenchError
 from workbench.examples import DataSpec, build_split
 from workbench.finetune import artifact_io
 from workbench.finetune.silp import train_silp
-from workbench.finetune.specs import SiLPSpec
-from workbench.jobs import processes as jobs
+from workbench.finetune.silp import SiLPSpec
+from workbench.finetune import jobs
 
 TINY = {"source": "tiny:llama"}
 DATA = {"limit": 16, "max_length": 48}

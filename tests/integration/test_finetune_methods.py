@@ -27,7 +27,9 @@ from workbench.finetune.lens import (
 from workbench.finetune.midalign import contrastive_alignment_loss, merge_adapter_artifacts, train_midalign
 from workbench.finetune.runner import finetune
 from workbench.finetune.silp import train_silp
-from workbench.finetune.specs import LENSSpec, MidAlignSpec, SiLPSpec
+from workbench.finetune.lens import LENSSpec
+from workbench.finetune.midalign import MidAlignSpec
+from workbench.finetune.silp import SiLPSpec
 from workbench.finetune.train import Cancelled, block_output, masked_mean
 from workbench.models import get_path, tiny_model
 

@@ -100,7 +100,7 @@ def test_damaged_weights_are_one_clear_line(model_dir, tmp_path, capsys, damage)
 
 
 def test_damaged_cache_files_are_ignored_or_reported(model_dir, capsys):
-    from workbench.jobs import processes
+    from workbench.finetune import jobs as processes
     from workbench.paths import cache_root
 
     (cache_root() / "fingerprints.json").write_bytes(b"\xff\xfe garbage \x00")

@@ -16,7 +16,8 @@ from workbench.finetune.cctuning import cc_examples, cctuning_evaluate, collect_
 from workbench.finetune.data import collate
 from workbench.finetune.lens import _reps  # the one helper every LENS representation goes through
 from workbench.finetune.silp import allocation_inputs, silp_allocation
-from workbench.finetune.specs import CCTuningSpec, SiLPSpec
+from workbench.finetune.cctuning.spec import CCTuningSpec
+from workbench.finetune.silp import SiLPSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

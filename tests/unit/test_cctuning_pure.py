@@ -21,7 +21,8 @@ from workbench.analysis.cctuning import (
 )
 from workbench.cli.finetune import _method_spec, add_finetune_parser
 from workbench.finetune.cctuning import decision_maker
-from workbench.finetune.specs import CCTuningSpec, languages_for, spec_for
+from workbench.finetune.cctuning.spec import CCTuningSpec
+from workbench.finetune.methods import languages_for, spec_for
 from workbench.viz.cctuning_figures import cctuning_figures
 
 

@@ -1,4 +1,4 @@
-"""Before/after tables (`workbench.compare`) on two tiny-model states: base and base + an artifact.
+"""Before/after tables (`workbench.recipes.compare`) on two tiny-model states: base and base + an artifact.
 
 The tuned state is the tiny Llama with one FFN matrix perturbed, written as a real artifact
 (`artifact_io.write_artifact`) and loaded back, so fingerprints, store keys and loading go
@@ -15,13 +15,16 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench import compare, models, recordings
+from workbench import models, recordings
+from workbench.evaluation.losses import eval_compare
+from workbench.finetune.jobs import job_model_spec, tuned_states
+from workbench.recipes import compare
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.evaluation.losses import evaluate_state
 from workbench.examples import DataSpec
 from workbench.finetune import artifact_io
-from workbench.jobs import processes as jobs
+from workbench.finetune import jobs
 from workbench.recipes import tables as views
 from workbench.recordings import ensure_recording, load_corpus_spec
 from workbench.viz import compare_figures
@@ -127,7 +130,7 @@ def test_maps_and_matrices_of_both_states(states):
 
 
 def test_eval_compare_is_finetune_evaluate_of_each_state(states):
-    t = compare.eval_compare(states["base"], states["tuned"], DATA, ["en", "sw"], pivot="en", max_items=4)
+    t = eval_compare(states["base"], states["tuned"], DATA, ["en", "sw"], pivot="en", max_items=4)
     assert list(t["measure"]) == ["loss_en>sw", "loss_sw>en", "ppl_en"]
     assert list(t["kind"]) == ["translation loss", "translation loss", "perplexity"]
     from workbench.examples import build_split
@@ -139,7 +142,7 @@ def test_eval_compare_is_finetune_evaluate_of_each_state(states):
     np.testing.assert_array_equal(t["b"], [want_b[m] for m in t["measure"]])
     np.testing.assert_array_equal(t["diff"], t["b"] - t["a"])
     assert (t["diff"] != 0).all()
-    same = compare.eval_compare(states["base"], states["base"], DATA, ["en", "sw"], pivot="en", max_items=4)
+    same = eval_compare(states["base"], states["base"], DATA, ["en", "sw"], pivot="en", max_items=4)
     assert (same["diff"] == 0).all()
     fig = compare_figures.eval_compare_figure(t)
     assert [tr.name for tr in fig.data] == ["A", "B", "A", "B"]
@@ -162,7 +165,7 @@ def test_tuned_states_are_done_jobs_and_load_with_their_own_fingerprint(states, 
     _job("silp-1-done", "done", str(path))
     _job("silp-2-failed", "failed")
     _job("silp-3-gone", "done", str(tmp_path / "deleted" / "artifact"))
-    tuned = compare.tuned_states()
+    tuned = tuned_states()
     assert [t["job_id"] for t in tuned] == ["silp-1-done"]
     t = tuned[0]
     assert t["source"] == "tiny:llama" and t["artifact"] == str(path) and t["method"] == "silp"
@@ -187,12 +190,12 @@ def test_tuned_states_are_done_jobs_and_load_with_their_own_fingerprint(states, 
 
 
 def test_job_model_spec_and_same_base():
-    assert compare.job_model_spec(ModelSpec(source=ui.TINY_MODEL)).source == "tiny:llama"
-    assert compare.job_model_spec(ModelSpec(source="gemma-3-270m")) == ModelSpec(source="gemma-3-270m")
+    assert job_model_spec(ModelSpec(source=ui.TINY_MODEL)).source == "tiny:llama"
+    assert job_model_spec(ModelSpec(source="gemma-3-270m")) == ModelSpec(source="gemma-3-270m")
     with pytest.raises(ValueError, match="cannot be fine-tuned further"):
-        compare.job_model_spec(ModelSpec(source="gemma-3-270m", artifact="/x"))
-    assert compare.same_base(ModelSpec(source=ui.TINY_MODEL), ModelSpec(source="tiny:llama", artifact="/x"))
-    assert not compare.same_base(ModelSpec(source="gemma-3-270m"), ModelSpec(source="smollm2-135m"))
+        job_model_spec(ModelSpec(source="gemma-3-270m", artifact="/x"))
+    assert models.same_base(ModelSpec(source=ui.TINY_MODEL), ModelSpec(source="tiny:llama", artifact="/x"))
+    assert not models.same_base(ModelSpec(source="gemma-3-270m"), ModelSpec(source="smollm2-135m"))
 
 
 def test_compare_figure_draws_both_states_and_the_difference(states):

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from workbench.cli.finetune import _method_spec, add_finetune_parser
-from workbench.finetune.specs import spec_for
+from workbench.finetune.methods import spec_for
 
 
 def _parse(*argv: str) -> argparse.Namespace:

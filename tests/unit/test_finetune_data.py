@@ -19,7 +19,10 @@ from workbench.examples import (
     translation_examples,
 )
 from workbench.finetune.data import collate
-from workbench.finetune.specs import SPECS, LENSSpec, MidAlignSpec, SiLPSpec, spec_for
+from workbench.finetune.methods import SPECS, spec_for
+from workbench.finetune.lens import LENSSpec
+from workbench.finetune.midalign import MidAlignSpec
+from workbench.finetune.silp import SiLPSpec
 from workbench.models import tiny_tokenizer
 
 

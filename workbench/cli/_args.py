@@ -166,23 +166,61 @@ def layer_arg(s: str) -> Any:
         raise argparse.ArgumentTypeError(f"layer must be a block index, 'emb', 'final' or 'best'; got {s!r}") from None
 
 
+def _field_kind(f: dataclasses.Field[Any]) -> tuple[Any, str]:
+    """(argparse type, base annotation) of a spec field; type None = no flag (nested values go through --set)."""
+    ann = str(f.type).replace(" | None", "").strip()
+    kinds: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool,
+                             "tuple[int, ...]": lambda v: tuple(int_list(v)),
+                             "tuple[str, ...]": lambda v: tuple(csv_list(v))}
+    if f.name == "layer":
+        return layer_arg, ann
+    return kinds.get(ann), ann
+
+
+def add_field_args(g: Any, fields: Sequence[dataclasses.Field[Any]], *, keep_defaults: bool = True,
+                   aliases: dict[str, str] | None = None) -> None:
+    """One flag per field of a frozen spec (type, default, choices and help from the field).
+
+    `keep_defaults=False`: every flag defaults to None ("the spec's default") and a boolean
+    gets both `--x` and `--no-x`, so only what a user gives reaches the spec
+    (`spec_from_args`). `keep_defaults=True`: the field's default, and a boolean gets the one
+    flag that changes it. `aliases` adds short flags (`{"n2d": "n2d_layers"}`). Fields of
+    nested types (pairs of values) have no flag: they go through `--set FIELD=JSON`.
+    """
+    short = {v: k for k, v in (aliases or {}).items()}
+    for f in fields:
+        kind, ann = _field_kind(f)
+        if kind is None:
+            continue
+        stems = [f.name.replace("_", "-")] + ([short[f.name]] if f.name in short else [])
+        helptext = f.metadata.get("help", "")
+        if kind is bool:
+            if keep_defaults:
+                neg = f.default is True
+                g.add_argument(*[f"--{'no-' if neg else ''}{x}" for x in stems], dest=f.name,
+                               action="store_false" if neg else "store_true", help=helptext)
+            else:
+                g.add_argument(*[f"--{x}" for x in stems], dest=f.name, action="store_true", default=None,
+                               help=f"{helptext} (default {f.default})")
+                g.add_argument(*[f"--no-{x}" for x in stems], dest=f.name, action="store_false", default=None,
+                               help=argparse.SUPPRESS)
+            continue
+        choices = f.metadata.get("choices")
+        g.add_argument(*[f"--{x}" for x in stems], dest=f.name, type=kind,
+                       default=f.default if keep_defaults else None, choices=choices,
+                       metavar=None if choices else ann.split("[")[0].upper(),
+                       help=helptext if keep_defaults else f"{helptext} (default {f.default})")
+
+
+def spec_from_args(a: argparse.Namespace, fields: Sequence[dataclasses.Field[Any]]) -> dict[str, Any]:
+    """The fields whose flags were given (`add_field_args(keep_defaults=False)`)."""
+    return {f.name: getattr(a, f.name) for f in fields if getattr(a, f.name, None) is not None}
+
+
 def add_params_args(p: argparse.ArgumentParser, cls: Any, *, skip: Sequence[str] = ()) -> None:
     """One flag per field of an analysis's Params dataclass (type, default and help from the field)."""
-    g = p.add_argument_group("analysis parameters")
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag, helptext = "--" + f.name.replace("_", "-"), f.metadata.get("help", "")
-        if isinstance(f.default, bool):
-            if f.default:
-                g.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false", help=helptext)
-            else:
-                g.add_argument(flag, dest=f.name, action="store_true", help=helptext)
-        elif f.name == "layer":
-            g.add_argument(flag, dest=f.name, type=layer_arg, default=f.default, help=helptext)
-        else:
-            kind = type(f.default) if f.default is not None else (int if "int" in str(f.type) else str)
-            g.add_argument(flag, dest=f.name, type=kind, default=f.default, help=helptext)
+    add_field_args(p.add_argument_group("analysis parameters"),
+                   [f for f in dataclasses.fields(cls) if f.name not in skip])
 
 
 def params_from_args(a: argparse.Namespace, cls: Any) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from typing import Any
 
 import pandas as pd
 
-from workbench import compare
 from workbench.cli._args import ProgressBar, add_model_args, csv_list, model_spec
 from workbench.config import ModelSpec
 from workbench.errors import EvalError, OverwriteError
@@ -30,6 +29,7 @@ from workbench.evaluation import DecodingSpec, EvalResult, compare_scores, evalu
 from workbench.evaluation.run import both_directions
 from workbench.evaluation.tables import combine
 from workbench.examples import DataSpec
+from workbench.finetune import jobs as finetune_jobs
 
 DEFAULT_SUITES = ("translation", "loss")
 
@@ -102,7 +102,7 @@ def _artifact_label(path: Path) -> str:
 def _resolve_states(a: argparse.Namespace) -> dict[str, ModelSpec]:
     """Base → the --model; a job id (or its last 6 characters) → that job's tuned state; a path → an artifact."""
     base = model_spec(a)
-    tuned = {t["job_id"]: t for t in compare.tuned_states()}
+    tuned = {t["job_id"]: t for t in finetune_jobs.tuned_states()}
     out: dict[str, ModelSpec] = {}
     for name in a.states:
         if name == "base":

@@ -1,4 +1,4 @@
-"""CLI for fine-tunes and jobs: `workbench finetune silp|midalign|lens|cctuning ...` and `workbench jobs ...`.
+"""CLI for fine-tunes and jobs: `workbench finetune <method> ...` (every registered method) and `workbench jobs ...`.
 
 `add_finetune_parser(subparsers)` adds both commands to the main parser. A fine-tune
 always runs as a job (a separate worker process); `--wait` follows its progress and
@@ -12,10 +12,12 @@ import json
 import sys
 from typing import Any
 
+from workbench.cli._args import add_field_args, spec_from_args
 from workbench.cli._args import csv_list as _csv
-from workbench.cli._args import int_list as _ints
 from workbench.cli._args import key_value as _kv
-from workbench.jobs import processes as jobs
+from workbench.finetune import jobs
+from workbench.finetune.method import Method
+from workbench.finetune.methods import METHODS, get_method
 
 __all__ = ["add_finetune_parser", "cmd_finetune", "cmd_jobs"]
 
@@ -37,82 +39,49 @@ def _pair(s: str) -> tuple[str, str]:
     return a.strip(), b.strip()
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, method: Method) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default="gemma-3-270m",
-                   help="bundled name, hub id, local dir, .gguf, or tiny:llama (tests)")
+                   help="bundled name, hub id, local dir, .gguf, or tiny:llama (tests) (default: %(default)s)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda")
     g.add_argument("--dtype", default="auto", help="auto trains in float32; float32, bfloat16")
     g.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the hub")
     d = p.add_argument_group("data")
-    d.add_argument("--corpus", default="tatoeba:sw", help="tatoeba:sw, udhr, a TSV/JSONL file or FLORES dir")
-    d.add_argument("--pair", type=_pair, default=("en", "sw"), help="PIVOT:TARGET languages, e.g. en:sw")
-    d.add_argument("--heldout", type=float, default=0.1, help="held-out fraction")
+    d.add_argument("--corpus", default="tatoeba:sw", help="tatoeba:sw, udhr, a TSV/JSONL file or FLORES dir "
+                                                          "(default: %(default)s)")
+    d.add_argument("--pair", type=_pair, default=("en", "sw"), 
+                   help="PIVOT:TARGET languages, e.g. en:sw (default en:sw)")
+    if method.many_languages:
+        d.add_argument("--langs", type=_csv, default=None, help="languages incl. the central one (default: the pair)")
+    d.add_argument("--heldout", type=float, default=0.1, help="held-out fraction (default 0.1)")
     d.add_argument("--limit", type=int, default=None, help="at most N training units")
     d.add_argument("--split-seed", type=int, default=0, help="seed of the train/held-out split")
-    d.add_argument("--max-length", type=int, default=128, help="tokens per example")
-    t = p.add_argument_group("training")
-    t.add_argument("--steps", type=int, default=None, help="cap on steps (per stage for SiLP)")
-    t.add_argument("--epochs", type=float, default=None, help="epochs (default: the paper's)")
-    t.add_argument("--lr", type=float, default=None, help="learning rate (default: the paper's)")
-    t.add_argument("--batch-size", type=int, default=None, help="examples per step")
-    t.add_argument("--seed", type=int, default=0, help="training seed")
+    d.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
+    t = p.add_argument_group(f"{method.label} (fields of {method.spec.__name__}; unset = the paper's default)")
+    add_field_args(t, method.own_fields(), keep_defaults=False, aliases={**COMMON_ALIASES, **method.aliases})
     t.add_argument("--set", type=_kv, action="append", default=[], metavar="FIELD=VALUE",
-                   help="any other field of the method's spec (JSON values), repeatable")
-    t.add_argument("--no-eval", action="store_true", help="skip held-out loss / perplexity before and after")
-    t.add_argument("--num-processes", type=int, default=1, metavar="N",
-                   help="data-parallel training processes (accelerate launch; one per GPU, gloo on CPU); "
-                        "the global batch is split over them (silp, midalign, lens)")
+                   help="any field of the method's spec (JSON values), repeatable")
+    j = p.add_argument_group("job")
+    j.add_argument("--no-eval", action="store_true", help="skip held-out loss / perplexity before and after")
+    j.add_argument("--num-processes", type=int, default=1, metavar="N",
+                   help="data-parallel training processes (accelerate launch; one per GPU, gloo on CPU); the "
+                        "global batch is split over them" + ("" if method.shardable else
+                                                             f" (not for {method.label}: 1 only)"))
     p.add_argument("--wait", action="store_true", help="follow the job and print the artifact path")
 
 
-def _method_args(method: str, p: argparse.ArgumentParser) -> None:
-    if method == "silp":
-        p.add_argument("--n2d", type=_ints, default=None, help="N2D blocks (default: SiLP allocation)")
-        p.add_argument("--d2n", type=_ints, default=None, help="D2N blocks (default: SiLP allocation)")
-        p.add_argument("--tft", default=None, help="JSONL instruction file for stage TFT (in the target language)")
-    elif method == "midalign":
-        p.add_argument("--layer", type=int, default=None,
-                       help="aligned block i (default L//2 − 1: the paper's middle layer L/2, counted from "
-                            "the embeddings)")
-        p.add_argument("--tau", type=float, default=None, help="contrastive temperature (default 0.1)")
-        p.add_argument("--no-task", action="store_true", help="alignment loss only (an alignment adapter)")
-        p.add_argument("--no-align", action="store_true", help="task loss only (plain LoRA)")
-    elif method == "cctuning":
-        p.add_argument("--train", choices=("lora", "ffn", "full"), default=None,
-                       help="what the SFT loss trains besides the Decision Maker (default lora)")
-        p.add_argument("--wt-pairs", type=int, default=None, help="pairs the Transform Matrix is fitted on (1000)")
-        p.add_argument("--target", default=None, help="response language (default: the pivot)")
-        p.add_argument("--instructions", default=None,
-                       help="JSONL of instruction / instruction_en / output rows (instead of the pairs)")
-    else:
-        p.add_argument("--langs", type=_csv, default=None, help="languages incl. the central one (default: the pair)")
-        p.add_argument("--start-layer", type=int, default=None, help="train blocks >= this (default L-2)")
-        p.add_argument("--push", type=float, default=None, help="λ_l for every target language (default 1)")
+COMMON_ALIASES = {"steps": "max_steps"}
+"""Short flags every method has (`--steps` = `--max-steps`, a cap on steps: per stage for SiLP)."""
 
 
 def _method_spec(a: argparse.Namespace) -> dict[str, Any]:
+    """The spec dict of the parsed `finetune <method>` arguments: languages, the flags given, then `--set`."""
+    method = get_method(a.method)
     pivot, target = a.pair
-    spec: dict[str, Any] = {"seed": a.seed}
-    if a.method == "silp":
-        spec.update(src=target, tgt=pivot, n2d_layers=a.n2d, d2n_layers=a.d2n, tft_file=a.tft)
-    elif a.method == "midalign":
-        spec.update(src=pivot, tgt=target, align_layer=a.layer, task_loss=not a.no_task, align_loss=not a.no_align)
-        if a.tau is not None:
-            spec["tau"] = a.tau
-    elif a.method == "cctuning":
-        spec.update(pivot=pivot, lang=target, target=a.target, instruction_file=a.instructions)
-        for key, arg in (("train", a.train), ("wt_pairs", a.wt_pairs)):
-            if arg is not None:
-                spec[key] = arg
-    else:
-        langs = a.langs or [pivot, target]
-        spec.update(languages=langs, central=pivot if pivot in langs else langs[0], start_layer=a.start_layer)
-        if a.push is not None:
-            spec["push"] = a.push
-    for key, arg in (("max_steps", a.steps), ("epochs", a.epochs), ("lr", a.lr), ("batch_size", a.batch_size)):
-        if arg is not None:
-            spec[key] = arg
+    langs: list[str] = list(getattr(a, "langs", None) or [pivot, target])
+    if pivot in langs:  # the pivot (central language) first
+        langs = [pivot, *[x for x in langs if x != pivot]]
+    spec: dict[str, Any] = {**method.from_langs(langs), **spec_from_args(a, method.own_fields())}
     spec.update(dict(a.set))
     return spec
 
@@ -216,19 +185,15 @@ def cmd_jobs(a: argparse.Namespace) -> int:
 
 
 def add_finetune_parser(sub: Any) -> None:
-    """Add `finetune {silp,midalign,lens,cctuning}` and `jobs {ls,show,cancel}` to the main subparsers."""
-    f = sub.add_parser("finetune", help="start a fine-tune job (SiLP, Mid-align, LENS, CC-Tuning)", epilog=EXAMPLES,
+    """Add `finetune <method>` (one per registered method) and `jobs {ls,show,cancel}` to the main subparsers."""
+    names = ", ".join(m.label for m in METHODS.values())
+    f = sub.add_parser("finetune", help=f"start a fine-tune job ({names})", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     fsub = f.add_subparsers(dest="method", required=True)
-    helps = {"silp": "SiLP: FFN of projection-sensitive layers, N2D then D2N",
-             "midalign": "Mid-align: LoRA with middle-layer contrastive alignment",
-             "lens": "LENS: pull/push/retain in language subspaces, top layers",
-             "cctuning": "CC-Tuning: English FFN outputs connected into block 0, Decision Maker, Transform Matrix"}
-    for method, text in helps.items():
-        p = fsub.add_parser(method, help=text, description=text,
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        _common(p)
-        _method_args(method, p)
+    for method in METHODS.values():
+        text = f"{method.label}: {method.caption}"
+        p = fsub.add_parser(method.name, help=text, description=text)
+        _common(p, method)
         p.set_defaults(func=cmd_finetune)
 
     j = sub.add_parser("jobs", help="list, show or cancel fine-tune jobs")

@@ -20,14 +20,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from workbench.examples import (
     IGNORE,
     MAX_PADDING,
+    DataSpec,
     Example,
     ParallelSplit,
+    build_split,
     collate,
     encode_texts,
     scoring_batches,
@@ -35,8 +38,8 @@ from workbench.examples import (
 )
 from workbench.progress import Advance
 
-__all__ = ["evaluate_model", "evaluate_state", "nll", "nll_per_example", "perplexity", "perplexity_examples",
-           "token_nll", "translation_loss"]
+__all__ = ["eval_compare", "evaluate_model", "evaluate_state", "nll", "nll_per_example", "perplexity",
+           "perplexity_examples", "token_nll", "translation_loss"]
 
 
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,3 +138,41 @@ def evaluate_model(model: Any, tokenizer: Any, split: ParallelSplit, *, pivot: s
 def evaluate_state(state: Any, split: ParallelSplit, **kw: Any) -> dict[str, float]:
     """`evaluate_model` for a ModelState (base, or base + artifact)."""
     return evaluate_model(state.model, state.tokenizer, split, **kw)
+
+
+def _metric_row(name: str) -> dict[str, str]:
+    """``loss_en>sw`` -> translation loss en → sw; ``ppl_en`` -> perplexity of en."""
+    if name.startswith("loss_"):
+        src, _, tgt = name[len("loss_"):].partition(">")
+        return {"kind": "translation loss", "what": f"{src} → {tgt}"}
+    if name.startswith("ppl_"):
+        return {"kind": "perplexity", "what": name[len("ppl_"):]}
+    return {"kind": name, "what": ""}
+
+
+def eval_compare(state_a: Any, state_b: Any, data: Any, languages: Sequence[str], *, pivot: str = "en",
+                 max_items: int | None = 64) -> pd.DataFrame:
+    """Held-out translation loss (both directions) and pivot perplexity of two states.
+
+    Args:
+        state_a: loaded ModelState A.
+        state_b: loaded ModelState B.
+        data: the DataSpec (or its dict) whose held-out split is scored, e.g. the tuned
+            job's own, so the units were never trained on.
+        languages: the split's languages (pivot included).
+        pivot: the perplexity language and one side of every direction.
+        max_items: held-out units scored per direction.
+
+    Returns:
+        One row per metric (``loss_<src>><tgt>`` in nats per target token, ``ppl_<pivot>``):
+        measure, kind, what, a, b, diff (= b − a; negative = B is better).
+    """
+    spec = data if isinstance(data, DataSpec) else DataSpec.from_dict(dict(data))
+    split = build_split(spec, list(languages))
+    ea = evaluate_state(state_a, split, pivot=pivot, max_items=max_items)
+    eb = evaluate_state(state_b, split, pivot=pivot, max_items=max_items)
+    rows = [{"measure": m, **_metric_row(m), "a": float(ea[m]), "b": float(eb.get(m, np.nan))} for m in ea]
+    out = pd.DataFrame(rows, columns=["measure", "kind", "what", "a", "b"])
+    out["diff"] = out["b"] - out["a"]
+    out.attrs.update(pivot=pivot, n_heldout=len(split.heldout), data_hash=split.data_hash)
+    return out

@@ -30,8 +30,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import socket
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +42,6 @@ from workbench.errors import ParamError
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "SHARDABLE",
     "Dist",
     "any_flag",
     "barrier",
@@ -53,20 +50,14 @@ __all__ = [
     "check_method",
     "current",
     "end_step",
-    "free_port",
     "gather_rows",
     "init_from_env",
-    "launch_command",
     "loss_weight",
     "reduce_gradients",
     "shard_bounds",
     "shard_examples",
     "shutdown",
-    "visible_devices",
 ]
-
-SHARDABLE = ("silp", "midalign", "lens")
-"""Fine-tune methods whose steps can be split across processes."""
 
 _BUCKET_BYTES = 64 << 20
 
@@ -116,37 +107,13 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def check_method(method: str, num_processes: int) -> None:
-    """Raise `ParamError` when `method` cannot run on `num_processes` processes."""
+def check_method(method: Any, num_processes: int) -> None:
+    """Raise `ParamError` when `method` (a `Method`) cannot run on `num_processes` processes."""
     if num_processes < 1:
         raise ParamError(f"--num-processes must be >= 1, got {num_processes}")
-    if num_processes > 1 and method not in SHARDABLE:
-        raise ParamError(f"{method} cannot be split across processes (its steps use the batch beside the "
-                         f"shared collate); run it with --num-processes 1, or use one of {', '.join(SHARDABLE)}")
-
-
-def visible_devices() -> int:
-    """CUDA devices this process sees (0 without CUDA): how many ranks a fine-tune can use."""
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def free_port() -> int:
-    """A TCP port that is free on this host right now (for the rendezvous)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def launch_command(num_processes: int, module_args: Sequence[str], *, port: int | None = None,
-                   extra: Sequence[str] = ()) -> list[str]:
-    """`python -m accelerate.commands.launch … -m <module_args>`: N processes on this machine.
-
-    `--multi_gpu` is accelerate's torchrun launcher (it also runs on CPU: the processes
-    then use gloo). `extra` goes before the module (e.g. `--config_file` for several nodes).
-    """
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-            str(num_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(port or free_port()), *extra, "-m", *module_args]
+    if num_processes > 1 and not method.shardable:
+        raise ParamError(f"{method.name} cannot be split across processes (its steps use the batch beside the "
+                         "shared collate); run it with --num-processes 1")
 
 
 # --------------------------------------------------------------------------- one step

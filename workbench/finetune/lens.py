@@ -30,6 +30,7 @@ here, as it is an error in recording (one rule, no silent fallback to plain text
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,10 +38,12 @@ import torch
 import torch.nn.functional as F
 
 from workbench.analysis.subspace import language_subspace
+from workbench.config import Spec, spec_field
 from workbench.errors import ParamError
 from workbench.examples import Example, ParallelSplit, encode_texts, epoch_batches, n_batches, scoring_batches
 from workbench.finetune.data import collate
-from workbench.finetune.specs import LENSSpec
+from workbench.finetune.method import Method
+from workbench.finetune.specs import SCHEDULES, check_common
 from workbench.finetune.train import (
     Stepper,
     TrainResult,
@@ -58,6 +61,62 @@ log = logging.getLogger(__name__)
 
 __all__ = ["final_states", "lens_encode", "lens_evaluate", "lens_losses", "lens_representations", "lens_subspace",
            "train_lens"]
+
+
+@dataclass(frozen=True)
+class LENSSpec(Spec):
+    """LENS: pull in the agnostic subspace, push along δ_l, retain the central language."""
+
+    languages: tuple[str, ...] = spec_field("languages, the central one included", ("en", "sw"))
+    central: str = spec_field("central (pivot) language c", "en")
+    start_layer: int | None = spec_field("train blocks >= start (all their parameters); None = L-2", None)
+    rank: int | None = spec_field("language-specific subspace rank r; None = n_langs − 1", None)
+    lambda1: float = spec_field("λ1, weight of L1 (pull together in the agnostic subspace)", 1.0)
+    lambda3: float = spec_field("λ3, weight of L3 (retain the central language)", 1.0)
+    push: float = spec_field("λ_l, push strength along δ_l, for every target language", 1.0)
+    push_per_lang: tuple[tuple[str, float], ...] = spec_field(
+        "per-language λ_l overrides, e.g. (('sw', 0.2),)", ())
+    samples_per_lang: int = spec_field("parallel samples per language (subspace fit and training)", 200)
+    chat_template: bool = spec_field(
+        "wrap each sample as a user turn of the tokenizer's chat template with the generation prompt "
+        "(LENS's setting, on instruct models); a tokenizer without a chat template is an error, as in "
+        "recording (no fallback); off by default because the bundled base models have none", False)
+    lr: float = spec_field("peak learning rate (AdamW; LENS App. D: 1e-5)", 1e-5)
+    schedule: str = spec_field("learning-rate schedule (LENS App. D: cosine)", "cosine", choices=SCHEDULES)
+    warmup: float = spec_field("warm-up fraction of the steps (LENS App. D: 0.05)", 0.05)
+    weight_decay: float = spec_field("AdamW weight decay of the trained blocks (LENS App. D: 0.1)", 0.1)
+    epochs: float = spec_field("epochs over the samples (LENS: 1)", 1.0)
+    batch_size: int = spec_field("parallel samples per step, each in every language (LENS: 8)", 8)
+    max_steps: int | None = spec_field("cap on steps", None)
+    max_grad_norm: float | None = spec_field("clip the gradient norm (LENS: 1.0); None = no clipping", 1.0)
+    seed: int = spec_field("seed of the data order", 0)
+
+    def __post_init__(self) -> None:
+        check_common(self)
+        object.__setattr__(self, "push_per_lang",
+                           tuple((str(k), float(v)) for k, v in self.push_per_lang))
+        if len(self.languages) < 2 or len(set(self.languages)) != len(self.languages):
+            raise ParamError(f"LENSSpec: need >= 2 distinct languages, got {self.languages}")
+        if self.central not in self.languages:
+            raise ParamError(f"LENSSpec: central {self.central!r} must be one of {self.languages}")
+        unknown = [k for k, _ in self.push_per_lang if k not in self.languages or k == self.central]
+        if unknown:
+            raise ParamError(f"LENSSpec: push_per_lang names {unknown}, not target languages")
+        if self.samples_per_lang < 2:
+            raise ParamError("LENSSpec: samples_per_lang must be >= 2")
+        if self.start_layer is not None and self.start_layer < 0:
+            raise ParamError(f"LENSSpec: start_layer must be >= 0, got {self.start_layer}")
+        if self.weight_decay < 0:
+            raise ParamError(f"LENSSpec: weight_decay must be >= 0, got {self.weight_decay}")
+
+    def push_strength(self, lang: str) -> float:
+        """λ_l for one target language."""
+        return dict(self.push_per_lang).get(lang, self.push)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The target languages (all but the central one), in order."""
+        return tuple(x for x in self.languages if x != self.central)
 
 
 def lens_losses(x_t: torch.Tensor, x_c: torch.Tensor, x_t_ref: torch.Tensor, m_c: torch.Tensor,
@@ -271,3 +330,14 @@ def train_lens(state: Any, split: ParallelSplit, spec: LENSSpec, *, progress: Pr
         metrics["heldout_init"] = held_init
         metrics["heldout_final"] = lens_evaluate(model, state.model, state, held, fit, spec)
     return TrainResult(model, stepper.history, metrics, sorted(names))
+
+
+METHOD = Method(
+    name="lens", label="LENS", caption="top layers; pull together / push apart in language subspaces",
+    spec=LENSSpec, train=train_lens,
+    languages=lambda s: tuple(s.languages),
+    pivot=lambda s: s.central,
+    from_langs=lambda langs: {"languages": tuple(langs), "central": langs[0]},
+    lang_fields=("languages", "central"), many_languages=True, shardable=True,
+)
+"""LENS's record (registered in `finetune.methods`)."""

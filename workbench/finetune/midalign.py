@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench.config import Spec, spec_field
 from workbench.errors import ParamError
 from workbench.examples import ParallelSplit, encode_texts, n_batches, translation_examples
 from workbench.finetune import lora
 from workbench.finetune.data import collate
-from workbench.finetune.specs import MidAlignSpec
+from workbench.finetune.method import Method
+from workbench.finetune.specs import SCHEDULES, check_common
 from workbench.finetune.train import (
     Stepper,
     TrainResult,
@@ -46,6 +49,7 @@ from workbench.finetune.train import (
     masked_mean,
     summarize,
 )
+from workbench.models.architectures import LORA_TARGETS
 from workbench.progress import Progress, StopFn
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,53 @@ __all__ = [
     "merge_lora_weights",
     "train_midalign",
 ]
+
+@dataclass(frozen=True)
+class MidAlignSpec(Spec):
+    """Mid-align: LoRA, alternating task (translation) and middle-layer contrastive alignment."""
+
+    src: str = spec_field("first language of each pair (the pivot, e.g. en)", "en")
+    tgt: str = spec_field("second language of each pair (e.g. sw)", "sw")
+    task_directions: str = spec_field("translation task: 'both' (src→tgt and tgt→src) or 'forward'", "both",
+                                   choices=("both", "forward"))
+    r: int = spec_field("LoRA rank", 8)
+    alpha: int = spec_field("LoRA α (scaling α/r)", 16)
+    dropout: float = spec_field("LoRA dropout", 0.1)
+    target_modules: tuple[str, ...] = spec_field(
+        "modules that get LoRA (Llama names; the default set maps to each architecture's `lora_targets`)", LORA_TARGETS)
+    align_layer: int | None = spec_field(
+        "block i (0-based, our numbering) whose output is aligned; None = the paper's middle layer L/2 "
+        "(1-based, embedding = layer 0) = block L//2 − 1", None)
+    tau: float = spec_field("contrastive temperature τ (paper: 0.1 for Llama, 1.5 for Qwen)", 0.1)
+    task_loss: bool = spec_field("use task batches (causal-LM translation loss)", True)
+    align_loss: bool = spec_field("use alignment batches (contrastive loss at the align layer)", True)
+    align_batch_size: int = spec_field("pairs per alignment batch (in-batch negatives; paper: 32)", 32)
+    lr: float = spec_field("peak learning rate (AdamW, no weight decay)", 5e-4)
+    schedule: str = spec_field("learning-rate schedule: inverse_sqrt (paper), cosine, linear, constant",
+                          "inverse_sqrt", choices=SCHEDULES)
+    warmup: float = spec_field("warm-up fraction of the steps", 0.03)
+    epochs: float = spec_field("epochs over the task batches (align-only: over the pairs)", 1.0)
+    batch_size: int = spec_field("examples per task batch", 8)
+    max_steps: int | None = spec_field("cap on optimiser steps (task and align steps both count)", None)
+    max_grad_norm: float | None = spec_field("clip the gradient norm", 1.0)
+    seed: int = spec_field("seed of the data order, LoRA init and dropout", 0)
+
+    def __post_init__(self) -> None:
+        check_common(self)
+        if not (self.task_loss or self.align_loss):
+            raise ParamError("MidAlignSpec: switch on at least one of task_loss and align_loss")
+        if self.task_directions not in ("both", "forward"):
+            raise ParamError(f"MidAlignSpec: task_directions must be 'both' or 'forward', "
+                             f"got {self.task_directions!r}")
+        if self.r < 1 or self.tau <= 0 or not 0 <= self.dropout < 1:
+            raise ParamError("MidAlignSpec: need r >= 1, tau > 0 and 0 <= dropout < 1")
+        if self.align_batch_size < 2:
+            raise ParamError("MidAlignSpec: align_batch_size must be >= 2 (in-batch negatives)")
+        if self.align_layer is not None and self.align_layer < 0:
+            raise ParamError(f"MidAlignSpec: align_layer must be >= 0, got {self.align_layer}")
+        if self.src == self.tgt:
+            raise ParamError(f"MidAlignSpec: src and tgt must differ, both are {self.src!r}")
+
 
 def default_align_layer(n_layers: int) -> int:
     """Mid-align's default alignment layer as our 0-based block: its layer `L/2` (1-based) = block `L//2 − 1`.
@@ -229,3 +280,15 @@ def merge_adapter_artifacts(state: Any, task_dir: str | Path, align_dir: str | P
                 "base_model": a.manifest.get("base_model"), "metrics": {}}
     return artifact_io.write_artifact(out_dir, state, model, manifest, adapter=merged,
                                       adapter_config=a.adapter_config)
+
+
+METHOD = Method(
+    name="midalign", label="Mid-align", caption="LoRA; translation loss + middle-layer contrastive alignment",
+    spec=MidAlignSpec, train=train_midalign,
+    languages=lambda s: (s.src, s.tgt),
+    pivot=lambda s: s.src,  # the first language of each pair
+    from_langs=lambda langs: {"src": langs[0], "tgt": langs[1]},
+    lang_fields=("src", "tgt"), shardable=True,
+    aliases={"layer": "align_layer", "task": "task_loss", "align": "align_loss"},
+)
+"""Mid-align's record (registered in `finetune.methods`)."""

@@ -17,11 +17,7 @@ from workbench.config import ModelSpec
 from workbench.errors import CorpusError, JobError, ParamError
 from workbench.examples import DataSpec, ParallelSplit, build_split
 from workbench.finetune import artifact_io, distributed
-from workbench.finetune.cctuning import train_cctuning
-from workbench.finetune.lens import train_lens
-from workbench.finetune.midalign import train_midalign
-from workbench.finetune.silp import train_silp
-from workbench.finetune.specs import CCTuningSpec, LENSSpec, languages_for, spec_for
+from workbench.finetune.methods import get_method
 from workbench.finetune.train import TrainResult
 from workbench.models import prepare, state_from_model
 from workbench.models.state import tuned_fingerprint
@@ -29,14 +25,7 @@ from workbench.progress import Progress, StopFn
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "TRAINERS", "finetune", "languages_for", "train", "validate"]
-
-TRAINERS: dict[str, Callable[..., TrainResult]] = {
-    "silp": train_silp, "midalign": train_midalign, "lens": train_lens, "cctuning": train_cctuning,
-}
-"""The method table: one line per fine-tune method (its spec is `specs.SPECS[method]`)."""
-METHODS = tuple(TRAINERS)
-
+__all__ = ["finetune", "train", "validate"]
 
 def _layer_fields(spec: Any) -> dict[str, list[int]]:
     """Block indices a spec names explicitly (None fields are computed by the method)."""
@@ -58,14 +47,13 @@ def validate(method: str, model: ModelSpec, data: DataSpec, spec: Any, *, num_pr
     Raises:
         JobError / ParamError / CorpusError / ModelError: one line naming the input.
     """
-    if method not in TRAINERS:
-        raise JobError(f"unknown fine-tune method {method!r}; choose one of {', '.join(METHODS)}")
-    distributed.check_method(method, num_processes)
+    m = get_method(method)
+    distributed.check_method(m, num_processes)
     if model.artifact:
         raise JobError("fine-tuning on top of an artifact is not supported; use the base model")
-    spec = spec_for(method, spec)
+    spec = m.spec_from(spec)
     try:
-        split = build_split(data, languages_for(method, spec))
+        split = build_split(data, m.languages(spec))
     except ValueError as e:  # too few units, empty texts (CorpusError is a ValueError too, and passes)
         if isinstance(e, CorpusError):
             raise
@@ -78,19 +66,11 @@ def validate(method: str, model: ModelSpec, data: DataSpec, spec: Any, *, num_pr
     return split
 
 
-def _pivot(method: str, spec: Any) -> str:
-    if isinstance(spec, LENSSpec):
-        return spec.central
-    if isinstance(spec, CCTuningSpec):
-        return spec.pivot
-    return spec.tgt if method == "silp" else spec.src  # SiLP's D; Mid-align's first language
-
-
 def train(method: str, state: Any, split: ParallelSplit, spec: Any, *, progress: Progress | None = None,
           should_stop: StopFn | None = None, inplace: bool = False) -> TrainResult:
-    """Dispatch to `train_silp` / `train_midalign` / `train_lens` / `train_cctuning`."""
-    spec = spec_for(method, spec)
-    return TRAINERS[method](state, split, spec, progress=progress, should_stop=should_stop, inplace=inplace)
+    """The registered method's trainer (`Method.train`) on `split`."""
+    m = get_method(method)
+    return m.train(state, split, m.spec_from(spec), progress=progress, should_stop=should_stop, inplace=inplace)
 
 
 def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any, out_dir: str | Path, *,
@@ -101,7 +81,7 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
     """Build the data, train, evaluate before/after and write the artifact.
 
     Args:
-        method: 'silp', 'midalign', 'lens' or 'cctuning'.
+        method: a registered method's name (`finetune.methods`).
         state: the base ModelState (never modified; training runs on a copy).
         data: the DataSpec (or its dict).
         spec: the method spec (or its dict).
@@ -122,15 +102,16 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
     """
     say = status or (lambda m: log.info(m))
     data = data if isinstance(data, DataSpec) else DataSpec.from_dict(data)
-    spec = spec_for(method, spec)
+    m = get_method(method)
+    spec = m.spec_from(spec)
     if split is None:
         say("building data")
-        split = build_split(data, languages_for(method, spec), corpus)
-    elif split.spec != data or split.langs != languages_for(method, spec):
+        split = build_split(data, m.languages(spec), corpus)
+    elif split.spec != data or split.langs != m.languages(spec):
         raise ValueError("the given split was built from another DataSpec or other languages")
     t0 = time.perf_counter()
     rank = distributed.current()
-    directions = _eval_directions(split, _pivot(method, spec))
+    directions = _eval_directions(split, m.pivot(spec))
     before = None
     if evaluate and rank.main:  # the cached "loss" suite: a base is scored once, whichever job asks
         say("evaluating the base model")

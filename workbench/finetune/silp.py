@@ -23,14 +23,16 @@ the first `alloc_pairs` training pairs, all real non-special tokens count.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from workbench.config import RecordSpec
+from workbench.config import RecordSpec, Spec, spec_field
 from workbench.corpus import Language, ParallelCorpus
+from workbench.errors import ParamError
 from workbench.examples import (
     Example,
     ParallelSplit,
@@ -41,7 +43,8 @@ from workbench.examples import (
     translation_examples,
 )
 from workbench.finetune.data import collate
-from workbench.finetune.specs import SiLPSpec
+from workbench.finetune.method import Method, Prefill
+from workbench.finetune.specs import SCHEDULES, check_common, check_layers
 from workbench.finetune.train import (
     Stepper,
     TrainResult,
@@ -54,6 +57,47 @@ from workbench.progress import Progress, StopFn
 log = logging.getLogger(__name__)
 
 __all__ = ["ffn_parameter_names", "load_tft_examples", "silp_allocation", "train_silp"]
+
+
+@dataclass(frozen=True)
+class SiLPSpec(Spec):
+    """SiLP: selective FFN fine-tune of projection-sensitive layers, N2D then D2N (§3.2–3.3)."""
+
+    src: str = spec_field("N: the non-dominant language (input of stage N2D, output of D2N)", "sw")
+    tgt: str = spec_field("D: the dominant language (output of stage N2D, input of D2N)", "en")
+    n2d_layers: tuple[int, ...] | None = spec_field(
+        "blocks whose FFN stage N2D trains; None = SiLP allocation from projection sensitivity; "
+        "() skips the stage", None)
+    d2n_layers: tuple[int, ...] | None = spec_field(
+        "blocks whose FFN stage D2N trains; None = from the allocation; () skips the stage", None)
+    split: int | None = spec_field("allocation split k, a 0-based block (SiLP numbers FFN layers 0…L−1 too): N2D "
+                              "candidates are blocks 1…k, D2N k+1…L−1; None = round(0.625·L) (paper: 20 of 32)",
+                              None)
+    k1: int | None = spec_field("number of N2D layers chosen by the allocation; None = min(4, candidates) "
+                           "(the paper's 4, clipped on shallow models)", None)
+    k2: int | None = spec_field("number of D2N layers chosen by the allocation; None = min(4, candidates)", None)
+    alloc_pairs: int = spec_field("training pairs used to score projection sensitivity", 200)
+    lr: float = spec_field("peak learning rate (AdamW β=(0.9, 0.999), no weight decay)", 2e-5)
+    schedule: str = spec_field("learning-rate schedule per stage: cosine, linear, constant, inverse_sqrt",
+                          "cosine", choices=SCHEDULES)
+    warmup: float = spec_field("warm-up fraction of each stage's steps", 0.03)
+    epochs: float = spec_field("epochs per stage (the paper: 2)", 2.0)
+    batch_size: int = spec_field("pairs per step (the paper: 128 global; no accumulation here)", 8)
+    max_steps: int | None = spec_field("cap on the steps of each stage (short runs); None = epochs", None)
+    max_grad_norm: float | None = spec_field("clip the gradient norm (LLaMA-Factory default 1.0)", 1.0)
+    seed: int = spec_field("seed of the data order and of torch", 0)
+    tft_file: str | None = spec_field(
+        "optional stage TFT: JSONL of instruction/output (or prompt/response) pairs in N; "
+        "trains all parameters (SiLP Eq. 7)", None)
+
+    def __post_init__(self) -> None:
+        check_common(self)
+        check_layers("SiLPSpec", "n2d_layers", self.n2d_layers)
+        check_layers("SiLPSpec", "d2n_layers", self.d2n_layers)
+        if self.src == self.tgt:
+            raise ParamError(f"SiLPSpec: src (N) and tgt (D) must differ, both are {self.src!r}")
+        if any(k is not None and k < 1 for k in (self.k1, self.k2)) or self.alloc_pairs < 1:
+            raise ParamError("SiLPSpec: k1, k2 must be None or >= 1, and alloc_pairs >= 1")
 
 
 def ffn_parameter_names(model: Any, arch: Any, layers: list[int] | tuple[int, ...]) -> list[str]:
@@ -203,3 +247,25 @@ def train_silp(state: Any, split: ParallelSplit, spec: SiLPSpec, *, progress: Pr
                     **summarize(history, seconds)})
     finish_model(model)
     return TrainResult(model, history, metrics, sorted(trainable))
+
+
+METHOD = Method(
+    name="silp", label="SiLP", caption="FFN of the projection-sensitive layers; N → D, then D → N",
+    spec=SiLPSpec, train=train_silp,
+    languages=lambda s: (s.src, s.tgt),
+    pivot=lambda s: s.tgt,  # D, the dominant language
+    from_langs=lambda langs: {"src": langs[1], "tgt": langs[0]},  # N = the target language, D = the pivot
+    lang_fields=("src", "tgt"), shardable=True,
+    aliases={"n2d": "n2d_layers", "d2n": "d2n_layers", "tft": "tft_file"},
+    layer_fields=("n2d_layers", "d2n_layers"),
+    prefill=Prefill(
+        analysis="sensitivity",
+        # N → D is stage N2D; the Layer profile may have recorded either direction
+        params=lambda langs, k: [{"src": s, "tgt": t, "split": k.get("split"), "k1": k.get("k1"), "k2": k.get("k2"),
+                                  "variant": "paper"} for s, t in ((langs[1], langs[0]), (langs[0], langs[1]))],
+        fields=lambda table: {f: tuple(int(x) for x in table.loc[table["allocation"] == a, "layer"])
+                              for f, a in (("n2d_layers", "N2D"), ("d2n_layers", "D2N"))},
+        note="from the stored {src} → {tgt} SiLP pass of the Setup's corpus (projection sensitivity, the "
+             "allocation's top k1 / k2); empty boxes let the job allocate from its own training pairs"),
+)
+"""SiLP's record (registered in `finetune.methods`)."""

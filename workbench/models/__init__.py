@@ -31,6 +31,7 @@ from workbench.models.state import (
     load,
     normalize,
     resolve_device,
+    same_base,
     state_from_model,
     with_artifact,
 )
@@ -41,6 +42,6 @@ __all__ = [
     "BundledModel", "ModelError", "ModelState", "PreparedModel", "RemoteModelState", "apply_artifact",
     "architecture_for", "artifact_fingerprint", "bundled_status", "convert_gguf", "converted_dir",
     "directory_fingerprint", "fingerprint", "forget", "get_path", "hash_files", "is_hub_id", "is_tiny", "list_models",
-    "load", "meta_state", "normalize", "prepare", "remote_fingerprint", "remote_state", "resolve_device",
+    "load", "meta_state", "normalize", "prepare", "remote_fingerprint", "remote_state", "resolve_device", "same_base",
     "state_from_model", "tensor_fingerprint", "tiny_model", "tiny_name", "tiny_tokenizer", "verify", "with_artifact",
 ]

@@ -32,7 +32,7 @@ class ArchEntry:
     act: str  # module whose output is the neuron activation A (METHODS: act_fn(gate_proj(x)))
     down: str  # the FFN's output projection (its output is the FFN output vector)
     ffn_params: tuple[str, ...]  # the FFN weight modules (SiLP trains these)
-    lora_targets: tuple[str, ...] = LORA_TARGETS  # the default LoRA modules (Mid-align App. D.1's set, this family's names)
+    lora_targets: tuple[str, ...] = LORA_TARGETS  # default LoRA modules (Mid-align App. D.1's set, this family's names)
 
 
 _LLAMA_LIKE = ArchEntry(base="model", embed="model.embed_tokens", layers="model.layers", norm="model.norm",

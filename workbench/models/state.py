@@ -265,3 +265,8 @@ def forget(spec: ModelSpec | str | None = None) -> None:
             _STATES.clear()
         else:
             _STATES.pop(normalize(spec), None)
+
+
+def same_base(a: ModelSpec, b: ModelSpec) -> bool:
+    """True when two states share their base model."""
+    return (normalize(a).source, a.revision) == (normalize(b).source, b.revision)

@@ -1,6 +1,6 @@
 """Builders of the two-state views (the Compare page's): A = the spec's model, B = `state_b`.
 
-Each table is long (the view's keys, ``a``, ``b``, ``diff = b − a``) from `workbench.compare`;
+Each table is long (the view's keys, ``a``, ``b``, ``diff = b − a``) from `recipes.compare`;
 each figure draws both states and their difference. Registered in `build.BUILDERS`.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench import compare
+from workbench.recipes import compare
 from workbench.recipes.context import Ctx
 from workbench.viz import compare_figures as cfig
 

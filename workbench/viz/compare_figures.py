@@ -1,6 +1,6 @@
 """Before/after figures for two model states, and a fine-tune's training loss (returned, never rendered).
 
-The by-layer builders take the long tables of :mod:`workbench.compare` (key columns,
+The by-layer builders take the long tables of :mod:`workbench.recipes.compare` (key columns,
 ``measure, a, b, diff``): the top panel draws A (dashed) and B (solid) in one colour per
 line, the bottom panel ``B − A`` with a zero line, so gains and forgetting read at once.
 """
@@ -80,7 +80,7 @@ def compare_by_layer_figure(
 
     Args:
         table: a long before/after table with columns ``layer``, `line`, ``a``, ``b``,
-            ``diff`` (e.g. :func:`workbench.compare.retrieval_compare` filtered to one measure).
+            ``diff`` (e.g. :func:`workbench.recipes.compare.retrieval_compare` filtered to one measure).
         line: the column naming each line (``series``, ``lang`` or ``measure``).
         labels: legend names of state A and state B.
         title: figure title.
@@ -123,7 +123,7 @@ def compare_maps_figure(points: pd.DataFrame, *, labels: tuple[str, str] = ("A",
     """Side-by-side 2-D maps of one layer for two states, coloured by language.
 
     Args:
-        points: :func:`workbench.compare.map_compare`'s table (``x, y, lang, text, state``).
+        points: :func:`workbench.recipes.compare.map_compare`'s table (``x, y, lang, text, state``).
         labels: panel titles of state A and state B.
         title: figure title.
     """
@@ -166,7 +166,7 @@ def eval_compare_figure(table: pd.DataFrame, *, labels: tuple[str, str] = ("A", 
     """Held-out translation loss per direction and pivot perplexity, A and B as grouped bars.
 
     Args:
-        table: :func:`workbench.compare.eval_compare`'s table (``kind, what, a, b``).
+        table: :func:`workbench.evaluation.losses.eval_compare`'s table (``kind, what, a, b``).
         labels: legend names of state A and state B.
         title: figure title.
     """

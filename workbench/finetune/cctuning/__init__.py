@@ -70,10 +70,14 @@ from workbench.finetune.cctuning.model import (
     ffn_outputs,
 )
 from workbench.finetune.cctuning.report import cctuning_evaluate, collect_ffn_pairs, fit_and_report
+from workbench.finetune.cctuning.spec import CCTuningSpec
 from workbench.finetune.cctuning.train import cc_loss, init_decision_maker, lora_config, train_cctuning
+from workbench.finetune.method import Method
 
 __all__ = [
     "CC_FILE",
+    "CCTuningSpec",
+    "METHOD",
     "CCBatch",
     "CCExample",
     "CCOutput",
@@ -101,3 +105,17 @@ __all__ = [
     "transform_mse",
     "write_artifact_with_files",
 ]
+
+
+METHOD = Method(
+    name="cctuning", label="CC-Tuning",
+    caption="English FFN outputs connected into block 0 by a Decision Maker; W_T at inference",
+    spec=CCTuningSpec, train=train_cctuning,
+    languages=lambda s: (s.pivot, s.lang) + ((s.target,) if s.target not in (None, s.pivot) else ()),
+    pivot=lambda s: s.pivot,
+    from_langs=lambda langs: {"pivot": langs[0], "lang": langs[1]},  # English parallels connect into the target's pass
+    lang_fields=("pivot", "lang"),
+    inference="cctuning",  # its artifacts run the two-pass connection at inference (`models.hooks.cctuning`)
+    aliases={"instructions": "instruction_file"},
+)
+"""CC-Tuning's record (registered in `finetune.methods`)."""

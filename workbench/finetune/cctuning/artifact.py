@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from workbench.errors import ArtifactError
 from workbench.finetune import artifact_io
 from workbench.finetune.cctuning.model import CCOutput, cctuning_forward
-from workbench.finetune.specs import CCTuningSpec
+from workbench.finetune.cctuning.spec import CCTuningSpec
 
 __all__ = ["CC_FILE", "CCTuned", "load_cctuning", "write_artifact_with_files"]
 

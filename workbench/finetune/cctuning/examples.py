@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from workbench.examples import IGNORE, Example, ParallelSplit, encode_translation, jsonl_records, prompt_and_target
+from workbench.finetune.cctuning.spec import CCTuningSpec
 from workbench.finetune.data import collate
-from workbench.finetune.specs import CCTuningSpec
 
 __all__ = ["CCBatch", "CCExample", "cc_examples", "collate_cc", "instruction_examples"]
 

@@ -20,7 +20,7 @@ from workbench.analysis.cctuning import (
 from workbench.examples import IGNORE, Example, collate, scoring_batches
 from workbench.finetune.cctuning.examples import CCExample, collate_cc
 from workbench.finetune.cctuning.model import _model_arch, cctuning_forward, ffn_outputs
-from workbench.finetune.specs import CCTuningSpec
+from workbench.finetune.cctuning.spec import CCTuningSpec
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from workbench.finetune.cctuning.artifact import CC_FILE
 from workbench.finetune.cctuning.examples import CCBatch, _datasets, _last, collate_cc
 from workbench.finetune.cctuning.model import _prompt_mask, decision_maker, ffn_connection, ffn_outputs
 from workbench.finetune.cctuning.report import fit_and_report
-from workbench.finetune.specs import CCTuningSpec
+from workbench.finetune.cctuning.spec import CCTuningSpec
 from workbench.finetune.train import (
     Stepper,
     TrainResult,

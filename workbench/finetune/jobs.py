@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
+import json
 import logging
 import os
 import secrets
@@ -36,8 +37,8 @@ from workbench.config import ModelSpec, Spec
 from workbench.errors import JobError
 from workbench.examples import DataSpec
 from workbench.fileio import atomic_write_json, read_json_or_none
+from workbench.finetune.methods import METHODS, spec_for
 from workbench.finetune.runner import validate
-from workbench.finetune.specs import spec_for
 from workbench.paths import cache_root
 from workbench.progress import FINAL_STATES, STATES, Snapshot
 
@@ -84,7 +85,7 @@ def job_dir(job_id: str) -> Path:
     return d
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_job_file(path: Path) -> dict[str, Any]:
     """A job file's JSON object, or {} when it is missing or damaged (garbage, not an object)."""
     doc = read_json_or_none(path)
     if doc is None and path.exists():
@@ -94,7 +95,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def write_status(d: Path, **fields: Any) -> dict[str, Any]:
     """Merge `fields` into `<d>/status.json` (atomically) and return the new status."""
-    status = _read_json(d / "status.json")
+    status = read_job_file(d / "status.json")
     status.update(fields, updated=now())
     atomic_write_json(d / "status.json", status)
     return status
@@ -106,7 +107,7 @@ def _as_dict(x: Any) -> dict[str, Any]:
 
 def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: dict[str, Any] | DataSpec,
               method_spec: dict[str, Any] | Any = None, *, evaluate: bool = True, num_processes: int = 1) -> str:
-    """Write a job directory and launch `python -m workbench.jobs.worker <dir>`.
+    """Write a job directory and launch `python -m workbench.finetune.worker <dir>`.
 
     With `num_processes` N > 1 the worker launches N data-parallel ranks through
     `accelerate launch` (DDP-style; gloo on CPU, NCCL on GPUs); status, progress, cancel
@@ -143,7 +144,7 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
     write_status(d, id=job_id, method=method, state="queued", step=0, total=None, stage=None,
                  message="starting the worker", history=[], created=config["created"])
     with open(d / "log.txt", "ab") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "workbench.jobs.worker", str(d)],
+        proc = subprocess.Popen([sys.executable, "-m", "workbench.finetune.worker", str(d)],
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True, env=dict(os.environ))
     _PROCS[job_id] = proc
@@ -209,7 +210,7 @@ def _check_alive(d: Path, status: dict[str, Any]) -> dict[str, Any]:
             return status  # being launched right now
         if _pid_alive(pid):
             return status  # still starting up (the worker takes its lock first thing)
-    status = _read_json(d / "status.json")  # the worker may have just finished
+    status = read_job_file(d / "status.json")  # the worker may have just finished
     if status.get("state") in FINAL_STATES:
         return status
     return write_status(d, state="failed", finished=now(),
@@ -224,8 +225,8 @@ def job_status(job_id: str) -> dict[str, Any]:
     """
     _reap()
     d = job_dir(job_id)
-    status = _check_alive(d, _read_json(d / "status.json"))
-    return {**status, "id": job_id, "dir": str(d), "config": _read_json(d / "config.json")}
+    status = _check_alive(d, read_job_file(d / "status.json"))
+    return {**status, "id": job_id, "dir": str(d), "config": read_job_file(d / "config.json")}
 
 
 def list_jobs() -> list[dict[str, Any]]:
@@ -235,7 +236,7 @@ def list_jobs() -> list[dict[str, Any]]:
     for d in sorted(jobs_root().iterdir(), reverse=True):
         if not (d / "config.json").is_file():
             continue
-        raw = _read_json(d / "status.json")
+        raw = read_job_file(d / "status.json")
         if not raw:  # damaged or missing status: say so instead of guessing a state
             raw = {"state": "failed", "reason": f"{d / 'status.json'} is missing or damaged", "id": d.name}
         status = _check_alive(d, raw)
@@ -266,7 +267,7 @@ def cancel_job(job_id: str, *, grace_s: float = 5.0) -> dict[str, Any]:
     def settled(deadline: float) -> bool:
         while time.monotonic() < deadline:
             _reap()
-            if _read_json(d / "status.json").get("state") in FINAL_STATES:
+            if read_job_file(d / "status.json").get("state") in FINAL_STATES:
                 return True
             if not _lock_held(d) and not _pid_alive(pid):
                 return False
@@ -279,7 +280,7 @@ def cancel_job(job_id: str, *, grace_s: float = 5.0) -> dict[str, Any]:
         except ProcessLookupError:
             pass
         settled(time.monotonic() + 10.0)
-    if _read_json(d / "status.json").get("state") not in FINAL_STATES and not _pid_alive(pid):
+    if read_job_file(d / "status.json").get("state") not in FINAL_STATES and not _pid_alive(pid):
         write_status(d, state="cancelled", finished=now(),
                      reason="cancelled (the worker stopped before writing a final state)")
     return job_status(job_id)
@@ -316,3 +317,52 @@ def snapshot(status: dict[str, Any]) -> Snapshot:
                     int(status.get("step") or 0), int(status.get("total") or 0), 0.0,
                     status.get("steps_per_s"), status.get("eta_s") if state not in FINAL_STATES else None,
                     status.get("reason"), status.get("artifact"), history[-1] if history else {})
+
+
+# --------------------------------------------------------------------------- the states jobs made
+
+
+def job_model_spec(model: ModelSpec) -> ModelSpec:
+    """The base a fine-tune job trains (jobs train a base model only).
+
+    Raises:
+        JobError: `model` is already a tuned state.
+    """
+    if model.artifact:
+        raise JobError("a tuned state cannot be fine-tuned further; choose its base model")
+    return model
+
+
+def tuned_states() -> list[dict[str, Any]]:
+    """The model states made by finished fine-tune jobs, newest first.
+
+    Returns:
+        One dict per job that is done and whose artifact is readable: ``label``,
+        ``source`` (base model), ``artifact`` (path), ``method``, ``job_id``,
+        ``model`` (the state's ModelSpec dict, artifact included), ``languages``,
+        ``data`` (the job's DataSpec dict: its held-out split is what `eval_compare`
+        scores), ``pivot``, ``created``.
+    """
+    out = []
+    for job in list_jobs():
+        if job.get("state") != "done" or not job.get("artifact"):
+            continue
+        path = Path(job["artifact"])
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+            spec = ModelSpec.from_dict({**(manifest.get("base_model") or {}), "artifact": str(path)})
+        except (OSError, ValueError, TypeError) as e:  # a deleted or foreign artifact: skip, say why
+            log.warning("skipping job %s: unreadable artifact %s (%s)", job["id"], path, e)
+            continue
+        method = str(job.get("method") or manifest.get("method"))
+        record = METHODS.get(method)
+        langs = [str(x) for x in manifest.get("languages") or []]
+        created = str(job.get("created") or manifest.get("created") or "")[:16].replace("T", " ")
+        label = (f"{record.label if record else method} {'/'.join(langs)} on {Path(spec.source).name} "
+                 f"· {created} · {job['id'][-6:]}")
+        out.append({"label": label, "source": spec.source, "artifact": str(path), "method": method,
+                    "job_id": job["id"], "model": spec.to_dict(), "languages": langs,
+                    "data": manifest.get("data"),
+                    "pivot": record.pivot_of(manifest.get("spec") or {}) if record else None,
+                    "created": created})
+    return out

@@ -1,4 +1,4 @@
-"""The job worker: `python -m workbench.jobs.worker <job_dir>` (launched by `processes.start_job`).
+"""The job worker: `python -m workbench.finetune.worker <job_dir>` (launched by `processes.start_job`).
 
 Takes the job's lock, validates the config and the data before loading anything heavy
 (so bad input fails in about a second), loads the model, runs `runner.finetune`, and
@@ -7,7 +7,7 @@ artifact path), `cancelled` (cancel flag, SIGTERM or SIGINT) or `failed` (with t
 exception as the reason; the traceback goes to log.txt).
 
 With `num_processes` N > 1 in the config, the worker is the job's supervisor: it keeps
-the lock, launches N ranks with `accelerate launch … -m workbench.jobs.worker --rank
+the lock, launches N ranks with `accelerate launch … -m workbench.finetune.worker --rank
 <job_dir>` (`ranks.py`) and writes the final state from what the ranks report. Every
 rank runs the same `run` as the one-process worker; rank 0 writes the progress and the
 artifact.
@@ -30,18 +30,18 @@ from typing import Any
 
 import torch
 
+from workbench import ranks
 from workbench.config import ModelSpec
 from workbench.errors import Cancelled
 from workbench.examples import DataSpec, build_split
-from workbench.fileio import atomic_write_json
 from workbench.finetune import distributed
+from workbench.finetune.jobs import now, read_job_file, write_status
+from workbench.finetune.methods import languages_for, spec_for
 from workbench.finetune.runner import finetune
-from workbench.finetune.specs import languages_for, spec_for
-from workbench.jobs.processes import _read_json, now, write_status
 from workbench.models import load
 from workbench.progress import FINAL_STATES
 
-log = logging.getLogger("workbench.jobs.worker")
+log = logging.getLogger("workbench.finetune.worker")
 
 _WRITE_EVERY_S = 0.5
 
@@ -111,7 +111,7 @@ def write_status_msg(message: str) -> None:
 
 def run(d: Path) -> Path:
     """Run the job in `d`; return the artifact path. Raises on failure or cancellation."""
-    config = _read_json(d / "config.json")
+    config = read_job_file(d / "config.json")
     if not config:
         raise ValueError(f"{d / 'config.json'} is missing or not JSON")
     method = config["method"]
@@ -183,7 +183,7 @@ def finish(d: Path, result: dict[str, Any]) -> int:
     """Write the job's final state; return the exit status (0 done, 1 failed, 2 cancelled)."""
     if result["state"] == "done":
         path = Path(result["artifact"])
-        metrics = _read_json(path / "manifest.json").get("metrics", {})
+        metrics = read_job_file(path / "manifest.json").get("metrics", {})
         summary = {k: metrics.get(k) for k in ("steps", "seconds", "steps_per_s", "eval_before", "eval_after")}
         write_status(d, state="done", artifact=str(path), finished=now(), message="done", metrics=summary)
         log.info("done: %s", path)
@@ -217,8 +217,7 @@ def rank_main(d: Path) -> int:
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
         result = outcome(d)
-    (d / "ranks").mkdir(exist_ok=True)
-    atomic_write_json(d / "ranks" / f"{rank.rank}.json", {**result, "rank": rank.rank, "time": time.time()})
+    ranks.write_report(d, rank.rank, **result)
     if result["state"] == "done":
         distributed.shutdown()
     return 1 if result["state"] == "failed" else 0
@@ -228,7 +227,7 @@ def supervise(d: Path, n: int) -> dict[str, Any]:
     """Launch N ranks through `accelerate launch`, wait for them, and return the job's outcome."""
     for f in (d / "ranks").glob("*") if (d / "ranks").is_dir() else ():
         f.unlink()
-    cmd = distributed.launch_command(n, ["workbench.jobs.worker", "--rank", str(d)])
+    cmd = ranks.launch_command(n, ["workbench.finetune.worker", "--rank", str(d)])
     write_status(d, message=f"starting {n} processes")
     log.info("launching: %s", " ".join(cmd))
     sys.stdout.flush()
@@ -241,35 +240,7 @@ def supervise(d: Path, n: int) -> dict[str, Any]:
             break
         except _Cancelled:  # SIGTERM to the group: the ranks got it too; wait for them to stop
             cancelled = True
-    return _aggregate(d, n, rc, cancelled or (d / "cancel").exists())
-
-
-def _aggregate(d: Path, n: int, rc: int, cancelled: bool) -> dict[str, Any]:
-    """The job's outcome from the ranks' reports (and the launcher's exit status `rc`).
-
-    A rank's own failure wins; then a cancel; then a rank that ended without a report
-    (killed); then a rank that only lost its peers.
-    """
-    reports = {r: _read_json(d / "ranks" / f"{r}.json") for r in range(n)}
-    own = sorted((rep.get("time", 0), r) for r, rep in reports.items()
-                 if rep.get("state") == "failed" and not rep.get("lost"))
-    if own:
-        r = own[0][1]
-        return {"state": "failed", "reason": f"rank {r} of {n}: {reports[r]['reason']}"}
-    if cancelled:
-        why = next((rep["reason"] for rep in reports.values() if rep.get("state") == "cancelled"), "cancelled")
-        return {"state": "cancelled", "reason": why}
-    missing = [r for r, rep in reports.items() if not rep]
-    if missing:
-        return {"state": "failed", "reason": f"rank {', '.join(map(str, missing))} of {n} stopped without writing "
-                f"a final state (killed by a signal, e.g. SIGKILL or the out-of-memory killer); accelerate "
-                f"launch exited with status {rc}; see log.txt"}
-    lost = [r for r, rep in reports.items() if rep.get("state") == "failed"]
-    if lost:
-        return {"state": "failed", "reason": f"rank {lost[0]} of {n}: {reports[lost[0]]['reason']}"}
-    if rc == 0 and all(rep.get("state") == "done" for rep in reports.values()) and reports[0].get("artifact"):
-        return {"state": "done", "artifact": reports[0]["artifact"]}
-    return {"state": "failed", "reason": f"accelerate launch exited with status {rc}; see log.txt"}
+    return ranks.summarize(ranks.read_reports(d, n), rc, cancelled=cancelled or (d / "cancel").exists())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,15 +254,15 @@ def main(argv: list[str] | None = None) -> int:
         _logging()
         return rank_main(Path(args[1]))
     if len(args) != 1:
-        print("usage: python -m workbench.jobs.worker [--rank] <job_dir>", file=sys.stderr)
+        print("usage: python -m workbench.finetune.worker [--rank] <job_dir>", file=sys.stderr)
         return 1
     d = Path(args[0])
     lock = _start(d)
     if lock is None:
         return 3
-    if _read_json(d / "status.json").get("state") in FINAL_STATES:
+    if read_job_file(d / "status.json").get("state") in FINAL_STATES:
         return 0
-    n = int(_read_json(d / "config.json").get("num_processes") or 1)
+    n = int(read_job_file(d / "config.json").get("num_processes") or 1)
     write_status(d, state="running", pid=os.getpid(), started=now(), processes=n)
     result = supervise(d, n) if n > 1 else outcome(d)
     return finish(d, result)
