@@ -36,14 +36,13 @@ from workbench.examples import DataSpec, build_split
 from workbench.finetune.cctuning import (
     cc_examples,
     cc_loss,
-    cctuning_forward,
-    cctuning_generate,
     collate_cc,
     collect_ffn_pairs,
     load_cctuning,
     lora_config,
 )
 from workbench.finetune.cctuning.spec import CCTuningSpec
+from workbench.models.hooks.cctuning import cctuning_forward, cctuning_generate
 
 
 def _load(source: str, device: str) -> Any:

@@ -26,9 +26,9 @@ from workbench.config import ModelSpec
 from workbench.examples import DataSpec, build_split
 from workbench.finetune.cctuning import collate_cc, collect_ffn_pairs, train_cctuning
 from workbench.finetune.cctuning.examples import _datasets
-from workbench.finetune.cctuning.model import _prompt_mask
 from workbench.finetune.cctuning.spec import CCTuningSpec
 from workbench.models import get_path, load
+from workbench.models.hooks.cctuning import prompt_mask
 
 
 def _dm_inputs(model: Any, arch: Any, tok: Any, examples: list, f_en: np.ndarray) -> np.ndarray:
@@ -38,7 +38,7 @@ def _dm_inputs(model: Any, arch: Any, tok: Any, examples: list, f_en: np.ndarray
         for i in range(0, len(examples), 8):
             cb = collate_cc(examples[i:i + 8], tok.pad_token_id)
             h = get_path(model, arch.embed)(cb.x["input_ids"])
-            m = _prompt_mask(cb.x, cb.pos).to(h.dtype).unsqueeze(-1)
+            m = prompt_mask(cb.x, cb.pos).to(h.dtype).unsqueeze(-1)
             e = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
             out.append(e.float().numpy() + f_en[i:i + 8].mean(1))
     return np.concatenate(out)

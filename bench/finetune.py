@@ -29,10 +29,8 @@ import torch
 
 from workbench.examples import DataSpec, build_split, encode_texts, translation_examples
 from workbench.finetune.data import collate
-from workbench.finetune.midalign import contrastive_alignment_loss, lora_config, train_midalign
-from workbench.finetune.silp import ffn_parameter_names, train_silp
-from workbench.finetune.midalign import MidAlignSpec
-from workbench.finetune.silp import SiLPSpec
+from workbench.finetune.midalign import MidAlignSpec, contrastive_alignment_loss, lora_config, train_midalign
+from workbench.finetune.silp import SiLPSpec, ffn_parameter_names, train_silp
 from workbench.finetune.train import _schedule, masked_mean
 
 

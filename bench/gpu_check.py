@@ -48,8 +48,8 @@ from workbench import models, tracing  # noqa: E402
 from workbench.config import RecordSpec  # noqa: E402
 from workbench.corpus import load_corpus  # noqa: E402
 from workbench.examples import DataSpec, build_split
-from workbench.finetune.runner import train  # noqa: E402
 from workbench.finetune.methods import languages_for, spec_for
+from workbench.finetune.runner import train  # noqa: E402
 from workbench.store import Store  # noqa: E402
 
 log = logging.getLogger("gpu_check")

@@ -17,8 +17,7 @@ import torch
 
 from workbench.config import ModelSpec
 from workbench.examples import DataSpec, build_split
-from workbench.finetune.lens import train_lens
-from workbench.finetune.lens import LENSSpec
+from workbench.finetune.lens import LENSSpec, train_lens
 from workbench.models import load
 
 

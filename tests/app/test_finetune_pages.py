@@ -17,10 +17,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from workbench import models
-from workbench.finetune import jobs as finetune_jobs
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.finetune import jobs
+from workbench.finetune import jobs as finetune_jobs
 from workbench.jobs.threads import JOBS
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

@@ -15,8 +15,8 @@ import torch
 from workbench import models
 from workbench.examples import DataSpec, build_split
 from workbench.finetune import distributed
-from workbench.finetune.runner import train
 from workbench.finetune.methods import languages_for, spec_for
+from workbench.finetune.runner import train
 
 
 def main() -> None:

@@ -13,23 +13,19 @@ import torch
 from conftest import ATTN_MLP, FFN, fresh_tiny_state
 
 from workbench.analysis.cctuning import fit_transform_matrix
+from workbench.finetune import jobs
 from workbench.finetune.cctuning import (
-    CC_FILE,
     cc_examples,
     cc_loss,
-    cctuning_forward,
-    cctuning_generate,
     collate_cc,
-    ffn_connection,
-    ffn_outputs,
     init_decision_maker,
     load_cctuning,
     train_cctuning,
     write_artifact_with_files,
 )
 from workbench.finetune.cctuning.spec import CCTuningSpec
-from workbench.finetune import jobs
 from workbench.models import get_path
+from workbench.models.hooks.cctuning import CC_FILE, cctuning_forward, cctuning_generate, ffn_connection, ffn_outputs
 from workbench.viz.cctuning_figures import cctuning_figures
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -22,8 +22,7 @@ from conftest import wait_for_job
 
 from workbench import ranks
 from workbench.errors import ParamError
-from workbench.finetune import artifact_io, distributed
-from workbench.finetune import jobs
+from workbench.finetune import artifact_io, distributed, jobs
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

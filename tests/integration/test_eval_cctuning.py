@@ -7,11 +7,13 @@ import torch
 
 from workbench.evaluation import DecodingSpec, evaluate
 from workbench.evaluation.losses import translation_loss
-from workbench.evaluation.run import cc_inference
 from workbench.examples import prompt_and_target
-from workbench.finetune.cctuning import cctuning_generate, load_cctuning, train_cctuning, write_artifact_with_files
-from workbench.finetune.cctuning import model as cc_model
+from workbench.finetune.cctuning import load_cctuning, train_cctuning, write_artifact_with_files
 from workbench.finetune.cctuning.spec import CCTuningSpec
+from workbench.models import with_artifact
+from workbench.models.hooks import Plain
+from workbench.models.hooks import cctuning as cc_model
+from workbench.models.hooks.cctuning import cctuning_generate
 from workbench.store import Store
 
 
@@ -30,9 +32,9 @@ def test_cctuning_state_generates_with_its_two_pass_inference(state, split, arti
     real = cc_model.ffn_outputs  # patched where the two-pass inference looks it up
     monkeypatch.setattr(cc_model, "ffn_outputs", lambda *a, **k: first_pass.append(1) or real(*a, **k))
     tuned = load_cctuning(state, artifact)
-    cc = cc_inference(tuned.state.spec)
-    assert cc is not None and torch.equal(cc.w_dm, tuned.w_dm) and cc.embed == tuned.spec.embed
-    assert cc_inference(state.spec) is None
+    cc = with_artifact(state, artifact).inference  # found from the artifact's manifest by the one loader
+    assert isinstance(cc, cc_model.CCTuningInference) and torch.equal(cc.w_dm, tuned.w_dm)
+    assert cc.embed == tuned.spec.embed and isinstance(state.inference, Plain)
     dec = DecodingSpec(max_new_tokens=5, stop_at_newline=False)
     res = evaluate(tuned.state, ["translation", "loss"], split, directions=["en:sw"], limit=3, decoding=dec,
                    n_boot=20, store=Store(tmp_path))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from workbench.evaluation.generate import CCInference, DecodingSpec, generate, stop_token_ids
+from workbench.evaluation.generate import DecodingSpec, generate, stop_token_ids
 from workbench.examples import prompt_and_target
+from workbench.models.hooks.cctuning import CCTuningInference
 
 
 def _prompts(split, n=5):
@@ -44,7 +47,8 @@ def test_sampling_is_seeded(tiny_state, split):
 def test_cctuning_generation_runs_two_pass(tiny_state, split):
     d, n_layers = tiny_state.d_model, tiny_state.n_layers
     gen = torch.Generator().manual_seed(0)
-    cc = CCInference(torch.randn(d, n_layers, generator=gen), torch.eye(d) * 5.0)
+    cc = dataclasses.replace(tiny_state, inference=CCTuningInference(torch.randn(d, n_layers, generator=gen),
+                                                                     torch.eye(d) * 5.0))
     dec = DecodingSpec(max_new_tokens=6, stop_at_newline=False)
-    outs = generate(tiny_state, _prompts(split), dec, cc=cc)
+    outs = generate(cc, _prompts(split), dec)
     assert len(outs) == 5 and outs != generate(tiny_state, _prompts(split), dec)

@@ -7,14 +7,16 @@ request building and `WorkbenchLM` are all checked together.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
 from workbench.errors import EvalError
-from workbench.evaluation.generate import CCInference, DecodingSpec, generate
+from workbench.evaluation.generate import DecodingSpec, generate
 from workbench.evaluation.lmeval import OFFLINE_TASK, WorkbenchLM, choice_items, offline_task_dir, run_task
+from workbench.models.hooks.cctuning import CCTuningInference
 
 
 class _Req:
@@ -76,12 +78,13 @@ def test_offline_task_through_lm_eval_equals_our_scoring(tiny_state, split):
 def test_cctuning_state_scores_with_connection_and_refuses_rolling(tiny_state):
     d, n_layers = tiny_state.d_model, tiny_state.n_layers
     gen = torch.Generator().manual_seed(0)
-    cc = CCInference(torch.randn(d, n_layers, generator=gen), torch.eye(d) * 5.0)
+    cc = dataclasses.replace(tiny_state, inference=CCTuningInference(torch.randn(d, n_layers, generator=gen),
+                                                                     torch.eye(d) * 5.0))
     plain = WorkbenchLM(tiny_state).loglikelihood([_Req("Habari ya asubuhi\n", "Good morning")])[0][0]
-    connected = WorkbenchLM(tiny_state, cc=cc).loglikelihood([_Req("Habari ya asubuhi\n", "Good morning")])[0][0]
+    connected = WorkbenchLM(cc).loglikelihood([_Req("Habari ya asubuhi\n", "Good morning")])[0][0]
     assert connected != pytest.approx(plain, abs=1e-6)  # the connection changed the pass
     with pytest.raises(EvalError, match="CC-Tuning"):
-        WorkbenchLM(tiny_state, cc=cc).loglikelihood_rolling([_Req("text")])
+        WorkbenchLM(cc).loglikelihood_rolling([_Req("text")])
 
 
 def test_generate_until_batches_requests_and_keeps_their_order(tiny_state):

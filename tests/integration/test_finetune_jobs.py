@@ -19,10 +19,8 @@ from conftest import fresh_tiny_state, wait_for_job
 from workbench.cli.finetune import _follow, add_finetune_parser
 from workbench.errors import WorkbenchError
 from workbench.examples import DataSpec, build_split
-from workbench.finetune import artifact_io
-from workbench.finetune.silp import train_silp
-from workbench.finetune.silp import SiLPSpec
-from workbench.finetune import jobs
+from workbench.finetune import artifact_io, jobs
+from workbench.finetune.silp import SiLPSpec, train_silp
 
 TINY = {"source": "tiny:llama"}
 DATA = {"limit": 16, "max_length": 48}

@@ -17,6 +17,7 @@ from workbench.examples import ParallelSplit, build_split, encode_texts
 from workbench.finetune import artifact_io
 from workbench.finetune.data import collate
 from workbench.finetune.lens import (
+    LENSSpec,
     final_states,
     lens_encode,
     lens_evaluate,
@@ -24,12 +25,14 @@ from workbench.finetune.lens import (
     lens_subspace,
     train_lens,
 )
-from workbench.finetune.midalign import contrastive_alignment_loss, merge_adapter_artifacts, train_midalign
+from workbench.finetune.midalign import (
+    MidAlignSpec,
+    contrastive_alignment_loss,
+    merge_adapter_artifacts,
+    train_midalign,
+)
 from workbench.finetune.runner import finetune
-from workbench.finetune.silp import train_silp
-from workbench.finetune.lens import LENSSpec
-from workbench.finetune.midalign import MidAlignSpec
-from workbench.finetune.silp import SiLPSpec
+from workbench.finetune.silp import SiLPSpec, train_silp
 from workbench.finetune.train import Cancelled, block_output, masked_mean
 from workbench.models import get_path, tiny_model
 

@@ -20,10 +20,10 @@ from workbench.config import RecordSpec
 from workbench.corpus import ParallelCorpus
 from workbench.evaluation.losses import nll_per_example
 from workbench.examples import translation_examples
-from workbench.finetune.cctuning import cc_examples, cc_loss, cctuning_forward, collate_cc, collect_ffn_pairs
-from workbench.finetune.lens import train_lens
+from workbench.finetune.cctuning import cc_examples, cc_loss, collate_cc, collect_ffn_pairs
 from workbench.finetune.cctuning.spec import CCTuningSpec
-from workbench.finetune.lens import LENSSpec
+from workbench.finetune.lens import LENSSpec, train_lens
+from workbench.models.hooks.cctuning import cctuning_forward
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")]

@@ -12,12 +12,12 @@ from workbench import tracing
 from workbench.analysis.sensitivity import projection_sensitivity
 from workbench.evaluation.losses import nll_per_example, perplexity_examples
 from workbench.examples import IGNORE, Example, scoring_batches, translation_examples
-from workbench.finetune.cctuning import cc_examples, cctuning_evaluate, collect_ffn_pairs, ffn_outputs
+from workbench.finetune.cctuning import cc_examples, cctuning_evaluate, collect_ffn_pairs
+from workbench.finetune.cctuning.spec import CCTuningSpec
 from workbench.finetune.data import collate
 from workbench.finetune.lens import _reps  # the one helper every LENS representation goes through
-from workbench.finetune.silp import allocation_inputs, silp_allocation
-from workbench.finetune.cctuning.spec import CCTuningSpec
-from workbench.finetune.silp import SiLPSpec
+from workbench.finetune.silp import SiLPSpec, allocation_inputs, silp_allocation
+from workbench.models.hooks.cctuning import ffn_outputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -20,9 +20,9 @@ from workbench.analysis.cctuning import (
     transform_mse,
 )
 from workbench.cli.finetune import _method_spec, add_finetune_parser
-from workbench.finetune.cctuning import decision_maker
 from workbench.finetune.cctuning.spec import CCTuningSpec
 from workbench.finetune.methods import languages_for, spec_for
+from workbench.models.hooks.cctuning import decision_maker
 from workbench.viz.cctuning_figures import cctuning_figures
 
 

@@ -16,15 +16,13 @@ import pytest
 import torch
 
 from workbench import models, recordings
-from workbench.evaluation.losses import eval_compare
-from workbench.finetune.jobs import job_model_spec, tuned_states
-from workbench.recipes import compare
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
-from workbench.evaluation.losses import evaluate_state
+from workbench.evaluation.losses import eval_compare, evaluate_state
 from workbench.examples import DataSpec
-from workbench.finetune import artifact_io
-from workbench.finetune import jobs
+from workbench.finetune import artifact_io, jobs
+from workbench.finetune.jobs import job_model_spec, tuned_states
+from workbench.recipes import compare
 from workbench.recipes import tables as views
 from workbench.recordings import ensure_recording, load_corpus_spec
 from workbench.viz import compare_figures

@@ -21,8 +21,8 @@ from workbench.config import RecordSpec
 from workbench.corpus import ParallelCorpus
 from workbench.evaluation.losses import token_nll
 from workbench.examples import IGNORE
-from workbench.finetune.cctuning.model import decision_maker
 from workbench.finetune.lens import lens_losses
+from workbench.models.hooks.cctuning import decision_maker
 from workbench.tracing import make_batch, pool
 from workbench.tracing.recorder import _ffn_stats
 

@@ -19,8 +19,8 @@ from workbench.examples import (
     translation_examples,
 )
 from workbench.finetune.data import collate
-from workbench.finetune.methods import SPECS, spec_for
 from workbench.finetune.lens import LENSSpec
+from workbench.finetune.methods import SPECS, spec_for
 from workbench.finetune.midalign import MidAlignSpec
 from workbench.finetune.silp import SiLPSpec
 from workbench.models import tiny_tokenizer

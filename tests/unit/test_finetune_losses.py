@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.finetune.lens import lens_losses, lens_subspace
+from workbench.finetune.lens import LENSSpec, lens_losses, lens_subspace
 from workbench.finetune.midalign import contrastive_alignment_loss, default_align_layer, merge_lora_weights
-from workbench.finetune.lens import LENSSpec
 from workbench.finetune.train import Cancelled, Stepper, last_token, masked_mean
 
 # --------------------------------------------------------------------------- contrastive loss

@@ -7,9 +7,9 @@
   decoded with `model.generate` (KV cache on). A row stops at EOS and, with
   `stop_at_newline`, at the first token whose text contains a newline (the end of the
   template's answer line); the text is cut at that newline.
-- CC-Tuning states (`CCInference`) generate with their two-pass inference
-  (`workbench.finetune.cctuning.cctuning_generate`): first pass → `F W_T` → Decision
-  Maker → connected generation.
+- Every batch goes through the state's inference (`state.inference.generate`,
+  `models.hooks`): the plain `model.generate`, or what the state changes at inference
+  (CC-Tuning's two-pass connection), without this module naming a method.
 
 Sampling is seeded per batch (`torch.manual_seed(seed + batch index)`), so a run is
 reproducible for the same prompts and `batch_size`; greedy output does not depend on the
@@ -31,7 +31,7 @@ from workbench.config import Spec, spec_field
 from workbench.errors import ParamError
 from workbench.progress import Advance
 
-__all__ = ["CCInference", "DecodingSpec", "generate", "newline_token_ids", "stop_token_ids"]
+__all__ = ["DecodingSpec", "generate", "newline_token_ids", "stop_token_ids"]
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,6 @@ class DecodingSpec(Spec):
             raise ParamError(f"DecodingSpec: batch_size must be >= 1, got {self.batch_size}")
         if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
             raise ParamError("DecodingSpec: sampling needs temperature > 0 and 0 < top_p <= 1")
-
-
-@dataclass
-class CCInference:
-    """What CC-Tuning's two-pass inference needs: `w_dm` `(d, L)`, `w_t` `(d, d)`, the spec's `embed`."""
-
-    w_dm: torch.Tensor
-    w_t: torch.Tensor
-    embed: str = "mean"
 
 
 @functools.lru_cache(maxsize=8)
@@ -95,9 +86,8 @@ def _decode(tokenizer: Any, new: Sequence[int], stop_at_newline: bool, raw: bool
     return text.split("\n", 1)[0].strip() if stop_at_newline else text.strip()
 
 
-def _plain_batch(model: Any, ids: list[list[int]], pad: int, stops: list[int],
-                 decoding: DecodingSpec) -> list[list[int]]:
-    dev = next(model.parameters()).device
+def _batch(state: Any, ids: list[list[int]], pad: int, stops: list[int], decoding: DecodingSpec) -> list[list[int]]:
+    dev = next(state.model.parameters()).device
     width = max(len(p) for p in ids)
     x = torch.tensor([[pad] * (width - len(p)) + p for p in ids], dtype=torch.long, device=dev)
     attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in ids], dtype=torch.long, device=dev)
@@ -108,19 +98,8 @@ def _plain_batch(model: Any, ids: list[list[int]], pad: int, stops: list[int],
     else:
         kw.update(temperature=None, top_p=None, top_k=None)  # greedy: silence the config's sampling defaults
     with torch.inference_mode():
-        out = model.generate(input_ids=x, attention_mask=attn, **kw)
+        out = state.inference.generate(state, x, attn, **kw)
     return [row[width:].tolist() for row in out]
-
-
-def _cc_batch(state: Any, cc: CCInference, ids: list[list[int]], stops: list[int],
-              decoding: DecodingSpec) -> list[list[int]]:
-    # the fine-tune module is heavy (peft); only CC-Tuning states need it
-    from workbench.finetune.cctuning import cctuning_generate
-
-    if decoding.do_sample:
-        raise ParamError("CC-Tuning states generate greedily (their two-pass inference); turn sampling off")
-    return cctuning_generate(state, cc.w_dm, cc.w_t, ids, max_new_tokens=decoding.max_new_tokens, embed=cc.embed,
-                             eos_token_id=stops or None)
 
 
 def _trim(new: list[int], eos: int | None) -> list[int]:
@@ -129,15 +108,14 @@ def _trim(new: list[int], eos: int | None) -> list[int]:
 
 
 def generate(state: Any, prompts: Sequence[str], decoding: DecodingSpec | None = None, *,
-             cc: CCInference | None = None, on_batch: Advance | None = None,
+             on_batch: Advance | None = None,
              raw: bool = False) -> list[str]:
     """Outputs of `state` for `prompts`, in the order of `prompts`.
 
     Args:
-        state: a ModelState (`.model`, `.tokenizer`; `.arch` for CC-Tuning).
+        state: a ModelState (`.model`, `.tokenizer`, `.inference`).
         prompts: prompt texts (e.g. the translation template up to `{tgt_text}`).
         decoding: decoding settings (default: greedy, 64 new tokens, stop at the newline).
-        cc: CC-Tuning matrices: generate with the two-pass inference.
         on_batch: called with the number of prompts after each batch (progress; may raise
             `Cancelled` to stop).
         raw: return the decoded new tokens as they are (no newline cut, no strip; for
@@ -159,8 +137,7 @@ def generate(state: Any, prompts: Sequence[str], decoding: DecodingSpec | None =
         batch = [ids[i] for i in chunk]
         if decoding.do_sample:
             torch.manual_seed(decoding.seed + b)
-        new = (_cc_batch(state, cc, batch, stops, decoding) if cc is not None
-               else _plain_batch(state.model, batch, pad, stops, decoding))
+        new = _batch(state, batch, pad, stops, decoding)
         for i, row in zip(chunk, new):
             out[i] = _decode(tok, _trim(row, tok.eos_token_id), decoding.stop_at_newline, raw)
         if on_batch is not None:

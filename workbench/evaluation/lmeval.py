@@ -4,7 +4,8 @@
   `loglikelihood` scores continuations teacher-forced in length-sorted, right-padded
   batches (context and continuation tokenised separately, as the fine-tune data is);
   `loglikelihood_rolling` uses lm-eval's disjoint rolling windows; `generate_until` uses
-  the evaluation's batched generation. A CC-Tuning state (`cc` given) scores with its
+  the evaluation's batched generation. Every forward goes through the state's inference
+  (`models.hooks`): a CC-Tuning state, for one, scores with its
   two-pass inference, the connection at the last context token (the position before the
   response) and generates with `cctuning_generate`; `loglikelihood_rolling` has no
   response position, so perplexity-type tasks raise `EvalError` for it.
@@ -45,7 +46,7 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
 from workbench.config import stable_hash
 from workbench.errors import EvalError
-from workbench.evaluation.generate import CCInference, DecodingSpec, generate
+from workbench.evaluation.generate import DecodingSpec, generate
 from workbench.evaluation.metrics import bootstrap_mean
 from workbench.examples import ParallelSplit, prompt_and_target, scoring_batches
 from workbench.paths import cache_root
@@ -63,12 +64,11 @@ _MAX_LENGTH = 2048
 
 
 class WorkbenchLM(LM):
-    """lm-eval's model interface over a loaded ModelState (optionally with CC-Tuning inference)."""
+    """lm-eval's model interface over a loaded ModelState (its inference: `state.inference`)."""
 
-    def __init__(self, state: Any, *, cc: CCInference | None = None, batch_size: int = 8,
-                 on_batch: Advance | None = None) -> None:
+    def __init__(self, state: Any, *, batch_size: int = 8, on_batch: Advance | None = None) -> None:
         super().__init__()
-        self.state, self.cc, self.batch_size, self.on_batch = state, cc, batch_size, on_batch
+        self.state, self.batch_size, self.on_batch = state, batch_size, on_batch
         tok = state.tokenizer
         self.prefix_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         cfg = state.model.config
@@ -85,14 +85,8 @@ class WorkbenchLM(LM):
         return ids or [self.prefix_id]
 
     def _logits(self, ids: torch.Tensor, attn: torch.Tensor, lengths: list[int], n_cont: list[int]) -> torch.Tensor:
-        if self.cc is None:
-            return self.state.model(input_ids=ids, attention_mask=attn, use_cache=False).logits
-        # the fine-tune module is heavy (peft); only CC-Tuning states need it
-        from workbench.finetune.cctuning import cctuning_forward
-
         pos = torch.tensor([n - c for n, c in zip(lengths, n_cont)], dtype=torch.long, device=ids.device)
-        return cctuning_forward(self.state, self.cc.w_dm, self.cc.w_t, {"input_ids": ids, "attention_mask": attn},
-                                positions=pos.clamp(min=0), embed=self.cc.embed).logits
+        return self.state.inference.logits(self.state, ids, attn, pos.clamp(min=0))
 
     def _score_batch(self, seqs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
         """Score `(inputs, targets)` rows: the last `len(targets)` positions of `inputs` predict `targets`."""
@@ -143,9 +137,9 @@ class WorkbenchLM(LM):
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         """Log-likelihood of each whole string (disjoint rolling windows of the model's length)."""
-        if self.cc is not None:
-            raise EvalError("CC-Tuning states cannot run perplexity-type lm-eval tasks (loglikelihood_rolling): "
-                            "their connection needs a response position")
+        if self.state.inference.needs_position:
+            raise EvalError(f"{self.state.inference.label} states cannot run perplexity-type lm-eval tasks "
+                            "(loglikelihood_rolling): what they change at inference needs a response position")
         tok = self.state.tokenizer
         out = []
         for r in requests:
@@ -172,7 +166,7 @@ class WorkbenchLM(LM):
         out = [""] * len(requests)
         for (max_new, newline), idx in groups.items():
             decoding = DecodingSpec(max_new_tokens=max_new, stop_at_newline=newline, batch_size=self.batch_size)
-            texts = generate(self.state, [requests[i].args[0] for i in idx], decoding, cc=self.cc,
+            texts = generate(self.state, [requests[i].args[0] for i in idx], decoding,
                              on_batch=self.on_batch, raw=True)
             for i, text in zip(idx, texts):
                 for stop in untils[i]:
@@ -308,7 +302,7 @@ def _rows_from(results: dict[str, Any], task_names: Sequence[str], n_boot: int, 
 
 
 def run_task(state: Any, task: str, *, split: ParallelSplit | None = None, direction: tuple[str, str] | None = None,
-             limit: int | None = None, cc: CCInference | None = None, batch_size: int = 8,
+             limit: int | None = None, batch_size: int = 8,
              on_batch: Advance | None = None, n_boot: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
     """Run one lm-eval task on `state` through `lm_eval.simple_evaluate`.
 
@@ -326,7 +320,7 @@ def run_task(state: Any, task: str, *, split: ParallelSplit | None = None, direc
         tm = TaskManager(include_path=str(offline_task_dir(split, *direction, seed=seed)), include_defaults=False)
     else:
         tm = TaskManager()
-    lm = WorkbenchLM(state, cc=cc, batch_size=batch_size, on_batch=on_batch)
+    lm = WorkbenchLM(state, batch_size=batch_size, on_batch=on_batch)
     results = simple_evaluate(model=lm, tasks=[task], task_manager=tm, limit=limit, log_samples=True,
                               bootstrap_iters=0, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
                               fewshot_random_seed=seed)

@@ -64,7 +64,13 @@ def nll_per_example(model: Any, examples: Sequence[Example], pad_id: int, *, bat
     (`collate`), and their results scattered back to input order; a result equals the one
     of any other batching to float rounding. `on_batch(n)` is called after each batch of
     `n` examples (progress and cancellation hook: it may raise to stop).
+
+    `model` is a plain HF model, or a ModelState: then every batch runs through its
+    inference (`state.inference.logits`, `models.hooks`) with each example's last prompt
+    token as the response position (none for plain text, whose labels start at once).
     """
+    state = model if hasattr(model, "inference") else None
+    model = state.model if state is not None else model
     dev = next(model.parameters()).device
     sums = np.zeros(len(examples), dtype=np.float64)
     counts = np.zeros(len(examples), dtype=np.int64)
@@ -75,8 +81,12 @@ def nll_per_example(model: Any, examples: Sequence[Example], pad_id: int, *, bat
     try:
         with torch.inference_mode():
             for idx in groups:
-                b = collate([examples[i] for i in idx], pad_id, dev)
-                logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
+                chunk = [examples[i] for i in idx]
+                b = collate(chunk, pad_id, dev)
+                if state is None:
+                    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
+                else:
+                    logits = state.inference.logits(state, b["input_ids"], b["attention_mask"], _positions(chunk, dev))
                 s, c = token_nll(logits, b["labels"])
                 sums[idx] = s.double().cpu().numpy()
                 counts[idx] = c.cpu().numpy()
@@ -85,6 +95,14 @@ def nll_per_example(model: Any, examples: Sequence[Example], pad_id: int, *, bat
     finally:
         model.train(was_training)
     return sums, counts
+
+
+def _positions(examples: Sequence[Example], device: Any) -> torch.Tensor | None:
+    """`(B,)` last prompt token of each example (the response position), or None for plain text."""
+    first = [next((t for t, x in enumerate(e.labels) if x != IGNORE), 0) for e in examples]
+    if not any(first):
+        return None
+    return torch.tensor([max(f - 1, 0) for f in first], dtype=torch.long, device=device)
 
 
 def nll(model: Any, examples: Sequence[Example], pad_id: int, *, batch_size: int = 8) -> tuple[float, int]:

@@ -12,7 +12,6 @@ atomically when it is complete.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,17 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from safetensors.torch import load_file
 
 from workbench import models
 from workbench.config import ModelSpec, stable_hash
 from workbench.errors import Cancelled, CorpusError, EvalError
 from workbench.evaluation import suites as S
 from workbench.evaluation.cache import CachedSuite, read_suite, suite_key, write_suite
-from workbench.evaluation.generate import CCInference, DecodingSpec
+from workbench.evaluation.generate import DecodingSpec
 from workbench.evaluation.lmeval import OFFLINE_TASK, check_task, choice_items
 from workbench.examples import DataSpec, ParallelSplit, build_split
-from workbench.finetune.cctuning import CC_FILE
 from workbench.progress import Progress
 from workbench.store import Store
 
@@ -170,33 +167,11 @@ class _StateRef:
             self.fingerprint = models.fingerprint(self.spec)
             art = getattr(self.spec, "artifact", None)
             self.name = f"{self.spec.source}+{Path(art).name}" if art else str(self.spec.source)
-        self._cc: CCInference | None = None
-        self._cc_read = False
 
     def get(self) -> Any:
         if self._state is None:  # loaded only when a suite must be computed (the one loader, memoised)
             self._state = models.load(self.spec)
         return self._state
-
-    def cc(self) -> CCInference | None:
-        """CC-Tuning matrices when the state's artifact is a CC-Tuning one."""
-        if not self._cc_read:
-            self._cc_read = True
-            self._cc = cc_inference(self.spec)
-        return self._cc
-
-
-def cc_inference(spec: ModelSpec) -> CCInference | None:
-    """The CC-Tuning matrices of `spec`'s artifact (manifest method "cctuning"), else None."""
-    art = getattr(spec, "artifact", None)
-    if not art or not (Path(art) / "manifest.json").is_file():
-        return None
-    manifest = json.loads((Path(art) / "manifest.json").read_text())
-    if manifest.get("method") != "cctuning":
-        return None
-    mats = load_file(str(Path(art) / CC_FILE))
-    embed = (manifest.get("spec") or {}).get("embed", "mean")
-    return CCInference(mats["w_dm"], mats["w_t"], embed)
 
 
 # --------------------------------------------------------------------------- progress
@@ -270,7 +245,7 @@ def _compute(suite: str, ref: _StateRef, split: ParallelSplit, directions: list[
              prog: _Progress) -> S.SuiteOutput:
     state = ref.get()
     check_tokenizer(state, split)
-    kw: dict[str, Any] = dict(limit=limit, cc=ref.cc(), advance=prog.advance, n_boot=n_boot, seed=seed)
+    kw: dict[str, Any] = dict(limit=limit, advance=prog.advance, n_boot=n_boot, seed=seed)
     if suite == "translation":
         return S.translation_suite(state, split, directions, decoding=decoding, **kw)
     if suite == "loss":

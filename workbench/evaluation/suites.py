@@ -24,20 +24,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
-from workbench.evaluation.generate import CCInference, DecodingSpec, generate
+from workbench.evaluation.generate import DecodingSpec, generate
 from workbench.evaluation.langid import MIN_ACCURACY, Identifier, accuracy_on_references
 from workbench.evaluation.lmeval import OFFLINE_TASK, run_task
-from workbench.evaluation.losses import nll_per_example, perplexity_examples, token_nll
+from workbench.evaluation.losses import nll_per_example, perplexity_examples
 from workbench.evaluation.metrics import bootstrap_ratio, corpus_bleu, corpus_chrf, finite_or_nan, sentence_chrf
 from workbench.examples import (
-    IGNORE,
-    Example,
     ParallelSplit,
-    collate,
     prompt_and_target,
-    scoring_batches,
     translation_examples,
 )
 
@@ -90,7 +85,7 @@ def _fidelity_rows(outputs: list[str], tgt: str, split: ParallelSplit, d: str, n
 
 
 def translation_suite(state: Any, split: ParallelSplit, directions: Sequence[tuple[str, str]], *,
-                      limit: int | None, decoding: DecodingSpec, cc: CCInference | None, advance: Advance,
+                      limit: int | None, decoding: DecodingSpec, advance: Advance,
                       n_boot: int, seed: int) -> SuiteOutput:
     """Generations, chrF++, BLEU and fidelity for each direction (see the module docstring)."""
     rows: list[dict[str, Any]] = []
@@ -100,7 +95,7 @@ def translation_suite(state: Any, split: ParallelSplit, directions: Sequence[tup
         d = direction_name(src, tgt)
         pairs = heldout_pairs(split, src, tgt, limit)
         prompts = [prompt_and_target(split.spec.template, split.names, src, tgt, s, r)[0] for _, s, r in pairs]
-        outputs = generate(state, prompts, decoding, cc=cc, on_batch=advance)
+        outputs = generate(state, prompts, decoding, on_batch=advance)
         refs = [r for _, _, r in pairs]
         chrf, bleu = corpus_chrf(outputs, refs, n_boot=n_boot, seed=seed), corpus_bleu(outputs, refs, n_boot=n_boot,
                                                                                       seed=seed)
@@ -117,66 +112,37 @@ def translation_suite(state: Any, split: ParallelSplit, directions: Sequence[tup
     return rows, gens, info
 
 
-def _cc_nll(state: Any, cc: CCInference, examples: Sequence[Example], pad_id: int, batch_size: int,
-            advance: Advance) -> tuple[np.ndarray, np.ndarray]:
-    """Per-example summed NLL and token count under CC-Tuning's two-pass inference (connection at the prompt end).
-
-    Batched by length as `nll_per_example` (`scoring_batches`), results in input order.
-    """
-    # the fine-tune module is heavy (peft); only CC-Tuning states need it
-    from workbench.finetune.cctuning import cctuning_forward
-
-    dev = next(state.model.parameters()).device
-    sums = np.zeros(len(examples))
-    counts = np.zeros(len(examples), dtype=np.int64)
-    for idx in scoring_batches([len(e.ids) for e in examples], batch_size=batch_size):
-        chunk = [examples[i] for i in idx]
-        b = collate(chunk, pad_id, dev)
-        pos = torch.tensor([e.labels.index(next(x for x in e.labels if x != IGNORE)) - 1 for e in chunk],
-                           device=dev)
-        with torch.inference_mode():
-            logits = cctuning_forward(state, cc.w_dm, cc.w_t, b, positions=pos, embed=cc.embed).logits
-            s, c = token_nll(logits, b["labels"])
-        sums[idx] = s.double().cpu().numpy()
-        counts[idx] = c.cpu().numpy()
-        advance(len(chunk))
-    return sums, counts
-
-
 def loss_suite(state: Any, split: ParallelSplit, directions: Sequence[tuple[str, str]], *, limit: int | None,
-               batch_size: int, cc: CCInference | None, advance: Advance, n_boot: int, seed: int) -> SuiteOutput:
+               batch_size: int, advance: Advance, n_boot: int, seed: int) -> SuiteOutput:
     """Held-out translation loss of each direction and the pivot's perplexity, with intervals."""
     tok = state.tokenizer
     rows = []
     for src, tgt in directions:
         examples = translation_examples(tok, split, [(src, tgt)], "heldout")[:limit]
-        if cc is None:
-            sums, counts = nll_per_example(state.model, examples, tok.pad_token_id, batch_size=batch_size,
-                                           on_batch=advance)
-        else:
-            sums, counts = _cc_nll(state, cc, examples, tok.pad_token_id, batch_size, advance)
+        sums, counts = nll_per_example(state, examples, tok.pad_token_id, batch_size=batch_size, on_batch=advance)
         ci = bootstrap_ratio(sums, counts, n_boot=n_boot, seed=seed)
         rows.append(_row("loss", direction_name(src, tgt), "loss", ci.value, ci.low, ci.high))
     pivot = pivot_of(split)
     texts = split.column(pivot, "heldout")[:limit]
-    sums, counts = nll_per_example(state.model, perplexity_examples(tok, texts, split.spec.max_length),
+    sums, counts = nll_per_example(state, perplexity_examples(tok, texts, split.spec.max_length),
                                    tok.pad_token_id, batch_size=batch_size, on_batch=advance)
     ci = bootstrap_ratio(sums, counts, transform=lambda x: finite_or_nan(math.exp(min(x, 700.0))), n_boot=n_boot,
                          seed=seed)
     rows.append(_row("loss", pivot, "ppl", ci.value, ci.low, ci.high))
-    info = {"pivot": pivot, "ppl_connection": "plain forward pass (no response position in plain text)"}
+    info = {"pivot": pivot, **({"ppl_connection": "plain forward pass (no response position in plain text)"}
+                               if state.inference.needs_position else {})}
     return rows, [], info
 
 
 def lmeval_suite(state: Any, task: str, split: ParallelSplit, directions: Sequence[tuple[str, str]], *,
-                 limit: int | None, batch_size: int, cc: CCInference | None, advance: Advance, n_boot: int,
+                 limit: int | None, batch_size: int, advance: Advance, n_boot: int,
                  seed: int) -> SuiteOutput:
     """One lm-eval task: per direction for the offline task, per (sub)task for hub tasks."""
     suite = f"lm-eval:{task}"
     rows = []
     runs = [(direction_name(s, t), (s, t)) for s, t in directions] if task == OFFLINE_TASK else [("", None)]
     for label, direction in runs:
-        for r in run_task(state, task, split=split, direction=direction, limit=limit, cc=cc, batch_size=batch_size,
+        for r in run_task(state, task, split=split, direction=direction, limit=limit, batch_size=batch_size,
                           on_batch=advance, n_boot=n_boot, seed=seed):
             d = label if task == OFFLINE_TASK else (r["task"] if r["task"] != task else "")
             rows.append(_row(suite, d, r["metric"], r["value"], r["ci_low"], r["ci_high"]))

@@ -1,6 +1,6 @@
 """LoRA through peft, for every method that trains an adapter (Mid-align, CC-Tuning): one config, one merge.
 
-peft is imported inside the two functions (an allowed exception of the import test: it
+peft is imported inside the functions (an allowed exception of the import test: it
 takes about a second to import and only LoRA training needs it, not `workbench --help`).
 """
 
@@ -14,7 +14,7 @@ import torch
 from workbench.models import architecture_for
 from workbench.models.architectures import LORA_TARGETS
 
-__all__ = ["LORA_TARGETS", "lora_config", "merge_lora"]
+__all__ = ["LORA_TARGETS", "apply_adapter", "lora_config", "merge_lora"]
 
 
 def lora_config(model: Any, *, r: int, alpha: int, dropout: float, targets: Sequence[str]) -> Any:
@@ -40,3 +40,17 @@ def merge_lora(peft_model: Any) -> tuple[Any, dict[str, torch.Tensor], dict[str,
     names = {n for n, _ in merged.named_parameters()}
     changed = sorted(f"{m}.weight" for m in lora_modules if f"{m}.weight" in names)
     return merged, adapter, cfg, changed
+
+
+def apply_adapter(model: Any, adapter: dict[str, torch.Tensor], config: dict[str, Any]) -> Any:
+    """Merge a LoRA (peft `config` dict, `adapter` tensors) into `model`; return the plain model."""
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict  # start-up time: the module docstring
+
+    known = set(LoraConfig.__dataclass_fields__)
+    cfg = LoraConfig(**{k: v for k, v in config.items() if k in known and k != "peft_type"})
+    peft_model = get_peft_model(model, cfg)
+    result = set_peft_model_state_dict(peft_model, adapter)
+    unexpected = list(getattr(result, "unexpected_keys", None) or [])
+    if unexpected:
+        raise ValueError(f"adapter tensors not in the model: {unexpected[:5]}")
+    return peft_model.merge_and_unload()

@@ -273,7 +273,7 @@ def merge_adapter_artifacts(state: Any, task_dir: str | Path, align_dir: str | P
             raise ValueError(f"{path} was made for base {art.manifest.get('base_fingerprint')}, "
                              f"not {state.fingerprint}")
     merged = merge_lora_weights(a.adapter, b.adapter, weight)  # type: ignore[arg-type]  # checked above
-    model = artifact_io.apply_adapter(copy.deepcopy(state.model), merged, a.adapter_config)  # type: ignore[arg-type]  # checked above
+    model = lora.apply_adapter(copy.deepcopy(state.model), merged, a.adapter_config)  # type: ignore[arg-type]  # checked above
     finish_model(model)
     manifest = {"method": "midalign-merge", "spec": {"weight": weight, "task": str(task_dir), "align": str(align_dir)},
                 "sources": [a.manifest, b.manifest], "data_hash": None, "seed": None,

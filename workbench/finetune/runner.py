@@ -19,7 +19,7 @@ from workbench.examples import DataSpec, ParallelSplit, build_split
 from workbench.finetune import artifact_io, distributed
 from workbench.finetune.methods import get_method
 from workbench.finetune.train import TrainResult
-from workbench.models import prepare, state_from_model
+from workbench.models import artifacts, prepare, state_from_model
 from workbench.models.state import tuned_fingerprint
 from workbench.progress import Progress, StopFn
 
@@ -130,6 +130,7 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
         "trainable": result.trainable if len(result.trainable) <= 2000 else len(result.trainable),
         "history": [{k: h[k] for k in ("step", "stage", "loss") if k in h} for h in result.history],
         "wall_s": round(time.perf_counter() - t0, 3), "processes": rank.world,
+        **({"inference": m.inference} if m.inference else {}),  # the models.hooks kind its state runs
     }
     say("writing the artifact")
     path = artifact_io.write_artifact(out_dir, state, result.model, manifest, adapter=result.adapter,
@@ -142,7 +143,7 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
                                  fingerprint=tuned_fingerprint(state.fingerprint, path))
         after = _loss_metrics(evaluation.evaluate(tuned, ["loss"], split, directions=directions,
                                                   should_stop=should_stop))
-        artifact_io.update_manifest(path, metrics={**manifest["metrics"], "eval_after": after})
+        artifacts.update_manifest(path, metrics={**manifest["metrics"], "eval_after": after})
     return path, result
 
 

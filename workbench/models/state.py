@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from workbench.config import ModelSpec
 from workbench.errors import ModelError
 from workbench.models.architectures import ArchEntry, architecture_for, get_path
 from workbench.models.artifacts import apply_artifact, artifact_fingerprint
+from workbench.models.hooks import Inference, Plain, inference_for_artifact
 from workbench.models.integrity import tensor_fingerprint
 from workbench.models.sources import BUNDLED, PreparedModel, bundled_status, prepare
 from workbench.models.tiny import build_tiny, is_tiny, parse_tiny, tiny_name
@@ -43,10 +44,11 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 @dataclass
 class ModelState:
-    """A loaded, read-only model: HF model + tokenizer + architecture entry + fingerprint.
+    """A loaded, read-only model: HF model + tokenizer + architecture entry + fingerprint + inference.
 
     `fingerprint` identifies the weights (base plus any fine-tune artifact) and the dtype,
-    and is part of every store key. Never mutate `model`: copy it to train.
+    and is part of every store key. `inference` is how every door runs it (`models.hooks`).
+    Never mutate `model`: copy it to train.
     """
 
     name: str
@@ -55,6 +57,7 @@ class ModelState:
     arch: ArchEntry
     fingerprint: str
     spec: ModelSpec
+    inference: Inference = field(default_factory=Plain)  # what it does at inference (an artifact's kind)
 
     @property
     def blocks(self) -> Any:
@@ -219,13 +222,17 @@ def tuned_fingerprint(base_fingerprint: str, path: str | Path) -> str:
 
 
 def with_artifact(base: ModelState, path: str | Path) -> ModelState:
-    """A new state: a copy of `base.model` with the artifact in `path` applied (base untouched)."""
+    """A new state: a copy of `base.model` with the artifact in `path` applied (base untouched).
+
+    Its `inference` is the kind the artifact's manifest names (`models.hooks`).
+    """
     p = Path(path)
     model = copy.deepcopy(base.model)
-    apply_artifact(model, p, base_fingerprint=base.fingerprint)
+    manifest = apply_artifact(model, p, base_fingerprint=base.fingerprint)
     fp = tuned_fingerprint(base.fingerprint, p)
-    return state_from_model(model, base.tokenizer, name=f"{base.name}+{p.name}",
-                            spec=dataclasses.replace(base.spec, artifact=str(p)), fingerprint=fp)
+    state = state_from_model(model, base.tokenizer, name=f"{base.name}+{p.name}",
+                             spec=dataclasses.replace(base.spec, artifact=str(p)), fingerprint=fp)
+    return dataclasses.replace(state, inference=inference_for_artifact(p, manifest, state))
 
 
 def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None, fresh: bool = False) -> ModelState:

@@ -53,7 +53,7 @@ from workbench.analysis.cctuning import (
     transform_fit_curve,
     transform_mse,
 )
-from workbench.finetune.cctuning.artifact import CC_FILE, CCTuned, load_cctuning, write_artifact_with_files
+from workbench.finetune.cctuning.artifact import CCTuned, load_cctuning, write_artifact_with_files
 from workbench.finetune.cctuning.examples import (
     CCBatch,
     CCExample,
@@ -61,7 +61,12 @@ from workbench.finetune.cctuning.examples import (
     collate_cc,
     instruction_examples,
 )
-from workbench.finetune.cctuning.model import (
+from workbench.finetune.cctuning.report import cctuning_evaluate, collect_ffn_pairs, fit_and_report
+from workbench.finetune.cctuning.spec import CCTuningSpec
+from workbench.finetune.cctuning.train import cc_loss, init_decision_maker, lora_config, train_cctuning
+from workbench.finetune.method import Method
+from workbench.models.hooks.cctuning import (
+    CC_FILE,
     CCOutput,
     cctuning_forward,
     cctuning_generate,
@@ -69,10 +74,6 @@ from workbench.finetune.cctuning.model import (
     ffn_connection,
     ffn_outputs,
 )
-from workbench.finetune.cctuning.report import cctuning_evaluate, collect_ffn_pairs, fit_and_report
-from workbench.finetune.cctuning.spec import CCTuningSpec
-from workbench.finetune.cctuning.train import cc_loss, init_decision_maker, lora_config, train_cctuning
-from workbench.finetune.method import Method
 
 __all__ = [
     "CC_FILE",

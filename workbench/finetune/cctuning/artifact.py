@@ -1,31 +1,28 @@
-"""CC-Tuning artifacts: `W_DM` and `W_T` in their own safetensors file beside the model delta."""
+"""CC-Tuning artifacts: `W_DM` and `W_T` in their own safetensors file beside the delta (`models.hooks.cctuning`)."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from workbench.errors import ArtifactError
 from workbench.finetune import artifact_io
-from workbench.finetune.cctuning.model import CCOutput, cctuning_forward
 from workbench.finetune.cctuning.spec import CCTuningSpec
+from workbench.models import artifacts
+from workbench.models.hooks.cctuning import CC_FILE, CCOutput, CCTuningInference, cctuning_forward
 
 __all__ = ["CC_FILE", "CCTuned", "load_cctuning", "write_artifact_with_files"]
-
-CC_FILE = "cctuning.safetensors"
-"""The artifact file holding `w_dm` `(d, L)` and `w_t` `(d, d)` beside delta.safetensors."""
-
 
 
 def write_artifact_with_files(out_dir: str | Path, base_state: Any, tuned_model: Any, manifest: dict[str, Any],
                               files: dict[str, dict[str, torch.Tensor]], **kw: Any) -> Path:
     """`artifact_io.write_artifact` with CC-Tuning's extra tensor files (one atomic write)."""
+    manifest = {"inference": CCTuningInference.kind, **manifest}
     return artifact_io.write_artifact(out_dir, base_state, tuned_model, manifest, files=files, **kw)
 
 
@@ -54,8 +51,8 @@ def load_cctuning(base_state: Any, path: str | Path, *, via: str = "delta") -> C
     if not (p / CC_FILE).is_file():
         raise ArtifactError(f"{p} is not a CC-Tuning artifact (no {CC_FILE})")
     state = artifact_io.load_tuned(base_state, p, via=via)
-    mats = load_file(str(p / CC_FILE))
-    manifest = json.loads((p / "manifest.json").read_text())
-    dev = state.device
-    return CCTuned(state, mats["w_dm"].to(dev), mats["w_t"].to(dev), CCTuningSpec.from_dict(manifest["spec"]),
-                   manifest)
+    manifest = artifacts.read_manifest(p)
+    inf = state.inference if isinstance(state.inference, CCTuningInference) else \
+        CCTuningInference.from_artifact(p, manifest, state)
+    state = dataclasses.replace(state, inference=inf)
+    return CCTuned(state, inf.w_dm, inf.w_t, CCTuningSpec.from_dict(manifest["spec"]), manifest)

@@ -19,8 +19,8 @@ from workbench.analysis.cctuning import (
 )
 from workbench.examples import IGNORE, Example, collate, scoring_batches
 from workbench.finetune.cctuning.examples import CCExample, collate_cc
-from workbench.finetune.cctuning.model import _model_arch, cctuning_forward, ffn_outputs
 from workbench.finetune.cctuning.spec import CCTuningSpec
+from workbench.models.hooks.cctuning import cctuning_forward, ffn_outputs
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def cctuning_evaluate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor, example
         `selected` (`{"english": [...], "transform": [...]}`), `agree` (fraction of
         examples where both choose the same layer), `n` (examples).
     """
-    model, arch = _model_arch(state)
+    model, arch = state.model, state.arch
     dev = next(model.parameters()).device
     if f_en is None:
         f_en = collect_ffn_pairs(model, arch, examples, state.tokenizer.pad_token_id)[1]
@@ -123,7 +123,7 @@ def fit_and_report(state: Any, w_dm: torch.Tensor, train_ex: Sequence[CCExample]
     Returns:
         `(W_T (d, d) float32, report)`; the report is JSON-ready (it goes into the manifest).
     """
-    model, arch = _model_arch(state)
+    model, arch = state.model, state.arch
     pad = state.tokenizer.pad_token_id
     n = min(spec.wt_pairs, len(train_ex))
     log.info("fitting the Transform Matrix on %d parallel pairs", n)

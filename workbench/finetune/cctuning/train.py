@@ -9,9 +9,7 @@ import torch
 
 from workbench.examples import ParallelSplit, epoch_batches, n_batches
 from workbench.finetune import lora
-from workbench.finetune.cctuning.artifact import CC_FILE
 from workbench.finetune.cctuning.examples import CCBatch, _datasets, _last, collate_cc
-from workbench.finetune.cctuning.model import _prompt_mask, decision_maker, ffn_connection, ffn_outputs
 from workbench.finetune.cctuning.report import fit_and_report
 from workbench.finetune.cctuning.spec import CCTuningSpec
 from workbench.finetune.train import (
@@ -21,6 +19,7 @@ from workbench.finetune.train import (
     finish_model,
     summarize,
 )
+from workbench.models.hooks.cctuning import CC_FILE, decision_maker, ffn_connection, ffn_outputs, prompt_mask
 from workbench.progress import Progress, StopFn
 
 __all__ = ["cc_loss", "init_decision_maker", "lora_config", "train_cctuning"]
@@ -63,7 +62,7 @@ def cc_loss(net: Any, arch: Any, batch: CCBatch, w_dm: torch.Tensor, *, tau: flo
                            _last(batch.en["attention_mask"]))
     decide = lambda e: decision_maker(f_en, e, w_dm, tau=tau, sample=True)  # noqa: E731 - closes over f_en
     with ffn_connection(net, arch, batch.pos, decide=decide, embed=embed,
-                        embed_mask=_prompt_mask(batch.x, batch.pos)) as link:
+                        embed_mask=prompt_mask(batch.x, batch.pos)) as link:
         loss = net(input_ids=batch.x["input_ids"], attention_mask=batch.x["attention_mask"],
                    labels=batch.x["labels"], use_cache=False).loss
     return loss, link.selected  # type: ignore[return-value]  # set by the connected pass

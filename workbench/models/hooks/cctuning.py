@@ -1,19 +1,38 @@
-"""CC-Tuning's model side: FFN output hooks, the connection, the Decision Maker, connected forward and generation."""
+"""CC-Tuning at inference (an inference kind of `models.hooks`): FFN output hooks, the connection, the Decision Maker.
+
+The two-pass inference of a CC-Tuning state (METHODS §6; `finetune.cctuning` documents the
+definitions): first pass → the FFN outputs `F` at the connection position → `F̂^en = F W_T`
+→ Decision Maker → the second pass with `f_sel` added to block 0's FFN output there.
+`CCTuningInference` serves it to every door (scoring, generation, lm-eval); the training
+code uses the same hooks (`ffn_connection`, `decision_maker`, `ffn_outputs`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from workbench.finetune.cctuning.examples import _last
-from workbench.models import get_path
+from workbench.errors import ParamError
+from workbench.models.architectures import get_path
+from workbench.models.artifacts import read_tensors
+from workbench.models.hooks.base import Inference, Plain
 
-__all__ = ["CCOutput", "cctuning_forward", "cctuning_generate", "decision_maker", "ffn_connection", "ffn_outputs"]
+__all__ = ["CC_FILE", "CCOutput", "CCTuningInference", "cctuning_forward", "cctuning_generate", "decision_maker",
+           "ffn_connection", "ffn_outputs", "last_positions", "prompt_mask"]
+
+CC_FILE = "cctuning.safetensors"
+"""The artifact file holding `w_dm` `(d, L)` and `w_t` `(d, d)` beside delta.safetensors."""
+
+
+def last_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """`(B,)` column of each row's last real token (right-padded rows)."""
+    return attention_mask.sum(1) - 1
 
 
 
@@ -169,7 +188,7 @@ class CCOutput:
     f_en: torch.Tensor
 
 
-def _prompt_mask(batch: Mapping[str, torch.Tensor], positions: torch.Tensor, tokenizer: Any = None) -> torch.Tensor:
+def prompt_mask(batch: Mapping[str, torch.Tensor], positions: torch.Tensor, tokenizer: Any = None) -> torch.Tensor:
     """`(B, T)` prompt tokens that count for `e`: real and non-special (as `count` of `collate`), column <= position.
 
     Without a `count` in the batch, special tokens are found with `tokenizer` (if given).
@@ -205,7 +224,7 @@ def cctuning_forward(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor | None, b
         Logits of the connected pass, the chosen layer per row, and the `F^en` (estimate) used.
     """
     model, arch = _model_arch(state)
-    pos = positions if positions is not None else _last(batch["attention_mask"])
+    pos = positions if positions is not None else last_positions(batch["attention_mask"])
     with torch.no_grad():
         if f_en is None:
             if w_t is None:
@@ -213,7 +232,7 @@ def cctuning_forward(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor | None, b
             f = ffn_outputs(model, arch, batch["input_ids"], batch["attention_mask"], pos)
             f_en = (f.float() @ w_t.to(f.device, torch.float32)).to(f.dtype)
         decide = lambda e: decision_maker(f_en, e, w_dm, sample=False)  # noqa: E731 - closes over f_en
-        mask = _prompt_mask(batch, pos, getattr(state, "tokenizer", None))
+        mask = prompt_mask(batch, pos, getattr(state, "tokenizer", None))
         with ffn_connection(model, arch, pos, decide=decide, embed=embed, embed_mask=mask) as link:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            use_cache=False).logits
@@ -233,23 +252,68 @@ def cctuning_generate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor | None, 
     Returns:
         The new tokens of each prompt.
     """
-    model, arch = _model_arch(state)
     pad = state.tokenizer.pad_token_id
     width = max(len(p) for p in prompts)
-    dev = next(model.parameters()).device
+    dev = next(state.model.parameters()).device
     ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long, device=dev)
     attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long, device=dev)
-    kw = dict(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=False,
-              pad_token_id=pad, **generate_kw)
+    kw = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad, **generate_kw)
     with torch.no_grad():
         if not connect:
-            out = model.generate(**kw)
+            out = state.model.generate(input_ids=ids, attention_mask=attn, **kw)
         else:
-            pos = torch.full((len(prompts),), width - 1, dtype=torch.long, device=dev)
-            f = ffn_outputs(model, arch, ids, attn, pos)
-            f_en = (f.float() @ w_t.to(dev, torch.float32)).to(f.dtype)  # type: ignore[union-attr]  # needed here
-            decide = lambda e: decision_maker(f_en, e, w_dm, sample=False)  # noqa: E731 - closes over f_en
-            mask = _prompt_mask({"input_ids": ids, "attention_mask": attn}, pos, state.tokenizer)
-            with ffn_connection(model, arch, pos, decide=decide, embed=embed, embed_mask=mask):
-                out = model.generate(**kw)
+            out = connected_generate(state, w_dm, w_t, ids, attn, embed=embed, **kw)
     return [row[width:].tolist() for row in out]
+
+
+def connected_generate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor | None, input_ids: torch.Tensor,
+                       attention_mask: torch.Tensor, *, embed: str = "mean", **generate_kw: Any) -> torch.Tensor:
+    """`model.generate` on left-padded rows with the connection at the last column (the prefill only)."""
+    model, arch = _model_arch(state)
+    pos = torch.full((input_ids.shape[0],), input_ids.shape[1] - 1, dtype=torch.long, device=input_ids.device)
+    with torch.no_grad():
+        f = ffn_outputs(model, arch, input_ids, attention_mask, pos)
+        f_en = (f.float() @ w_t.to(f.device, torch.float32)).to(f.dtype)  # type: ignore[union-attr]  # needed here
+        decide = lambda e: decision_maker(f_en, e, w_dm, sample=False)  # noqa: E731 - closes over f_en
+        mask = prompt_mask({"input_ids": input_ids, "attention_mask": attention_mask}, pos, state.tokenizer)
+        with ffn_connection(model, arch, pos, decide=decide, embed=embed, embed_mask=mask):
+            return model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kw)
+
+
+class CCTuningInference(Inference):
+    """A CC-Tuning state at inference: the connection at the response position of every prompt.
+
+    Scoring text without a response position (perplexity) runs the plain forward pass, as
+    the connection needs one; lm-eval's rolling log-likelihood is refused (`needs_position`).
+    Generation is greedy (the two-pass inference decides once, on the prompt).
+    """
+
+    kind = "cctuning"
+    label = "CC-Tuning"
+    needs_position = True
+
+    def __init__(self, w_dm: torch.Tensor, w_t: torch.Tensor, embed: str = "mean") -> None:
+        self.w_dm, self.w_t, self.embed = w_dm, w_t, embed
+
+    @classmethod
+    def from_artifact(cls, path: Path, manifest: dict[str, Any], state: Any) -> CCTuningInference:
+        """The matrices of a CC-Tuning artifact (`CC_FILE`) on the state's device, its spec's `embed`."""
+        mats = read_tensors(path, CC_FILE)
+        dev = state.device
+        return cls(mats["w_dm"].to(dev), mats["w_t"].to(dev), str((manifest.get("spec") or {}).get("embed", "mean")))
+
+    def logits(self, state: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The connected forward at `positions` (the prompt's last token), else the plain forward."""
+        if positions is None:
+            return Plain().logits(state, input_ids, attention_mask)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return cctuning_forward(state, self.w_dm, self.w_t, batch, positions=positions, embed=self.embed).logits
+
+    def generate(self, state: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 **generate_kw: Any) -> torch.Tensor:
+        """Greedy generation with the connection (sampling is refused: it decides once, on the prompt)."""
+        if generate_kw.get("do_sample"):
+            raise ParamError("CC-Tuning states generate greedily (their two-pass inference); turn sampling off")
+        return connected_generate(state, self.w_dm, self.w_t, input_ids, attention_mask, embed=self.embed,
+                                  **generate_kw)
