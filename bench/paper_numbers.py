@@ -22,9 +22,10 @@ import torch
 
 from workbench.analysis.retrieval import mexa_summary, mid_align_score, retrieval_by_layer, summarize_by_layer
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
+from workbench.corpus import load_corpus_spec
 from workbench.models import load as get_state
 from workbench.presets import apply_preset, hf_hidden_state_labels
-from workbench.recordings import ensure_recording, load_corpus_spec
+from workbench.recordings import ensure_recording
 
 
 def _allpairs(summary):

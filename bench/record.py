@@ -57,8 +57,9 @@ def _mean_pool(hs, mask):
 
 def run_workbench(state, corpus, langs, spec, pack: bool) -> dict:
     """`tracing.record` into a fresh store; counts the padded positions of every batch."""
+    from workbench.recordings import record
     from workbench.store import Store
-    from workbench.tracing import Batching, record, recorder
+    from workbench.tracing import Batching, recorder
 
     seen = {"padded": 0, "batches": 0}
     real_run = recorder._run_batch

@@ -15,7 +15,7 @@ from workbench.config import ModelSpec
 from workbench.errors import user_message
 from workbench.jobs.threads import JOBS
 from workbench.progress import Snapshot
-from workbench.tracing import Recording
+from workbench.recordings import Recording
 
 log = logging.getLogger("workbench.app")
 

@@ -12,10 +12,9 @@ import streamlit as st
 
 from workbench import ui_support as ui
 from workbench.config import POOLINGS, CorpusSpec, ModelSpec
-from workbench.corpus import ParallelCorpus
+from workbench.corpus import ParallelCorpus, load_corpus_spec
 from workbench.errors import ParamError, user_message
 from workbench.paths import cache_root
-from workbench.recordings import load_corpus_spec
 
 log = logging.getLogger("workbench.app")
 

@@ -23,8 +23,9 @@ from workbench import models, recordings
 from workbench import ui_support as ui
 from workbench.analysis import overlap, retrieval, sensitivity, subspace
 from workbench.config import CorpusSpec, ModelSpec
+from workbench.corpus import load_corpus_spec
 from workbench.jobs.threads import JOBS, ThreadRegistry
-from workbench.recordings import ensure_recording, load_corpus_spec
+from workbench.recordings import ensure_recording
 from workbench.store import Store
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -63,10 +64,9 @@ def _copy_units(src: Path, keys: list[str]) -> None:
 @pytest.fixture
 def recording(_recorded_store, tiny_state):
     """The main recording of SETTINGS in this test's store (copied: recorded once per module)."""
-    from workbench import tracing
 
     corpus = load_corpus_spec(SETTINGS.corpus)
-    keys = [tracing.unit_key(tiny_state.fingerprint, corpus, u, SETTINGS.record_spec()) for u in LANGS]
+    keys = [recordings.unit_key(tiny_state.fingerprint, corpus, u, SETTINGS.record_spec()) for u in LANGS]
     _copy_units(_recorded_store, keys)
     return ensure_recording(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec(), state=tiny_state)
 
@@ -74,10 +74,9 @@ def recording(_recorded_store, tiny_state):
 @pytest.fixture
 def pair_recording(_recorded_store, tiny_state, recording):
     """SiLP's pair-template pass for en → zh (the layer profile's default direction)."""
-    from workbench import tracing
 
     corpus = load_corpus_spec(SETTINGS.pair_corpus("en", "zh"))
-    _copy_units(_recorded_store, [tracing.unit_key(tiny_state.fingerprint, corpus, "en>zh", SETTINGS.silp_spec())])
+    _copy_units(_recorded_store, [recordings.unit_key(tiny_state.fingerprint, corpus, "en>zh", SETTINGS.silp_spec())])
     return ensure_recording(SETTINGS.model, SETTINGS.pair_corpus("en", "zh"), SETTINGS.silp_spec(),
                             pairs=[("en", "zh")], state=tiny_state)
 

@@ -19,7 +19,7 @@ import transformers
 import transformers.masking_utils
 from conftest import tiny_model, tiny_tokenizer
 
-from workbench import tracing
+from workbench import recordings, tracing
 from workbench.config import SILP_TEMPLATE, RecordSpec
 from workbench.corpus import ParallelCorpus
 from workbench.examples import length_batches, pack_rows, packed_batches
@@ -165,13 +165,13 @@ def test_out_of_memory_packed_batch_is_split_and_results_unchanged(states, corpu
 
 def test_record_in_groups_under_a_memory_budget_stores_the_same(states, corpus, tmp_path, monkeypatch):
     state, spec = states["llama"], RecordSpec(poolings=("mean",))
-    whole = tracing.record(state, corpus, ["en", "fr"], spec, store=Store(tmp_path / "a"))
+    whole = recordings.record(state, corpus, ["en", "fr"], spec, store=Store(tmp_path / "a"))
     monkeypatch.setattr(recorder, "ACC_BUDGET_BYTES", 1)  # one unit per group
     calls = []
     real = recorder.record_units
     monkeypatch.setattr(recorder, "record_units", lambda st, c, units, *a, **k: calls.append(units) or
                         real(st, c, units, *a, **k))
-    grouped = tracing.record(state, corpus, ["en", "fr"], spec, store=Store(tmp_path / "b"))
+    grouped = recordings.record(state, corpus, ["en", "fr"], spec, store=Store(tmp_path / "b"))
     assert calls == [["en"], ["fr"]]
     for u in ("en", "fr"):
         np.testing.assert_allclose(grouped.vectors()[u], whole.vectors()[u], atol=1e-5)
@@ -245,11 +245,11 @@ def _old_key(fp, corpus, unit, spec):
 
 def test_store_key_ignores_batching_and_covers_final_norm(states, corpus):
     fp = states["llama"].fingerprint
-    key = tracing.unit_key(fp, corpus, "en", RecordSpec())
-    assert tracing.unit_key(fp, corpus, "en", RecordSpec(batch_tokens=512)) == key
-    assert tracing.unit_key(fp, corpus, "en", RecordSpec(final_norm=True)) != key
-    assert tracing.legacy_unit_key(fp, corpus, "en", RecordSpec()) == _old_key(fp, corpus, "en", RecordSpec())
-    assert tracing.legacy_unit_key(fp, corpus, "en", RecordSpec(final_norm=True)) is None
+    key = recordings.unit_key(fp, corpus, "en", RecordSpec())
+    assert recordings.unit_key(fp, corpus, "en", RecordSpec(batch_tokens=512)) == key
+    assert recordings.unit_key(fp, corpus, "en", RecordSpec(final_norm=True)) != key
+    assert recordings.legacy_unit_key(fp, corpus, "en", RecordSpec()) == _old_key(fp, corpus, "en", RecordSpec())
+    assert recordings.legacy_unit_key(fp, corpus, "en", RecordSpec(final_norm=True)) is None
 
 
 def test_entries_of_the_old_recorder_are_still_found(states, corpus, tmp_path, monkeypatch):
@@ -257,17 +257,17 @@ def test_entries_of_the_old_recorder_are_still_found(states, corpus, tmp_path, m
     arrays = tracing.record_unit(state, corpus, "en", spec)
     store.put(_old_key(state.fingerprint, corpus, "en", spec), arrays,
               {"kind": "record", "unit": "en", "spec": spec.to_dict()})
-    assert tracing.lookup(state.fingerprint, corpus, ["en", "fr"], spec, store)["fr"] is None
-    assert tracing.lookup(state.fingerprint, corpus, ["en"], spec, store)["en"] is not None
+    assert recordings.lookup(state.fingerprint, corpus, ["en", "fr"], spec, store)["fr"] is None
+    assert recordings.lookup(state.fingerprint, corpus, ["en"], spec, store)["en"] is not None
     recorded = []
     real = recorder.record_units
     monkeypatch.setattr(recorder, "record_units", lambda st, c, units, *a, **k: recorded.append(units) or
                         real(st, c, units, *a, **k))
-    rec = tracing.record(state, corpus, ["en", "fr"], spec, store=store)
+    rec = recordings.record(state, corpus, ["en", "fr"], spec, store=store)
     assert recorded == [["fr"]]  # en came from its old entry
     np.testing.assert_array_equal(rec.vectors()["en"], arrays["pooled_mean"])
     # a spec the old recorder could not have written is recorded afresh, never read from it
-    rec2 = tracing.record(state, corpus, ["en"], RecordSpec(poolings=("mean",), final_norm=True), store=store)
+    rec2 = recordings.record(state, corpus, ["en"], RecordSpec(poolings=("mean",), final_norm=True), store=store)
     assert recorded[-1] == ["en"] and rec2.layer_labels[-1] == "final"
 
 

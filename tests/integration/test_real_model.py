@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench import models, tracing
+from workbench import models, recordings
 from workbench.config import ModelSpec, RecordSpec
 from workbench.corpus import load_corpus
 from workbench.store import Store
@@ -33,7 +33,7 @@ def gemma():
 
 def test_gemma_records_two_languages_and_matches_hf(gemma, tmp_path):
     corpus = load_corpus("udhr").subset(["en", "sw"], limit=5)
-    rec = tracing.record(gemma, corpus, ["en", "sw"], RecordSpec(), store=Store(tmp_path))
+    rec = recordings.record(gemma, corpus, ["en", "sw"], RecordSpec(), store=Store(tmp_path))
     v = rec.vectors("mean")
     assert v["en"].shape == (19, 5, 640) and np.isfinite(v["sw"]).all()
     enc = gemma.tokenizer(corpus.text("en", 0), return_tensors="pt", return_special_tokens_mask=True)

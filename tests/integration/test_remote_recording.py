@@ -28,7 +28,7 @@ from nnsight.modeling.transformers import TransformersModel
 from nnsight.schema.request import RequestModel
 from nnsight.tracing import tracer as nnsight_tracer
 
-from workbench import models, tracing
+from workbench import models, recordings, tracing
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.corpus import ParallelCorpus
 from workbench.errors import ModelError, RecordError
@@ -173,7 +173,7 @@ def test_remote_offline_names_what_is_missing_and_builds_and_writes_nothing(monk
 
 def test_remote_without_the_hub_is_a_model_error_and_writes_nothing(monkeypatch, tmp_path):
     _offline(monkeypatch)
-    monkeypatch.setattr("workbench.recordings.remote_problems", lambda model: [])  # as if NDIF answered
+    monkeypatch.setattr("workbench.recordings.ensure.remote_problems", lambda model: [])  # as if NDIF answered
     store = Store(tmp_path / "s")
     with pytest.raises(ModelError, match=r"cannot read 'meta-llama/Llama-3\.1-8B' from the Hugging Face hub \("
                                          r"ConnectionError: cannot reach the hub for meta-llama/Llama-3\.1-8B"):
@@ -206,7 +206,7 @@ def test_recorder_on_ndif_offline_fails_in_one_line_without_loading_weights(monk
     store = Store(tmp_path / "s")
     with pytest.raises(RecordError, match=r"^the NDIF run of org/tiny failed: ConnectionError: cannot reach the "
                                           r"hub for org/tiny \(offline\)$"):
-        tracing.record(state, corpus, ["en"], FULL, store=store, remote=True)
+        recordings.record(state, corpus, ["en"], FULL, store=store, remote=True)
     assert all(p.is_meta for p in state.model.parameters())
     assert not store.ls()
 
@@ -292,13 +292,13 @@ def test_stored_ndif_recordings_are_served_later_without_ndif_or_the_hub(monkeyp
     monkeypatch.setattr(models.remote.AutoConfig, "from_pretrained", lambda *a, **k: config)
     monkeypatch.setattr(models.remote.AutoTokenizer, "from_pretrained", lambda *a, **k: tok)
     monkeypatch.setattr(models.remote, "_STATES", {})
-    monkeypatch.setattr("workbench.recordings.remote_problems", lambda model: [])  # as if NDIF answered
+    monkeypatch.setattr("workbench.recordings.ensure.remote_problems", lambda model: [])  # as if NDIF answered
     spec, cspec, store = ModelSpec("org/tiny"), CorpusSpec("udhr", ("en", "fr"), limit=3), Store()  # the cache's
     first = ensure_recording(spec, cspec, FULL, store=store, remote=True)
     assert first.fingerprint == "ndif:org/tiny@c0ffee" and len(store.ls()) == 2
 
     monkeypatch.setattr(models.remote, "_STATES", {})  # a new process
-    monkeypatch.setattr("workbench.recordings.remote_problems", lambda model: ["no NDIF API key"])
+    monkeypatch.setattr("workbench.recordings.ensure.remote_problems", lambda model: ["no NDIF API key"])
     monkeypatch.setattr(models.remote.HfApi, "model_info", lambda *a, **k: pytest.fail("asked the hub"))
     again = ensure_recording(spec, cspec, FULL, store=store, remote=True)
     assert {u: e.key for u, e in again.entries.items()} == {u: e.key for u, e in first.entries.items()}

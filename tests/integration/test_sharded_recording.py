@@ -23,7 +23,7 @@ from workbench.recipes.commands import analyze_command
 from workbench.recipes.context import needs
 from workbench.recipes.spec import normalize_spec
 from workbench.recordings import ensure_recording, remote_problems
-from workbench.sharding import _remove_abandoned
+from workbench.recordings.sharding import _remove_abandoned
 from workbench.store import Store
 from workbench.tracing import Batching
 from workbench.ui_support import Settings
@@ -210,7 +210,7 @@ def _rank_pids(shards):
                 cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if "workbench.sharding" in cmd and str(shards) in cmd and "accelerate" not in cmd:
+            if "workbench.recordings.sharding" in cmd and str(shards) in cmd and "accelerate" not in cmd:
                 pids.append(int(p.name))
     return pids
 

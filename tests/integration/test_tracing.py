@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import tiny_model, tiny_tokenizer
 
-from workbench import tracing
+from workbench import recordings, tracing
 from workbench.config import SILP_TEMPLATE, RecordSpec
 from workbench.corpus import ParallelCorpus
 from workbench.examples import make_batches
@@ -160,10 +160,10 @@ def test_pair_template_spans_count_only_the_chosen_side(tiny_state, corpus):
 def test_record_uses_store_second_time(tiny_state, corpus, tmp_path, monkeypatch):
     store = Store(tmp_path / "s")
     spec = RecordSpec(poolings=("mean",))
-    rec1 = tracing.record(tiny_state, corpus, ["en", "fr"], spec, store=store)
+    rec1 = recordings.record(tiny_state, corpus, ["en", "fr"], spec, store=store)
     calls = []
     monkeypatch.setattr(recorder, "record_units", lambda *a, **k: calls.append(a))
-    rec2 = tracing.record(tiny_state, corpus, ["en", "fr"], spec, store=store)
+    rec2 = recordings.record(tiny_state, corpus, ["en", "fr"], spec, store=store)
     assert calls == []
     for u in ("en", "fr"):
         np.testing.assert_array_equal(rec1.vectors()[u], rec2.vectors()[u])
@@ -174,8 +174,8 @@ def test_record_uses_store_second_time(tiny_state, corpus, tmp_path, monkeypatch
 
 def test_progress_reports_every_sentence(tiny_state, corpus, tmp_path):
     seen = []
-    tracing.record(tiny_state, corpus, ["en", "fr"], RecordSpec(batch_tokens=64, max_length=64), store=Store(tmp_path),
-                   progress=lambda d, t, m: seen.append((d, t)))
+    recordings.record(tiny_state, corpus, ["en", "fr"], RecordSpec(batch_tokens=64, max_length=64),
+                      store=Store(tmp_path), progress=lambda d, t, m: seen.append((d, t)))
     assert seen[-1] == (10, 10) and all(b >= a for (a, _), (b, _) in zip(seen, seen[1:]))
 
 
@@ -183,9 +183,9 @@ def test_bad_inputs_give_clear_errors(tiny_state, corpus):
     with pytest.raises(tracing.RecordError, match=r"out of range.*4 blocks"):
         tracing.record_unit(tiny_state, corpus, "en", RecordSpec(layers=(9,)))
     with pytest.raises(ValueError, match="unknown language"):
-        tracing.record(tiny_state, corpus, ["en", "xx"], RecordSpec())
+        recordings.record(tiny_state, corpus, ["en", "xx"], RecordSpec())
     with pytest.raises(tracing.RecordError, match="pair template needs language pairs"):
-        tracing.record(tiny_state, corpus, ["en"], RecordSpec(template=SILP_TEMPLATE))
+        recordings.record(tiny_state, corpus, ["en"], RecordSpec(template=SILP_TEMPLATE))
     with pytest.raises(ValueError, match="unknown pooling"):
         RecordSpec(poolings=("max",))
     with pytest.raises(tracing.RecordError, match="no tokens"):

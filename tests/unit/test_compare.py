@@ -18,13 +18,14 @@ import torch
 from workbench import models, recordings
 from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
+from workbench.corpus import load_corpus_spec
 from workbench.evaluation.losses import eval_compare, evaluate_state
 from workbench.examples import DataSpec
 from workbench.finetune import artifact_io, jobs
 from workbench.finetune.jobs import job_model_spec, tuned_states
 from workbench.recipes import compare
 from workbench.recipes import tables as views
-from workbench.recordings import ensure_recording, load_corpus_spec
+from workbench.recordings import ensure_recording
 from workbench.viz import compare_figures
 
 LANGS = ("en", "zh", "sw")

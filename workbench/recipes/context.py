@@ -19,8 +19,7 @@ from workbench.errors import ExportError
 from workbench.progress import Progress, StatusFn
 from workbench.recipes import tables
 from workbench.recipes.spec import record_spec
-from workbench.recordings import ensure_recording, store_status
-from workbench.tracing import Recording
+from workbench.recordings import Recording, ensure_recording, store_status
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
-"""The tracing core: records per-layer representations and FFN statistics into the store.
+"""The tracing core: computes per-layer representations and FFN statistics of a corpus with a loaded state.
 
 - `inputs`: templates, tokenising, and grouping sentences into batches (`length_batches`);
 - `recorder`: the recorder, the only module of the workbench that imports nnsight;
 - `accumulate`: one unit's result arrays, filled batch by batch, and merging of shards;
-- `recording`: the `Recording` result, store keys and look-up (no model needed).
+- `units`: the layer axis and the units of a recording (pure).
 
-Every name other modules import from `workbench.tracing` is re-exported here.
+It computes and never looks up or stores: that is `workbench.recordings`. Every name
+other modules import from `workbench.tracing` is re-exported here.
 """
 
 from workbench.errors import RecordError
@@ -24,9 +25,9 @@ from workbench.tracing.inputs import (
     token_budget,
 )
 from workbench.tracing.recorder import (
+    checked_labels,
     packing_works,
     pool,
-    record,
     record_manifest,
     record_shard,
     record_unit,
@@ -34,22 +35,11 @@ from workbench.tracing.recorder import (
     traced,
     unit_groups,
 )
-from workbench.tracing.recording import (
-    FINAL,
-    Recording,
-    find_entry,
-    layer_labels,
-    legacy_unit_key,
-    lookup,
-    unit_key,
-    units_for,
-)
+from workbench.tracing.units import FINAL, layer_labels, units_for
 
 __all__ = [
-    "Batching", "Encoded", "FINAL", "GPU_BUDGET_SCALE", "RecordError",
-    "Recording", "batch_tokens", "build_texts", "compact_shard", "encode", "find_entry", "layer_labels",
-    "legacy_unit_key",
-    "lookup", "make_batch", "merge_shards",
-    "packing_works", "pad_batch", "plan_batches", "pool", "record", "record_manifest", "record_shard",
-    "record_unit", "record_units", "split_batch", "token_budget", "traced", "unit_groups", "unit_key", "units_for",
+    "FINAL", "GPU_BUDGET_SCALE", "Batching", "Encoded", "RecordError", "batch_tokens", "build_texts", "checked_labels",
+    "compact_shard", "encode", "layer_labels", "make_batch", "merge_shards", "packing_works", "pad_batch",
+    "plan_batches", "pool", "record_manifest", "record_shard", "record_unit", "record_units", "split_batch",
+    "token_budget", "traced", "unit_groups", "units_for",
 ]

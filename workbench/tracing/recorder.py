@@ -1,6 +1,6 @@
-"""The recorder: one nnsight pass per batch records every requested site into the store.
+"""The recorder: one nnsight pass per batch computes every requested site of a unit (the store is `recordings`).
 
-The only module that imports nnsight. For each batch it captures, in execution order,
+The module that imports nnsight (on the first trace: `_nns`). For each batch it captures, in execution order,
 the embedding output, each block's FFN neuron activations `act_fn(gate_proj(x))`, each
 block's output (layer `l`, before any final norm) and, with `final_norm`, the final norm
 applied to the last block's output (layer "final"); it pools and aggregates them on the
@@ -35,33 +35,27 @@ pair template.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
+import functools
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
-import nnsight
 import numpy as np
 import torch
 import transformers
-from nnsight import NNsight
-from nnsight.intervention.backends.remote import RemoteError
-from nnsight.intervention.source import STATE, Controller
-from nnsight.modeling.transformers import TransformersModel
 
 from workbench.config import RecordSpec
 from workbench.errors import RecordError
 from workbench.models import ModelState, get_path
-from workbench.progress import Advance, Progress
-from workbench.store import Entry, Store
+from workbench.progress import Advance
 from workbench.tracing.accumulate import Accumulator, acc_bytes, accumulate
 from workbench.tracing.inputs import Batching, build_texts, encode, make_batch, plan_batches, split_batch
-from workbench.tracing.recording import FINAL, Recording, find_entry, layer_labels, unit_key, units_for
+from workbench.tracing.units import FINAL, layer_labels
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +63,23 @@ log = logging.getLogger(__name__)
 
 #: Result arrays of the units recorded together stay under this many bytes (then stored).
 ACC_BUDGET_BYTES = 512 << 20
+
+
+@functools.cache
+def _nns() -> SimpleNamespace:
+    """nnsight's names the recorder uses, imported on the first trace.
+
+    Start-up time (an allowed exception of the import test): nnsight takes seconds to import,
+    and `workbench --help`, a page's first paint and every look-up in the store need none of it.
+    """
+    import nnsight
+    from nnsight import NNsight
+    from nnsight.intervention.backends.remote import RemoteError
+    from nnsight.intervention.source import STATE, Controller
+    from nnsight.modeling.transformers import TransformersModel
+
+    return SimpleNamespace(nnsight=nnsight, NNsight=NNsight, RemoteError=RemoteError, STATE=STATE,
+                           Controller=Controller, TransformersModel=TransformersModel)
 
 _LOCKS: dict[int, threading.Lock] = {}
 _LOCKS_LOCK = threading.Lock()
@@ -102,7 +113,7 @@ def traced(state: ModelState, remote: bool | str = False) -> Iterator[Any]:
         # Instance forwards already there (accelerate's device-moving wrappers under a
         # device_map) are what nnsight calls while traced, and are put back afterwards.
         kept = {m: m.__dict__["forward"] for m in state.model.modules() if "forward" in m.__dict__}
-        envoy = _remote_envoy(state, remote) if remote else NNsight(state.model)
+        envoy = _remote_envoy(state, remote) if remote else _nns().NNsight(state.model)
         _REMOTE[id(envoy)] = remote
         try:
             yield envoy
@@ -125,21 +136,21 @@ def _remote_envoy(state: ModelState, remote: bool | str) -> Any:
         raise RecordError("remote=True runs on NDIF: pass the weightless models.remote_state(spec), "
                           "not a loaded model")
     for module in sorted({f.__module__ for f in (_trace_body, pool, _ffn_stats, _hidden, get_path)}):
-        nnsight.register(module)
+        _nns().nnsight.register(module)
     try:  # the wrapper's pipeline moves the model to `device` (default cuda:0): keep it where it is
         kw: dict[str, Any] = ({"revision": state.spec.revision, "device": "meta"} if remote is True
                               else {} if getattr(state.model, "hf_device_map", None) else {"device": state.device})
         kw["trust_remote_code"] = state.spec.trust_remote_code  # part of nnsight's NDIF model key
-        return TransformersModel(state.model, tokenizer=copy.copy(state.tokenizer), task="text-generation", **kw)
+        return _nns().TransformersModel(state.model, tokenizer=copy.copy(state.tokenizer), task="text-generation", **kw)
     except Exception as e:  # noqa: BLE001 - nnsight/transformers raise many kinds; one clear line
         raise RecordError(f"nnsight cannot wrap {state.name} for a remote trace ({type(e).__name__}: {e})") from e
 
 
 def _unwrap(model: Any) -> None:
     for module in model.modules():
-        if isinstance(module.__dict__.get("forward"), Controller):
+        if isinstance(module.__dict__.get("forward"), _nns().Controller):
             del module.__dict__["forward"]
-        module.__dict__.pop(STATE, None)
+        module.__dict__.pop(_nns().STATE, None)
         module.__dict__.pop("_persistent_id", None)  # tagged when a remote trace is serialized
 
 
@@ -242,13 +253,14 @@ def _run_batch(envoy: Any, state: ModelState, batch: dict[str, Any], plan: dict[
     remote = _REMOTE.get(id(envoy), False)
     kw: dict[str, Any] = {"remote": remote} if remote else {}
     arch = dataclasses.asdict(state.arch)
+    save = _nns().nnsight.save  # bound here: the trace body may run on a server without workbench
     try:
         with torch.inference_mode():
             # The whole causal LM is traced, but the run stops after the last needed module:
             # the LM head never executes (nor the final norm unless `final_norm`).
             with envoy.trace(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                              position_ids=batch["position_ids"], use_cache=False, **kw) as tracer:
-                out = nnsight.save(_trace_body(envoy, arch, batch, plan))
+                out = save(_trace_body(envoy, arch, batch, plan))
                 tracer.stop()
     except Exception as e:
         if remote is not True or isinstance(e, (torch.OutOfMemoryError, MemoryError)):
@@ -257,7 +269,7 @@ def _run_batch(envoy: Any, state: ModelState, batch: dict[str, Any], plan: dict[
         # nnsight's RemoteError carries the server's reason
         why = (str(e).strip() or "no reason given").splitlines()[0][:300]
         raise RecordError(f"the NDIF run of {state.name} failed: "
-                          + (why if isinstance(e, RemoteError) else f"{type(e).__name__}: {why}")) from e
+                          + (why if isinstance(e, _nns().RemoteError) else f"{type(e).__name__}: {why}")) from e
     return out
 
 
@@ -274,6 +286,11 @@ def _plan(state: ModelState, spec: RecordSpec) -> dict[str, Any]:
     return {"poolings": list(spec.poolings), "embeddings": spec.embeddings, "ffn": spec.ffn_stats,
             "ffn_layers": last + 1 if spec.ffn_stats else 0, "layers": set(layers), "final": final,
             "stop": L - 1 if final else last, "labels": layer_labels(L, spec)}
+
+
+def checked_labels(state: ModelState, spec: RecordSpec) -> list[Any]:
+    """The layer labels a recording of `spec` on `state` has (raises `RecordError` for layers out of range)."""
+    return _plan(state, spec)["labels"]
 
 
 # --------------------------------------------------------------------------- batches
@@ -436,52 +453,5 @@ def record_manifest(state: ModelState, corpus: Any, unit: str, spec: RecordSpec,
             **extra}
 
 
-def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpec | None = None, *,
-           pairs: Sequence[tuple[str, str]] | None = None, store: Store | None = None,
-           progress: Progress | None = None, padding_side: str = "right",
-           batching: Batching | None = None, remote: bool | str = False) -> Recording:
-    """Record every unit missing from the store, then return the `Recording` of all of them.
-
-    Units already stored are read, not recomputed; the missing ones are recorded together
-    (batched across units). A unit being recorded by another process is waited for
-    (per-key locks, taken in key order) rather than computed twice. `remote`: see `traced`.
-    """
-    spec = spec or RecordSpec()
-    store = store or Store()
-    plan = _plan(state, spec)
-    units = units_for(corpus, langs, spec, pairs)
-    keys = {u: unit_key(state.fingerprint, corpus, u, spec) for u in units}
-    total = len(units) * len(corpus)
-    entries: dict[str, Entry | None] = {u: find_entry(store, state.fingerprint, corpus, u, spec) for u in units}
-    done = sum(e is not None for e in entries.values()) * len(corpus)
-    if progress and done:
-        progress(done, total, "read from the store")
-    for group in unit_groups(state, corpus, [u for u in units if entries[u] is None], spec):
-        with contextlib.ExitStack() as held:
-            for k in sorted({keys[u] for u in group}):
-                held.enter_context(store.lock(k))
-            for u in group:  # another process may have stored it while we waited
-                entries[u] = find_entry(store, state.fingerprint, corpus, u, spec)
-            todo = [u for u in group if entries[u] is None]
-            done += (len(group) - len(todo)) * len(corpus)
-            if not todo:
-                continue
-            t0 = time.perf_counter()
-
-            def tick(k: int, todo: list[str] = todo) -> None:
-                nonlocal done
-                done += k
-                if progress:
-                    progress(done, total, f"recording {', '.join(todo)}")
-
-            arrays = record_units(state, corpus, todo, spec, padding_side=padding_side, batching=batching,
-                                  progress=tick, remote=remote)
-            secs = round((time.perf_counter() - t0) / len(todo), 3)
-            for u in todo:
-                entries[u] = store.put(keys[u], arrays[u], record_manifest(state, corpus, u, spec, seconds=secs,
-                                                                           recorded_with=todo))
-    return Recording(state.name, state.fingerprint, corpus.name, spec, entries, plan["labels"])  # type: ignore[arg-type]  # all set above
-
-
 def _versions() -> dict[str, str]:
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "nnsight": nnsight.__version__}
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "nnsight": _nns().nnsight.__version__}

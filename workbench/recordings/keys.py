@@ -1,4 +1,4 @@
-"""The result of a recording and how it is found in the store (no model, no nnsight).
+"""How a recorded unit is found in the store (no model, no nnsight).
 
 Store key of one unit (HOUSE_STYLE 7): the model state's fingerprint, the corpus content
 of the unit's languages, the number of units, the unit, every `RecordSpec` field that
@@ -18,22 +18,17 @@ the new key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import transformers
 
 from workbench.config import RecordSpec
-from workbench.errors import RecordError
 from workbench.store import Entry, Store, make_key
+
+__all__ = ["EXECUTION_FIELDS", "find_entry", "legacy_unit_key", "lookup", "spec_key", "unit_key"]
 
 #: RecordSpec fields that only say how to batch: left out of the store key.
 EXECUTION_FIELDS = ("batch_tokens",)
-
-#: The layer label of the post-final-norm output of the last block (`RecordSpec.final_norm`).
-FINAL = "final"
-
 
 def spec_key(spec: RecordSpec) -> dict[str, Any]:
     """The spec's part of the store key: every field except the execution-only ones."""
@@ -69,54 +64,6 @@ def find_entry(store: Store, fingerprint: str, corpus: Any, unit: str, spec: Rec
         legacy = legacy_unit_key(fingerprint, corpus, unit, spec)
         entry = store.get(legacy) if legacy is not None else None
     return entry
-
-
-def layer_labels(n_layers: int, spec: RecordSpec) -> list[Any]:
-    """Labels of the layer axis: 'emb' if recorded, the recorded blocks, 'final' if recorded."""
-    layers = list(range(n_layers)) if spec.layers is None else sorted(set(spec.layers))
-    return ((["emb"] if spec.embeddings else []) + layers
-            + ([FINAL] if getattr(spec, "final_norm", False) else []))
-
-
-def units_for(corpus: Any, langs: Sequence[str], spec: RecordSpec,
-              pairs: Sequence[tuple[str, str]] | None) -> list[str]:
-    """The units to record: languages, or `src>tgt` directions for a pair template."""
-    known = corpus.check_langs(list(langs) + [x for p in pairs or [] for x in p])
-    if spec.is_pair_template:
-        if not pairs:
-            raise RecordError("a pair template needs language pairs (e.g. --pairs en:sw)")
-        return [f"{corpus.check_langs([s])[0]}>{corpus.check_langs([t])[0]}" for s, t in pairs]
-    return known[: len(langs)] if langs else known
-
-
-@dataclass
-class Recording:
-    """Everything recorded for one model state, corpus and spec; arrays read from the store."""
-
-    model_name: str
-    fingerprint: str
-    corpus_name: str
-    spec: RecordSpec
-    entries: dict[str, Entry]
-    layer_labels: list[Any]
-
-    def vectors(self, pooling: str = "mean") -> dict[str, np.ndarray]:
-        """Unit -> `(n_layers, n, d)` pooled vectors (memory-mapped)."""
-        if pooling not in self.spec.poolings:
-            raise RecordError(f"pooling {pooling!r} was not recorded; recorded: {list(self.spec.poolings)}")
-        return {u: e[f"pooled_{pooling}"] for u, e in self.entries.items()}
-
-    def activation_probs(self) -> dict[str, np.ndarray]:
-        """Unit -> `(L_ffn, M)` probability that a neuron is active (A > 0) on a counted token."""
-        return {u: np.asarray(e["ffn_pos_counts"], np.float64) / float(e["ffn_tokens"][0])
-                for u, e in self.entries.items()}
-
-    def layer_index(self, layer: Any) -> int:
-        """Position of a layer label (block index, 'emb' or 'final') on the layer axis."""
-        try:
-            return self.layer_labels.index(layer)
-        except ValueError:
-            raise RecordError(f"layer {layer!r} not recorded; recorded: {self.layer_labels}") from None
 
 
 def lookup(fingerprint: str, corpus: Any, units: Sequence[str], spec: RecordSpec,

@@ -1,12 +1,12 @@
 """Getting recordings: store first, load the model only when something is missing.
 
-The one home of "give me the recording of (model state, corpus, record spec)":
+"Give me the recording of (model state, corpus, record spec)":
 `ensure_recording` (compute what the store lacks), `stored_recording` / `store_status`
 (look without loading any model, for pages that must stay fast) and `start_recording`
 (the same work as a background job of `workbench.jobs.threads`, shared by every tab).
 
 `ensure_recording(..., num_processes=N)` splits the batches of the missing units over N
-processes (`workbench.sharding.record_sharded`): the stored arrays are byte-identical to a
+processes (`recordings.sharding.record_sharded`): the stored arrays are byte-identical to a
 one-process recording. `remote=True` runs the
 recorder's trace on NDIF through nnsight on a weightless state of the hub model
 (`models.remote_state`; `remote_problems` says what is missing before anything is loaded
@@ -35,16 +35,19 @@ from workbench.jobs.threads import JOBS, ThreadJob, ThreadRegistry
 from workbench.models import ModelState
 from workbench.paths import cache_root
 from workbench.progress import Progress, StatusFn
-from workbench.sharding import record_sharded
+from workbench.recordings.keys import lookup
+from workbench.recordings.record import record
+from workbench.recordings.recording import Recording
+from workbench.recordings.sharding import record_sharded
 from workbench.store import Store
 
 log = logging.getLogger(__name__)
 
 
 def _recording(fp: str, corpus: ParallelCorpus, spec: RecordSpec, found: dict[str, Any],
-               name: str) -> tracing.Recording:
+               name: str) -> Recording:
     first = next(iter(found.values()))
-    return tracing.Recording(first.manifest.get("model_name", name), fp, corpus.name, spec, found,
+    return Recording(first.manifest.get("model_name", name), fp, corpus.name, spec, found,
                              first.manifest["layer_labels"])
 
 
@@ -52,8 +55,8 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
                      pairs: Sequence[tuple[str, str]] | None = None, store: Store | None = None,
                      progress: Progress | None = None, status: StatusFn | None = None,
                      state: ModelState | None = None, num_processes: int = 1,
-                     remote: bool | str = False) -> tracing.Recording:
-    """A `tracing.Recording` for these specs, recording only what the store lacks.
+                     remote: bool | str = False) -> Recording:
+    """A `Recording` for these specs, recording only what the store lacks.
 
     Args:
         model: which model state.
@@ -89,7 +92,7 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
     # NDIF: units stored by an earlier remote recording are served without NDIF or the hub
     fp = state.fingerprint if state is not None else (
         models.remote_fingerprint(model) if remote is True else models.fingerprint(model))
-    found = tracing.lookup(fp, corpus, units, spec, store) if fp else dict.fromkeys(units)
+    found = lookup(fp, corpus, units, spec, store) if fp else dict.fromkeys(units)
     if fp and all(e is not None for e in found.values()):
         if status:
             status("all units found in the store")
@@ -100,7 +103,7 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
             raise RecordError("cannot record on NDIF (--remote): " + "; ".join(problems))
         state = state or models.remote_state(model)  # config and tokenizer only, never the weights
         if state.fingerprint != fp:  # the hub's commit: look again under it
-            fp, found = state.fingerprint, tracing.lookup(state.fingerprint, corpus, units, spec, store)
+            fp, found = state.fingerprint, lookup(state.fingerprint, corpus, units, spec, store)
     missing = [u for u, e in found.items() if e is None]
     if num_processes > 1 and state is None:
         record_sharded(model, corpus_spec, spec, missing, num_processes, store=store, progress=progress,
@@ -108,7 +111,7 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
         return ensure_recording(model, corpus_spec, spec, pairs=pairs, store=store, status=status)
     if state is None:
         state = models.load(model, progress=status)
-    return tracing.record(state, corpus, corpus_spec.langs, spec, pairs=pairs, store=store, progress=progress,
+    return record(state, corpus, corpus_spec.langs, spec, pairs=pairs, store=store, progress=progress,
                           remote=remote)
 
 
@@ -147,7 +150,7 @@ class StoreStatus:
 
     units: list[str]
     entries: dict[str, Any]  # unit -> store Entry or None
-    recording: tracing.Recording | None  # when every unit is stored
+    recording: Recording | None  # when every unit is stored
     unknown: str | None = None  # why the store could not be checked (None if it was)
 
     @property
@@ -186,19 +189,19 @@ def store_status(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
         why = ("the model is not converted yet" if model.source in models.BUNDLED
                else "the model's files are not available yet")
         return StoreStatus(units, {}, None, unknown=why)
-    found = tracing.lookup(fp, corpus, units, spec)
+    found = lookup(fp, corpus, units, spec)
     complete = {u: e for u, e in found.items() if e is not None}
     rec = _recording(fp, corpus, spec, complete, model.source) if len(complete) == len(found) else None
     return StoreStatus(units, dict(found), rec)
 
 
 def stored_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
-                     pairs: Sequence[tuple[str, str]] | None = None) -> tracing.Recording | None:
+                     pairs: Sequence[tuple[str, str]] | None = None) -> Recording | None:
     """The complete stored recording of a state, or None (never loads a model)."""
     return store_status(model, corpus_spec, spec, pairs).recording
 
 
-def recording_rows(recording: tracing.Recording) -> pd.DataFrame:
+def recording_rows(recording: Recording) -> pd.DataFrame:
     """The units of a finished recording: unit, key, sentences, MB, seconds."""
     return pd.DataFrame([{"unit": u, "key": e.key[:12], "sentences": e.manifest.get("n_units"),
                           "MB": round(e.nbytes / 2**20, 2), "seconds": e.manifest.get("seconds")}
@@ -235,7 +238,7 @@ def start_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
     `rerun_done` (e.g. the store lost its entries since). `remote`: record on NDIF
     (`ensure_recording(remote=True)`; no weights are loaded here).
     """
-    def work(job: ThreadJob) -> tracing.Recording:
+    def work(job: ThreadJob) -> Recording:
         job.status("checking the store")
         found = store_status(model, corpus_spec, spec, pairs, remote=remote)
         if found.recording is not None:

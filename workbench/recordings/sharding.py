@@ -1,6 +1,6 @@
 """Recording on N processes (`accelerate launch`), stored byte-identical to one process.
 
-`record_sharded` launches `python -m workbench.sharding <folder>` on N ranks. Every rank
+`record_sharded` launches `python -m workbench.recordings.sharding <folder>` on N ranks. Every rank
 loads the model, forms the batch plan one process would (`tracing.unit_groups`, then the
 recorder's batches across the units of each group) and runs every N-th batch
 (`tracing.record_shard`), saving only the rows it ran into the scratch folder, group by
@@ -42,6 +42,7 @@ from workbench.errors import RecordError
 from workbench.fileio import atomic_write_json, read_json_or_none
 from workbench.paths import cache_root
 from workbench.progress import Progress, StatusFn
+from workbench.recordings.keys import find_entry, unit_key
 from workbench.store import Store
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def record_sharded(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, 
     corpus = load_corpus_spec(corpus_spec)
     fp = models.fingerprint(model)
     assert fp is not None  # download=True: known or raised
-    keys = {u: tracing.unit_key(fp, corpus, u, spec) for u in units}
+    keys = {u: unit_key(fp, corpus, u, spec) for u in units}
     root = cache_root() / "shards"
     _remove_abandoned(root)
     d = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -71,7 +72,7 @@ def record_sharded(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, 
             with contextlib.ExitStack() as held:
                 for k in sorted(set(keys.values())):
                     held.enter_context(store.lock(k))
-                todo = [u for u in units if tracing.find_entry(store, fp, corpus, u, spec) is None]
+                todo = [u for u in units if find_entry(store, fp, corpus, u, spec) is None]
                 if todo:
                     stored: set[int] = set()
 
@@ -118,8 +119,8 @@ def _launch_ranks(d: Path, model: ModelSpec, corpus_spec: CorpusSpec, spec: Reco
         status(f"recording {len(units)} units on {n} processes")
     # SIGTERM (Slurm's scancel, `timeout`) must stop the ranks too: they run in their own session
     old = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
-    proc = subprocess.Popen(ranks.launch_command(n, ["workbench.sharding", str(d)]), stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(ranks.launch_command(n, ["workbench.recordings.sharding", str(d)]),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
     total = len(units) * n_sentences
     try:
         while proc.poll() is None:
