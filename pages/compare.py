@@ -17,12 +17,12 @@ import streamlit as st
 from pages import _ui as ui_st
 from pages._ui import outcomes
 from workbench import models, recipes, recordings
-from workbench import ui_support as ui
 from workbench.analysis import embed2d, retrieval, sensitivity
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.errors import user_message
 from workbench.finetune import jobs as finetune_jobs
 from workbench.jobs.threads import JOBS
+from workbench.recipes.settings import Settings
 
 log = logging.getLogger("workbench.app")
 
@@ -45,7 +45,7 @@ s = ui_st.page_header(
 # --------------------------------------------------------------------------- states
 
 
-def state_options(s: ui.Settings) -> dict[str, dict[str, Any]]:
+def state_options(s: Settings) -> dict[str, dict[str, Any]]:
     """Every state a picker lists: the Setup's model, the bases of tuned states, every tuned state."""
     tuned = finetune_jobs.tuned_states()
     options = {BASE: {"label": f"Base: {Path(s.model.source).name} (Setup's model)", "model": s.model.to_dict()}}
@@ -221,7 +221,7 @@ def maps_tab(rec: Any, labels: tuple[str, str]) -> None:
         ui_st.show_figure(fig, f"compare-maps-{layer}", pts, height=520, spec=spec)
         st.caption("Each panel is its own projection: compare how the languages cluster, not positions.")
     with ui_st.guard("the retrieval difference"):
-        spec = cspec("compare_retrieval_matrix", {"layer": layer, "method": "margin", "k": 4})
+        spec = cspec("compare_retrieval_heatmap", {"layer": layer, "method": "margin", "k": 4})
         fig, diff, _, _ = ui_st.view(spec)
         ui_st.show_figure(fig, f"compare-retrieval-diff-{layer}", diff, height=420, spec=spec)
 

@@ -17,8 +17,8 @@ import streamlit as st
 
 from pages import _ui as ui_st
 from workbench import models, ranks
-from workbench import ui_support as ui
 from workbench.config import ModelSpec
+from workbench.corpus import uploads
 from workbench.errors import user_message
 from workbench.examples import DataSpec
 from workbench.finetune import jobs
@@ -26,6 +26,7 @@ from workbench.finetune.method import Method
 from workbench.finetune.methods import METHODS, get_method
 from workbench.models.architectures import LORA_TARGETS
 from workbench.paths import cache_root
+from workbench.recipes.settings import Settings
 from workbench.viz import compare_figures
 
 log = logging.getLogger("workbench.app")
@@ -64,7 +65,7 @@ def _check_data(data: dict[str, Any], langs: tuple[str, ...], root: str) -> tupl
 # --------------------------------------------------------------------------- base model and languages
 
 
-def base_model(s: ui.Settings) -> ModelSpec:
+def base_model(s: Settings) -> ModelSpec:
     """The Setup page's model, or the base of an earlier fine-tune."""
     options = {"setup": s.model}
     for t in jobs.tuned_states():
@@ -79,7 +80,7 @@ def base_model(s: ui.Settings) -> ModelSpec:
     return options[choice]
 
 
-def languages(method: Method, s: ui.Settings) -> tuple[str, ...] | None:
+def languages(method: Method, s: Settings) -> tuple[str, ...] | None:
     """(pivot, target) for a method of a pair; the language set, central first, for one of many (LENS)."""
     tatoeba = [n.split(":", 1)[1] for n in _corpora() if n.startswith("tatoeba:")]
     codes = list(dict.fromkeys([*s.corpus.langs, "en", *tatoeba]))
@@ -123,15 +124,15 @@ def _upload() -> str | None:
         st.info("Upload a TSV or JSONL file of aligned translations.", icon=":material/upload_file:")
         return None
     try:
-        path = ui.save_upload(f.name, f.getvalue())
-        ui.read_upload(path, display_name=f.name)
+        path = uploads.save_upload(f.name, f.getvalue())
+        uploads.read_upload(path, display_name=f.name)
     except CorpusError as e:
         st.error(f"**This file cannot be used:** {e}\n\nFix the file and upload it again.", icon=":material/error:")
         return None
     return str(path)
 
 
-def data_spec(langs: tuple[str, ...], s: ui.Settings) -> DataSpec | None:
+def data_spec(langs: tuple[str, ...], s: Settings) -> DataSpec | None:
     """The DataSpec from the source choice and the data options (None while incomplete or invalid)."""
     corpora = _corpora()
     sources: dict[str, str] = {}
@@ -216,7 +217,7 @@ def _layers(text: str) -> tuple[int, ...] | None:
         raise ValueError(f"layers must be comma-separated block indices, got {text!r}") from None
 
 
-def _prefilled(method: Method, s: ui.Settings, base: ModelSpec, langs: tuple[str, ...],
+def _prefilled(method: Method, s: Settings, base: ModelSpec, langs: tuple[str, ...],
                knobs: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
     """(spec fields, a note) from the stored analysis the method names (`Method.prefill`), or None.
 
@@ -235,7 +236,7 @@ def _prefilled(method: Method, s: ui.Settings, base: ModelSpec, langs: tuple[str
     return None
 
 
-def layer_boxes(method: Method, s: ui.Settings, base: ModelSpec, langs: tuple[str, ...],
+def layer_boxes(method: Method, s: Settings, base: ModelSpec, langs: tuple[str, ...],
                 knobs: dict[str, Any]) -> dict[str, Any]:
     """Text boxes of the block-list fields (`Method.layer_fields`), pre-filled from the store where it can."""
     found, note = _prefilled(method, s, base, langs, knobs) or ({}, "")
@@ -256,7 +257,7 @@ def layer_boxes(method: Method, s: ui.Settings, base: ModelSpec, langs: tuple[st
     return out
 
 
-def method_spec(method: Method, langs: tuple[str, ...], steps: int | None, s: ui.Settings, base: ModelSpec) -> Any:
+def method_spec(method: Method, langs: tuple[str, ...], steps: int | None, s: Settings, base: ModelSpec) -> Any:
     """The method spec from the widgets (raises ValueError for invalid values)."""
     helps = method.spec.help()
     fields = [f for f in method.own_fields() if f.name not in OTHER_WIDGETS and f.name not in method.layer_fields]
@@ -277,7 +278,7 @@ def method_spec(method: Method, langs: tuple[str, ...], steps: int | None, s: ui
 # --------------------------------------------------------------------------- new job
 
 
-def new_job(s: ui.Settings) -> None:
+def new_job(s: Settings) -> None:
     st.header("New fine-tune", divider="gray")
     name = st.radio("Method", list(METHODS), format_func=lambda m: METHODS[m].label, horizontal=True,
                     captions=[m.caption for m in METHODS.values()], key="ft_method", persist_state=PERSIST)

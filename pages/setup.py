@@ -10,13 +10,14 @@ import streamlit as st
 
 from pages import _ui as ui_st
 from workbench import recordings
-from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, stable_hash
+from workbench.corpus import uploads
 from workbench.corpus.languages import language_name
 from workbench.errors import user_message
 from workbench.jobs.threads import JOBS
 from workbench.models import is_hub_id
 from workbench.presets import describe, get_preset, preset_names
+from workbench.recipes.settings import TINY_MODEL, Settings, tiny_model_enabled
 
 log = logging.getLogger("workbench.app")
 
@@ -60,16 +61,16 @@ def _load(source: str) -> Any:
 # --------------------------------------------------------------------------- model
 
 
-def model_column(s: ui.Settings) -> ModelSpec | None:
+def model_column(s: Settings) -> ModelSpec | None:
     st.subheader("Model", divider="gray")
     from workbench.finetune import jobs as finetune_jobs
 
     tuned = {t["job_id"]: t for t in finetune_jobs.tuned_states()}
     kinds = ([BUNDLED_KIND, PATH_KIND] + ([TUNED_KIND] if tuned else [])
-             + ([TINY_KIND] if ui.tiny_model_enabled() else []))
+             + ([TINY_KIND] if tiny_model_enabled() else []))
     bundled = {m["name"]: m for m in _bundled_models()}
     current = s.model.source
-    kind_now = (TUNED_KIND if s.model.artifact else TINY_KIND if current == ui.TINY_MODEL
+    kind_now = (TUNED_KIND if s.model.artifact else TINY_KIND if current == TINY_MODEL
                 else BUNDLED_KIND if current in bundled else PATH_KIND)
     artifact = None
     kind = st.radio("Source", kinds, index=kinds.index(kind_now) if kind_now in kinds else 0,
@@ -111,7 +112,7 @@ def model_column(s: ui.Settings) -> ModelSpec | None:
         source, artifact = tuned[job_id]["source"], tuned[job_id]["artifact"]
         st.caption(f"Base `{Path(source).name}` + artifact `{artifact}`")
     else:
-        source = ui.TINY_MODEL
+        source = TINY_MODEL
         st.caption("A 4-layer random-init Llama (d=64) for tests and demos: fast, but its numbers mean nothing.")
     with st.expander("Advanced model options"):
         devices = ["auto", "cpu", "cuda"]
@@ -125,7 +126,7 @@ def model_column(s: ui.Settings) -> ModelSpec | None:
     return ModelSpec(source=source, device=device, dtype=dtype, trust_remote_code=trust, artifact=artifact)
 
 
-def ndif_option(s: ui.Settings, model: ModelSpec | None) -> bool:
+def ndif_option(s: Settings, model: ModelSpec | None) -> bool:
     """The "Record on NDIF" checkbox, for hub ids only; whether it is on."""
     if model is None or model.artifact or not is_hub_id(model.source):
         return False
@@ -138,7 +139,7 @@ def ndif_option(s: ui.Settings, model: ModelSpec | None) -> bool:
 # --------------------------------------------------------------------------- corpus
 
 
-def _upload(s: ui.Settings) -> Any:
+def _upload(s: Settings) -> Any:
     """The uploaded corpus (validated), the previous upload, or None; errors shown inline."""
     from workbench.corpus import CorpusError
 
@@ -147,14 +148,14 @@ def _upload(s: ui.Settings) -> Any:
                               "aligned unit per line. JSONL: one object per line, e.g. "
                               '{"id": "1", "en": "...", "sw": "..."}.')
     if f is None:
-        if ui.is_upload(s.corpus.source) and Path(s.corpus.source).is_file():
+        if uploads.is_upload(s.corpus.source) and Path(s.corpus.source).is_file():
             st.caption(f"Using the uploaded file `{Path(s.corpus.source).name}`.")
             return _load(s.corpus.source)
         st.info("Upload a TSV or JSONL file of aligned translations.", icon=":material/upload_file:")
         return None
     try:
-        path = ui.save_upload(f.name, f.getvalue())
-        return ui.read_upload(path, display_name=f.name)
+        path = uploads.save_upload(f.name, f.getvalue())
+        return uploads.read_upload(path, display_name=f.name)
     except CorpusError as e:
         log.info("rejected upload %s: %s", f.name, e)
         st.error(f"**This file cannot be used:** {e}\n\nFix the file and upload it again.",
@@ -162,11 +163,11 @@ def _upload(s: ui.Settings) -> Any:
         return None
 
 
-def corpus_column(s: ui.Settings) -> tuple[Any, str]:
+def corpus_column(s: Settings) -> tuple[Any, str]:
     st.subheader("Corpus", divider="gray")
     corpora = {c["name"]: c for c in _corpora()}
     options = [*corpora, UPLOAD]
-    current = UPLOAD if ui.is_upload(s.corpus.source) else s.corpus.source
+    current = UPLOAD if uploads.is_upload(s.corpus.source) else s.corpus.source
     choice = st.selectbox(
         "Corpus", options, index=options.index(current) if current in options else 0, key="setup_corpus",
         format_func=lambda n: "Upload a TSV / JSONL file…" if n == UPLOAD else
@@ -197,7 +198,7 @@ def carry_languages(chosen: list[str] | tuple[str, ...], available: Any) -> tupl
     return kept, [c for c in chosen if c not in available]
 
 
-def languages_row(s: ui.Settings, corpus: Any, source: str) -> list[str]:
+def languages_row(s: Settings, corpus: Any, source: str) -> list[str]:
     codes = list(corpus.languages)
     wanted, dropped = carry_languages(s.corpus.langs, corpus.languages)
     if source != s.corpus.source:  # a corpus switch: the settings still hold the previous corpus
@@ -230,7 +231,7 @@ def languages_row(s: ui.Settings, corpus: Any, source: str) -> list[str]:
 # --------------------------------------------------------------------------- recording options
 
 
-def options_column(s: ui.Settings, n_units: int | None) -> tuple[str, int, int | None, str | None]:
+def options_column(s: Settings, n_units: int | None) -> tuple[str, int, int | None, str | None]:
     st.subheader("Recording", divider="gray")
     names = [None, *dict.fromkeys(preset_names())]
     preset = st.selectbox("Paper preset", names, index=names.index(s.preset) if s.preset in names else 0,
@@ -257,7 +258,7 @@ def options_column(s: ui.Settings, n_units: int | None) -> tuple[str, int, int |
 # --------------------------------------------------------------------------- store and record
 
 
-def store_section(new: ui.Settings, corpus: Any) -> None:
+def store_section(new: Settings, corpus: Any) -> None:
     st.subheader("Store", divider="gray")
     try:
         status = recordings.store_status(new.model, new.corpus, new.record_spec(), remote=new.remote)
@@ -340,7 +341,7 @@ if len(langs) < 2:
     st.warning("Pick at least two languages: every view compares languages.", icon=":material/translate:")
     st.stop()
 
-new = ui.Settings(model=model, corpus=CorpusSpec(source=source, langs=tuple(langs), limit=limit),
+new = Settings(model=model, corpus=CorpusSpec(source=source, langs=tuple(langs), limit=limit),
                   max_length=max_length, pooling=pooling, preset=preset, remote=remote)
 ui_st.save_settings(new)
 store_section(new, corpus)

@@ -14,7 +14,7 @@ exactly the same table. Every computation is seeded, so the CSV is byte-identica
 
 Analyses and their parameters (defaults in :data:`ANALYSES`): ``retrieval``,
 ``retrieval_heatmap``, ``sensitivity``, ``overlap``, ``specific_neurons``, ``map``,
-``subspace``, ``separation`` and ``retrieval_compare`` (before/after a fine-tune artifact).
+``subspace``, ``separation`` and ``compare_retrieval`` (before/after a fine-tune artifact).
 
 :func:`render_figure_set` renders a YAML list of specs; :func:`build_report` writes one
 self-contained HTML page (plotly.js inlined) plus a folder of PDFs with their data and
@@ -227,8 +227,10 @@ def _report_sections(base: dict[str, Any], langs: list[str], layer: Any, artifac
     if artifact:
         sections.append(Section("comparison", "Before / after fine-tuning",
                                 f"The base model against the model with artifact {Path(artifact).name}.", [
-                                    ("retrieval_before_after", spec("retrieval_compare", artifact=artifact,
-                                                                    pivot=pivot),
+                                    ("retrieval_before_after", spec("compare_retrieval", pivot=pivot,
+                                                                    state_b={"artifact": str(artifact)},
+                                                                    labels=["before", "after"],
+                                                                    series=["all_pairs", "pivot"]),
                                      "Retrieval accuracy per layer of both states (left) and the difference (right)."),
                                 ]))
     return sections

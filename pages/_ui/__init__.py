@@ -36,14 +36,14 @@ from pages._ui.state import (
     sync_url,
 )
 from pages._ui.views import view
-from workbench import ui_support as ui
+from workbench.recipes.settings import Settings
 
 __all__ = ["PAGES", "corpus_of", "data_key", "default_pair", "export_state_key", "export_zip", "figure_spec",
            "get_settings", "guard", "job_panel", "language_label", "layer_options", "model_check", "ndif_problems",
            "page_header", "record_button", "require_recording", "save_settings", "show_figure", "view"]
 
 
-def page_header(title: str, caption: str, *, show_settings: bool = True) -> ui.Settings:
+def page_header(title: str, caption: str, *, show_settings: bool = True) -> Settings:
     """Title, a one-line explanation, the current choice (also written into the URL), the sidebar jobs."""
     s = get_settings()
     sync_url(s)

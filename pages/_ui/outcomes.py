@@ -17,7 +17,6 @@ from pages._ui.figure import show_figure
 from pages._ui.recording import job_panel
 from pages._ui.state import guard
 from pages._ui.views import view
-from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.evaluation import DecodingSpec, filter_generations, side_by_side
 from workbench.evaluation.jobs import eval_job_key, start_evaluation
@@ -25,6 +24,7 @@ from workbench.evaluation.run import both_directions, missing_suites
 from workbench.examples import DataSpec
 from workbench.jobs.threads import JOBS
 from workbench.models import same_base
+from workbench.recipes.settings import Settings
 
 SUITES = ("translation", "loss", "lm-eval:tatoeba_choice")
 SUITE_HELP = ("translation: greedy outputs, chrF++/BLEU, language fidelity · loss: held-out loss both ways "
@@ -45,7 +45,7 @@ def _short(option: dict[str, Any], key: str) -> str:
         option["model"]["source"]).name
 
 
-def outcome_spec(s: ui.Settings, states: dict[str, ModelSpec], data: dict[str, Any], directions: list[str],
+def outcome_spec(s: Settings, states: dict[str, ModelSpec], data: dict[str, Any], directions: list[str],
                  suites: list[str], limit: int | None, reference: str) -> dict[str, Any]:
     """The registry spec of the outcomes view (the first state is the spec's model)."""
     labels, specs = list(states), list(states.values())
@@ -72,7 +72,7 @@ def _default_states(options: dict[str, dict[str, Any]], a: str, b: str) -> list[
     return list(dict.fromkeys(out)) or [a, b]
 
 
-def outcomes(s: ui.Settings, options: dict[str, dict[str, Any]], a: str, b: str) -> tuple[Any, Any] | None:
+def outcomes(s: Settings, options: dict[str, dict[str, Any]], a: str, b: str) -> tuple[Any, Any] | None:
     """Pick states, data and suites; run (or join) the evaluation; return (figure and table, generations)."""
     states = chosen_states(options, _default_states(options, a, b))
     tuned = [o for o in options.values() if "job_id" in o and _short(o, o["job_id"]) in states]
@@ -123,7 +123,7 @@ def _decoding() -> DecodingSpec:
     return DecodingSpec()  # the default decoding: what the spec's view evaluates with
 
 
-def scores_tab(s: ui.Settings, options: dict[str, dict[str, Any]], a: str, b: str) -> None:
+def scores_tab(s: Settings, options: dict[str, dict[str, Any]], a: str, b: str) -> None:
     """Scores with intervals per state, and the differences to the reference."""
     got = outcomes(s, options, a, b)
     if got is None:
@@ -136,7 +136,7 @@ def scores_tab(s: ui.Settings, options: dict[str, dict[str, Any]], a: str, b: st
                "references: languages it cannot identify are flagged, not scored).")
 
 
-def outputs_tab(s: ui.Settings, options: dict[str, dict[str, Any]], a: str, b: str) -> None:
+def outputs_tab(s: Settings, options: dict[str, dict[str, Any]], a: str, b: str) -> None:
     """Generations side by side with the reference, per-sentence chrF and the identified language."""
     got = outcomes(s, options, a, b)
     if got is None:

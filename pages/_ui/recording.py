@@ -10,11 +10,12 @@ from typing import Any
 import streamlit as st
 
 from workbench import recordings
-from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.errors import user_message
 from workbench.jobs.threads import JOBS
+from workbench.models import checks
 from workbench.progress import Snapshot
+from workbench.recipes.settings import Settings
 from workbench.recordings import Recording
 
 log = logging.getLogger("workbench.app")
@@ -133,12 +134,12 @@ def ndif_problems(model: ModelSpec) -> list[str]:
 
 
 @st.cache_data(show_spinner="Checking the model…", ttl=60)
-def model_check(model: ModelSpec) -> ui.ModelCheck:
-    """`ui.check_model_source`, cached a minute (it may ask the Hugging Face hub)."""
-    return ui.check_model_source(model)
+def model_check(model: ModelSpec) -> checks.ModelCheck:
+    """`checks.check_model_source`, cached a minute (it may ask the Hugging Face hub)."""
+    return checks.check_model_source(model)
 
 
-def require_recording(s: ui.Settings, *, pair: tuple[str, str] | None = None, what: str) -> Any:
+def require_recording(s: Settings, *, pair: tuple[str, str] | None = None, what: str) -> Any:
     """The recording a view needs, or an empty state saying what to record (with the button).
 
     Args:

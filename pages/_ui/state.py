@@ -10,11 +10,11 @@ from typing import Any
 
 import streamlit as st
 
-from workbench import ui_support as ui
 from workbench.config import POOLINGS, CorpusSpec, ModelSpec
 from workbench.corpus import ParallelCorpus, load_corpus_spec
 from workbench.errors import ParamError, user_message
 from workbench.paths import cache_root
+from workbench.recipes.settings import Settings
 
 log = logging.getLogger("workbench.app")
 
@@ -38,7 +38,7 @@ _QUERY = ("model", "revision", "device", "dtype", "artifact", "corpus", "langs",
 _MODEL_OPTIONS = ("revision", "device", "dtype")
 
 
-def _to_query(s: ui.Settings) -> dict[str, str]:
+def _to_query(s: Settings) -> dict[str, str]:
     q = {"model": s.model.source, "corpus": s.corpus.source, "langs": ",".join(s.corpus.langs),
          "maxlen": str(s.max_length), "pooling": s.pooling}
     default = ModelSpec()
@@ -56,7 +56,7 @@ def _to_query(s: ui.Settings) -> dict[str, str]:
     return q
 
 
-def _from_query(q: Mapping[str, str]) -> ui.Settings | None:
+def _from_query(q: Mapping[str, str]) -> Settings | None:
     """Settings from URL parameters, or None when the URL holds none (or unreadable ones)."""
     if "model" not in q or "corpus" not in q or "langs" not in q:
         return None
@@ -70,7 +70,7 @@ def _from_query(q: Mapping[str, str]) -> ui.Settings | None:
         pooling = str(q.get("pooling") or "mean")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}")
-        return ui.Settings(model, CorpusSpec(source=str(q["corpus"]), langs=langs, limit=limit),
+        return Settings(model, CorpusSpec(source=str(q["corpus"]), langs=langs, limit=limit),
                            int(q.get("maxlen") or 256), pooling, q.get("preset") or None, q.get("remote") == "1")
     except ParamError as e:  # an unknown preset name
         log.warning("ignoring unreadable URL parameters %r: %s", dict(q), e)
@@ -80,28 +80,28 @@ def _from_query(q: Mapping[str, str]) -> ui.Settings | None:
         return None
 
 
-def get_settings() -> ui.Settings:
+def get_settings() -> Settings:
     """The Setup choices: this session's, else the URL's (reload, bookmark, new tab), else the defaults."""
     raw = st.session_state.get(SETTINGS_KEY)
     if raw:
         try:
-            return ui.Settings.from_dict(raw)
+            return Settings.from_dict(raw)
         except (KeyError, TypeError, ValueError):
             log.warning("ignoring unreadable settings in session state: %r", raw)
     from_url = _from_query(st.query_params.to_dict())
     if from_url is not None:
         st.session_state[SETTINGS_KEY] = from_url.to_dict()
         return from_url
-    return ui.Settings()
+    return Settings()
 
 
-def save_settings(settings: ui.Settings) -> None:
+def save_settings(settings: Settings) -> None:
     """Keep the choices for every page of this session, and in the URL."""
     st.session_state[SETTINGS_KEY] = settings.to_dict()
     sync_url(settings)
 
 
-def sync_url(settings: ui.Settings) -> None:
+def sync_url(settings: Settings) -> None:
     """Write the choices into the URL (only when they differ: each write is a browser history entry)."""
     want = _to_query(settings)
     have = {k: v for k, v in st.query_params.to_dict().items() if k in _QUERY}
@@ -111,17 +111,17 @@ def sync_url(settings: ui.Settings) -> None:
         st.query_params.update(want)
 
 
-def data_key(settings: ui.Settings) -> dict[str, Any]:
+def data_key(settings: Settings) -> dict[str, Any]:
     """Hashable key of everything a cached table depends on (specs and the store root)."""
     return {"settings": settings.to_dict(), "root": str(cache_root())}
 
 
-def corpus_of(settings: ui.Settings) -> ParallelCorpus:
+def corpus_of(settings: Settings) -> ParallelCorpus:
     """The corpus with the chosen languages and limit."""
     return load_corpus_spec(settings.corpus)
 
 
-def figure_spec(s: ui.Settings, analysis: str, params: Mapping[str, Any], *, langs: Sequence[str] | None = None,
+def figure_spec(s: Settings, analysis: str, params: Mapping[str, Any], *, langs: Sequence[str] | None = None,
                 title: str | None = None) -> dict[str, Any]:
     """The registry's figure spec of a view: the Setup choice plus the view's parameters."""
     return s.figure_spec(analysis, params, langs=langs, title=title)
@@ -137,7 +137,7 @@ def guard(what: str) -> Iterator[None]:
         st.error(f"Could not compute {what}: {user_message(e)}", icon=":material/error:")
 
 
-def language_label(settings: ui.Settings) -> Any:
+def language_label(settings: Settings) -> Any:
     """A format_func for language codes: "sw — Swahili"."""
     languages = corpus_of(settings).languages
 
@@ -154,7 +154,7 @@ def default_pair(langs: Sequence[str], pivot: str) -> tuple[str, str]:
     return pivot, (other[0] if other else pivot)
 
 
-def settings_line(s: ui.Settings) -> str:
+def settings_line(s: Settings) -> str:
     """One markdown line naming the current choice."""
     langs = list(s.corpus.langs)
     shown = ", ".join(langs[:8]) + (f" … (+{len(langs) - 8})" if len(langs) > 8 else "")

@@ -24,7 +24,6 @@ from PIL import Image
 from test_pages import LANGS, SETTINGS, VIEWS, app, figures, ok, trace, xs, ys
 
 from workbench import export, models, recipes
-from workbench import ui_support as ui
 from workbench.config import ModelSpec
 from workbench.recipes import tables as views
 from workbench.viz import figures as viz
@@ -34,6 +33,7 @@ if str(ROOT) not in sys.path:  # `pages` is a folder of the checkout, not an ins
     sys.path.insert(0, str(ROOT))
 
 from pages import _ui as ui_st  # noqa: E402
+from workbench.recipes.settings import TINY_MODEL, Settings  # noqa: E402
 
 FORMATS = ["pdf", "svg", "png"]
 
@@ -104,7 +104,7 @@ def test_export_zip_holds_paper_figures_data_and_manifest(recording, tiny_state,
     assert m["languages"] == list(LANGS)
     assert m["params"] == {"pooling": "mean", "method": "cosine", "k": 4, "pivot": "zh", "center": True,
                            "per_language": True}
-    assert m["model"]["source"] == ui.TINY_MODEL and m["model"]["fingerprint"] == tiny_state.fingerprint
+    assert m["model"]["source"] == TINY_MODEL and m["model"]["fingerprint"] == tiny_state.fingerprint
     assert set(m["corpus"]["hash"]) == set(LANGS) and all(m["corpus"]["hash"].values())
     assert m["corpus"]["limit"] == 6 and m["record_spec"]["max_length"] == SETTINGS.max_length
     assert m["versions"]["plotly"] and m["versions"]["kaleido"]
@@ -127,7 +127,7 @@ def test_manifest_command_regenerates_the_same_data(recording, tiny_state, cli_r
     real_fp = models.fingerprint
     monkeypatch.setattr(models, "fingerprint", lambda spec, **kw: tiny_state.fingerprint
                         if getattr(spec, "source", spec) == stand_in else real_fp(spec, **kw))
-    settings = ui.Settings(ModelSpec(source=stand_in), SETTINGS.corpus)
+    settings = Settings(ModelSpec(source=stand_in), SETTINGS.corpus)
     matrix = views.retrieval_matrix_at(recording, "mean", 2, method="margin", k=4)
     fig = viz.retrieval_heatmap(matrix, title="Retrieval accuracy at layer 2 (margin)")
     spec = ui_st.figure_spec(settings, "retrieval_heatmap", {"layer": 2, "method": "margin", "k": 4})

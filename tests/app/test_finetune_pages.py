@@ -17,14 +17,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from workbench import models
-from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.finetune import jobs
 from workbench.finetune import jobs as finetune_jobs
 from workbench.jobs.threads import JOBS
+from workbench.recipes.settings import TINY_ENV, TINY_MODEL, Settings
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-SETTINGS = ui.Settings(model=ModelSpec(source=ui.TINY_MODEL),
+SETTINGS = Settings(model=ModelSpec(source=TINY_MODEL),
                        corpus=CorpusSpec(source="udhr", langs=("en", "zh", "sw"), limit=6))
 TIMEOUT = 120
 
@@ -37,7 +37,7 @@ def cache(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _env(_isolated_cache, cache, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE", str(cache))
-    monkeypatch.setenv(ui.TINY_ENV, "1")
+    monkeypatch.setenv(TINY_ENV, "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers: a tiny model on a shared machine
     from workbench import models
 
@@ -304,7 +304,7 @@ def test_setup_lists_the_tuned_state_and_it_gets_its_own_store_entries(tuned_sta
     at.radio(key="setup_model_kind").set_value("Tuned state").run()
     ok(at)
     assert at.selectbox(key="setup_tuned").value == tuned_state["job_id"]
-    spec = ui.Settings.from_dict(at.session_state["wb_settings"]).model
+    spec = Settings.from_dict(at.session_state["wb_settings"]).model
     assert spec.artifact == tuned_state["artifact"]
     # the artifact is part of the fingerprint: the tuned state never reads its base's recordings
     base = models.fingerprint(type(spec)(source=spec.source), download=False)

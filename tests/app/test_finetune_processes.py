@@ -8,20 +8,20 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from workbench import models
-from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec
-from workbench.finetune import distributed
+from workbench import ranks
+from workbench.recipes.settings import TINY_ENV, TINY_MODEL, Settings
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-SETTINGS = ui.Settings(model=ModelSpec(source=ui.TINY_MODEL),
+SETTINGS = Settings(model=ModelSpec(source=TINY_MODEL),
                        corpus=CorpusSpec(source="udhr", langs=("en", "zh", "sw"), limit=6))
 
 
 @pytest.mark.parametrize(("gpus", "shown"), [(0, False), (1, False), (4, True)])
 def test_processes_field_only_with_several_gpus(monkeypatch, gpus, shown):
-    monkeypatch.setenv(ui.TINY_ENV, "1")
+    monkeypatch.setenv(TINY_ENV, "1")
     monkeypatch.setattr(models, "bundled_status", lambda name: "installed")
-    monkeypatch.setattr(distributed, "visible_devices", lambda: gpus)
+    monkeypatch.setattr(ranks, "visible_devices", lambda: gpus)
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["wb_settings"] = SETTINGS.to_dict()
     at.run()

@@ -9,25 +9,26 @@ from nnsight import CONFIG
 from streamlit.testing.v1 import AppTest
 
 from workbench import recordings
-from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.jobs.threads import JOBS
+from workbench.models import checks
+from workbench.recipes.settings import TINY_ENV, TINY_MODEL, Settings
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-HUB = ui.Settings(model=ModelSpec(source="meta-llama/Llama-3.1-8B"),
+HUB = Settings(model=ModelSpec(source="meta-llama/Llama-3.1-8B"),
                   corpus=CorpusSpec(source="udhr", langs=("en", "sw"), limit=3))
 
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
-    monkeypatch.setenv(ui.TINY_ENV, "1")
-    monkeypatch.setattr(ui, "check_model_source", lambda spec: ui.ModelCheck(True))  # no hub look-up
+    monkeypatch.setenv(TINY_ENV, "1")
+    monkeypatch.setattr(checks, "check_model_source", lambda spec: checks.ModelCheck(True))  # no hub look-up
     monkeypatch.delenv("NDIF_API_KEY", raising=False)
     monkeypatch.setattr(CONFIG.API, "APIKEY", None)
     monkeypatch.setattr(CONFIG.API, "HOST", "https://127.0.0.1:9")  # nothing listens there
 
 
-def setup_page(settings: ui.Settings) -> AppTest:
+def setup_page(settings: Settings) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["wb_settings"] = settings.to_dict()
     at.run()
@@ -44,7 +45,7 @@ def test_ndif_option_offline_says_what_is_missing_and_starts_nothing():
     assert [b.key for b in at.button if b.key == f"rec-{local_key}"]  # recording here is offered
     box.check().run()
     assert not at.exception
-    saved = ui.Settings.from_dict(at.session_state["wb_settings"])
+    saved = Settings.from_dict(at.session_state["wb_settings"])
     assert saved.remote is True and at.query_params["remote"] == "1"
     errors = [e.value for e in at.error]
     assert len(errors) == 1
@@ -57,6 +58,6 @@ def test_ndif_option_offline_says_what_is_missing_and_starts_nothing():
 
 
 def test_ndif_option_is_offered_for_hub_ids_only():
-    at = setup_page(ui.Settings(model=ModelSpec(source=ui.TINY_MODEL), corpus=HUB.corpus))
+    at = setup_page(Settings(model=ModelSpec(source=TINY_MODEL), corpus=HUB.corpus))
     assert not at.exception
     assert not [c for c in at.checkbox if c.key == "setup_remote"]

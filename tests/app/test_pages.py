@@ -20,23 +20,24 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from workbench import models, recordings
-from workbench import ui_support as ui
 from workbench.analysis import overlap, retrieval, sensitivity, subspace
 from workbench.config import CorpusSpec, ModelSpec
-from workbench.corpus import load_corpus_spec
+from workbench.corpus import load_corpus_spec, uploads
 from workbench.jobs.threads import JOBS, ThreadRegistry
+from workbench.models import checks
+from workbench.recipes.settings import TINY_ENV, TINY_MODEL, Settings
 from workbench.recordings import ensure_recording
 from workbench.store import Store
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 LANGS = ("en", "zh", "sw")
-SETTINGS = ui.Settings(model=ModelSpec(source=ui.TINY_MODEL), corpus=CorpusSpec(source="udhr", langs=LANGS, limit=6))
+SETTINGS = Settings(model=ModelSpec(source=TINY_MODEL), corpus=CorpusSpec(source="udhr", langs=LANGS, limit=6))
 VIEWS = ["pages/layer_profile.py", "pages/representation_map.py", "pages/language_subspaces.py", "pages/neurons.py"]
 
 
 @pytest.fixture(autouse=True)
 def _tiny_env(monkeypatch):
-    monkeypatch.setenv(ui.TINY_ENV, "1")
+    monkeypatch.setenv(TINY_ENV, "1")
     # models.bundled_status() assembles a bundled GGUF (~250 MB) in the cache just to report
     # "installed"; every test has a fresh cache, so answer without touching the disk.
 
@@ -81,7 +82,7 @@ def pair_recording(_recorded_store, tiny_state, recording):
                             pairs=[("en", "zh")], state=tiny_state)
 
 
-def app(page: str | None = None, settings: ui.Settings | None = SETTINGS) -> AppTest:
+def app(page: str | None = None, settings: Settings | None = SETTINGS) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     if settings is not None:
         at.session_state["wb_settings"] = settings.to_dict()
@@ -171,8 +172,8 @@ def test_setup_widgets_update_settings():
     at.number_input(key="setup_limit").set_value(4).run()
     at.selectbox(key="setup_pooling").set_value("last").run()
     ok(at)
-    saved = ui.Settings.from_dict(at.session_state["wb_settings"])
-    assert saved.corpus.limit == 4 and saved.pooling == "last" and saved.model.source == ui.TINY_MODEL
+    saved = Settings.from_dict(at.session_state["wb_settings"])
+    assert saved.corpus.limit == 4 and saved.pooling == "last" and saved.model.source == TINY_MODEL
     langs = next(m for m in at.multiselect if m.key.startswith("setup_langs"))
     langs.set_value(["en"]).run()
     assert any("at least two languages" in w.value for w in at.warning)
@@ -196,8 +197,8 @@ def test_good_upload_becomes_the_corpus():
     good = "id\ten\tsw\n1\tHello\tJambo\n2\tThank you\tAsante\n3\tWater\tMaji\n".encode()
     at.file_uploader(key="setup_upload").set_value(("greetings.tsv", good, "text/tab-separated-values")).run()
     ok(at)
-    saved = ui.Settings.from_dict(at.session_state["wb_settings"])
-    assert ui.is_upload(saved.corpus.source) and saved.corpus.source.endswith("greetings.tsv")
+    saved = Settings.from_dict(at.session_state["wb_settings"])
+    assert uploads.is_upload(saved.corpus.source) and saved.corpus.source.endswith("greetings.tsv")
     assert saved.corpus.langs == ("en", "sw")
 
 
@@ -214,7 +215,7 @@ def test_views_without_a_recording_offer_to_record(page):
 
 
 def test_a_language_missing_from_the_corpus_is_a_readable_error():
-    bad = ui.Settings(SETTINGS.model, CorpusSpec(source="udhr", langs=("en", "klingon"), limit=6))
+    bad = Settings(SETTINGS.model, CorpusSpec(source="udhr", langs=("en", "klingon"), limit=6))
     at = app("pages/layer_profile.py", settings=bad)
     assert not at.exception
     assert len(at.error) == 1
@@ -222,7 +223,7 @@ def test_a_language_missing_from_the_corpus_is_a_readable_error():
 
 
 def test_a_missing_model_path_is_said_before_recording(tmp_path):
-    missing = ui.Settings(ModelSpec(source=str(tmp_path / "no-such-model")), SETTINGS.corpus)
+    missing = Settings(ModelSpec(source=str(tmp_path / "no-such-model")), SETTINGS.corpus)
     at = app("pages/neurons.py", settings=missing)
     assert not at.exception
     assert len(at.error) == 1 and "no-such-model" in at.error[0].value and "does not exist" in at.error[0].value
@@ -232,8 +233,8 @@ def test_a_missing_model_path_is_said_before_recording(tmp_path):
 
 def test_a_failed_recording_shows_what_went_wrong(tmp_path, monkeypatch):
     # Pretend the model check passed (say, the path vanished after it): the job fails, and says why.
-    monkeypatch.setattr(ui, "check_model_source", lambda spec: ui.ModelCheck(True))
-    missing = ui.Settings(ModelSpec(source=str(tmp_path / "vanished-model")), SETTINGS.corpus)
+    monkeypatch.setattr(checks, "check_model_source", lambda spec: checks.ModelCheck(True))
+    missing = Settings(ModelSpec(source=str(tmp_path / "vanished-model")), SETTINGS.corpus)
     at = app("pages/neurons.py", settings=missing)
     ok(at)
     assert any("could not be checked" in i.value for i in at.info)
@@ -356,7 +357,7 @@ def test_neurons_match_the_library(recording):
 
 
 def test_pooling_setting_reaches_the_views(recording):
-    at = app("pages/layer_profile.py", settings=ui.Settings(SETTINGS.model, SETTINGS.corpus, pooling="last"))
+    at = app("pages/layer_profile.py", settings=Settings(SETTINGS.model, SETTINGS.corpus, pooling="last"))
     ok(at)
     want = retrieval.summarize_by_layer(retrieval.retrieval_by_layer(
         recording.vectors("last"), method="margin", k=4, pivot="en", layer_labels=recording.layer_labels))
@@ -364,11 +365,11 @@ def test_pooling_setting_reaches_the_views(recording):
                                want[want["series"] == "all_pairs"]["accuracy"])
 
 
-# --------------------------------------------------------------------------- ui_support (no UI)
+# --------------------------------------------------------------------------- the settings module (no UI)
 
 
-def test_ui_support_does_not_import_streamlit():
-    code = "import sys, workbench.ui_support; print(any(m.split('.')[0] == 'streamlit' for m in sys.modules))"
+def test_settings_do_not_import_streamlit():
+    code = "import sys, workbench.recipes.settings; print(any(m.split('.')[0] == 'streamlit' for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -6,11 +6,11 @@ import test_pages
 from streamlit.testing.v1 import AppTest
 from test_pages import APP, SETTINGS, ok
 
-from workbench import ui_support as ui
 from workbench.cli import main
 from workbench.config import RecordSpec
 from workbench.presets import apply_preset
 from workbench.recipes import normalize_spec
+from workbench.recipes.settings import Settings
 
 _tiny_env = test_pages._tiny_env
 
@@ -21,7 +21,7 @@ def test_setup_preset_sets_the_recording_and_lands_in_the_url():
     at.run()
     at.selectbox(key="setup_preset").set_value("mexa").run()
     ok(at)
-    s = ui.Settings.from_dict(at.session_state["wb_settings"])
+    s = Settings.from_dict(at.session_state["wb_settings"])
     assert s.preset == "mexa" and s.pooling == "weighted"  # the views use the pooling the preset records
     rec = s.record_spec()
     assert rec == apply_preset("mexa", RecordSpec(max_length=rec.max_length, batch_tokens=rec.batch_tokens))

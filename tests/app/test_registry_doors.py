@@ -10,15 +10,15 @@ from streamlit.testing.v1 import AppTest
 from test_pages import APP, figures, ok, trace, ys
 
 from workbench import models
-from workbench import ui_support as ui
 from workbench.cli import main
 from workbench.config import CorpusSpec, ModelSpec
+from workbench.recipes.settings import TINY_ENV, Settings
 
 COMMON = ["--model", "tiny:llama", "--corpus", "udhr", "--langs", "en,zh,sw", "--limit", "5"]
 
 
 def test_analyze_export_and_page_agree_on_retrieval(tmp_path, monkeypatch):
-    monkeypatch.setenv(ui.TINY_ENV, "1")
+    monkeypatch.setenv(TINY_ENV, "1")
     monkeypatch.setattr(models, "bundled_status", lambda name: "installed")
     assert main(["record", *COMMON]) == 0  # `record` takes the tiny model too
     assert main(["analyze", "retrieval", *COMMON, "--method", "cosine", "--pivot", "zh", "--center",
@@ -29,7 +29,7 @@ def test_analyze_export_and_page_agree_on_retrieval(tmp_path, monkeypatch):
     exported = pd.read_csv(tmp_path / "e" / "retrieval.csv")
     pd.testing.assert_frame_equal(cli, exported)
 
-    settings = ui.Settings(model=ModelSpec(source="tiny:llama"),
+    settings = Settings(model=ModelSpec(source="tiny:llama"),
                            corpus=CorpusSpec(source="udhr", langs=("en", "zh", "sw"), limit=5))
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["wb_settings"] = settings.to_dict()

@@ -18,7 +18,6 @@ from streamlit.testing.v1 import AppTest
 from test_pages import APP, LANGS, SETTINGS, VIEWS, figures, ok, title, trace
 
 from workbench import recordings
-from workbench import ui_support as ui
 from workbench.analysis import retrieval
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.jobs.threads import JOBS
@@ -31,6 +30,8 @@ if str(ROOT) not in sys.path:  # `pages` is a folder of the checkout, not an ins
 
 from pages._ui import recording as ui_rec  # noqa: E402
 from pages._ui import state as ui_state  # noqa: E402
+from workbench.models import checks  # noqa: E402
+from workbench.recipes.settings import Settings  # noqa: E402
 
 # test_pages.py's fixtures: the tiny-model environment and the store recorded once per module.
 _tiny_env = test_pages._tiny_env
@@ -61,9 +62,9 @@ def sidebar_text(at: AppTest) -> list[str]:
 
 @pytest.mark.parametrize("settings", [
     SETTINGS,
-    ui.Settings(ModelSpec(source="gemma-3-270m", dtype="float16", device="cpu"),
+    Settings(ModelSpec(source="gemma-3-270m", dtype="float16", device="cpu"),
                 CorpusSpec(source="tatoeba:sw", langs=("sw", "en")), max_length=128, pooling="last"),
-    ui.Settings(ModelSpec(source="Qwen/Qwen2.5-0.5B", revision="main", artifact="/x/artifact"),
+    Settings(ModelSpec(source="Qwen/Qwen2.5-0.5B", revision="main", artifact="/x/artifact"),
                 CorpusSpec(source="udhr", langs=("en", "zh", "sw"), limit=12)),
 ])
 def test_url_parameters_round_trip_the_settings(settings):
@@ -89,7 +90,7 @@ def test_setup_widgets_start_from_the_url():
     assert at.radio(key="setup_model_kind").value == "Tiny test model"
     assert at.number_input(key="setup_limit").value == 6
     assert setup_langs(at).value == list(LANGS)
-    assert ui.Settings.from_dict(at.session_state["wb_settings"]) == SETTINGS
+    assert Settings.from_dict(at.session_state["wb_settings"]) == SETTINGS
     assert at.metric[1].value == "6"  # units per language: the limit, not the corpus's 50
 
 
@@ -100,7 +101,7 @@ def test_a_view_opened_from_the_url_shows_the_stored_recording(page, recording):
     assert at.title[0].value != "Setup"
     assert not [b for b in at.button if b.label == "Record now"]  # no offer to record a larger run
     assert figures(at)
-    assert ui.Settings.from_dict(at.session_state["wb_settings"]) == SETTINGS
+    assert Settings.from_dict(at.session_state["wb_settings"]) == SETTINGS
     assert ui_state._from_query(at.query_params) == SETTINGS  # the URL still names the choice
 
 
@@ -162,7 +163,7 @@ def test_a_corpus_switch_keeps_the_languages_it_has_and_names_the_dropped_ones()
     assert setup_langs(at).value == ["en", "sw"]  # zh is not in tatoeba:sw
     said = [i.value for i in at.info if "dropped" in i.value]
     assert len(said) == 1 and "zh (Chinese)" in said[0] and "kept en, sw" in said[0], said
-    saved = ui.Settings.from_dict(at.session_state["wb_settings"])
+    saved = Settings.from_dict(at.session_state["wb_settings"])
     assert saved.corpus.source == "tatoeba:sw" and saved.corpus.langs == ("en", "sw")
     # The note stays while this corpus is chosen, through other changes.
     at.selectbox(key="setup_pooling").set_value("last").run()
@@ -170,7 +171,7 @@ def test_a_corpus_switch_keeps_the_languages_it_has_and_names_the_dropped_ones()
 
 
 def test_a_corpus_without_any_chosen_language_says_so_and_starts_from_its_defaults():
-    chosen = ui.Settings(SETTINGS.model, CorpusSpec(source="udhr", langs=("zh", "sw"), limit=6))
+    chosen = Settings(SETTINGS.model, CorpusSpec(source="udhr", langs=("zh", "sw"), limit=6))
     at = from_url(None, ui_state._to_query(chosen))
     at.selectbox(key="setup_corpus").set_value("tatoeba:ar").run()
     ok(at)
@@ -265,7 +266,7 @@ def test_a_typed_hub_id_or_path_is_checked_at_once(source, said, monkeypatch):
     def offline(repo_id, revision):
         raise _Offline("Name or service not known")
 
-    monkeypatch.setattr(ui, "hub_info", offline)
+    monkeypatch.setattr(checks, "hub_info", offline)
     at = from_url(None, ui_state._to_query(SETTINGS))
     at.radio(key="setup_model_kind").set_value("Hub id or local path").run()
     at.text_input(key="setup_model_path").input(source).run()
@@ -273,14 +274,14 @@ def test_a_typed_hub_id_or_path_is_checked_at_once(source, said, monkeypatch):
     assert len(at.error) == 1 and said in at.error[0].value and source in at.error[0].value
     assert not [b for b in at.button if b.label == "Record"]  # nothing to fail later with a hub error
     # The choice is not saved: the views keep the last usable one.
-    assert ui.Settings.from_dict(at.session_state["wb_settings"]).model == SETTINGS.model
+    assert Settings.from_dict(at.session_state["wb_settings"]).model == SETTINGS.model
 
 
 def test_a_hub_id_the_hub_knows_is_offered(monkeypatch):
-    monkeypatch.setattr(ui, "hub_info", lambda repo_id, revision: {"id": repo_id})
+    monkeypatch.setattr(checks, "hub_info", lambda repo_id, revision: {"id": repo_id})
     at = from_url(None, ui_state._to_query(SETTINGS))
     at.radio(key="setup_model_kind").set_value("Hub id or local path").run()
     at.text_input(key="setup_model_path").input("someone/some-model").run()
     ok(at)
     assert any("will be downloaded" in c.value for c in at.caption)
-    assert ui.Settings.from_dict(at.session_state["wb_settings"]).model.source == "someone/some-model"
+    assert Settings.from_dict(at.session_state["wb_settings"]).model.source == "someone/some-model"

@@ -129,7 +129,7 @@ def test_spec_errors_are_clear(model_dir):
     assert flat["params"]["method"] == "tsne" and flat["params"]["layer"] == 2
     cmd = analyze_command(_spec(model_dir, "map", layer=2, method="tsne", links=True))
     assert cmd.startswith("workbench analyze map --model ") and "--method tsne" in cmd and "--links" in cmd
-    assert analyze_command(_spec(model_dir, "specific_neurons")) is None
+    assert analyze_command(_spec(model_dir, "specific_neurons")).startswith("workbench analyze specific_neurons ")
 
 
 def test_analyze_command_computes_the_same_numbers(model_dir, tmp_path, run):
@@ -223,7 +223,7 @@ def test_report_has_every_section(model_dir, artifact_dir, tmp_path, run, chromi
     assert f"Maps at layer {best}" in page
     # the fine-tune changed block 1 only: retrieval before it is untouched
     cmp = pd.read_csv(out / "figures" / "retrieval_before_after.csv")
-    assert (cmp[cmp["layer"].isin(["emb", "0"])]["difference"] == 0).all()
+    assert (cmp[cmp["layer"].isin(["emb", "0"])]["diff"] == 0).all()
     assert run("report", "--model", model_dir, "--langs", "en,zh,sw", "--limit", 5, "--out", out) == 2
 
 

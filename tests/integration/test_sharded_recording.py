@@ -20,13 +20,13 @@ from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.corpus import load_corpus
 from workbench.errors import RecordError
 from workbench.recipes.commands import analyze_command
-from workbench.recipes.context import needs
+from workbench.recipes.build import needs
+from workbench.recipes.settings import Settings
 from workbench.recipes.spec import normalize_spec
 from workbench.recordings import ensure_recording, remote_problems
 from workbench.recordings.sharding import _remove_abandoned
 from workbench.store import Store
 from workbench.tracing import Batching
-from workbench.ui_support import Settings
 
 LANGS = ["en", "fr", "de", "es"]
 

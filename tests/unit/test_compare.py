@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from workbench import models, recordings
-from workbench import ui_support as ui
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.corpus import load_corpus_spec
 from workbench.evaluation.losses import eval_compare, evaluate_state
@@ -24,7 +23,13 @@ from workbench.examples import DataSpec
 from workbench.finetune import artifact_io, jobs
 from workbench.finetune.jobs import job_model_spec, tuned_states
 from workbench.recipes import compare
+from workbench.recipes.maps import map_compare
+from workbench.recipes.neurons import overlap_compare
+from workbench.recipes.retrieval import retrieval_compare, retrieval_matrix_compare
+from workbench.recipes.sensitivity import sensitivity_compare
+from workbench.recipes.subspace import separation_compare
 from workbench.recipes import tables as views
+from workbench.recipes.settings import TINY_MODEL
 from workbench.recordings import ensure_recording
 from workbench.viz import compare_figures
 
@@ -66,10 +71,10 @@ def states(tiny_state, tmp_path_factory):
 def _tables(a: str, b: str, s: dict) -> dict[str, pd.DataFrame]:
     ra, rb = s[f"rec_{a}"], s[f"rec_{b}"]
     return {
-        "retrieval": compare.retrieval_compare(ra, rb, "mean", method="cosine", k=4, pivot="en"),
-        "sensitivity": compare.sensitivity_compare(s[f"pair_{a}"], s[f"pair_{b}"], "en>sw"),
-        "overlap": compare.overlap_compare(ra, rb, "en", LANGS, top_frac=0.1),
-        "separation": compare.separation_compare(ra, rb, "mean", rank=None, central="en", holdout=True),
+        "retrieval": retrieval_compare(ra, rb, "mean", method="cosine", k=4, pivot="en"),
+        "sensitivity": sensitivity_compare(s[f"pair_{a}"], s[f"pair_{b}"], "en>sw"),
+        "overlap": overlap_compare(ra, rb, "en", LANGS, top_frac=0.1),
+        "separation": separation_compare(ra, rb, "mean", rank=None, central="en", holdout=True),
     }
 
 
@@ -102,7 +107,7 @@ def test_identical_states_give_zero_difference(states):
         d = t["diff"].to_numpy()
         assert np.array_equal(np.isnan(d), np.isnan(t["a"].to_numpy())), name  # NaN only where undefined
         assert np.all(d[~np.isnan(d)] == 0.0), name
-    ma, mb, diff = compare.retrieval_matrix_compare(states["rec_base"], states["rec_base"], "mean", 2,
+    ma, mb, diff = retrieval_matrix_compare(states["rec_base"], states["rec_base"], "mean", 2,
                                                     method="margin")
     assert np.all(np.nan_to_num(diff.to_numpy()) == 0.0)
 
@@ -119,9 +124,9 @@ def test_side_by_side_keeps_a_s_order_and_rows_only_in_b():
 
 def test_maps_and_matrices_of_both_states(states):
     corpus = load_corpus_spec(CORPUS)
-    pts = compare.map_compare(states["rec_base"], states["rec_tuned"], corpus, "mean", 2, method="pca")
+    pts = map_compare(states["rec_base"], states["rec_tuned"], corpus, "mean", 2, method="pca")
     assert pts.groupby("state").size().to_dict() == {"a": 18, "b": 18}
-    ma, mb, diff = compare.retrieval_matrix_compare(states["rec_base"], states["rec_tuned"], "mean", 2, method="cosine")
+    ma, mb, diff = retrieval_matrix_compare(states["rec_base"], states["rec_tuned"], "mean", 2, method="cosine")
     np.testing.assert_array_equal(diff.to_numpy(), mb.to_numpy() - ma.to_numpy())
     fig = compare_figures.compare_maps_figure(pts)
     assert {t.name for t in fig.data} == set(LANGS) and len(fig.data) == 6
@@ -180,20 +185,20 @@ def test_tuned_states_are_done_jobs_and_load_with_their_own_fingerprint(states, 
     for name, p in loaded.model.named_parameters():
         assert torch.equal(p, dict(states["tuned"].model.named_parameters())[name]), name
     # the UI's tiny model and the worker's are one base; their recordings are shared
-    assert models.fingerprint(ModelSpec(source=ui.TINY_MODEL), download=False) == states["base"].fingerprint
+    assert models.fingerprint(ModelSpec(source=TINY_MODEL), download=False) == states["base"].fingerprint
     assert recordings.stored_recording(spec, CORPUS, RECORD) is None
     ensure_recording(spec, CORPUS, RECORD, state=loaded)
     rec = recordings.stored_recording(spec, CORPUS, RECORD)
     assert rec is not None and rec.fingerprint == loaded.fingerprint
-    assert recordings.stored_recording(ModelSpec(source=ui.TINY_MODEL), CORPUS, RECORD) is None  # base: not recorded
+    assert recordings.stored_recording(ModelSpec(source=TINY_MODEL), CORPUS, RECORD) is None  # base: not recorded
 
 
 def test_job_model_spec_and_same_base():
-    assert job_model_spec(ModelSpec(source=ui.TINY_MODEL)).source == "tiny:llama"
+    assert job_model_spec(ModelSpec(source=TINY_MODEL)).source == "tiny:llama"
     assert job_model_spec(ModelSpec(source="gemma-3-270m")) == ModelSpec(source="gemma-3-270m")
     with pytest.raises(ValueError, match="cannot be fine-tuned further"):
         job_model_spec(ModelSpec(source="gemma-3-270m", artifact="/x"))
-    assert models.same_base(ModelSpec(source=ui.TINY_MODEL), ModelSpec(source="tiny:llama", artifact="/x"))
+    assert models.same_base(ModelSpec(source=TINY_MODEL), ModelSpec(source="tiny:llama", artifact="/x"))
     assert not models.same_base(ModelSpec(source="gemma-3-270m"), ModelSpec(source="smollm2-135m"))
 
 

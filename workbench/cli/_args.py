@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
 from workbench.presets import apply_preset, preset_names
-from workbench.recipes.params import PARAMS
+from workbench.recipes.commands import param_flag
+from workbench.recipes.registry import get_analysis
 from workbench.recordings import ensure_recording
 
 
@@ -166,19 +167,29 @@ def layer_arg(s: str) -> Any:
         raise argparse.ArgumentTypeError(f"layer must be a block index, 'emb', 'final' or 'best'; got {s!r}") from None
 
 
+def json_value(s: str) -> Any:
+    """A flag's JSON value (objects and lists: a model state, several states, pairs)."""
+    try:
+        return json.loads(s)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"expected JSON (e.g. '{{\"artifact\": \"DIR\"}}'), got {s!r}") from None
+
+
 def _field_kind(f: dataclasses.Field[Any]) -> tuple[Any, str]:
-    """(argparse type, base annotation) of a spec field; type None = no flag (nested values go through --set)."""
+    """(argparse type, base annotation) of a spec field: scalars, comma lists, JSON for nested values."""
     ann = str(f.type).replace(" | None", "").strip()
     kinds: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool,
                              "tuple[int, ...]": lambda v: tuple(int_list(v)),
                              "tuple[str, ...]": lambda v: tuple(csv_list(v))}
     if f.name == "layer":
         return layer_arg, ann
+    if ann.startswith(("dict", "tuple[dict", "tuple[tuple")):
+        return json_value, "JSON"
     return kinds.get(ann), ann
 
 
 def add_field_args(g: Any, fields: Sequence[dataclasses.Field[Any]], *, keep_defaults: bool = True,
-                   aliases: dict[str, str] | None = None) -> None:
+                   aliases: dict[str, str] | None = None, flag: Any = None) -> None:
     """One flag per field of a frozen spec (type, default, choices and help from the field).
 
     `keep_defaults=False`: every flag defaults to None ("the spec's default") and a boolean
@@ -192,7 +203,8 @@ def add_field_args(g: Any, fields: Sequence[dataclasses.Field[Any]], *, keep_def
         kind, ann = _field_kind(f)
         if kind is None:
             continue
-        stems = [f.name.replace("_", "-")] + ([short[f.name]] if f.name in short else [])
+        main = flag(f.name)[2:] if flag is not None else f.name.replace("_", "-")
+        stems = [main] + ([short[f.name]] if f.name in short else [])
         helptext = f.metadata.get("help", "")
         if kind is bool:
             if keep_defaults:
@@ -219,8 +231,8 @@ def spec_from_args(a: argparse.Namespace, fields: Sequence[dataclasses.Field[Any
 
 def add_params_args(p: argparse.ArgumentParser, cls: Any, *, skip: Sequence[str] = ()) -> None:
     """One flag per field of an analysis's Params dataclass (type, default and help from the field)."""
-    add_field_args(p.add_argument_group("analysis parameters"),
-                   [f for f in dataclasses.fields(cls) if f.name not in skip])
+    add_field_args(p.add_argument_group("analysis parameters (a name the command has already: --param-NAME)"),
+                   [f for f in dataclasses.fields(cls) if f.name not in skip], flag=param_flag)
 
 
 def params_from_args(a: argparse.Namespace, cls: Any) -> dict[str, Any]:
@@ -235,7 +247,7 @@ def figure_spec(a: argparse.Namespace, analysis: str, params: dict[str, Any],
     default = RecordSpec().to_dict()
     preset = getattr(a, "preset", None)
     if preset:  # the preset's analysis settings win over flags left at their defaults
-        defaults = PARAMS[analysis]().to_dict() if analysis != "sensitivity" else {}
+        defaults = get_analysis(analysis).defaults()
         params = {k: v for k, v in params.items() if k not in defaults or v != defaults[k]}
     return {"analysis": analysis, "model": model_spec(a).to_dict(), "corpus": a.corpus,
             "langs": list(langs or a.langs), "limit": a.limit, "preset": preset,

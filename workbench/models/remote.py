@@ -23,9 +23,8 @@ from workbench.config import ModelSpec, stable_hash
 from workbench.errors import ModelError
 from workbench.fileio import atomic_write_json, read_json_or_none
 from workbench.models.architectures import architecture_for
-from workbench.models.sources import BUNDLED
+from workbench.models.sources import is_hub_id
 from workbench.models.state import ModelState, _prepare_tokenizer
-from workbench.models.tiny import is_tiny
 from workbench.paths import cache_root
 
 #: Seconds to wait for the hub's answer about a model.
@@ -44,12 +43,6 @@ class RemoteModelState(ModelState):
     def device(self) -> Any:
         """Where batches are made: the CPU (the weights are on the server)."""
         return torch.device("cpu")
-
-
-def is_hub_id(source: str) -> bool:
-    """Whether `source` names a Hugging Face hub model (`org/name`), not a bundled, tiny or local one."""
-    return not (source in BUNDLED or is_tiny(source) or source.endswith(".gguf") or source.count("/") != 1
-                or Path(source).expanduser().exists())
 
 
 def meta_state(config: Any, tokenizer: Any, *, fingerprint: str, spec: ModelSpec) -> RemoteModelState:

@@ -40,7 +40,33 @@ from workbench.paths import cache_root
 
 log = logging.getLogger(__name__)
 
+SOURCE_KINDS = ("tiny", "bundled", "gguf", "dir", "path", "hub")
 
+
+def source_kind(source: str) -> str:
+    """THE decision of what a model source string names (every other module asks this).
+
+    `tiny` (`tiny:<type>`), `bundled` (a name in `BUNDLED`), `gguf` (a `.gguf` file), `dir`
+    (an existing directory), `path` (something path-like that is not one of those: missing,
+    or a file), else `hub` (a Hugging Face hub id).
+    """
+    if is_tiny(source):
+        return "tiny"
+    if source in BUNDLED:
+        return "bundled"
+    if source.endswith(".gguf"):
+        return "gguf"
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return "dir"
+    if path.exists() or source.startswith((".", "/", "~")) or "\\" in source or source.count("/") > 1:
+        return "path"
+    return "hub"
+
+
+def is_hub_id(source: str) -> bool:
+    """Whether `source` names a Hugging Face hub model `org/name` (not a bundled, tiny or local one)."""
+    return source_kind(source) == "hub" and source.count("/") == 1
 
 
 # --------------------------------------------------------------------------- bundled models
@@ -256,11 +282,12 @@ def prepare(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = N
     """
     spec = ModelSpec(source=spec) if isinstance(spec, str) else spec
     src = spec.source
-    if is_tiny(src):
+    kind = source_kind(src)
+    if kind == "tiny":
         model_type, n_layers = parse_tiny(src)
         return PreparedModel(tiny_name(model_type, n_layers), Path(), "", {"model_type": model_type,
                                                                           "num_hidden_layers": n_layers})
-    if src in BUNDLED:
+    if kind == "bundled":
         b = BUNDLED[src]
         if not (_converted_dir(src) / META).is_file() or force:
             try:
@@ -272,18 +299,19 @@ def prepare(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = N
             gguf = Path()
         return _prepare_converted(src, lambda: gguf, progress, force=force, verify=verify)
     path = Path(src).expanduser()
-    if path.suffix == ".gguf":
+    if kind == "gguf":
         if not path.is_file():
             raise ModelError(f"GGUF file {path} does not exist")
         name = f"gguf-{path.stem}-{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]}"
         return _prepare_converted(name, lambda: path, progress, force=force, verify=verify)
-    if path.is_dir():
+    if kind == "dir":
         if not (path / "config.json").is_file():
             raise ModelError(f"{path} is a directory but has no config.json: not a Hugging Face model directory")
         config = _config(path)
         return PreparedModel(path.name, path, directory_fingerprint(path), config)
-    if src.startswith((".", "/", "~")) or os.sep in src and src.count("/") != 1:
-        raise ModelError(f"model path {src!r} does not exist")
+    if kind == "path":
+        raise ModelError(f"model path {src!r} does not exist" if not path.exists() else
+                         f"{src!r} is a file, not a Hugging Face model directory or a .gguf file")
     d = _from_hub(spec)
     return PreparedModel(src, d, directory_fingerprint(d), _config(d))
 

@@ -1,4 +1,4 @@
-"""The registry of analyses: a figure spec in, (figure, table, provenance) out.
+"""Build a view: a figure spec in, (figure, table, provenance) out, through the analysis registry.
 
 A *figure spec* is a plain dict, the same in Python, a YAML figure set, a manifest, a page
 and the CLI::
@@ -6,19 +6,17 @@ and the CLI::
     {"analysis": "map", "model": "gemma-3-270m", "corpus": "udhr", "langs": ["en", "zh", "sw"],
      "limit": 10, "record": {"max_length": 128}, "params": {"layer": "best", "method": "tsne"}}
 
-`build_figure` records what the store lacks (`recordings.ensure_recording`), computes the
-table with `recipes.tables`, draws it with `workbench.viz` and returns the provenance that
-`export.export_figure` writes into the manifest: the canonical spec with every default
-filled in and ``layer: "best"`` resolved, so a manifest rebuilds exactly the same table.
-To add an analysis: a Params dataclass in `params.py`, a builder here, one line in
-`BUILDERS`.
+`build_figure` records what the store lacks (`recordings.ensure_recording`) for the
+recordings the analysis `needs`, calls its `build` (`recipes.registry`), and returns the
+provenance that `export.export_figure` writes into the manifest: the canonical spec with
+every default filled in and ``layer: "best"`` resolved, so a manifest rebuilds exactly the
+same table. This is the one place that hands the analyses a recorder and an evaluator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,125 +24,62 @@ import plotly.graph_objects as go
 
 from workbench import models
 from workbench.config import ModelSpec
+from workbench.errors import ExportError
+from workbench.evaluation import evaluate
+from workbench.evaluation.run import both_directions
+from workbench.evaluation.tables import combine, compare_scores
 from workbench.progress import Progress, StatusFn
-from workbench.recipes import tables
+from workbench.recipes.analysis import Need
 from workbench.recipes.commands import analyze_command
-from workbench.recipes.compare_views import COMPARE_BUILDERS
 from workbench.recipes.context import Ctx
-from workbench.recipes.eval_views import EVAL_BUILDERS
+from workbench.recipes.registry import get_analysis
 from workbench.recipes.spec import normalize_spec
-from workbench.viz import figures
-from workbench.viz.compare_figures import comparison_figure
+from workbench.recordings import Recording, ensure_recording, store_status
+
+__all__ = ["Built", "build", "build_figure", "needs", "provenance", "stored_recordings"]
 
 
-def _retrieval(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
-    rec = c.record()
-    p = c.p
-    c.extra["pairs"], summary = tables.retrieval_tables(rec, p["pooling"], method=p["method"], k=p["k"],
-                                        pivot=c.central(rec, "pivot"), center=p["center"])
-    return figures.retrieval_by_layer_figure(summary, per_language=p["per_language"], title=c.spec["title"]), summary
+def needs(canon: Mapping[str, Any]) -> list[Need]:
+    """THE recordings a canonical figure spec reads (`build` records them; pages only look them up)."""
+    return get_analysis(canon["analysis"]).needs(canon)
 
 
-def _retrieval_heatmap(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
-    rec = c.record()
-    layer = c.layer(rec)
-    m = tables.retrieval_matrix_at(rec, c.p["pooling"], layer, method=c.p["method"], k=c.p["k"])
-    title = c.spec["title"] or f"Translation retrieval at layer {layer} ({c.p['method']})"
-    data = m.rename_axis(index="source").reset_index()
-    data.columns = [str(x) for x in data.columns]
-    return figures.retrieval_heatmap(m, title=title), data
+def stored_recordings(canon: Mapping[str, Any]) -> list[tuple[str, Recording]]:
+    """The (role, recording) pairs a spec reads, from the store only (never records or loads a model).
+
+    Raises:
+        ExportError: a recording is not in the store.
+    """
+    return [(n.role, _stored(n)) for n in needs(canon)]
 
 
-def _sensitivity(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
-    p = c.p
-    rec = c.record()
-    unit = next(iter(rec.entries))
-    scores = tables.sensitivity_scores(rec, unit, p["variant"])
-    table, n2d, d2n, split = tables.allocation_table(scores, split=p["split"], k1=p["k1"], k2=p["k2"])
-    c.facts["split"] = split
-    title = c.spec["title"] or f"Projection sensitivity {unit.replace('>', '→')} ({p['variant']})"
-    return figures.sensitivity_figure(scores, n2d, d2n, split=split, title=title), table
+def _stored(n: Need) -> Recording:
+    status = store_status(n.model, n.corpus, n.record, n.pairs, remote=n.remote)
+    if status.recording is None:
+        why = status.unknown or f"{', '.join(status.missing) or 'some units'} not in the store"
+        raise ExportError(f"the recording behind this figure ({n.role}: {n.model.source}) cannot be found "
+                          f"({why}); record it first")
+    return status.recording
 
 
-def _overlap(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
-    p = c.p
-    rec = c.record()
-    units = list(rec.entries)
-    table = tables.overlap_table(rec, units[0], units[1:], top_frac=p["top_frac"])
-    return figures.overlap_figure(table, p["measure"], title=c.spec["title"]), table
+def _evaluate_states(states: Mapping[str, ModelSpec], suites: Sequence[str], data: Any, *, pairs: Sequence[str],
+                     limit: int | None, reference: str, progress: Progress | None = None) -> tuple[Any, pd.DataFrame]:
+    """Every state's evaluation (from the store where it is there) and the scores table against `reference`."""
+    result = combine([evaluate(s, list(suites), data, directions=both_directions(list(pairs)), limit=limit,
+                               label=label, progress=progress) for label, s in states.items()])
+    return result, compare_scores(result.eval, reference=reference).reset_index()
 
 
-def _specific(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
-    rec = c.record()
-    counts = tables.specific_counts(rec, list(rec.entries), entropy_quantile=c.p["entropy_quantile"],
-                                   prob_quantile=c.p["prob_quantile"])
-    data = counts.reset_index()
-    data.columns = [str(x) for x in data.columns]
-    return figures.specific_neurons_figure(counts, title=c.spec["title"]), data
+def _context(canon: dict[str, Any], *, status: StatusFn | None, progress: Progress | None, stored_only: bool,
+             num_processes: int, recordings: Sequence[tuple[str, Any]] = ()) -> Ctx:
+    def fetch(n: Need) -> Recording:
+        if stored_only:
+            return _stored(n)
+        return ensure_recording(n.model, n.corpus, n.record, pairs=n.pairs, progress=progress, status=status,
+                                num_processes=num_processes, remote=n.remote)
 
-
-_METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
-
-
-def _map(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
-    p = c.p
-    rec = c.record()
-    layer = c.layer(rec)
-    pts = tables.map_points(rec, c.corpus(rec), p["pooling"], layer, method=p["method"], random_state=p["seed"])
-    fig = figures.map_figure(pts[["x", "y"]].to_numpy(), list(pts["lang"]), list(pts["text"]),
-                             pair_ids=list(pts["unit"]), show_links=p["links"],
-                             title=c.spec["title"] or f"{_METHOD_NAMES.get(p['method'], p['method'])} of layer {layer}")
-    return fig, pts
-
-
-def _subspace(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
-    p = c.p
-    rec = c.record()
-    layer = c.layer(rec)
-    points, c.extra["norms"], strips = tables.subspace_view(rec, c.corpus(rec), p["pooling"], layer, rank=p["rank"],
-                                                            central=c.central(rec, "central"))
-    fig = figures.subspace_figure(points[["x_agnostic", "y_agnostic"]].to_numpy(),
-                                  points[["x_specific", "y_specific"]].to_numpy(), list(points["lang"]),
-                                  list(points["text"]), strips=strips,
-                                  title=c.spec["title"] or f"Language subspaces at layer {layer}")
-    return fig, points
-
-
-def _separation(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
-    p = c.p
-    rec = c.record()
-    sep = tables.separation_table(rec, p["pooling"], rank=p["rank"], central=c.central(rec, "central"),
-                                 holdout=p["holdout"])
-    return figures.separation_figure(sep, title=c.spec["title"]), sep
-
-
-def _retrieval_compare(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
-    p = c.p
-    parts = []
-    for role in ("before", "after"):
-        rec = c.record(role)
-        _, summary = tables.retrieval_tables(rec, p["pooling"], method=p["method"], k=p["k"],
-                                             pivot=c.central(rec, "pivot"), center=p["center"])
-        parts.append(summary.set_index(["layer", "series"])["accuracy"].rename(role))
-    data = pd.concat(parts, axis=1).reset_index()
-    data["difference"] = data["after"] - data["before"]
-    title = c.spec["title"] or f"Retrieval before/after {Path(str(p['artifact'])).name} ({p['method']})"
-    return comparison_figure(data, title=title), data
-
-
-BUILDERS: dict[str, Callable[[Ctx], tuple[go.Figure, pd.DataFrame]]] = {
-    "retrieval": _retrieval,
-    "retrieval_heatmap": _retrieval_heatmap,
-    "sensitivity": _sensitivity,
-    "overlap": _overlap,
-    "specific_neurons": _specific,
-    "map": _map,
-    "subspace": _subspace,
-    "separation": _separation,
-    "retrieval_compare": _retrieval_compare,
-    **COMPARE_BUILDERS,
-    **EVAL_BUILDERS,
-}
+    return Ctx(canon, needs(canon), fetch, _evaluate_states, status=status, progress=progress,
+               recordings=list(recordings))
 
 
 def provenance(spec: dict[str, Any], recordings: Sequence[tuple[str, Any]]) -> dict[str, Any]:
@@ -153,7 +88,8 @@ def provenance(spec: dict[str, Any], recordings: Sequence[tuple[str, Any]]) -> d
     `spec` is a canonical figure spec (`normalize_spec`). This is what a manifest records
     about its inputs, for the CLI's exports and the UI's alike.
     """
-    return _provenance(Ctx(spec, recordings=list(recordings)))
+    return _provenance(_context(spec, status=None, progress=None, stored_only=True, num_processes=1,
+                                recordings=recordings))
 
 
 def _provenance(c: Ctx) -> dict[str, Any]:
@@ -203,11 +139,11 @@ def build(spec: Mapping[str, Any], *, status: StatusFn | None = None, progress: 
 
     With `stored_only`, recordings are only looked up in the store (the pages: they never
     record as a side effect of drawing); a missing one raises ExportError. `num_processes`:
-    record what is missing on N processes (`sharding.record_sharded`; same bytes).
+    record what is missing on N processes (`recordings.sharding`; same bytes).
     """
     canon = normalize_spec(spec)
-    ctx = Ctx(canon, status=status, progress=progress, stored_only=stored_only, num_processes=num_processes)
-    fig, data = BUILDERS[canon["analysis"]](ctx)
+    ctx = _context(canon, status=status, progress=progress, stored_only=stored_only, num_processes=num_processes)
+    fig, data = get_analysis(canon["analysis"]).build(ctx)
     info = {"analysis": canon["analysis"], "params": dict(canon["params"]), "spec": canon, **_provenance(ctx),
             "commands": {"analyze": analyze_command(canon)}, **ctx.facts}
     return Built(fig, data.reset_index(drop=True), info, ctx.extra)
@@ -227,7 +163,7 @@ def build_figure(spec: Mapping[str, Any], *, status: StatusFn | None = None,
         ``export_figure`` writes as CSV), and provenance for the manifest: ``analysis``,
         ``params`` (resolved), ``spec`` (canonical, resolved), ``model``, ``corpus``,
         ``languages``, ``record_spec``, ``recordings`` and ``commands.analyze`` (the
-        ``workbench analyze`` command computing the same numbers, or None).
+        ``workbench analyze`` command computing the same numbers).
 
     Raises:
         ExportError: bad spec. Recording errors (unknown language, layer) pass through.

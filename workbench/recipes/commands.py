@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from typing import Any
 
 from workbench.config import SILP_TEMPLATE
+from workbench.recipes.registry import get_analysis
 from workbench.recipes.spec import normalize_spec
 
 _RECORD_FLAGS = {"poolings": "--poolings", "max_length": "--max-length", "layers": "--layers",
                  "template": "--template", "token_span": "--token-span", "batch_tokens": "--batch-tokens"}
-_PARAM_FLAGS = {
-    "retrieval": ("retrieval", {"pooling": "--pooling", "method": "--method", "k": "--k", "pivot": "--pivot"}),
-    "sensitivity": ("sensitivity", {"src": "--src", "tgt": "--tgt", "split": "--split", "k1": "--k1", "k2": "--k2",
-                                    "variant": "--variant"}),
-    "overlap": ("overlap", {"pivot": "--pivot", "top_frac": "--top-frac"}),
-    "subspace": ("subspace", {"pooling": "--pooling", "layer": "--layer", "rank": "--rank", "central": "--central"}),
-    "separation": ("subspace", {"pooling": "--pooling", "rank": "--rank", "central": "--central"}),
-    "map": ("map", {"pooling": "--pooling", "layer": "--layer", "method": "--method", "seed": "--seed"}),
-}
+FIXED_FLAGS = frozenset({"model", "artifact", "device", "dtype", "trust-remote-code", "corpus", "langs", "limit",
+                         "preset", "poolings", "max-length", "layers", "template", "chat-template", "token-span",
+                         "no-ffn", "batch-tokens", "progress", "num-processes", "remote", "out", "overwrite"})
+"""The flags every `workbench analyze` sub-command has (model, corpus, recording, output)."""
+
+
+def param_flag(name: str) -> str:
+    """The `workbench analyze` flag of an analysis parameter: `--<name>`, or `--param-<name>` where that is taken."""
+    stem = name.replace("_", "-")
+    return f"--param-{stem}" if stem in FIXED_FLAGS else f"--{stem}"
 
 
 def _flag_value(v: Any) -> str:
@@ -43,32 +46,32 @@ def _record_flags(rec: Mapping[str, Any]) -> list[str]:
     return argv + (["--no-ffn"] if rec.get("ffn_stats") is False else [])
 
 
-def analyze_command(spec: Mapping[str, Any], out: str | None = None) -> str | None:
-    """The ``workbench analyze …`` command computing the same table, or None if there is none.
+def _param_flags(s: Mapping[str, Any]) -> list[str]:
+    """A flag per parameter that differs from its default (`cli._args.add_field_args` reads them back)."""
+    defaults = get_analysis(s["analysis"]).defaults()
+    argv: list[str] = []
+    for key, v in s["params"].items():
+        if v == defaults.get(key) or (isinstance(v, list) and tuple(v) == defaults.get(key)):
+            continue
+        flag = param_flag(key)
+        if isinstance(v, bool):
+            argv.append(flag if v else "--no-" + flag[2:])
+        elif isinstance(v, dict) or (isinstance(v, (list, tuple)) and any(isinstance(x, (dict, list)) for x in v)):
+            argv += [flag, json.dumps(v, sort_keys=True)]
+        elif v is not None:
+            argv += [flag, _flag_value(v)]
+    return argv
 
-    ``separation`` maps to ``analyze subspace`` (its ``subspace.csv`` is the separation
-    table, held-out variant); ``retrieval_heatmap``, ``specific_neurons`` and
-    ``retrieval_compare`` have no ``analyze`` command.
-    """
+
+def analyze_command(spec: Mapping[str, Any], out: str | None = None) -> str:
+    """The ``workbench analyze <analysis> …`` command computing the same table (every registered analysis)."""
     s = normalize_spec(spec)
-    if s["analysis"] not in _PARAM_FLAGS or (s["analysis"] == "separation" and not s["params"]["holdout"]):
-        return None
-    sub, flags = _PARAM_FLAGS[s["analysis"]]
-    p = s["params"]
-    langs = [p["src"], p["tgt"]] if sub == "sensitivity" else s["langs"]
-    argv = ["workbench", "analyze", sub, *_model_flags(s["model"]), "--corpus", s["corpus"], "--langs", ",".join(langs)]
+    name = s["analysis"]
+    argv = ["workbench", "analyze", name, *_model_flags(s["model"]), "--corpus", s["corpus"], "--langs",
+            ",".join(s["langs"])]
     if s["limit"] is not None:
         argv += ["--limit", str(s["limit"])]
-    argv += _record_flags(s["record"])
-    for key, flag in flags.items():
-        if p.get(key) is not None and p[key] != "best":
-            argv += [flag, str(p[key])]
-    if sub == "subspace" and s["analysis"] == "separation":
-        argv += ["--layer", "0"]  # any recorded layer: the separation table covers all of them
-    argv += ["--center"] if p.get("center") else []
-    argv += ["--links"] if p.get("links") else []
+    argv += _record_flags(s["record"]) + _param_flags(s)
     argv += ["--remote"] if s.get("remote") else []
-    argv += ["--out", out or f"out/{sub}"]
+    argv += ["--out", out or f"out/{name}"]
     return shlex.join(argv)
-
-

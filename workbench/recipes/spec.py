@@ -1,7 +1,7 @@
 """Figure specs: the canonical form (every default filled in, unknown keys refused).
 
 A figure spec names an analysis, the model state, the corpus and languages, recording
-options and the analysis's parameters (declared once, in `params.py`).
+options and the analysis's parameters (declared once, in the analysis's `Params`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,11 @@ import numpy as np
 from workbench.config import ModelSpec, RecordSpec
 from workbench.errors import ExportError, ParamError
 from workbench.presets import analysis_overrides, get_preset
-from workbench.recipes.params import ANALYSES, params_for
+from workbench.recipes.analysis import record_spec
+from workbench.recipes.params import params_for
+from workbench.recipes.registry import ALIASES, ANALYSES, get_analysis
+
+__all__ = ["DEFAULT_LANGS", "EXPORT_KEYS", "SPEC_KEYS", "langs_of", "normalize_spec", "record_spec"]
 
 DEFAULT_LANGS = ("en", "zh", "sw", "ar", "hi", "es", "fr", "ja")
 """Languages when a spec names none (those of ``workbench analyze``)."""
@@ -63,14 +67,29 @@ def _model_dict(model: Any, artifact: Any) -> dict[str, Any]:
 
 def _params(analysis: str, given: Mapping[str, Any]) -> dict[str, Any]:
     try:
-        params = params_for(analysis, dict(given)).to_dict()
+        params = params_for(get_analysis(analysis).params, dict(given), analysis).to_dict()
     except ParamError as e:
         raise ExportError(str(e)) from None
     if "layer" in params:
         params["layer"] = _layer(params["layer"])
-    if analysis == "retrieval_compare" and not params["artifact"]:
-        raise ExportError("analysis 'retrieval_compare' needs params.artifact (a fine-tune artifact directory)")
     return params
+
+
+def _legacy(s: dict[str, Any]) -> dict[str, Any]:
+    """Old analysis names as today's: `retrieval_compare` (before/after an artifact) is `compare_retrieval`."""
+    analysis = s.get("analysis")
+    if analysis == "retrieval_compare":
+        params = dict(s.get("params") or {})
+        artifact = params.pop("artifact", None) or s.pop("params_artifact", None)
+        if not artifact:
+            raise ExportError("analysis 'retrieval_compare' needs params.artifact (a fine-tune artifact directory)")
+        params.setdefault("state_b", {"artifact": str(artifact)})
+        params.setdefault("labels", ("before", "after"))
+        params.setdefault("series", ("all_pairs", "pivot"))
+        return {**s, "analysis": "compare_retrieval", "params": params}
+    if analysis in ALIASES:
+        return {**s, "analysis": ALIASES[analysis]}
+    return s
 
 
 def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,7 +100,7 @@ def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         ExportError: unknown analysis, key or parameter; bad model or layer.
     """
-    s = dict(spec)
+    s = _legacy(dict(spec))
     analysis = s.pop("analysis", None)
     if analysis not in ANALYSES:
         raise ExportError(f"figure spec needs 'analysis', one of {sorted(ANALYSES)}; got {analysis!r}")
@@ -117,9 +136,3 @@ def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
         "preset": preset or None,
         **({"remote": True} if s.get("remote") else {}),  # recorded on NDIF (its own fingerprint); absent: local
     }
-
-
-def record_spec(spec: dict[str, Any], **override: Any) -> RecordSpec:
-    """The RecordSpec of a canonical figure spec, with `override` fields."""
-    d = {**RecordSpec().to_dict(), **spec["record"], **override}
-    return RecordSpec.from_dict(d)

@@ -80,7 +80,7 @@ def compare_by_layer_figure(
 
     Args:
         table: a long before/after table with columns ``layer``, `line`, ``a``, ``b``,
-            ``diff`` (e.g. :func:`workbench.recipes.compare.retrieval_compare` filtered to one measure).
+            ``diff`` (e.g. :func:`workbench.recipes.retrieval.retrieval_compare` filtered to one measure).
         line: the column naming each line (``series``, ``lang`` or ``measure``).
         labels: legend names of state A and state B.
         title: figure title.
@@ -211,7 +211,7 @@ def comparison_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Fi
 
     Args:
         table: columns ``layer, series, before, after, difference`` (one row per layer and
-            series, as :func:`build_figure` makes for ``retrieval_compare``).
+            series, as the old ``retrieval_compare`` view made).
         title: figure title.
 
     Returns:
