@@ -24,7 +24,6 @@ from workbench.examples import DataSpec
 from workbench.finetune import jobs
 from workbench.finetune.method import Method
 from workbench.finetune.methods import METHODS, get_method
-from workbench.models.architectures import LORA_TARGETS
 from workbench.paths import cache_root
 from workbench.recipes.settings import Settings
 from workbench.viz import compare_figures
@@ -179,31 +178,6 @@ def data_spec(langs: tuple[str, ...], s: Settings) -> DataSpec | None:
 # --------------------------------------------------------------------------- method options
 
 
-def _field_widget(method: str, f: dataclasses.Field, help_text: str, col: Any) -> Any:
-    """One widget for a spec field, typed from its annotation (choices from its metadata), with the paper default."""
-    key, label, default, kind = f"ft_{method}_{f.name}", f.name.replace("_", " "), f.default, str(f.type)
-    if f.metadata.get("choices"):
-        options = list(f.metadata["choices"])
-        return col.selectbox(label, options, index=options.index(default), key=key, help=help_text,
-                             persist_state=PERSIST)
-    if kind == "bool":
-        return col.checkbox(label, value=bool(default), key=key, help=help_text, persist_state=PERSIST)
-    if kind in ("int", "int | None"):
-        v = col.number_input(label, value=default, step=1, key=key, help=help_text, persist_state=PERSIST,
-                             placeholder="auto")
-        return None if v is None else int(v)
-    if kind in ("float", "float | None"):
-        step = abs(float(default)) / 10 if default else 0.01
-        v = col.number_input(label, value=None if default is None else float(default), step=step, format="%g",
-                             key=key, help=help_text, persist_state=PERSIST, placeholder="none")
-        return None if v is None else float(v)
-    if kind == "tuple[str, ...]":
-        return tuple(col.multiselect(label, list(dict.fromkeys([*LORA_TARGETS, *default])), default=list(default),
-                                     key=key, help=help_text, persist_state=PERSIST))
-    v = col.text_input(label, value=default or "", key=key, help=help_text, persist_state=PERSIST, placeholder="none")
-    return (v.strip() or None) if kind == "str | None" else v
-
-
 def _layers(text: str) -> tuple[int, ...] | None:
     """'' → None (SiLP's allocation), 'none' → () (skip the stage), '1, 2' → (1, 2)."""
     text = text.strip()
@@ -265,7 +239,7 @@ def method_spec(method: Method, langs: tuple[str, ...], steps: int | None, s: Se
     with st.expander(f"{method.label} options (the paper's defaults)"):
         cols = st.columns(4)
         for i, f in enumerate(fields):
-            knobs[f.name] = _field_widget(method.name, f, helps[f.name], cols[i % 4])
+            knobs[f.name] = ui_st.field_widget(f"ft_{method.name}", f, helps[f.name], cols[i % 4], persist=PERSIST)
         if method.layer_fields:
             knobs.update(layer_boxes(method, s, base, langs, knobs))
         rest = [f for f in method.own_fields() if f.name in OTHER_WIDGETS - {"max_steps"}]

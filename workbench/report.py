@@ -39,7 +39,8 @@ import yaml
 
 from workbench.export import ExportError, OverwriteError, export_figure, library_versions, safe_name, target_paths
 from workbench.progress import Progress
-from workbench.recipes import EXPORT_KEYS, best_layer, build_figure, normalize_spec
+from workbench.recipes import EXPORT_KEYS, best_layer, normalize_spec
+from workbench.recipes.build import build_figure
 from workbench.recipes.spec import langs_of
 
 log = logging.getLogger(__name__)

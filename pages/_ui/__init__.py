@@ -35,12 +35,15 @@ from pages._ui.state import (
     settings_line,
     sync_url,
 )
-from pages._ui.views import view
+from pages._ui.views import needs_of, view
+from pages._ui.widgets import field_widget, widget_fields
 from workbench.recipes.settings import Settings
 
-__all__ = ["PAGES", "corpus_of", "data_key", "default_pair", "export_state_key", "export_zip", "figure_spec",
+__all__ = ["PAGES", "corpus_of", "data_key", "default_pair", "export_state_key", "export_zip", "field_widget",
+           "figure_spec",
            "get_settings", "guard", "job_panel", "language_label", "layer_options", "model_check", "ndif_problems",
-           "page_header", "record_button", "require_recording", "save_settings", "show_figure", "view"]
+           "needs_of", "page_header", "record_button", "require_recording", "save_settings", "show_figure", "view",
+           "widget_fields"]
 
 
 def page_header(title: str, caption: str, *, show_settings: bool = True) -> Settings:

@@ -15,7 +15,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from workbench.paths import cache_root
-from workbench.recipes.build import build
+from workbench.recipes.analysis import Need
+from workbench.recipes.build import build, needs
+from workbench.recipes.spec import normalize_spec
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -31,3 +33,8 @@ def view(spec: Mapping[str, Any]) -> tuple[go.Figure, pd.DataFrame, dict[str, An
     """
     fig, table, info, extra = _built(dict(spec), str(cache_root()))
     return go.Figure(fig), table, info, extra
+
+
+def needs_of(spec: Mapping[str, Any]) -> list[Need]:
+    """The recordings a figure spec reads (the registry's `needs` of its canonical form)."""
+    return needs(normalize_spec(spec))

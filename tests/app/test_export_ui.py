@@ -23,7 +23,7 @@ import test_pages
 from PIL import Image
 from test_pages import LANGS, SETTINGS, VIEWS, app, figures, ok, trace, xs, ys
 
-from workbench import export, models, recipes
+from workbench import export, models
 from workbench.config import ModelSpec
 from workbench.recipes import tables as views
 from workbench.viz import figures as viz
@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:  # `pages` is a folder of the checkout, not an ins
     sys.path.insert(0, str(ROOT))
 
 from pages import _ui as ui_st  # noqa: E402
+from workbench.recipes.build import build_figure  # noqa: E402
 from workbench.recipes.settings import TINY_MODEL, Settings  # noqa: E402
 
 FORMATS = ["pdf", "svg", "png"]
@@ -73,7 +74,7 @@ def stub_render(monkeypatch):
 
 
 def rebuilt_csv(spec: dict) -> bytes:
-    _, data, _ = recipes.build_figure(spec)
+    _, data, _ = build_figure(spec)
     return export.csv_bytes(data)
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from workbench import models
+from workbench import models, ranks
 from workbench.config import CorpusSpec, ModelSpec
-from workbench import ranks
 from workbench.recipes.settings import TINY_ENV, TINY_MODEL, Settings
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

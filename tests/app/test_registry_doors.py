@@ -12,6 +12,7 @@ from test_pages import APP, figures, ok, trace, ys
 from workbench import models
 from workbench.cli import main
 from workbench.config import CorpusSpec, ModelSpec
+from workbench.recipes.build import build_figure
 from workbench.recipes.settings import TINY_ENV, Settings
 
 COMMON = ["--model", "tiny:llama", "--corpus", "udhr", "--langs", "en,zh,sw", "--limit", "5"]
@@ -47,15 +48,14 @@ def test_analyze_export_and_page_agree_on_retrieval(tmp_path, monkeypatch):
 
 def test_compare_views_carry_a_spec_that_regenerates_them(tmp_path):
     """A Compare-page figure is a registry spec: its export's manifest rebuilds the same numbers."""
-    from workbench import recipes
     from workbench.export import export_figure
 
     base = {"model": "tiny:llama", "corpus": "udhr", "langs": ["en", "zh", "sw"], "limit": 4}
     spec = {**base, "analysis": "compare_retrieval",
             "params": {"state_b": {"source": "tiny:qwen2"}, "method": "cosine", "pivot": "en"}}
-    fig, table, info = recipes.build_figure(spec)
-    a = recipes.build_figure({**base, "analysis": "retrieval", "params": {"method": "cosine"}})[1]
-    b = recipes.build_figure({**base, "model": "tiny:qwen2", "analysis": "retrieval",
+    fig, table, info = build_figure(spec)
+    a = build_figure({**base, "analysis": "retrieval", "params": {"method": "cosine"}})[1]
+    b = build_figure({**base, "model": "tiny:qwen2", "analysis": "retrieval",
                               "params": {"method": "cosine"}})[1]
     joined = table.merge(a, on=["layer", "series"]).merge(b, on=["layer", "series"], suffixes=("_a", "_b"))
     np.testing.assert_array_equal(joined["a"], joined["accuracy_a"])

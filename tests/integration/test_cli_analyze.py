@@ -23,7 +23,7 @@ def test_retrieval_writes_csv_html_and_matches_library(model_dir, tmp_path, caps
     assert (out / "retrieval.html").stat().st_size > 1000
     # recompute from the store with the library: identical numbers
     from workbench.cli import build_parser
-    from workbench.cli._args import get_recording
+    from workbench.cli.core import get_recording
     a = build_parser().parse_args(["record", "--model", model_dir, "--langs", "en,sw,fr", "--limit", "6"])
     rec = get_recording(a)
     df = retrieval.retrieval_by_layer(rec.vectors("mean"), method="cosine", pivot="en", layer_labels=rec.layer_labels)

@@ -16,7 +16,8 @@ import pytest
 
 from workbench import cli
 from workbench.cli.export import add_export_parser
-from workbench.recipes import ANALYSES, analyze_command, build_figure, normalize_spec
+from workbench.recipes import ANALYSES, analyze_command, normalize_spec
+from workbench.recipes.build import build_figure
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from workbench.cli.main import main as cli
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.corpus import load_corpus
 from workbench.errors import RecordError
-from workbench.recipes.commands import analyze_command
 from workbench.recipes.build import needs
+from workbench.recipes.commands import analyze_command
 from workbench.recipes.settings import Settings
 from workbench.recipes.spec import normalize_spec
 from workbench.recordings import ensure_recording, remote_problems

@@ -23,13 +23,13 @@ from workbench.examples import DataSpec
 from workbench.finetune import artifact_io, jobs
 from workbench.finetune.jobs import job_model_spec, tuned_states
 from workbench.recipes import compare
+from workbench.recipes import tables as views
 from workbench.recipes.maps import map_compare
 from workbench.recipes.neurons import overlap_compare
 from workbench.recipes.retrieval import retrieval_compare, retrieval_matrix_compare
 from workbench.recipes.sensitivity import sensitivity_compare
-from workbench.recipes.subspace import separation_compare
-from workbench.recipes import tables as views
 from workbench.recipes.settings import TINY_MODEL
+from workbench.recipes.subspace import separation_compare
 from workbench.recordings import ensure_recording
 from workbench.viz import compare_figures
 

@@ -1,5 +1,6 @@
-"""The shape of the house: every library module imports without Streamlit, reads nothing from
-tests/, sits in no import circle, and stays under 500 lines."""
+"""The shape of the house: every library module imports without Streamlit, reads nothing from tests/,
+sits in no import circle (imports inside functions count), respects the declared layer order, and stays
+under 500 lines; the CLI's help path loads neither nnsight, peft nor lm_eval."""
 
 import ast
 import pkgutil
@@ -13,11 +14,79 @@ ROOT = Path(workbench.__file__).parent
 MODULES = sorted(m.name for m in pkgutil.walk_packages([str(ROOT)], prefix="workbench.")
                  if not m.name.endswith(".__main__"))  # entry points run on import
 
+#: Packages (and top-level modules) from the bottom of the house up: a module may import
+#: its own package and anything in a lower layer, never a higher one.
+LAYERS = [
+    ("errors", "paths", "progress"),
+    ("fileio",),
+    ("config",),
+    ("presets",),
+    ("analysis",),
+    ("models",),
+    ("corpus",),
+    ("store",),
+    ("examples",),
+    ("latent",),
+    ("ranks",),
+    ("jobs",),
+    ("tracing",),
+    ("recordings",),
+    ("evaluation",),
+    ("finetune",),
+    ("viz",),
+    ("recipes",),
+    ("export",),
+    ("report",),
+    ("cli",),
+]
+
+#: Imports inside functions that are allowed, each with its reason (any other is a failure:
+#: an import belongs at the top of its module, and one hidden in a function can hide a circle).
+FUNCTION_IMPORTS = {
+    ("workbench.cli.analyze", "workbench.recipes.build"):
+        "start-up time: `workbench analyze --help` lists every analysis from the light registry; the build "
+        "(recorder, evaluator) loads when an analysis runs",
+}
+
 
 def _source(name: str) -> Path:
     rel = Path(*name.split(".")[1:])
     pkg = ROOT / rel / "__init__.py"
     return pkg if pkg.is_file() else (ROOT / rel).with_suffix(".py")
+
+
+def _resolve(name: str) -> str | None:
+    while name and name not in MODULES and name != "workbench":
+        name = name.rpartition(".")[0]
+    return name if name in MODULES else None
+
+
+def _edges(name: str) -> list[tuple[str, bool]]:
+    """(imported workbench module, inside a function?) for every import statement of a module."""
+    path = _source(name)
+    tree = ast.parse(path.read_text())
+    top = {id(n) for n in tree.body}
+    is_pkg = path.name == "__init__.py"
+    out = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                mod = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in MODULES else mod for a in node.names]
+        for t in targets:
+            d = _resolve(t) if t.startswith("workbench") else None
+            if d and d != name and not (is_pkg and d.startswith(name + ".")):  # a face re-exporting its parts
+                out.append((d, id(node) not in top))
+    return out
+
+
+GRAPH = {m: _edges(m) for m in MODULES}
 
 
 def test_the_walk_finds_every_module():
@@ -41,25 +110,8 @@ def test_no_library_module_reads_from_tests():
         assert '"tests"' not in text and "'tests'" not in text and "tests/fixtures" not in text, name
 
 
-def _imports(name: str) -> set[str]:
-    """Workbench modules imported at module level (imports inside functions are not edges)."""
-    tree = ast.parse(_source(name).read_text())
-    out: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.startswith("workbench.")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("workbench"):
-            for a in node.names:
-                full = f"{node.module}.{a.name}"
-                out.add(full if full in MODULES else node.module)
-    return {m for m in out if m in MODULES and m != name}
-
-
-def test_no_import_circles():
-    graph = {m: _imports(m) for m in MODULES}
-    # a package's __init__ re-exporting its own submodules is not a circle
-    graph = {m: {d for d in deps if not (d.startswith(m + ".") and _source(m).name == "__init__.py")}
-             for m, deps in graph.items()}
+def test_no_import_circles_counting_imports_inside_functions():
+    graph = {m: {d for d, _ in deps} for m, deps in GRAPH.items()}
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -77,6 +129,40 @@ def test_no_import_circles():
     for m in MODULES:
         if m not in state:
             visit(m)
+
+
+def _layer(module: str) -> int:
+    part = module.split(".")[1]
+    return next(i for i, names in enumerate(LAYERS) if part in names)
+
+
+def test_every_package_has_a_layer():
+    parts = {m.split(".")[1] for m in MODULES}
+    assert parts == {p for names in LAYERS for p in names}, "add new packages to LAYERS (and ARCHITECTURE.md)"
+
+
+def test_imports_go_down_the_declared_layers():
+    bad = [f"{m} -> {d}" for m, deps in GRAPH.items() for d, _ in deps
+           if m.split(".")[1] != d.split(".")[1] and _layer(d) >= _layer(m)]
+    assert not bad, "imports against the layer order (tests/unit/test_imports.py LAYERS):\n" + "\n".join(bad)
+
+
+def test_imports_inside_functions_are_the_listed_exceptions():
+    found = {(m, d) for m, deps in GRAPH.items() for d, inside in deps if inside}
+    assert found == set(FUNCTION_IMPORTS), ("unlisted imports inside functions (move them to the top, or list them "
+                                            f"with a reason): {sorted(found - set(FUNCTION_IMPORTS))}; listed but "
+                                            f"gone: {sorted(set(FUNCTION_IMPORTS) - found)}")
+
+
+def test_the_help_path_loads_no_tracer_adapter_or_harness():
+    code = ("import sys\n"
+            "from workbench.cli.main import build_parser\n"
+            "for command in ('', 'analyze'):\n"
+            "    build_parser(only=command)\n"
+            "    heavy = [m for m in ('nnsight', 'peft', 'lm_eval', 'torch') if m in sys.modules]\n"
+            "    assert not heavy, (command, heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_every_file_is_under_500_lines():

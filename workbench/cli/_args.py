@@ -15,7 +15,6 @@ from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
 from workbench.presets import apply_preset, preset_names
 from workbench.recipes.commands import param_flag
 from workbench.recipes.registry import get_analysis
-from workbench.recordings import ensure_recording
 
 
 def csv_list(s: str) -> list[str]:
@@ -143,20 +142,6 @@ class ProgressBar:
             self.bar = None
 
 
-def get_recording(a: argparse.Namespace, *, langs: Sequence[str] | None = None,
-                  pairs: Sequence[tuple[str, str]] | None = None, **override: Any) -> Any:
-    """Record what is missing (with progress if asked) and return the Recording."""
-    bar = ProgressBar(getattr(a, "progress", False))
-    try:
-        return ensure_recording(model_spec(a), corpus_spec(a, langs), record_spec(a, **override), pairs=pairs,
-                                progress=bar, status=lambda m: print(m, file=sys.stderr),
-                                num_processes=getattr(a, "num_processes", 1), remote=getattr(a, "remote", False))
-    finally:
-        bar.close()
-
-
-
-
 def layer_arg(s: str) -> Any:
     """A --layer value: a block index, 'emb', 'final' or 'best'."""
     if s in ("emb", "final", "best"):
@@ -205,7 +190,7 @@ def add_field_args(g: Any, fields: Sequence[dataclasses.Field[Any]], *, keep_def
             continue
         main = flag(f.name)[2:] if flag is not None else f.name.replace("_", "-")
         stems = [main] + ([short[f.name]] if f.name in short else [])
-        helptext = f.metadata.get("help", "")
+        helptext = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         if kind is bool:
             if keep_defaults:
                 neg = f.default is True
@@ -217,7 +202,7 @@ def add_field_args(g: Any, fields: Sequence[dataclasses.Field[Any]], *, keep_def
                 g.add_argument(*[f"--no-{x}" for x in stems], dest=f.name, action="store_false", default=None,
                                help=argparse.SUPPRESS)
             continue
-        choices = f.metadata.get("choices")
+        choices = f.metadata.get("choices") if not ann.startswith("tuple") else None  # members, not the value
         g.add_argument(*[f"--{x}" for x in stems], dest=f.name, type=kind,
                        default=f.default if keep_defaults else None, choices=choices,
                        metavar=None if choices else ann.split("[")[0].upper(),

@@ -71,7 +71,7 @@ def add_analyze_parser(sub: Any) -> None:
     p = sub.add_parser("analyze", help="compute an analysis (records what is missing); writes CSV, HTML, summary")
     asub = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
     for name, analysis in REGISTRY.items():
-        q = asub.add_parser(name, help=analysis.help, description=analysis.params.__doc__,
+        q = asub.add_parser(name, help=analysis.help.replace("%", "%%"), description=analysis.params.__doc__,
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         add_model_args(q)
         add_record_args(q)

@@ -25,7 +25,8 @@ from workbench.cli._args import csv_list as _csv
 from workbench.cli._args import key_value as _kv
 from workbench.config import RecordSpec
 from workbench.export import OverwriteError, export_figure, read_manifest, target_paths
-from workbench.recipes import ANALYSES, build_figure
+from workbench.recipes import ANALYSES
+from workbench.recipes.build import build_figure
 from workbench.report import build_report, render_figure_set
 
 

@@ -4,35 +4,31 @@
     workbench corpus list | show NAME [--langs en,sw] [--limit 3]
     workbench record --model M --corpus C --langs en,zh,sw [--limit N] [--progress]
     workbench store ls | info KEY | rm KEY | gc [--older-than DAYS]
-    workbench analyze retrieval|sensitivity|overlap|subspace|map ...
+    workbench analyze ANALYSIS ...   (every registered analysis: `workbench analyze --help`)
     workbench eval --model M [--artifact DIR] --corpus tatoeba:sw --pairs en:sw --suite translation --out DIR
     workbench compare --states base,JOB_ID --corpus tatoeba:sw --pairs en:sw --out DIR
     workbench export --manifest M.json | --analysis A ...   (PDF/SVG/PNG + CSV/Parquet + manifest)
     workbench report --model M --corpus C --langs ... [--artifact DIR]
     workbench figures SET.yaml|example
+    workbench finetune METHOD ... | jobs ls|show|cancel
 
 Errors a user can fix (unknown language, model or file, out-of-range layer) print one
 line naming the problem and exit with status 2; no traceback.
+
+Start-up: each command group's module is imported only when that command runs (`COMMANDS`:
+the one string-named import of the CLI, an allowed exception of the import test), so
+`workbench --help` loads no torch, and `workbench analyze --help` no recorder or evaluator.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from workbench import models
-from workbench.cli._args import _pairs, add_model_args, add_record_args, csv_list, get_recording
-from workbench.cli.analyze import add_analyze_parser
-from workbench.cli.evaluate import add_eval_parser
-from workbench.cli.export import add_export_parser
-from workbench.config import ModelSpec
-from workbench.corpus import list_corpora, load_corpus
 from workbench.errors import is_user_error, user_message
-from workbench.store import Store, damaged_error
 
 log = logging.getLogger("workbench")
 
@@ -48,157 +44,60 @@ EPILOG = """examples:
   workbench export --manifest out/figures/retrieval.manifest.json --overwrite
 """
 
-
-# --------------------------------------------------------------------------- commands
-
-
-def _table(rows: list[dict[str, Any]], cols: Sequence[str] | None = None) -> str:
-    if not rows:
-        return "(none)"
-    cols = list(cols or rows[0].keys())
-    width = {c: max(len(str(c)), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
-    lines = ["  ".join(str(c).ljust(width[c]) for c in cols)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(width[c]) for c in cols) for r in rows]
-    return "\n".join(lines)
-
-
-def cmd_models(a: argparse.Namespace) -> int:
-    """List, prepare or verify models."""
-    if a.action == "list":
-        print(_table(models.list_models(), ["name", "status", "licence", "description"]))
-        print("\nAny hub id, local HF directory, .gguf file, or tiny:<type> test model also works as --model.")
-        return 0
-    if a.action == "verify":
-        names = [a.name] if a.name else [b for b in models.BUNDLED if models.bundled_status(b) != "missing"]
-        for name in names:
-            models.verify(name)
-            print(f"{name}: ok (every file matches the checksum recorded at conversion)")
-        return 0
-    prep = models.prepare(ModelSpec(source=a.name), progress=lambda m: print(m, file=sys.stderr), force=a.force)
-    print(f"{prep.name}: ready at {prep.path} ({prep.n_layers} layers, fingerprint {prep.fingerprint})")
-    return 0
+#: command -> (one-line help, the "module:function" that adds its group's parsers)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("list, prepare or verify models", "workbench.cli.core:add_core_parsers"),
+    "corpus": ("list or show corpora", "workbench.cli.core:add_core_parsers"),
+    "record": ("record per-layer representations and FFN statistics into the store",
+               "workbench.cli.core:add_core_parsers"),
+    "store": ("inspect or clean the activation store", "workbench.cli.core:add_core_parsers"),
+    "analyze": ("compute an analysis (records what is missing); writes CSV, HTML, summary",
+                "workbench.cli.analyze:add_analyze_parser"),
+    "eval": ("evaluate a model state: generations, chrF++/BLEU, fidelity, loss, lm-eval",
+             "workbench.cli.evaluate:add_eval_parser"),
+    "compare": ("evaluate several states side by side (base, fine-tune jobs, artifacts)",
+                "workbench.cli.evaluate:add_eval_parser"),
+    "export": ("paper figures: PDF/SVG/PNG + data + manifest", "workbench.cli.export:add_export_parser"),
+    "report": ("one self-contained HTML report of every view", "workbench.cli.export:add_export_parser"),
+    "figures": ("render every figure of a YAML figure set", "workbench.cli.export:add_export_parser"),
+    "finetune": ("start a fine-tune job (every registered method)", "workbench.cli.finetune:add_finetune_parser"),
+    "jobs": ("list, show or cancel fine-tune jobs", "workbench.cli.finetune:add_finetune_parser"),
+}
 
 
-def cmd_corpus(a: argparse.Namespace) -> int:
-    """List bundled corpora or show one."""
-    if a.action == "list":
-        print(_table(list_corpora()))
-        return 0
-    c = load_corpus(a.name)
-    langs = c.check_langs(a.langs) if a.langs else list(c.languages)
-    print(f"{c.name}: {len(c)} units × {len(c.languages)} languages (source: {c.source})")
-    if not a.langs:
-        print("languages:", ", ".join(f"{k} ({v.name})" for k, v in list(c.languages.items())[:60]),
-              "…" if len(c.languages) > 60 else "")
-    for i in range(min(a.limit, len(c))):
-        for lang in langs[:8]:
-            print(f"[{c.ids[i]}] {lang}: {c.text(lang, i)[:160]}")
-    return 0
+def _adder(command: str) -> Callable[[argparse._SubParsersAction], None]:
+    module, _, name = COMMANDS[command][1].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-def cmd_record(a: argparse.Namespace) -> int:
-    """Record (or fetch from the store) every requested unit."""
-    rec = get_recording(a, pairs=a.pairs)
-    rows = [{"unit": u, "key": e.key[:12], "n": e.manifest["n_units"], "mb": round(e.nbytes / 2**20, 2),
-             "seconds": e.manifest.get("seconds")} for u, e in rec.entries.items()]
-    print(_table(rows))
-    print(f"model {rec.model_name} ({rec.fingerprint}), corpus {rec.corpus_name}, layers {rec.layer_labels[0]}…"
-          f"{rec.layer_labels[-1]}")
-    return 0
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every command group (`only=None`), or just the group of one command.
 
-
-def cmd_store(a: argparse.Namespace) -> int:
-    """Inspect and clean the store."""
-    store = Store()
-    if a.action == "ls":
-        rows = store.ls()
-        print(_table(rows, ["key", "kind", "model", "corpus", "unit", "n", "mb", "created", "status"]))
-        print(f"\n{len(rows)} entries in {store.root}")
-        bad = [r for r in rows if r["status"] != "ok"]
-        for r in bad[1:]:
-            print(f"damaged: {r['key']}: {r['problem']}", file=sys.stderr)
-        if bad:  # exit 2 naming the first; `store gc` removes them
-            raise damaged_error(bad[0]["key"], [bad[0]["problem"]])
-    elif a.action == "info":
-        info = store.info(store.resolve(a.key))
-        if info["manifest"] is not None:
-            print(json.dumps(info["manifest"], indent=1))
-        print("status:", "; ".join(info["problems"]) or "ok")
-        if info["problems"]:
-            raise damaged_error(info["key"], info["problems"])
-    elif a.action == "rm":
-        key = store.resolve(a.key)
-        store.rm(key)
-        print("removed", key)
-    else:
-        removed = store.gc(older_than_days=a.older_than)
-        print(f"removed {len(removed)} entries/leftovers")
-    return 0
-
-
-# --------------------------------------------------------------------------- parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used to document the commands)."""
+    With `only` naming no command (`workbench --help`, a typo), the commands are listed by
+    name and help without importing any group.
+    """
     p = argparse.ArgumentParser(prog="workbench", description="Multilingual Representation Workbench (headless).",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    m = sub.add_parser("models", help="list or prepare models")
-    msub = m.add_subparsers(dest="action", required=True)
-    msub.add_parser("list", help="bundled models and their status")
-    mp = msub.add_parser("prepare", help="convert a model once (bundled GGUF -> safetensors in the cache)")
-    mp.add_argument("name", help="bundled name, hub id, local dir or .gguf")
-    mp.add_argument("--force", action="store_true", help="convert again (repairs a damaged conversion)")
-    mv = msub.add_parser("verify", help="re-hash a converted model's files against their recorded checksums")
-    mv.add_argument("name", nargs="?", default=None, help="bundled name (default: every converted one)")
-    m.set_defaults(func=cmd_models)
-
-    c = sub.add_parser("corpus", help="list or show corpora")
-    csub = c.add_subparsers(dest="action", required=True)
-    csub.add_parser("list", help="bundled corpora")
-    cs = csub.add_parser("show", help="languages and the first units of a corpus")
-    cs.add_argument("name")
-    cs.add_argument("--langs", type=csv_list, default=None)
-    cs.add_argument("--limit", type=int, default=3)
-    c.set_defaults(func=cmd_corpus)
-
-    r = sub.add_parser("record", help="record per-layer representations and FFN statistics into the store",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_model_args(r)
-    add_record_args(r)
-    r.add_argument("--pairs", type=_pairs, default=None,
-                   help="translation directions for a pair template, e.g. en:sw,sw:en")
-    r.set_defaults(func=cmd_record)
-
-    s = sub.add_parser("store", help="inspect or clean the activation store")
-    ssub = s.add_subparsers(dest="action", required=True)
-    ssub.add_parser("ls", help="list entries")
-    si = ssub.add_parser("info", help="an entry's manifest and integrity")
-    si.add_argument("key", help="key or unique prefix")
-    sr = ssub.add_parser("rm", help="remove an entry")
-    sr.add_argument("key")
-    sg = ssub.add_parser("gc", help="remove crash leftovers, damaged entries (and old ones)")
-    sg.add_argument("--older-than", type=float, default=None, metavar="DAYS")
-    s.set_defaults(func=cmd_store)
-
-    add_analyze_parser(sub)
-    add_eval_parser(sub)
-    add_export_parser(sub)
-    try:  # optional: fine-tunes need peft; the rest of the CLI works without it
-        from workbench.cli.finetune import add_finetune_parser
-    except ImportError:
-        log.debug("fine-tune commands unavailable", exc_info=True)
-    else:
-        add_finetune_parser(sub)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if only is not None and only not in COMMANDS:
+        for name, (text, _) in COMMANDS.items():
+            sub.add_parser(name, help=text, add_help=False)
+        return p
+    added: set[str] = set()
+    for name in [only] if only else list(COMMANDS):
+        target = COMMANDS[name][1]
+        if target not in added:
+            added.add(target)
+            _adder(name)(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `workbench` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((x for x in argv if not x.startswith("-")), "")
+    args = build_parser(only=command).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     func: Callable[[argparse.Namespace], int] = args.func

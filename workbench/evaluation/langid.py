@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import pandas as pd
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
+from workbench.corpus import list_corpora, load_corpus
+
 __all__ = ["MIN_ACCURACY", "UNDETERMINED", "Identifier", "accuracy_on_references", "identifier_version",
            "langid_label", "validation_table"]
 
@@ -138,7 +140,6 @@ def validation_table(sources: Sequence[str] | None = None) -> pd.DataFrame:
 
 @functools.lru_cache(maxsize=4)
 def _validation_table(sources: tuple[str, ...] | None) -> pd.DataFrame:
-    from workbench.corpus import list_corpora, load_corpus  # corpus loading is heavy; only here
 
     names = list(sources) if sources else [c["name"] for c in list_corpora()
                                            if c["name"] == "udhr" or c["name"].startswith("tatoeba:")]

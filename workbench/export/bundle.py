@@ -18,8 +18,8 @@ import plotly.graph_objects as go
 
 from workbench.export.files import export_figure, safe_name
 from workbench.models import TINY_DEFAULT, is_tiny
-from workbench.recipes import analyze_command, normalize_spec, provenance
-from workbench.recipes.build import stored_recordings
+from workbench.recipes import analyze_command, normalize_spec
+from workbench.recipes.build import provenance, stored_recordings
 
 FORMATS = ("pdf", "svg", "png")
 UI_SOURCE = "workbench UI (Streamlit)"

@@ -14,7 +14,7 @@ import torch
 from workbench.models import architecture_for
 from workbench.models.architectures import LORA_TARGETS
 
-__all__ = ["LORA_TARGETS", "apply_adapter", "lora_config", "merge_lora"]
+__all__ = ["LORA_TARGETS", "apply_adapter", "get_peft_model", "lora_config", "merge_lora"]
 
 
 def lora_config(model: Any, *, r: int, alpha: int, dropout: float, targets: Sequence[str]) -> Any:
@@ -26,6 +26,13 @@ def lora_config(model: Any, *, r: int, alpha: int, dropout: float, targets: Sequ
         names = list(architecture_for(model).lora_targets)
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, bias="none",
                       task_type="CAUSAL_LM")
+
+
+def get_peft_model(model: Any, config: Any) -> Any:
+    """peft's model with LoRA layers injected (trainable)."""
+    from peft import get_peft_model as inject  # start-up time: see the module docstring
+
+    return inject(model, config)
 
 
 def merge_lora(peft_model: Any) -> tuple[Any, dict[str, torch.Tensor], dict[str, Any], list[str]]:

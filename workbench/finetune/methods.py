@@ -3,11 +3,16 @@
 To add a method: a module with its frozen spec, its trainer and `METHOD = Method(...)`
 (`finetune.method`), and one line in `BUILTIN` below. Everything else (the runner, jobs,
 `workbench finetune <name>` with a flag per spec field, the Fine-tune page with a widget
-per field, Compare's labels) reads the registry.
+per field, Compare's labels) reads the registry. A method in another package registers
+through the entry-point group `workbench.methods` (its value: a `Method`, or a list of
+them), so the job worker processes see it too; `register_method` at run time serves this
+process only.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -17,7 +22,10 @@ from workbench.errors import ParamError
 from workbench.finetune import cctuning, lens, midalign, silp
 from workbench.finetune.method import Method
 
-__all__ = ["METHODS", "Method", "get_method", "languages_for", "register_method", "spec_for", "unregister_method"]
+log = logging.getLogger(__name__)
+
+__all__ = ["METHODS", "Method", "get_method", "languages_for", "load_plugins", "register_method", "spec_for",
+           "unregister_method"]
 
 BUILTIN = (silp.METHOD, midalign.METHOD, lens.METHOD, cctuning.METHOD)
 
@@ -64,5 +72,22 @@ def languages_for(method: str, spec: Any) -> tuple[str, ...]:
     return get_method(method).languages(spec_for(method, spec))
 
 
+def load_plugins(group: str = "workbench.methods") -> list[str]:
+    """Register the methods installed packages declare in the entry-point group; returns their names.
+
+    A plug-in that fails to load is logged and skipped (the built-in methods keep working).
+    """
+    names = []
+    for ep in importlib.metadata.entry_points(group=group):
+        try:
+            value = ep.load()
+            for m in value if isinstance(value, list | tuple) else [value]:
+                names.append(register_method(m).name)
+        except Exception:  # noqa: BLE001 - someone else's package: say so, keep going
+            log.warning("fine-tune method plug-in %s could not be loaded", ep.name, exc_info=True)
+    return names
+
+
 for _m in BUILTIN:
     register_method(_m)
+load_plugins()

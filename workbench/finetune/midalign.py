@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from workbench.config import Spec, spec_field
 from workbench.errors import ParamError
 from workbench.examples import ParallelSplit, encode_texts, n_batches, translation_examples
-from workbench.finetune import lora
+from workbench.finetune import artifact_io, lora
 from workbench.finetune.data import collate
 from workbench.finetune.method import Method
 from workbench.finetune.specs import SCHEDULES, check_common
@@ -75,7 +75,8 @@ class MidAlignSpec(Spec):
     alpha: int = spec_field("LoRA α (scaling α/r)", 16)
     dropout: float = spec_field("LoRA dropout", 0.1)
     target_modules: tuple[str, ...] = spec_field(
-        "modules that get LoRA (Llama names; the default set maps to each architecture's `lora_targets`)", LORA_TARGETS)
+        "modules that get LoRA (Llama names; the default set maps to each architecture's `lora_targets`)",
+        LORA_TARGETS, choices=LORA_TARGETS)
     align_layer: int | None = spec_field(
         "block i (0-based, our numbering) whose output is aligned; None = the paper's middle layer L/2 "
         "(1-based, embedding = layer 0) = block L//2 − 1", None)
@@ -184,7 +185,6 @@ def train_midalign(state: Any, split: ParallelSplit, spec: MidAlignSpec, *, prog
         The merged model, history (task_loss / align_loss per step), metrics, the names of
         the merged weights, and the raw LoRA adapter with its config.
     """
-    from peft import get_peft_model
 
     layer = spec.align_layer if spec.align_layer is not None else default_align_layer(state.n_layers)
     if layer >= state.n_layers:
@@ -199,7 +199,7 @@ def train_midalign(state: Any, split: ParallelSplit, spec: MidAlignSpec, *, prog
 
     torch.manual_seed(spec.seed)
     base = clone_for_training(state.model, inplace)
-    peft_model = get_peft_model(base, lora_config(spec, base))
+    peft_model = lora.get_peft_model(base, lora_config(spec, base))
     peft_model.train()
     hf_model = peft_model.base_model.model  # the same module tree, LoRA layers injected
     stepper = Stepper(peft_model.parameters(), lr=spec.lr, schedule=spec.schedule, warmup=spec.warmup,
@@ -262,7 +262,6 @@ def merge_adapter_artifacts(state: Any, task_dir: str | Path, align_dir: str | P
     The new artifact holds the averaged adapter and, as its delta, the base weights with
     that adapter merged in, so `models.load(ModelSpec(artifact=out_dir))` works.
     """
-    from workbench.finetune import artifact_io
 
     a = artifact_io.load_artifact(task_dir)
     b = artifact_io.load_artifact(align_dir)

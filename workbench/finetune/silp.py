@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.analysis.sensitivity import allocate_layers, default_split, projection_sensitivity
 from workbench.config import RecordSpec, Spec, spec_field
 from workbench.corpus import Language, ParallelCorpus
 from workbench.errors import ParamError
@@ -53,6 +54,7 @@ from workbench.finetune.train import (
     summarize,
 )
 from workbench.progress import Progress, StopFn
+from workbench.tracing import record_units
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +132,6 @@ def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec) -> dict[st
     Returns:
         `{"scores": [S_0 (NaN→None), …, S_{L-1}], "split": k, "n2d": [...], "d2n": [...]}`.
     """
-    from workbench.analysis.sensitivity import allocate_layers, default_split, projection_sensitivity
-    from workbench.tracing import record_units  # the recorder imports nnsight: only the allocation pass needs it
 
     corpus, rspec = allocation_inputs(split, spec.alloc_pairs)
     units = [f"{a}>{b}" for a, b in ((spec.src, spec.tgt), (spec.tgt, spec.src))]

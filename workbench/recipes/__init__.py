@@ -12,10 +12,11 @@
 - `settings`: the Setup page's choices as specs (`Settings`).
 
 The pages, `workbench analyze`, `workbench export`, `workbench report` and figure sets all
-call `build_figure` or the `tables` functions it composes.
+call `recipes.build.build_figure` or the `tables` functions it composes. This package's face
+is light (no recorder, no evaluator): `workbench analyze --help` and the pages' registry
+reads import it; `recipes.build` is the heavy side.
 """
 
-from workbench.recipes.build import build_figure, provenance
 from workbench.recipes.commands import analyze_command
 from workbench.recipes.params import params_for
 from workbench.recipes.registry import ANALYSES, PARAMS, get_analysis, register_analysis
@@ -23,5 +24,4 @@ from workbench.recipes.spec import DEFAULT_LANGS, EXPORT_KEYS, SPEC_KEYS, normal
 from workbench.recipes.tables import best_layer, best_layer_of
 
 __all__ = ["ANALYSES", "DEFAULT_LANGS", "EXPORT_KEYS", "PARAMS", "SPEC_KEYS", "analyze_command", "best_layer",
-           "best_layer_of", "build_figure", "get_analysis", "normalize_spec", "params_for", "provenance",
-           "record_spec", "register_analysis"]
+           "best_layer_of", "get_analysis", "normalize_spec", "params_for", "record_spec", "register_analysis"]

@@ -28,6 +28,7 @@ from workbench.errors import ExportError
 from workbench.evaluation import evaluate
 from workbench.evaluation.run import both_directions
 from workbench.evaluation.tables import combine, compare_scores
+from workbench.examples import DataSpec
 from workbench.progress import Progress, StatusFn
 from workbench.recipes.analysis import Need
 from workbench.recipes.commands import analyze_command
@@ -64,7 +65,11 @@ def _stored(n: Need) -> Recording:
 
 def _evaluate_states(states: Mapping[str, ModelSpec], suites: Sequence[str], data: Any, *, pairs: Sequence[str],
                      limit: int | None, reference: str, progress: Progress | None = None) -> tuple[Any, pd.DataFrame]:
-    """Every state's evaluation (from the store where it is there) and the scores table against `reference`."""
+    """Every state's evaluation (from the store where it is there) and the scores table against `reference`.
+
+    `data`: the DataSpec (or its dict) whose held-out part is scored.
+    """
+    data = data if isinstance(data, DataSpec) else DataSpec.from_dict(dict(data))
     result = combine([evaluate(s, list(suites), data, directions=both_directions(list(pairs)), limit=limit,
                                label=label, progress=progress) for label, s in states.items()])
     return result, compare_scores(result.eval, reference=reference).reset_index()

@@ -17,7 +17,6 @@ import plotly.graph_objects as go
 
 from workbench.config import ModelSpec, spec_field
 from workbench.errors import ExportError, ParamError
-from workbench.examples import DataSpec
 from workbench.recipes.analysis import Analysis, Need
 from workbench.recipes.context import Ctx
 from workbench.recipes.params import Params
@@ -61,7 +60,7 @@ def _scores(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     if c.evaluate is None:
         raise ExportError("this build has no evaluator (the outcomes view needs `workbench.evaluation`)")
     states = eval_states(c.spec)
-    data = DataSpec.from_dict(dict(p["data"])) if p["data"] else DataSpec(source=c.spec["corpus"])
+    data = dict(p["data"]) if p["data"] else {"source": c.spec["corpus"]}  # a DataSpec dict
     reference = p["reference"] or next(iter(states))
     result, c.extra["scores"] = c.evaluate(states, list(p["suites"]), data, pairs=list(p["directions"]),
                                            limit=p["limit"], reference=reference, progress=c.progress)

@@ -4,11 +4,14 @@ To add an analysis: a module with its frozen `Params`, its `build(ctx)` (and, if
 something other than the main recording, its `needs`), and one entry in `BUILTIN` below
 (or `register_analysis(...)` from your own code). `workbench analyze <name>` (a flag per
 parameter), the pages' defaults, `export`, `report`, figure sets and manifests read the
-registry; nothing else needs editing.
+registry; nothing else needs editing. An analysis in another package registers through the
+entry-point group `workbench.analyses` (its value: an `Analysis`, or a list of them).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -17,7 +20,9 @@ from workbench.recipes import maps, neurons, outcomes, retrieval, sensitivity, s
 from workbench.recipes.analysis import Analysis
 from workbench.recipes.params import Params
 
-__all__ = ["ALIASES", "ANALYSES", "BUILTIN", "PARAMS", "REGISTRY", "get_analysis", "register_analysis",
+log = logging.getLogger(__name__)
+
+__all__ = ["ALIASES", "ANALYSES", "BUILTIN", "PARAMS", "REGISTRY", "get_analysis", "load_plugins", "register_analysis",
            "unregister_analysis"]
 
 BUILTIN: tuple[Analysis, ...] = (*retrieval.ANALYSES, *sensitivity.ANALYSES, *neurons.ANALYSES, *maps.ANALYSES,
@@ -87,5 +92,22 @@ PARAMS: Mapping[str, type[Params]] = _View(lambda a: a.params)
 ANALYSES: Mapping[str, dict[str, Any]] = _View(lambda a: a.defaults())
 """Analysis name -> default parameters."""
 
+def load_plugins(group: str = "workbench.analyses") -> list[str]:
+    """Register the analyses installed packages declare in the entry-point group; returns their names.
+
+    A plug-in that fails to load is logged and skipped (the built-in analyses keep working).
+    """
+    names = []
+    for ep in importlib.metadata.entry_points(group=group):
+        try:
+            value = ep.load()
+            for a in value if isinstance(value, list | tuple) else [value]:
+                names.append(register_analysis(a).name)
+        except Exception:  # noqa: BLE001 - someone else's package: say so, keep going
+            log.warning("analysis plug-in %s could not be loaded", ep.name, exc_info=True)
+    return names
+
+
 for _a in BUILTIN:
     register_analysis(_a)
+load_plugins()

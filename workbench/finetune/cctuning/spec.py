@@ -26,7 +26,8 @@ class CCTuningSpec(Spec):
     alpha: int = spec_field("LoRA α (scaling α/r)", 16)
     dropout: float = spec_field("LoRA dropout", 0.05)
     target_modules: tuple[str, ...] = spec_field(
-        "modules that get LoRA (Llama names; the default set maps to each architecture's `lora_targets`)", LORA_TARGETS)
+        "modules that get LoRA (Llama names; the default set maps to each architecture's `lora_targets`)",
+        LORA_TARGETS, choices=LORA_TARGETS)
     tau: float = spec_field("Gumbel-softmax temperature of the Decision Maker (hard, straight-through)", 1.0)
     dm_lr: float = spec_field("learning rate of W_DM, its own AdamW on the same schedule (the paper trains it with the "
                          "model at 1e-5 for 3 epochs over 60+ languages); measured on Gemma-3-270M: at 1e-4, "

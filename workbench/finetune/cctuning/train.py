@@ -12,6 +12,7 @@ from workbench.finetune import lora
 from workbench.finetune.cctuning.examples import CCBatch, _datasets, _last, collate_cc
 from workbench.finetune.cctuning.report import fit_and_report
 from workbench.finetune.cctuning.spec import CCTuningSpec
+from workbench.finetune.silp import ffn_parameter_names
 from workbench.finetune.train import (
     Stepper,
     TrainResult,
@@ -33,13 +34,11 @@ def lora_config(spec: CCTuningSpec, model: Any) -> Any:
 
 def _trainable(state: Any, spec: CCTuningSpec, inplace: bool) -> tuple[Any, Any, list[str]]:
     """(module tree to run, peft model or None, names of the trained plain-model parameters)."""
-    from workbench.finetune.silp import ffn_parameter_names
 
     model = clone_for_training(state.model, inplace)
     if spec.train == "lora":
-        from peft import get_peft_model
 
-        peft_model = get_peft_model(model, lora_config(spec, model))
+        peft_model = lora.get_peft_model(model, lora_config(spec, model))
         peft_model.train()
         return peft_model.base_model.model, peft_model, []
     names = (ffn_parameter_names(model, state.arch, list(range(state.n_layers))) if spec.train == "ffn"

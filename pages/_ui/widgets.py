@@ -1,0 +1,48 @@
+"""Widgets generated from a frozen spec's fields (a fine-tune method's spec, an analysis's parameters)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = ["field_widget", "widget_fields"]
+
+
+def widget_fields(cls: Any) -> list[dataclasses.Field]:
+    """The fields of a spec that get a widget (scalars, choices, lists of names; not nested values)."""
+    return [f for f in dataclasses.fields(cls)
+            if not str(f.type).replace(" | None", "").startswith(("dict", "tuple[dict", "tuple[tuple"))]
+
+
+def field_widget(prefix: str, f: dataclasses.Field, help_text: str, col: Any, *, persist: str | None = None) -> Any:
+    """One widget for a spec field, typed from its annotation (choices from its metadata), with its default.
+
+    The key is `<prefix>_<field>`; `persist` keeps the value across pages (Streamlit's `persist_state`).
+    Returns the value in the field's type (None where the field allows it and the box is empty).
+    """
+    key, label, default, kind = f"{prefix}_{f.name}", f.name.replace("_", " "), f.default, str(f.type)
+    PERSIST = persist
+    if f.metadata.get("choices") and not kind.startswith("tuple"):
+        options = list(f.metadata["choices"])
+        return col.selectbox(label, options, index=options.index(default), key=key, help=help_text,
+                             persist_state=PERSIST)
+    if kind == "bool":
+        return col.checkbox(label, value=bool(default), key=key, help=help_text, persist_state=PERSIST)
+    if kind in ("int", "int | None"):
+        v = col.number_input(label, value=default, step=1, key=key, help=help_text, persist_state=PERSIST,
+                             placeholder="auto")
+        return None if v is None else int(v)
+    if kind in ("float", "float | None"):
+        step = abs(float(default)) / 10 if default else 0.01
+        v = col.number_input(label, value=None if default is None else float(default), step=step, format="%g",
+                             key=key, help=help_text, persist_state=PERSIST, placeholder="none")
+        return None if v is None else float(v)
+    if kind == "tuple[str, ...]":
+        options = list(dict.fromkeys([*(f.metadata.get("choices") or ()), *default]))
+        if not options:  # free names (e.g. languages to show): comma-separated
+            v = col.text_input(label, value="", key=key, help=help_text, persist_state=PERSIST, placeholder="none")
+            return tuple(x.strip() for x in v.split(",") if x.strip())
+        return tuple(col.multiselect(label, options, default=list(default), key=key, help=help_text,
+                                     persist_state=PERSIST))
+    v = col.text_input(label, value=default or "", key=key, help=help_text, persist_state=PERSIST, placeholder="none")
+    return (v.strip() or None) if kind == "str | None" else v
