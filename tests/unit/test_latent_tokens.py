@@ -6,12 +6,12 @@ import random
 import unicodedata
 
 import pytest
+from conftest import tiny_tokenizer
 from tokenizers import Tokenizer, decoders, normalizers
 from tokenizers import models as tk_models
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-from conftest import tiny_tokenizer
 from workbench.errors import ParamError
 from workbench.latent.tokens import TokenIndex, detect_scheme, first_char_is_latin, token_index, token_set
 
