@@ -21,6 +21,7 @@ from workbench.latent.prompts import (
     word_prompts,
 )
 from workbench.latent.tokens import TokenIndex
+from workbench.latent.words import load_words
 
 # Planted vocabulary: single letters with and without the marker, two Han characters and their first bytes.
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -79,6 +80,25 @@ def test_english_target_keeps_its_own_overlap_and_bad_pairs_raise():
         latent_items(TRANSLATIONS, source="fr", target="zh", tokenizer=INDEX, prompts={"flower": "p"})
 
 
+def test_named_sets_and_gathered_masses_round_trip():
+    res = latent_items(TRANSLATIONS, source="fr", target="zh", tokenizer=INDEX)
+    named = res.named_token_sets()
+    assert len(named) == 3 * len(res) and named["target:flower"] == res.items[0].token_sets["target"]
+    rng = np.random.default_rng(0)
+    n_reads, n_layers = 5, 4
+    set_mass = {name: rng.uniform(size=(n_reads, n_layers)) for name in named}
+    rows = [4, 0, 2]  # item i was read at row rows[i]
+    m = res.gather_masses(set_mass, rows)
+    assert m.shape == (len(res), n_layers, 3)
+    for i, it in enumerate(res.items):
+        for k, role in enumerate(ROLES):
+            np.testing.assert_array_equal(m[i, :, k], set_mass[f"{role}:{it.concept}"][rows[i]])
+    with pytest.raises(ParamError, match="no mass for token set"):
+        res.gather_masses({k: v for k, v in set_mass.items() if k != "en:dog"}, rows)
+    with pytest.raises(ParamError, match="reads for 3 items"):
+        res.gather_masses(set_mass, [0])
+
+
 def _planted(n: int) -> dict[str, dict[str, str]]:
     return {f"c{i}": {"en": f"e{i}", "fr": f"f{i}", "zh": f"z{i}"} for i in range(n)}
 
@@ -95,6 +115,13 @@ def test_word_prompt_is_the_authors_format():
         assert lines[3] == f'Français: "{tr[it.concept]["fr"]}" - 中文: "'
         assert dict(it.words) == {"fr": tr[it.concept]["fr"], "zh": tr[it.concept]["zh"], "en": tr[it.concept]["en"]}
     assert WENDLER_2024.n_shots == 4 and WENDLER_2024.seed == 42
+
+
+def test_a_word_list_is_accepted_as_is():
+    wl = load_words()
+    assert word_prompts(wl, source="fr", target="zh") == word_prompts(wl.translations(), source="fr", target="zh")
+    res = word_latent_items(wl, source="de", target="ja", tokenizer=INDEX)
+    assert res.n_candidates == len(wl)
 
 
 def test_shots_are_sampled_as_the_authors_pandas_code_samples_them():

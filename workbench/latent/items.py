@@ -22,10 +22,12 @@ translation notebook never reads it; a source word with no token only gives ``P(
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+import numpy as np
 
 from workbench.errors import ParamError
 from workbench.latent.tokens import token_index
@@ -98,6 +100,32 @@ class LatentItems:
     def token_sets(self) -> list[tuple[tuple[int, ...], ...]]:
         """Per item, its token sets in `ROLES` order (what the lens sums over)."""
         return [tuple(it.token_sets[r] for r in ROLES) for it in self.items]
+
+    def named_token_sets(self) -> dict[str, tuple[int, ...]]:
+        """``"<role>:<concept>"`` -> token ids of every item: the named sets a lens readout sums."""
+        return {f"{r}:{it.concept}": it.token_sets[r] for it in self.items for r in ROLES}
+
+    def gather_masses(self, set_mass: Mapping[str, np.ndarray], rows: Sequence[int] | None = None) -> np.ndarray:
+        """Each item's masses on its own three sets, from a readout's per-set arrays.
+
+        Args:
+            set_mass: ``"<role>:<concept>"`` (`named_token_sets`) -> ``(n_reads, n_layers)``
+                probability mass of that set at every read.
+            rows: the read of each item (default: read ``i`` is item ``i``, one read per
+                prompt, prompts in item order).
+
+        Returns:
+            ``(n_items, n_layers, 3)``, roles in `ROLES` order: the input of
+            ``analysis.latent_curves.latent_curves``.
+        """
+        rows = list(range(len(self.items))) if rows is None else list(rows)
+        if len(rows) != len(self.items):
+            raise ParamError(f"rows has {len(rows)} reads for {len(self.items)} items")
+        try:
+            out = [[np.asarray(set_mass[f"{r}:{it.concept}"])[row] for r in ROLES] for it, row in zip(self.items, rows)]
+        except KeyError as exc:
+            raise ParamError(f"no mass for token set {exc.args[0]!r}; read with named_token_sets()") from None
+        return np.stack([np.stack(m, axis=-1) for m in out]) if out else np.zeros((0, 0, len(ROLES)))
 
     def summary(self) -> str:
         """One line: how many were kept and why the others were dropped."""

@@ -41,6 +41,7 @@ from workbench.config import _help, _Spec
 from workbench.corpus import ParallelCorpus, language_name
 from workbench.errors import ParamError
 from workbench.latent.items import LatentItems, Translations, candidate_concepts, latent_items
+from workbench.latent.words import WordList
 
 __all__ = ["PROMPT_NAMES", "WENDLER_2024", "WENDLER_NAMES", "PromptItem", "SentencePromptSpec",
            "WordPromptSpec", "first_word", "prompt_line", "prompt_name", "sentence_latent_items",
@@ -141,14 +142,18 @@ def _few_shot(
     return out
 
 
+def _as_translations(words: Translations | WordList) -> Translations:
+    return words.translations() if isinstance(words, WordList) else words
+
+
 def word_prompts(
-    translations: Translations, *, source: str, target: str, english: str = "en",
+    translations: Translations | WordList, *, source: str, target: str, english: str = "en",
     spec: WordPromptSpec = WENDLER_2024,
 ) -> tuple[PromptItem, ...]:
     """Wendler et al.'s few-shot word-translation prompt for every candidate concept.
 
     Args:
-        translations: concept id -> language -> word (e.g. `WordList.translations()`).
+        translations: concept id -> language -> word, or a `WordList`.
         source: the query word's language.
         target: the answer's language.
         english: the latent language (its word is kept with each item).
@@ -157,6 +162,7 @@ def word_prompts(
     Returns:
         One `PromptItem` per candidate (`items.candidate_concepts`), in concept order.
     """
+    translations = _as_translations(translations)
     kept, _ = candidate_concepts(translations, source=source, target=target, english=english,
                                  drop_substring=spec.drop_substring)
     rows = [(c, translations[c][source].strip(), translations[c][target].strip()) for c in kept]
@@ -167,10 +173,11 @@ def word_prompts(
 
 
 def word_latent_items(
-    translations: Translations, *, source: str, target: str, tokenizer: Any, english: str = "en",
+    translations: Translations | WordList, *, source: str, target: str, tokenizer: Any, english: str = "en",
     spec: WordPromptSpec = WENDLER_2024, byte_fallback: str = "non-latin",
 ) -> LatentItems:
     """Word-level latent-language items with Wendler et al.'s prompts (prompts, then token-set drops)."""
+    translations = _as_translations(translations)
     prompts = word_prompts(translations, source=source, target=target, english=english, spec=spec)
     return latent_items(translations, source=source, target=target, tokenizer=tokenizer, english=english,
                         prompts={p.concept: p.prompt for p in prompts}, byte_fallback=byte_fallback,
