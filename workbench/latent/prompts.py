@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.config import _help, _Spec
+from workbench.config import spec_field, Spec
 from workbench.corpus import ParallelCorpus, language_name
 from workbench.errors import ParamError
 from workbench.latent.items import LatentItems, Translations, candidate_concepts, latent_items
@@ -91,12 +91,12 @@ def _check_int(name: str, v: Any, lo: int) -> None:
 
 
 @dataclass(frozen=True)
-class WordPromptSpec(_Spec):
+class WordPromptSpec(Spec):
     """Few-shot word-translation prompts (Wendler et al. 2024)."""
 
-    n_shots: int = _help("solved lines before the query (the authors: k = 5 rows = 4 shots)", 4)
-    seed: int = _help("seed of the shot sampling (the authors: np.random.seed(42))", 42)
-    drop_substring: bool = _help("drop concepts whose English word is inside the target word (the authors' filter)",
+    n_shots: int = spec_field("solved lines before the query (the authors: k = 5 rows = 4 shots)", 4)
+    seed: int = spec_field("seed of the shot sampling (the authors: np.random.seed(42))", 42)
+    drop_substring: bool = spec_field("drop concepts whose English word is inside the target word (the authors' filter)",
                                  True)
 
     def __post_init__(self) -> None:
@@ -109,12 +109,12 @@ WENDLER_2024 = WordPromptSpec()
 
 
 @dataclass(frozen=True)
-class SentencePromptSpec(_Spec):
+class SentencePromptSpec(Spec):
     """Few-shot sentence-translation prompts (answer = the first word of the reference)."""
 
-    n_shots: int = _help("solved sentence pairs before the query", 2)
-    seed: int = _help("seed of the shot sampling and of the subsample", 0)
-    limit: int | None = _help("use at most this many units (a seeded subsample, kept in corpus order); None: all",
+    n_shots: int = spec_field("solved sentence pairs before the query", 2)
+    seed: int = spec_field("seed of the shot sampling and of the subsample", 0)
+    limit: int | None = spec_field("use at most this many units (a seeded subsample, kept in corpus order); None: all",
                               None)
 
     def __post_init__(self) -> None:

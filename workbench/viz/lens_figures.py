@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.errors import ParamError
-from workbench.viz.figures import _layer_axis
+from workbench.viz.figures import layer_axis
 from workbench.viz.theme import SERIES_COLOR, TEMPLATE, language_color
 
 __all__ = ["latent_curves_figure"]
@@ -85,7 +85,7 @@ def latent_curves_figure(
         fig.update_yaxes(title={"text": f"entropy ({entropy_unit})"}, rangemode="tozero", row=2, col=1)
     n = int(curves["n"].iloc[0]) if len(curves) else 0
     fig.update_yaxes(title={"text": "probability"}, range=[0, 1.02], row=1, col=1)
-    axis = _layer_axis(pd.unique(curves["layer"]))
+    axis = layer_axis(pd.unique(curves["layer"]))
     fig.update_xaxes(**{k: v for k, v in axis.items() if k != "title"})
     fig.update_xaxes(title={"text": "layer"}, row=2 if has_entropy else 1, col=1)
     fig.update_layout(
