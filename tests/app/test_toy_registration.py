@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from workbench import plugins
 from workbench.cli import main
 from workbench.config import CorpusSpec, ModelSpec, Spec, spec_field
 from workbench.finetune import methods
@@ -119,12 +120,12 @@ def test_toys_are_in_the_pages_choices(toys, monkeypatch):
 
 def test_plugins_register_through_entry_points(monkeypatch):
     ep = SimpleNamespace(name="toy", load=lambda: [TOY_ANALYSIS])
-    monkeypatch.setattr(registry.importlib.metadata, "entry_points", lambda group: [ep] if group ==
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points", lambda group: [ep] if group ==
                         "workbench.analyses" else [])
     try:
         assert registry.load_plugins() == ["toy_norms"] and "toy_norms" in registry.REGISTRY
     finally:
         registry.unregister_analysis("toy_norms")
     broken = SimpleNamespace(name="broken", load=lambda: (_ for _ in ()).throw(ImportError("no such package")))
-    monkeypatch.setattr(methods.importlib.metadata, "entry_points", lambda group: [broken])
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points", lambda group: [broken])
     assert methods.load_plugins() == [] and "silp" in methods.METHODS  # logged, skipped; built-ins intact

@@ -20,7 +20,7 @@ from workbench.examples import (
 )
 from workbench.finetune.data import collate
 from workbench.finetune.lens import LENSSpec
-from workbench.finetune.methods import SPECS, spec_for
+from workbench.finetune.methods import METHODS, spec_for
 from workbench.finetune.midalign import MidAlignSpec
 from workbench.finetune.silp import SiLPSpec
 from workbench.models import tiny_tokenizer
@@ -31,7 +31,7 @@ def tok():
     return tiny_tokenizer()
 
 
-@pytest.mark.parametrize("cls", [DataSpec, *SPECS.values()])
+@pytest.mark.parametrize("cls", [DataSpec, *(m.spec for m in METHODS.values())])
 def test_specs_round_trip_and_help(cls):
     spec = cls()
     assert cls.from_dict(spec.to_dict()) == spec

@@ -17,7 +17,7 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages([str(ROOT)], prefix="work
 #: Packages (and top-level modules) from the bottom of the house up: a module may import
 #: its own package and anything in a lower layer, never a higher one.
 LAYERS = [
-    ("errors", "paths", "progress"),
+    ("errors", "paths", "progress", "plugins"),
     ("fileio",),
     ("config",),
     ("presets",),

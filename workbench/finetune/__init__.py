@@ -1,13 +1,13 @@
-"""Fine-tunes (METHODS.md §6): SiLP, Mid-align and LENS, run as jobs in separate processes.
+"""Fine-tunes (METHODS.md §6): SiLP, Mid-align, LENS and CC-Tuning, run as jobs in separate processes.
 
-- `specs`: frozen configs (`DataSpec`, `SiLPSpec`, `MidAlignSpec`, `LENSSpec`);
-- `data`: seeded train/held-out split, tokenisation with the loss on targets only;
-- `silp`, `midalign`, `lens`: pure training functions (a copy of the model in, a
-  `TrainResult` out) and their losses as pure functions;
-- `artifact_io`: artifacts of only the changed tensors (plus the raw LoRA adapter);
-- `evaluate`: held-out translation loss and pivot perplexity, before/after;
-- `runner`: one fine-tune end to end; `jobs` + `worker`: the separate processes;
-- `testing`: tiny models for tests (`tiny:llama`).
+- `method`: the `Method` record; `methods`: the registry (`register_method`, `get_method`);
+- one module per method, each with its frozen spec, trainer and `METHOD`: `silp`,
+  `midalign`, `lens`, `cctuning/` (a package: examples, train, report, artifact);
+- `specs`: what every spec shares (schedules, common checks); `train`: `Stepper`, hooks;
+  `data`: the training `collate` (sharded over N processes); `lora`: peft config and merge;
+- `artifact_io`: an artifact's contents from a tuned model (the layout: `models.artifacts`);
+- `distributed`: data-parallel steps on N processes; `runner`: one fine-tune end to end;
+  `jobs` + `worker`: the job processes, and the states finished jobs made (`tuned_states`).
 
 Importing this package is light: torch, transformers and peft load with the submodules.
 """

@@ -18,7 +18,7 @@ __all__ = ["LORA_TARGETS", "apply_adapter", "get_peft_model", "lora_config", "me
 
 
 def lora_config(model: Any, *, r: int, alpha: int, dropout: float, targets: Sequence[str]) -> Any:
-    """peft's LoraConfig for `model`; the default Llama-named `targets` map to the architecture's `lora_targets`."""
+    """Peft's LoraConfig for `model`; the default Llama-named `targets` map to the architecture's `lora_targets`."""
     from peft import LoraConfig  # start-up time: see the module docstring
 
     names = list(targets)
@@ -29,7 +29,7 @@ def lora_config(model: Any, *, r: int, alpha: int, dropout: float, targets: Sequ
 
 
 def get_peft_model(model: Any, config: Any) -> Any:
-    """peft's model with LoRA layers injected (trainable)."""
+    """Peft's model with LoRA layers injected (trainable)."""
     from peft import get_peft_model as inject  # start-up time: see the module docstring
 
     return inject(model, config)

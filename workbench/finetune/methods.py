@@ -11,18 +11,15 @@ process only.
 
 from __future__ import annotations
 
-import importlib.metadata
-import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from workbench import plugins
 from workbench.config import Spec
 from workbench.errors import ParamError
 from workbench.finetune import cctuning, lens, midalign, silp
 from workbench.finetune.method import Method
-
-log = logging.getLogger(__name__)
 
 __all__ = ["METHODS", "Method", "get_method", "languages_for", "load_plugins", "register_method", "spec_for",
            "unregister_method"]
@@ -73,19 +70,8 @@ def languages_for(method: str, spec: Any) -> tuple[str, ...]:
 
 
 def load_plugins(group: str = "workbench.methods") -> list[str]:
-    """Register the methods installed packages declare in the entry-point group; returns their names.
-
-    A plug-in that fails to load is logged and skipped (the built-in methods keep working).
-    """
-    names = []
-    for ep in importlib.metadata.entry_points(group=group):
-        try:
-            value = ep.load()
-            for m in value if isinstance(value, list | tuple) else [value]:
-                names.append(register_method(m).name)
-        except Exception:  # noqa: BLE001 - someone else's package: say so, keep going
-            log.warning("fine-tune method plug-in %s could not be loaded", ep.name, exc_info=True)
-    return names
+    """Register the records installed packages declare in the entry-point group (`workbench.plugins`)."""
+    return plugins.load_plugins(group, register_method)
 
 
 for _m in BUILTIN:

@@ -185,7 +185,6 @@ def train_midalign(state: Any, split: ParallelSplit, spec: MidAlignSpec, *, prog
         The merged model, history (task_loss / align_loss per step), metrics, the names of
         the merged weights, and the raw LoRA adapter with its config.
     """
-
     layer = spec.align_layer if spec.align_layer is not None else default_align_layer(state.n_layers)
     if layer >= state.n_layers:
         raise ParamError(f"align_layer {layer} out of range: the model has {state.n_layers} blocks")
@@ -262,7 +261,6 @@ def merge_adapter_artifacts(state: Any, task_dir: str | Path, align_dir: str | P
     The new artifact holds the averaged adapter and, as its delta, the base weights with
     that adapter merged in, so `models.load(ModelSpec(artifact=out_dir))` works.
     """
-
     a = artifact_io.load_artifact(task_dir)
     b = artifact_io.load_artifact(align_dir)
     for art, path in ((a, task_dir), (b, align_dir)):

@@ -132,7 +132,6 @@ def silp_allocation(state: Any, split: ParallelSplit, spec: SiLPSpec) -> dict[st
     Returns:
         `{"scores": [S_0 (NaN→None), …, S_{L-1}], "split": k, "n2d": [...], "d2n": [...]}`.
     """
-
     corpus, rspec = allocation_inputs(split, spec.alloc_pairs)
     units = [f"{a}>{b}" for a, b in ((spec.src, spec.tgt), (spec.tgt, spec.src))]
     arrays = record_units(state, corpus, units, rspec)

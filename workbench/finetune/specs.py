@@ -43,5 +43,6 @@ def check_common(spec: Any) -> None:
 
 
 def check_layers(name: str, field: str, layers: tuple[int, ...] | None) -> None:
+    """Raise `ParamError` unless `layers` is None or non-negative block indices."""
     if layers is not None and any((not isinstance(x, int)) or x < 0 for x in layers):
         raise ParamError(f"{name}: {field} must be non-negative block indices, got {layers}")

@@ -1,11 +1,9 @@
-"""The one job system: recordings and evaluations in threads, fine-tunes in processes.
+"""The job system: long work with progress, ETA, cancel, and jobs that survive a page reload.
 
-- `progress`: the `Progress` protocol every long computation reports through, `Snapshot`
-  (the one view of a job) and `RateMeter` (rate and ETA from the running rate).
-- `threads`: in-process jobs keyed by what they compute (`JOBS`), shared by every tab.
-- `processes`: worker processes with their state in `<cache>/jobs/<id>/` (start, cancel,
-  list, wait), which survive an app restart; `worker` is their entry point.
+- `threads`: in-process jobs keyed by what they compute (`JOBS`), shared by every tab
+  (recordings, evaluations: `recordings.start_recording`, `evaluation.jobs`).
 
-Cancellation raises `workbench.errors.Cancelled` inside the work. (No imports here: the
-submodules import the fine-tune code, which itself reports through `progress`.)
+The progress protocol they report through is `workbench.progress`; fine-tunes run as
+worker processes beside their method registry (`finetune.jobs`, `finetune.worker`).
+Cancellation raises `workbench.errors.Cancelled` inside the work.
 """

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.config import spec_field, Spec
+from workbench.config import Spec, spec_field
 from workbench.corpus import ParallelCorpus, language_name
 from workbench.errors import ParamError
 from workbench.latent.items import LatentItems, Translations, candidate_concepts, latent_items
@@ -96,8 +96,8 @@ class WordPromptSpec(Spec):
 
     n_shots: int = spec_field("solved lines before the query (the authors: k = 5 rows = 4 shots)", 4)
     seed: int = spec_field("seed of the shot sampling (the authors: np.random.seed(42))", 42)
-    drop_substring: bool = spec_field("drop concepts whose English word is inside the target word (the authors' filter)",
-                                 True)
+    drop_substring: bool = spec_field(
+        "drop concepts whose English word is inside the target word (the authors' filter)", True)
 
     def __post_init__(self) -> None:
         _check_int("n_shots", self.n_shots, 0)

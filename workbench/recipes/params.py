@@ -26,6 +26,7 @@ Layer = Any  # a block index, "emb", or "best" (resolved to `tables.best_layer`)
 
 
 def choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise `ParamError` unless `value` is one of `choices`."""
     if value not in choices:
         raise ParamError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
@@ -48,11 +49,15 @@ class Params(Spec):
 
 @dataclass(frozen=True)
 class Pooled(Params):
+    """Analyses of pooled sentence vectors."""
+
     pooling: str = spec_field("sentence pooling: mean, last or weighted", "mean")
 
 
 @dataclass(frozen=True)
 class Matching(Pooled):
+    """Translation matching (retrieval) settings."""
+
     method: str = spec_field("margin (LASER xsim: the k cosine-nearest candidates), margin-all (every target), "
                         "cosine, or mexa (strict, both directions)", "margin")
     k: int = spec_field("neighbourhood size of the margin method", 4)
@@ -64,17 +69,23 @@ class Matching(Pooled):
 
 @dataclass(frozen=True)
 class PivotRetrieval(Matching):
+    """Retrieval with a pivot language."""
+
     pivot: str = spec_field("pivot language of the 'with pivot' series", "en")
     center: bool = spec_field("variant: subtract each language's mean vector first", False)
 
 
 @dataclass(frozen=True)
 class AtLayer(Matching):
+    """Retrieval at one layer."""
+
     layer: Layer = spec_field("block index, 'emb', or 'best' (highest all-pairs accuracy)", "best")
 
 
 @dataclass(frozen=True)
 class Direction(Params):
+    """One translation direction (SiLP's pair pass)."""
+
     src: str = spec_field("source language (the non-dominant one, N)", "en")
     tgt: str = spec_field("target language (the dominant one, D)", "sw")
     variant: str = spec_field("paper (|Σ Δ|, as printed) or abs (Σ |Δ|)", "paper")
@@ -88,6 +99,8 @@ class Direction(Params):
 
 @dataclass(frozen=True)
 class PivotOverlap(Params):
+    """Neuron overlap with a pivot language."""
+
     pivot: str = spec_field("pivot language", "en")
     top_frac: float = spec_field("activated set: the top fraction of neurons by activation probability", 0.05)
     measure: str = spec_field("jaccard or pivot_frac (|∩| / |pivot set|)", "jaccard")

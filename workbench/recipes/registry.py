@@ -10,17 +10,14 @@ entry-point group `workbench.analyses` (its value: an `Analysis`, or a list of t
 
 from __future__ import annotations
 
-import importlib.metadata
-import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from workbench import plugins
 from workbench.errors import ParamError
 from workbench.recipes import maps, neurons, outcomes, retrieval, sensitivity, subspace
 from workbench.recipes.analysis import Analysis
 from workbench.recipes.params import Params
-
-log = logging.getLogger(__name__)
 
 __all__ = ["ALIASES", "ANALYSES", "BUILTIN", "PARAMS", "REGISTRY", "get_analysis", "load_plugins", "register_analysis",
            "unregister_analysis"]
@@ -93,19 +90,8 @@ ANALYSES: Mapping[str, dict[str, Any]] = _View(lambda a: a.defaults())
 """Analysis name -> default parameters."""
 
 def load_plugins(group: str = "workbench.analyses") -> list[str]:
-    """Register the analyses installed packages declare in the entry-point group; returns their names.
-
-    A plug-in that fails to load is logged and skipped (the built-in analyses keep working).
-    """
-    names = []
-    for ep in importlib.metadata.entry_points(group=group):
-        try:
-            value = ep.load()
-            for a in value if isinstance(value, list | tuple) else [value]:
-                names.append(register_analysis(a).name)
-        except Exception:  # noqa: BLE001 - someone else's package: say so, keep going
-            log.warning("analysis plug-in %s could not be loaded", ep.name, exc_info=True)
-    return names
+    """Register the records installed packages declare in the entry-point group (`workbench.plugins`)."""
+    return plugins.load_plugins(group, register_analysis)
 
 
 for _a in BUILTIN:

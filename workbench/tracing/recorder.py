@@ -67,7 +67,7 @@ ACC_BUDGET_BYTES = 512 << 20
 
 @functools.cache
 def _nns() -> SimpleNamespace:
-    """nnsight's names the recorder uses, imported on the first trace.
+    """Nnsight's names the recorder uses, imported on the first trace.
 
     Start-up time (an allowed exception of the import test): nnsight takes seconds to import,
     and `workbench --help`, a page's first paint and every look-up in the store need none of it.

@@ -34,7 +34,6 @@ def lora_config(spec: CCTuningSpec, model: Any) -> Any:
 
 def _trainable(state: Any, spec: CCTuningSpec, inplace: bool) -> tuple[Any, Any, list[str]]:
     """(module tree to run, peft model or None, names of the trained plain-model parameters)."""
-
     model = clone_for_training(state.model, inplace)
     if spec.train == "lora":
 
