@@ -53,13 +53,17 @@ def test_unknown_architecture_lists_modules():
 
 
 def test_every_table_entry_resolves_on_a_real_hf_class():
-    for mt in ("llama", "gemma3_text", "qwen2", "gpt2"):
+    assert set(models.ARCHITECTURES) <= set(models.TINY_TYPES)  # every entry has a tiny model to test it on
+    for mt in sorted(models.ARCHITECTURES):
         m = tiny_model(mt, n_layers=1)
         entry = models.architecture_for(m)
+        assert m.config.model_type == mt
         block = models.get_path(m, entry.layers)[0]
-        for part in (entry.act, entry.down, *entry.ffn_params):
+        for part in (entry.mlp, entry.act, entry.down, *entry.ffn_params):
             models.get_path(block, part)
-        models.get_path(m, entry.embed)
+        for part in (entry.base, entry.embed, entry.norm, entry.unembed):
+            models.get_path(m, part)
+        assert models.get_path(m, entry.unembed) is m.get_output_embeddings()
 
 
 def test_bad_sources_give_clear_errors(tmp_path, monkeypatch):
