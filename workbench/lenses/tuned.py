@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from workbench.errors import ArtifactError, Cancelled, ParamError
 from workbench.fileio import atomic_write_json, file_sha256
 from workbench.jobs.progress import Progress, StopFn
-from workbench.lenses.readout import kl_to_final, row_chunks
+from workbench.lenses.readout import DECODE_CHUNK_BYTES, kl_to_final, row_chunks
 from workbench.lenses.spec import TunedLensSpec
 from workbench.models import ModelState, get_path
 from workbench.models.unembed import lens_logits, postprocess_logits
@@ -121,21 +121,25 @@ def _batch(ids: list[list[int]], rows: list[int], pad_id: int, device: Any) -> t
 
 
 @torch.no_grad()
-def _residuals(state: ModelState, tok: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The residuals every translator reads and the final log-probabilities, at the real tokens.
+def _residuals(state: ModelState, tok: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """hidden_states `0 … L` of one batch at its real tokens, each `(N, d)`.
 
-    One forward of the model body (`arch.base`, the LM head is applied to the real tokens
-    only): hidden_states[0] ("emb") and hidden_states[l+1] (block l, l ≤ L-2) as `(N, d)`;
-    hidden_states[L] is already final-normed, so the final logits are `post(U · hidden_states[L])`,
-    the model's own.
+    One forward of the model body (`arch.base`: the LM head never runs over the batch).
+    hidden_states[0] is "emb", hidden_states[l+1] block l (l ≤ L-2) and hidden_states[L]
+    is already final-normed: the model's own logits are `post(U · hidden_states[L])`.
     """
     out = get_path(state.model, state.arch.base)(input_ids=tok, attention_mask=mask, output_hidden_states=True,
                                                  use_cache=False)
-    hs = out.hidden_states
     keep = mask.bool()
+    return [h[keep] for h in out.hidden_states]
+
+
+def _final_logp(state: ModelState, normed: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities of the model's own distribution from final-normed states `(n, d)` → `(n, V)`."""
     head = get_path(state.model, state.arch.unembed)
-    final = postprocess_logits(state.model, state.arch, head(hs[-1][keep].to(head.weight.device)))
-    return [h[keep] for h in hs[:-1]], torch.log_softmax(final.float(), dim=-1)
+    with torch.no_grad():
+        logits = postprocess_logits(state.model, state.arch, head(normed.to(head.weight.device)))
+    return torch.log_softmax(logits.float(), dim=-1)
 
 
 def layer_kl(state: ModelState, lens: TunedLens | None, label: Any, h: torch.Tensor,
@@ -144,6 +148,27 @@ def layer_kl(state: ModelState, lens: TunedLens | None, label: Any, h: torch.Ten
     x = lens.translate(h, label) if lens is not None else h
     logp = torch.log_softmax(lens_logits(state.model, state.arch, x).float(), dim=-1)
     return kl_to_final(final_logp.to(logp.device), logp)
+
+
+def _batch_kl(state: ModelState, lens: TunedLens | None, hs: list[torch.Tensor], *, backward: bool) -> list[float]:
+    """Σ over the batch's tokens of each translated layer's KL (`backward`: also add `∂(Σ_l mean KL_l)` to the grads).
+
+    In row chunks (the final distribution of a chunk is computed once for every layer),
+    so memory holds one chunk's `(rows, V)` logits, never the batch's: Gemma's vocabulary
+    has 262k tokens.
+    """
+    n, labels = hs[0].shape[0], ("emb", *range(len(hs) - 2))
+    vocab = int(get_path(state.model, state.arch.unembed).weight.shape[0])
+    sums = [0.0] * len(labels)
+    for part in row_chunks(n, vocab, 2 * DECODE_CHUNK_BYTES):  # float32 (rows, V) tensors of DECODE_CHUNK_BYTES
+        final = _final_logp(state, hs[-1][part])
+        for i, label in enumerate(labels):
+            with torch.set_grad_enabled(backward):
+                kl = layer_kl(state, lens, label, hs[i][part], final).sum()
+            if backward:
+                (kl / n).backward()
+            sums[i] += float(kl.detach())
+    return sums
 
 
 def lens_kl(state: ModelState, texts: Sequence[str], lens: TunedLens | None = None, *, max_length: int = 256,
@@ -155,13 +180,9 @@ def lens_kl(state: ModelState, texts: Sequence[str], lens: TunedLens | None = No
     ids = _encode(state.tokenizer, texts, max_length)
     total = np.zeros(state.n_layers)
     n = 0
-    labels = ("emb", *range(state.n_layers - 1))
     for rows in length_batches([len(x) for x in ids], max_tokens=batch_tokens):
-        hs, final_logp = _residuals(state, *_batch(ids, rows, state.tokenizer.pad_token_id, state.device))
-        with torch.no_grad():
-            for i, label in enumerate(labels):
-                for part in row_chunks(hs[i].shape[0], final_logp.shape[-1]):
-                    total[i] += float(layer_kl(state, lens, label, hs[i][part], final_logp[part]).double().sum())
+        hs = _residuals(state, *_batch(ids, rows, state.tokenizer.pad_token_id, state.device))
+        total += _batch_kl(state, lens, hs, backward=False)
         n += hs[0].shape[0]
     return total / max(n, 1)
 
@@ -175,20 +196,6 @@ def _optimiser(lens: TunedLens, spec: TunedLensSpec) -> tuple[torch.optim.Optimi
                           nesterov=spec.momentum > 0, weight_decay=spec.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / spec.steps))
     return opt, sched
-
-
-def _step(state: ModelState, lens: TunedLens, hs: list[torch.Tensor], final_logp: torch.Tensor) -> list[float]:
-    """Backpropagate `Σ_l mean KL_l` of one batch, layer by layer and in row chunks (memory: one chunk's logits)."""
-    n = hs[0].shape[0]
-    per_layer = []
-    for i, label in enumerate(lens.labels):
-        value = 0.0
-        for part in row_chunks(n, final_logp.shape[-1]):
-            loss = layer_kl(state, lens, label, hs[i][part], final_logp[part]).sum() / n
-            loss.backward()
-            value += float(loss.detach())
-        per_layer.append(value)
-    return per_layer
 
 
 def train_tuned_lens(state: ModelState, texts: Sequence[str], *, steps: int = 250, lr: float = 1.0,
@@ -242,8 +249,8 @@ def train_tuned_lens(state: ModelState, texts: Sequence[str], *, steps: int = 25
         if not order:
             order = torch.randperm(len(batches), generator=gen).tolist()
         rows = batches[order.pop(0)]
-        hs, final_logp = _residuals(state, *_batch(ids, rows, state.tokenizer.pad_token_id, state.device))
-        per_layer = _step(state, lens, hs, final_logp)
+        hs = _residuals(state, *_batch(ids, rows, state.tokenizer.pad_token_id, state.device))
+        per_layer = [x / hs[0].shape[0] for x in _batch_kl(state, lens, hs, backward=True)]
         first = first or per_layer
         torch.nn.utils.clip_grad_norm_(lens.parameters(), 1.0)
         opt.step()

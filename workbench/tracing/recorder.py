@@ -1,6 +1,6 @@
 """The recorder: one nnsight pass per batch records every requested site into the store.
 
-The only module that imports nnsight. For each batch it captures, in execution order,
+With `tracing.lens`, the only module that imports nnsight. For each batch it captures, in execution order,
 the embedding output, each block's FFN neuron activations `act_fn(gate_proj(x))`, each
 block's output (layer `l`, before any final norm) and, with `final_norm`, the final norm
 applied to the last block's output (layer "final"); it pools and aggregates them on the
