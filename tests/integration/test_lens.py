@@ -227,6 +227,23 @@ def test_identity_tuned_lens_reads_exactly_like_the_logit_lens(tiny_state):
         lens_readout(tiny_state, PROMPTS, translator=other)
 
 
+def test_a_batch_that_runs_out_of_memory_is_split_and_the_numbers_stay(tiny_state, monkeypatch):
+    ref = lens_readout(tiny_state, PROMPTS, LensSpec(positions="all"), token_sets=SETS, max_padding=1.0)
+    real, sizes = lens_mod._run_batch, []
+
+    def flaky(envoy, state, batch, plan):
+        sizes.append(len(batch["order"]))
+        if len(batch["order"]) > 1:
+            raise torch.OutOfMemoryError("out of memory (simulated)")
+        return real(envoy, state, batch, plan)
+
+    monkeypatch.setattr(lens_mod, "_run_batch", flaky)
+    got = lens_readout(tiny_state, PROMPTS, LensSpec(positions="all"), token_sets=SETS, max_padding=1.0)
+    assert max(sizes) > 1 and sizes.count(1) == len(PROMPTS)  # split until every prompt ran once
+    np.testing.assert_array_equal(got.top_ids, ref.top_ids)
+    np.testing.assert_allclose(got.set_mass["some"], ref.set_mass["some"], atol=1e-6)
+
+
 def test_progress_and_cancel(tiny_state):
     calls = []
     lens_readout(tiny_state, PROMPTS, batch_tokens=1, progress=lambda *a: calls.append(a[:2]))

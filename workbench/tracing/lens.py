@@ -171,15 +171,22 @@ def lens_readout(state: ModelState, prompts: Sequence[Prompt], spec: LensSpec | 
     plan = {"embeddings": spec.embeddings, "n_layers": state.n_layers}
     batches = length_batches([len(x) for x in ids], max_tokens=token_budget(batch_tokens, state.device),
                              max_padding=max_padding)
-    done = 0
+    done, pending = 0, list(batches)
     with traced(state) as envoy:
-        for b in batches:
+        while pending:
             if should_stop is not None and should_stop():
                 raise Cancelled(f"lens readout cancelled after {done} of {len(ids)} prompts")
+            b = pending.pop(0)
             batch = make_batch(ids, count, [[i] for i in b], state.tokenizer.pad_token_id, padding_side, state.device)
-            hs = _run_batch(envoy, state, batch, plan)
-            rows = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in batch["order"]])
-            acc.put(rows, _decode(state, hs, labels, translator, sets, top_k))
+            try:
+                got = _decode(state, _run_batch(envoy, state, batch, plan), labels, translator, sets, top_k)
+            except (torch.OutOfMemoryError, MemoryError):
+                if len(b) == 1:
+                    raise RecordError(f"one prompt of {len(ids[b[0]])} tokens does not fit in memory") from None
+                log.warning("lens batch of %d prompts ran out of memory; splitting it in two", len(b))
+                pending[:0] = [b[: len(b) // 2], b[len(b) // 2:]]
+                continue
+            acc.put(np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in batch["order"]]), got)
             done += len(b)
             if progress is not None:
                 progress(done, len(ids), "lens readout")
