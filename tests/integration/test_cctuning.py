@@ -54,7 +54,7 @@ def _changed(base, model):
 def _run(st, ids, attn, capture):
     """hidden_states, logits, and what the capture hooks saw (block 0's attention and FFN outputs)."""
     block0 = get_path(st.model, st.arch.layers)[0]
-    attn_mod = block0.self_attn if hasattr(block0, "self_attn") else block0.attn
+    attn_mod = next(getattr(block0, n) for n in ("self_attn", "attn", "self_attention") if hasattr(block0, n))
     seen = {}
     hooks = [attn_mod.register_forward_hook(lambda _m, _a, o: seen.__setitem__("attn", o[0].clone())),
              get_path(block0, st.arch.down).register_forward_hook(lambda _m, _a, o: seen.__setitem__("ffn", o.clone()))]
@@ -67,7 +67,7 @@ def _run(st, ids, attn, capture):
     return out.hidden_states, out.logits, seen
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "gpt2"])
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "gpt2", "bloom", "cohere", "xglm", "phi3", "olmo2"])
 def test_connection_changes_the_forward_only_at_its_position_and_only_through_block0_ffn(model_type):
     st = fresh_tiny_state(model_type)
     torch.manual_seed(0)
@@ -79,6 +79,9 @@ def test_connection_changes_the_forward_only_at_its_position_and_only_through_bl
     with ffn_connection(st.model, st.arch, pos, vec) as link:
         h, logits, got = _run(st, ids, attn, True)
     assert link.fired and torch.equal(link.added, vec)
+    # the embedding summary e is read from hidden_states[0] (XGLM: the input of block 0): mean over columns <= pos
+    upto = (torch.arange(9)[None] <= pos[:, None]).float().unsqueeze(-1)
+    torch.testing.assert_close(link.e, (ref_h[0] * upto).sum(1) / upto.sum(1), rtol=0, atol=1e-6)
     assert torch.equal(h[0], ref_h[0]) and torch.equal(got["attn"], ref["attn"])  # before the FFN: untouched
     want = ref["ffn"].clone()
     want[torch.arange(2), pos] += vec

@@ -53,13 +53,17 @@ def test_unknown_architecture_lists_modules():
 
 
 def test_every_table_entry_resolves_on_a_real_hf_class():
-    for mt in ("llama", "gemma3_text", "qwen2", "gpt2"):
+    assert set(models.ARCHITECTURES) <= set(models.TINY_TYPES)  # every entry has a tiny model to test it on
+    for mt in sorted(models.ARCHITECTURES):
         m = tiny_model(mt, n_layers=1)
         entry = models.architecture_for(m)
+        assert m.config.model_type == mt
         block = models.get_path(m, entry.layers)[0]
-        for part in (entry.act, entry.down, *entry.ffn_params):
+        for part in (entry.mlp, entry.act, entry.down, *entry.ffn_params):
             models.get_path(block, part)
-        models.get_path(m, entry.embed)
+        for part in (entry.base, entry.embed, entry.norm, entry.unembed):
+            models.get_path(m, part)
+        assert models.get_path(m, entry.unembed) is m.get_output_embeddings()
 
 
 def test_bad_sources_give_clear_errors(tmp_path, monkeypatch):
@@ -132,3 +136,38 @@ def test_bundled_list_names_licences():
     assert {"gemma-3-270m", "smollm2-135m", "qwen2.5-coder-0.5b"} <= set(rows)
     assert rows["gemma-3-270m"]["licence"] == "Gemma Terms of Use"
     assert rows["gemma-3-270m"]["status"] in {"ready", "installed", "missing"}
+
+
+def _neuron_activation(model_type, block, x):
+    """METHODS' A = act_fn(gate_proj(x)) (gated) or act_fn(c_fc(x)) (not gated), from the FFN's input x."""
+    if model_type == "phi3":  # fused: gate, up = gate_up_proj(x).chunk(2); the gate half comes first
+        gate = block.mlp.gate_up_proj(x)[..., : block.mlp.down_proj.in_features]
+        return block.mlp.activation_fn(gate)
+    if model_type == "bloom":
+        return block.mlp.gelu_impl(block.mlp.dense_h_to_4h(x))
+    if model_type == "xglm":
+        return block.activation_fn(block.fc1(x))
+    if model_type == "gpt2":
+        return block.mlp.act(block.mlp.c_fc(x))
+    return block.mlp.act_fn(block.mlp.gate_proj(x))
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "bloom", "cohere", "xglm", "phi3", "olmo2"])
+def test_the_act_module_outputs_the_neuron_activation(model_type):
+    m = tiny_model(model_type, n_layers=2)
+    entry = models.architecture_for(m)
+    block = models.get_path(m, entry.layers)[1]
+    ffn_in = models.get_path(block, entry.ffn_params[0])  # the FFN's first projection reads x
+    seen = {}
+    hooks = [ffn_in.register_forward_hook(lambda _m, a, _o: seen.__setitem__("x", a[0])),
+             models.get_path(block, entry.act).register_forward_hook(lambda _m, _a, o: seen.__setitem__("a", o))]
+    try:
+        with torch.no_grad():
+            m(input_ids=torch.randint(3, 2000, (2, 7)))
+            want = _neuron_activation(model_type, block, seen["x"])
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen["a"].shape == want.shape and seen["a"].shape[-1] == models.state_from_model(
+        m, tiny_tokenizer()).n_neurons
+    assert torch.equal(seen["a"], want)

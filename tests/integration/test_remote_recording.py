@@ -108,7 +108,7 @@ def _offline(monkeypatch):
 # --------------------------------------------------------------------------- (a) the local simulation
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gpt2", "gemma3_text"])
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "gemma3_text", "bloom", "cohere", "xglm", "phi3", "olmo2"])
 def test_local_simulation_of_the_remote_trace_equals_the_local_recording(model_type, corpus, strict_simulation):
     state = state_from_model(tiny_model(model_type), tiny_tokenizer(), name=model_type)
     ref = tracing.record_units(state, corpus, ["en", "fr"], FULL, batching=PADDED)

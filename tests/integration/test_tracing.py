@@ -47,7 +47,8 @@ def _reference(state, texts, include_special=False):
     return torch.stack(out, 1).numpy()  # (L+1, n, d)
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "qwen2", "gpt2"])
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "qwen2", "gpt2", "bloom", "cohere", "xglm", "phi3",
+                                        "olmo2"])
 def test_layer_l_equals_hidden_states_l_plus_1_and_last_is_pre_norm(model_type, corpus):
     state = state_from_model(tiny_model(model_type), tiny_tokenizer(), name=model_type)
     arrays = tracing.record_unit(state, corpus, "en", RecordSpec(batch_tokens=64, max_length=64))

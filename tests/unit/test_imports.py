@@ -27,6 +27,7 @@ LAYERS = [
     ("store",),
     ("examples",),
     ("latent",),
+    ("lenses",),
     ("ranks",),
     ("jobs",),
     ("tracing",),

@@ -8,7 +8,7 @@ GGUFs, hub ids, local directories, `.gguf` files, tiny models), `tiny`, `integri
 """
 
 from workbench.errors import ArtifactError, ModelError
-from workbench.models.architectures import ARCHITECTURES, ArchEntry, architecture_for, get_path
+from workbench.models.architectures import ARCHITECTURES, ArchEntry, architecture_for, get_path, hook_hidden0
 from workbench.models.artifacts import apply_artifact, artifact_fingerprint
 from workbench.models.integrity import directory_fingerprint, hash_files, tensor_fingerprint
 from workbench.models.remote import RemoteModelState, is_hub_id, meta_state, remote_fingerprint, remote_state
@@ -41,7 +41,8 @@ __all__ = [
     "ARCHITECTURES", "BUNDLED", "DEFAULT_MODEL", "TINY_DEFAULT", "TINY_TYPES", "ArchEntry", "ArtifactError",
     "BundledModel", "ModelError", "ModelState", "PreparedModel", "RemoteModelState", "apply_artifact",
     "architecture_for", "artifact_fingerprint", "bundled_status", "convert_gguf", "converted_dir",
-    "directory_fingerprint", "fingerprint", "forget", "get_path", "hash_files", "is_hub_id", "is_tiny", "list_models",
-    "load", "meta_state", "normalize", "prepare", "remote_fingerprint", "remote_state", "resolve_device", "same_base",
+    "directory_fingerprint", "fingerprint", "forget", "get_path", "hash_files", "hook_hidden0", "is_hub_id", "is_tiny",
+    "list_models", "load", "meta_state", "normalize", "prepare", "remote_fingerprint", "remote_state",
+    "resolve_device", "same_base",
     "state_from_model", "tensor_fingerprint", "tiny_model", "tiny_name", "tiny_tokenizer", "verify", "with_artifact",
 ]

@@ -78,7 +78,9 @@ class ModelState:
     def n_neurons(self) -> int:
         """FFN intermediate size M."""
         cfg = self.model.config
-        return int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or 4 * cfg.n_embd)
+        # GPT-2 `n_inner`, XGLM `ffn_dim`; GPT-2 and BLOOM default to 4d (`hidden_size` aliases `n_embd`)
+        return int(getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None)
+                   or getattr(cfg, "ffn_dim", None) or 4 * cfg.hidden_size)
 
     @property
     def device(self) -> Any:

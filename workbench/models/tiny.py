@@ -12,14 +12,58 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma3TextConfig, GPT2Config, LlamaConfig, Qwen2Config
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BloomConfig,
+    CohereConfig,
+    Gemma2Config,
+    Gemma3TextConfig,
+    GemmaConfig,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    Olmo2Config,
+    Phi3Config,
+    Qwen2Config,
+    Qwen3Config,
+    XGLMConfig,
+)
 
 from workbench.errors import ModelError
 
 TINY_PREFIX = "tiny:"
-TINY_TYPES = ("llama", "qwen2", "gemma3_text", "gpt2")
+TINY_TYPES = ("llama", "qwen2", "gemma3_text", "gpt2", "bloom", "cohere", "xglm", "phi3", "olmo2",
+              "mistral", "qwen3", "gemma", "gemma2")
 TINY_DEFAULT = "tiny:llama"
 TINY_TOKENIZER = Path(__file__).resolve().parents[1] / "data" / "tiny-tokenizer"
+
+_COMMON: dict[str, Any] = dict(vocab_size=2000, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+_LLAMA_KW: dict[str, Any] = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                                 num_key_value_heads=2, max_position_embeddings=512)
+
+
+def _config(model_type: str, n_layers: int) -> Any:
+    """The config of a tiny model: d=64, 4 heads, FFN width 128 (GPT-2, BLOOM: 4d), vocabulary 2,000."""
+    if model_type == "gpt2":
+        return GPT2Config(n_embd=64, n_layer=n_layers, n_head=4, n_positions=512, **_COMMON)
+    if model_type == "bloom":  # alibi, no position embeddings; FFN 4d wide
+        return BloomConfig(hidden_size=64, n_layer=n_layers, n_head=4, **_COMMON)
+    if model_type == "xglm":  # scaled token embeddings + sinusoidal positions, pre-LN, GELU FFN
+        return XGLMConfig(d_model=64, ffn_dim=128, num_layers=n_layers, attention_heads=4,
+                          max_position_embeddings=512, **_COMMON)
+    kw = dict(num_hidden_layers=n_layers, **_LLAMA_KW, **_COMMON)
+    if model_type in ("gemma3_text", "gemma2", "qwen3", "gemma"):
+        kw["head_dim"] = 16  # their defaults (128, 256) are not hidden_size / heads
+    if model_type in ("gemma3_text", "gemma2"):
+        kw["sliding_window"] = 8
+    return _LLAMA_LIKE_CONFIGS[model_type](**kw)
+
+
+_LLAMA_LIKE_CONFIGS: dict[str, Any] = {
+    "llama": LlamaConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config, "mistral": MistralConfig, "gemma": GemmaConfig,
+    "gemma2": Gemma2Config, "gemma3_text": Gemma3TextConfig, "cohere": CohereConfig, "phi3": Phi3Config,
+    "olmo2": Olmo2Config}
 
 
 def tiny_tokenizer() -> Any:
@@ -29,18 +73,9 @@ def tiny_tokenizer() -> Any:
 
 def tiny_model(model_type: str = "llama", seed: int = 0, n_layers: int = 4) -> Any:
     """A random-init causal LM of the given family (d=64, 4 heads, vocabulary 2,000), in eval mode."""
-    common: dict[str, Any] = dict(vocab_size=2000, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    if model_type == "gpt2":
-        cfg: Any = GPT2Config(n_embd=64, n_layer=n_layers, n_head=4, n_positions=512, **common)
-    else:
-        kw = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=512, **common)
-        if model_type == "gemma3_text":
-            cfg = Gemma3TextConfig(head_dim=16, sliding_window=8, **kw)
-        elif model_type == "qwen2":
-            cfg = Qwen2Config(**kw)
-        else:
-            cfg = LlamaConfig(**kw)
+    if model_type not in TINY_TYPES:
+        raise ModelError(f"no tiny model of type {model_type!r}; one of {', '.join(TINY_TYPES)}")
+    cfg = _config(model_type, n_layers)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     return model.eval()

@@ -1,7 +1,9 @@
 """The tracing core: computes per-layer representations and FFN statistics of a corpus with a loaded state.
 
 - `inputs`: templates, tokenising, and grouping sentences into batches (`length_batches`);
-- `recorder`: the recorder, the only module of the workbench that imports nnsight;
+- `recorder`: the recorder, with `lens` the only modules of the workbench that import nnsight;
+- `lens`: the lens readout (what each layer predicts); import it from `workbench.tracing.lens`
+  (not re-exported: it reads `lenses`, whose tuned lens batches with `tracing.inputs`);
 - `accumulate`: one unit's result arrays, filled batch by batch, and merging of shards;
 - `units`: the layer axis and the units of a recording (pure).
 

@@ -1,7 +1,7 @@
 """The recorder: one nnsight pass per batch computes every requested site of a unit (the store is `recordings`).
 
-The module that imports nnsight (on the first trace: `_nns`). For each batch it captures, in execution order,
-the embedding output, each block's FFN neuron activations `act_fn(gate_proj(x))`, each
+With `tracing.lens`, the module that imports nnsight (on the first trace: `_nns`). For each batch it captures,
+in execution order,the embedding output, each block's FFN neuron activations `act_fn(gate_proj(x))`, each
 block's output (layer `l`, before any final norm) and, with `final_norm`, the final norm
 applied to the last block's output (layer "final"); it pools and aggregates them on the
 fly and stops the forward after the last needed module: never the LM head or logits.
@@ -221,7 +221,7 @@ def _ffn_stats(a: torch.Tensor, batch: dict[str, Any], prev: torch.Tensor | None
     return pos, sent, sent.mean(1), (sent - prev.to(sent.device)).abs().mean(1) if prev is not None else None
 
 
-def _trace_body(envoy: Any, arch: dict[str, str], batch: dict[str, Any], plan: dict[str, Any]) -> dict[Any, Any]:
+def _trace_body(envoy: Any, arch: dict[str, Any], batch: dict[str, Any], plan: dict[str, Any]) -> dict[Any, Any]:
     """What runs inside the trace: visit sites in execution order, pool, aggregate.
 
     One body for every mode (local, nnsight's local simulation, NDIF). It returns a dict
@@ -234,7 +234,8 @@ def _trace_body(envoy: Any, arch: dict[str, str], batch: dict[str, Any], plan: d
     out: dict[Any, Any] = {}
     poolings = plan["poolings"]
     if plan["embeddings"]:
-        out["emb"] = pool(get_path(envoy, arch["embed"]).output.float(), batch, poolings)
+        site = get_path(envoy, arch["embed"])  # hidden_states[0]: its output, or its input (XGLM's block 0)
+        out["emb"] = pool(_hidden(site.input if arch["embed_input"] else site.output).float(), batch, poolings)
     block_list = get_path(envoy, arch["layers"])
     prev = None
     for layer in range(plan["stop"] + 1):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.errors import ParamError
-from workbench.models.architectures import get_path
+from workbench.models.architectures import get_path, hook_hidden0
 from workbench.models.artifacts import read_tensors
 from workbench.models.hooks.base import Inference, Plain
 
@@ -109,10 +109,9 @@ def ffn_connection(model: Any, arch: Any, positions: torch.Tensor, vectors: torc
     link = _Link()
     block0 = get_path(model, arch.layers)[0]
 
-    def on_embed(_m: Any, _a: Any, out: Any) -> None:
+    def on_embed(h: torch.Tensor) -> None:
         if link.e is not None:
             return
-        h = out[0] if isinstance(out, tuple) else out
         rows = torch.arange(h.shape[0], device=h.device)
         pos = positions.to(h.device)  # the embedding may sit on another device than the batch (device_map)
         if embed == "position":
@@ -138,7 +137,7 @@ def ffn_connection(model: Any, arch: Any, positions: torch.Tensor, vectors: torc
         rows = torch.arange(out.shape[0], device=out.device)
         return out.index_put((rows, positions.to(out.device)), vec.to(out.device, out.dtype), accumulate=True)
 
-    hooks = [get_path(model, arch.embed).register_forward_hook(on_embed),
+    hooks = [hook_hidden0(model, arch, on_embed),  # hidden_states[0]: `arch.embed`'s output (XGLM: block 0's input)
              get_path(block0, arch.down).register_forward_hook(on_down)]
     try:
         yield link
