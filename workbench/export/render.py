@@ -100,7 +100,7 @@ def paper_figure(fig: go.Figure, width_in: float | str = 3.3, *, height_in: floa
     base = 10
     if not title:
         out.layout.title.text = None
-    frame = fit_layout(out, Frame(round(w * CSS_DPI), round(h * CSS_DPI), left=44, right=10, top=6, bottom=34),
+    frame = fit_layout(out, Frame(round(w * CSS_DPI), round(h * CSS_DPI), left=44, right=10, top=6, bottom=42),
                        font_px=base - 1, title_font_px=base + 1, grow=height_in is None)
     out.update_layout(
         width=frame.width,

@@ -37,7 +37,7 @@ __all__ = ["CELL_FONT_PX", "MIN_PLOT_SHARE", "RIGHT_LEGEND_SHARE", "Frame", "fit
            "subplot_titles", "text_width"]
 
 MIN_PLOT_SHARE = 0.6
-"""Share of the figure's height the plot area keeps when a legend goes below it (the tests ask ≥ 0.55)."""
+"""Share of the figure's height the plot area keeps (the figure grows unless its height is fixed; tests ask ≥ 0.55)."""
 RIGHT_LEGEND_SHARE = 0.36
 """Widest a legend on the right may be, as a share of the figure's width."""
 CELL_FONT_PX = 10
@@ -50,7 +50,17 @@ MIN_PANEL_PX = 100
 """Narrowest panel of a subplot grid before it is reflowed into fewer columns."""
 COLORBAR_PX = 64
 """Width plotly's margin gives a heatmap's colour bar (bar, tick labels, title) in the paper theme."""
-_GLYPH_EM = 0.56  # average glyph width of Helvetica/Liberation Sans in em, rounded up (digits are 0.556)
+_GLYPH_EM = 0.6  # a character outside _ADVANCE (Greek, symbols): wider than most Latin ones
+# Helvetica advance widths in em (Adobe's AFM, /1000), the characters figure texts use
+_ADVANCE = {
+    **dict.fromkeys("0123456789abdeghnopqu_", 0.556), **dict.fromkeys("ckssvxyzJ", 0.5),
+    **dict.fromkeys("fijlt", 0.222), "f": 0.278, "t": 0.278, "r": 0.333, "m": 0.833, "w": 0.722,
+    **dict.fromkeys("ABEKPSVXY", 0.667), **dict.fromkeys("CDHNRU", 0.722), **dict.fromkeys("FTZ", 0.611),
+    **dict.fromkeys("GOQ", 0.778), "I": 0.278, "L": 0.556, "M": 0.833, "W": 0.944,
+    **dict.fromkeys(" .,:;/!|'", 0.278), **dict.fromkeys("-()[]", 0.333), **dict.fromkeys("+=<>~", 0.584),
+    "%": 0.889, "&": 0.667, "*": 0.389, '"': 0.355, "·": 0.278, "−": 0.584, "→": 1.0, "↑": 0.5, "↓": 0.5,
+    "‖": 0.4, "δ": 0.55, "Δ": 0.67, "^": 0.469,
+}
 _TAG = re.compile(r"<[^>]+>")
 
 
@@ -77,9 +87,13 @@ class Frame:
 
 
 def text_width(text: object, font_px: float) -> float:
-    """Estimated width in px of `text` (HTML tags dropped; the widest ``<br>`` line)."""
-    lines = re.split(r"<br\s*/?>", str(text))
-    return max(len(_TAG.sub("", line)) for line in lines) * _GLYPH_EM * font_px
+    """Estimated width in px of `text` (HTML tags dropped; the widest ``<br>`` line).
+
+    Helvetica's advance widths (Liberation Sans and Arial share them), 5% added; characters
+    outside the table count as :data:`_GLYPH_EM` em.
+    """
+    lines = [_TAG.sub("", line) for line in re.split(r"<br\s*/?>", str(text))]
+    return max(sum(_ADVANCE.get(ch, _GLYPH_EM) for ch in line) for line in lines) * 1.05 * font_px
 
 
 def wrap(text: str, max_px: float, font_px: float) -> str:
@@ -113,7 +127,12 @@ def _group_titles(fig: go.Figure) -> int:
 
 
 def _place_legend(fig: go.Figure, frame: Frame, font_px: int, *, grow: bool) -> Frame:
-    """Put the legend to the right or in columns below the x axis; the frame with room for it."""
+    """Put the legend to the right or in columns below the x axis; the frame with room for it.
+
+    Right when it fits the plot's height (plotly clips a taller vertical legend) and
+    :data:`RIGHT_LEGEND_SHARE` of the width; if the height may grow, right also when that
+    needs a shorter figure than the legend below would.
+    """
     entries = legend_entries(fig)
     if not entries:
         return frame
@@ -121,40 +140,32 @@ def _place_legend(fig: go.Figure, frame: Frame, font_px: int, *, grow: bool) -> 
     titles = _group_titles(fig)
     right_w = SYMBOL_PX + widest + 6
     right_h = ITEM_PX * (len(entries) + titles) + 4 * titles
-    # plotly clips a vertical legend to the plot's height (and scrolls it): it must fit there
-    if right_h <= frame.plot_height and right_w <= RIGHT_LEGEND_SHARE * frame.width:
+    entry = math.ceil(widest) + 2  # columns as wide as the widest entry: plotly's grid once a row is full
+    below_h = math.ceil(len(entries) / max(1, int(frame.plot_width // (entry + SYMBOL_PX)))) * ITEM_PX + 6
+    below = replace(frame, bottom=frame.bottom + below_h)
+    right = replace(frame, right=max(frame.right, math.ceil(right_w) + 6))
+    if grow:
+        right = replace(right, height=max(frame.height, frame.top + frame.bottom + right_h))
+        below = _grown(below)
+    if right_w <= RIGHT_LEGEND_SHARE * frame.width and right_h <= right.plot_height and right.height <= below.height:
         fig.update_layout(legend={"orientation": "v", "x": 1.0, "xref": "paper", "xanchor": "left",
                                   "y": 1.0, "yref": "paper", "yanchor": "top", "traceorder": "grouped"
                                   if titles else "normal", "entrywidth": None})
-        return replace(frame, right=max(frame.right, math.ceil(right_w) + 6))
+        return right
     for t in fig.data:  # group titles would stack the groups in columns instead of wrapping the rows
         if t.legendgrouptitle is not None and t.legendgrouptitle.text:
             t.legendgrouptitle.text = None
-    widths = sorted(text_width(name, font_px) for name in entries)
-    if widest > 2 * widths[len(widths) // 2]:  # a few long names: pack the entries, columns would waste rows
-        entry, rows = 0, _packed_rows([text_width(name, font_px) for name in entries], frame.plot_width)
-    else:  # columns: every entry as wide as the widest; plotly wraps a legend at the plot's width
-        entry = math.ceil(widest) + 2
-        rows = math.ceil(len(entries) / max(1, int(frame.plot_width // (entry + SYMBOL_PX))))
-    legend_h = rows * ITEM_PX + 6
     fig.update_layout(legend={"orientation": "h", "x": 0, "xref": "container", "xanchor": "left", "y": 0,
                               "yref": "container", "yanchor": "bottom", "traceorder": "normal",
                               "entrywidth": entry, "entrywidthmode": "pixels"})
-    out = replace(frame, bottom=frame.bottom + legend_h)
-    if grow and out.plot_height < MIN_PLOT_SHARE * out.height:
-        out = replace(out, height=math.ceil((out.top + out.bottom) / (1 - MIN_PLOT_SHARE)))
-    return out
+    return below
 
 
-def _packed_rows(text_px: Sequence[float], max_px: float) -> int:
-    """Rows of a horizontal legend whose entries take their own widths (plotly's wrapping)."""
-    rows, used = 1, 0.0
-    for w in text_px:
-        width = SYMBOL_PX + w
-        if used and used + width > max_px:
-            rows, used = rows + 1, 0.0
-        used += width
-    return rows
+def _grown(frame: Frame) -> Frame:
+    """`frame`, taller if needed for the plot to keep :data:`MIN_PLOT_SHARE` of the height."""
+    if frame.plot_height >= MIN_PLOT_SHARE * frame.height:
+        return frame
+    return replace(frame, height=math.ceil((frame.top + frame.bottom) / (1 - MIN_PLOT_SHARE)))
 
 
 # --------------------------------------------------------------------------- panels
@@ -287,21 +298,21 @@ def _numeric(label: object) -> bool:
 
 def _thin_categories(labels: Sequence[object], slot_px: float, font_px: int) -> list[str] | None:
     """Labels to show on a category axis (every k-th layer, non-numeric ones kept), or None for all."""
-    labels = [str(x) for x in labels]
-    widths = [text_width(x, font_px) + 6 for x in labels]
+    text = [str(x) for x in labels]
+    widths = [text_width(x, font_px) + 6 for x in text]
     if max(widths) <= slot_px:
         return None
     # the step suits the numbers; a word label ("emb", "final") is kept and its neighbour dropped
-    numbers = [w for w, x in zip(widths, labels) if _numeric(x)] or widths
+    numbers = [w for w, x in zip(widths, text) if _numeric(x)] or widths
     step = next(s for s in (2, 5, 10, 20, 50, 100, 10**9) if max(numbers) <= s * slot_px)
     keep: list[int] = []
-    for i, lab in enumerate(labels):
+    for i, lab in enumerate(text):
         if _numeric(lab) and int(lab) % step:
             continue
         if keep and (i - keep[-1]) * slot_px < (widths[i] + widths[keep[-1]]) / 2:
             continue
         keep.append(i)
-    return [labels[i] for i in keep]
+    return [text[i] for i in keep]
 
 
 def _categories(fig: go.Figure, name: str) -> list[Any]:
@@ -358,11 +369,22 @@ def _fit_ticks(fig: go.Figure, frame: Frame, font_px: int) -> None:
             axis.dtick = 1  # decades only: "2 5 2 5" minor labels are unreadable at column size
         elif (dtick := _linear_dtick(fig, name, span_px, font_px)) is not None:
             axis.dtick = dtick
-        if _has_title(axis):
-            axis.title.text = wrap(str(axis.title.text), span_px, font_px + 1)
     for name in _axis_names(fig, "y"):
         if fig.layout[name].type == "log":
             fig.layout[name].dtick = 1
+
+
+def _wrap_x_titles(fig: go.Figure, frame: Frame, font_px: int) -> int:
+    """Wrap each x axis title to its panel's width; returns the most extra lines of any."""
+    extra = 0
+    for name in _axis_names(fig, "x"):
+        axis = fig.layout[name]
+        if _has_title(axis):
+            dom = axis.domain if axis.domain is not None else (0.0, 1.0)
+            axis.title.text = wrap(str(axis.title.text), (float(dom[1]) - float(dom[0])) * frame.plot_width,
+                                   font_px + 1)
+            extra = max(extra, str(axis.title.text).count("<br>"))
+    return extra
 
 
 # --------------------------------------------------------------------------- heatmaps
@@ -427,7 +449,10 @@ def fit_layout(fig: go.Figure, frame: Frame, *, font_px: int, title_font_px: int
         frame = replace(frame, top=frame.top + (font_px + 6) * (1 + extra))
     elif any(a.yref == "paper" and (a.y or 0) >= 0.99 for a in fig.layout.annotations or ()):
         frame = replace(frame, top=frame.top + font_px + 6)  # a label above the plot (e.g. "n·L = d")
+    frame = replace(frame, bottom=frame.bottom + round(1.3 * (font_px + 1)) * _wrap_x_titles(fig, frame, font_px))
     frame = _place_legend(fig, frame, font_px, grow=grow)
+    if grow:
+        frame = _grown(frame)
     _fit_panels(fig, frame, font_px)
     _fit_ticks(fig, frame, font_px)
     _fit_heatmap_labels(fig, frame)
