@@ -61,8 +61,7 @@ def _shrink_traces(fig: go.Figure, base: int) -> None:
     for trace in fig.data:
         kind = trace.type
         if kind == "scatter":
-            if trace.marker is not None and trace.marker.size is not None and not isinstance(trace.marker.size,
-                                                                                              (list, tuple)):
+            if trace.marker is not None and isinstance(trace.marker.size, int | float):  # not a per-point array
                 trace.marker.size = min(trace.marker.size, 4)
             if trace.line is not None and trace.line.width is not None:
                 trace.line.width = min(trace.line.width, 2.0)

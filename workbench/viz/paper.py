@@ -23,10 +23,11 @@ character count (:func:`text_width`, deliberately generous), since nothing is re
 
 from __future__ import annotations
 
+import base64
 import math
 import numbers
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -292,6 +293,24 @@ def _reflow(fig: go.Figure, frame: Frame, *, grow: bool) -> Frame:
 # --------------------------------------------------------------------------- ticks
 
 
+def values(data: Any) -> Any:
+    """A trace's array as values, plotly's typed-array form decoded.
+
+    A figure read back from JSON holds numeric arrays as ``{"dtype", "bdata", "shape"}``;
+    that becomes a numpy array, anything else is returned as it is.
+    """
+    if isinstance(data, Mapping) and "bdata" in data and "dtype" in data:
+        arr = np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
+        shape = data.get("shape")
+        return arr.reshape([int(n) for n in str(shape).split(",")]) if shape else arr
+    return data
+
+
+def _xs(fig: go.Figure) -> list[Any]:
+    """Every x value of every trace."""
+    return [v for t in fig.data if t.x is not None for v in values(t.x)]
+
+
 def _numeric(label: object) -> bool:
     return bool(re.fullmatch(r"-?\d+", str(label)))
 
@@ -323,7 +342,7 @@ def _categories(fig: go.Figure, name: str) -> list[Any]:
     seen: dict[str, None] = {}
     for t in fig.data:
         if getattr(t, "xaxis", None) in (ref, None if ref == "x" else ref) and t.x is not None:
-            seen.update(dict.fromkeys(str(v) for v in t.x if v is not None))
+            seen.update(dict.fromkeys(str(v) for v in values(t.x) if v is not None))
     return list(seen)
 
 
@@ -333,7 +352,7 @@ def _is_category(fig: go.Figure, name: str) -> bool:
         return True
     if axis.type not in (None, "-"):
         return False
-    xs = [v for t in fig.data if t.x is not None for v in t.x]
+    xs = _xs(fig)
     return bool(xs) and all(isinstance(v, str) for v in xs)
 
 
@@ -342,7 +361,7 @@ def _linear_dtick(fig: go.Figure, name: str, span_px: float, font_px: int) -> fl
     axis = fig.layout[name]
     if axis.dtick is None or isinstance(axis.dtick, str):
         return None
-    xs = np.array([float(v) for t in fig.data if t.x is not None for v in t.x if isinstance(v, numbers.Real)])
+    xs = np.array([float(v) for v in _xs(fig) if isinstance(v, numbers.Real)])
     if xs.size == 0 or span_px <= 0:
         return None
     lo, hi = float(np.nanmin(xs)), float(np.nanmax(xs))
@@ -407,7 +426,7 @@ def _fit_heatmap_labels(fig: go.Figure, frame: Frame) -> None:
     for t in fig.data:
         if t.type != "heatmap" or not t.texttemplate or t.z is None:
             continue
-        z = np.asarray(t.z, dtype=float)
+        z = np.asarray(values(t.z), dtype=float)
         cell_w = (frame.plot_width - COLORBAR_PX) / max(1, z.shape[1])
         cell_h = frame.plot_height / max(1, z.shape[0])
         if cell_h < CELL_FONT_PX + 2:
