@@ -21,6 +21,7 @@ from workbench.config import ModelSpec
 from workbench.evaluation import DecodingSpec, filter_generations, side_by_side
 from workbench.evaluation.jobs import eval_job_key, start_evaluation
 from workbench.evaluation.run import both_directions, missing_suites
+from workbench.evaluation.tables import MIN_N_INTERVAL, score_formats, score_table
 from workbench.examples import DataSpec
 from workbench.jobs.threads import JOBS
 from workbench.models import same_base
@@ -128,10 +129,15 @@ def scores_tab(s: Settings, options: dict[str, dict[str, Any]], a: str, b: str) 
     got = outcomes(s, options, a, b)
     if got is None:
         return
-    (fig, table, scores, spec), _ = got
+    (fig, table, _, spec), _ = got
     show_figure(fig, "compare-scores", table, height=520, spec=spec)
-    st.dataframe(scores, hide_index=True)
-    st.caption("Δ columns: state − reference. chrF++/BLEU via sacrebleu (signatures in the export's manifest); "
+    # n per row, each state's interval as text (or why it has none); numbers stay numbers, shown
+    # by score_formats ("—" for missing, no "−0.00")
+    scores = score_table(table, reference=spec["params"]["reference"])
+    st.dataframe(scores.style.format(score_formats(scores), na_rep="—"), hide_index=True)
+    st.caption(f"n: held-out sentences (lm-eval: items) per row; brackets: 95% bootstrap interval, shown from "
+               f"n = {MIN_N_INTERVAL} on. Δ columns: state − reference. chrF++/BLEU via sacrebleu (signatures in "
+               "the export's manifest); "
                "fidelity = share of outputs identified as the target language (py3langid, validated on the "
                "references: languages it cannot identify are flagged, not scored).")
 

@@ -168,6 +168,6 @@ def test_evaluate_many_one_label_per_state(tiny_state, split, tmp_path):
     res = evaluate_many({"base": tiny_state, "again": tiny_state}, ["loss"], split, directions=["en:sw"], limit=2,
                         n_boot=20, store=Store(tmp_path))
     wide = compare_scores(res.eval, reference="base")
-    assert list(wide.columns) == ["base", "again", "Δ again"]
+    assert list(wide.columns) == ["n", "base", "again", "Δ again"] and (wide["n"] == 2).all()
     assert (wide["Δ again"] == 0).all()  # the same state: served from the store, identical numbers
     assert res.manifest["again"]["loss"]["cached"] is True

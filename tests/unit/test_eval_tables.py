@@ -21,9 +21,9 @@ STATES = ["base", "silp", "lens"]
 
 def _result(state: str, shift: float) -> EvalResult:
     ev = pd.DataFrame([
-        [state, "translation", "en>sw", "chrf++", 20 + shift, 18 + shift, 22 + shift],
-        [state, "translation", "sw>en", "chrf++", 30 + shift, 28 + shift, 32 + shift],
-        [state, "loss", "en", "ppl", 50 - shift, 45 - shift, 55 - shift],
+        [state, "translation", "en>sw", "chrf++", 20 + shift, 18 + shift, 22 + shift, 40],
+        [state, "translation", "sw>en", "chrf++", 30 + shift, 28 + shift, 32 + shift, 40],
+        [state, "loss", "en", "ppl", 50 - shift, 45 - shift, 55 - shift, 40],
     ], columns=EVAL_COLUMNS)
     out = {"base": ["Habari", "Hello"], "silp": ["Habari", "Jambo"], "lens": ["Habari", "Hello"]}[state]
     lang = {"base": ["sw", "en"], "silp": ["sw", "sw"], "lens": ["sw", "en"]}[state]
@@ -39,11 +39,11 @@ def res():
 
 def test_one_column_per_state_and_differences(res):
     wide = compare_scores(res.eval, reference="base")
-    assert list(wide.columns) == STATES + ["Δ silp", "Δ lens"]
-    assert wide.shape == (3, 5)
+    assert list(wide.columns) == ["n", *STATES, "Δ silp", "Δ lens"]
+    assert wide.shape == (3, 6) and (wide["n"] == 40).all()
     assert wide.loc[("translation", "en>sw", "chrf++"), "Δ lens"] == pytest.approx(2.0)
     assert wide.loc[("loss", "en", "ppl"), "Δ silp"] == pytest.approx(-1.0)
-    assert list(compare_scores(res.eval).columns) == STATES
+    assert list(compare_scores(res.eval).columns) == ["n", *STATES]
     with_ci = compare_scores(res.eval, intervals=True)
     assert with_ci.loc[("translation", "sw>en", "chrf++"), "silp low"] == 29
     with pytest.raises(KeyError):

@@ -191,7 +191,7 @@ def _check_pdf(data: bytes, width_pt: float) -> None:
     assert data.rstrip().endswith(b"%%EOF") and b"startxref" in data
     if shutil.which("pdfinfo"):
         info = subprocess.run(["pdfinfo", "-"], input=data, capture_output=True, check=True, text=False).stdout
-        assert b"Pages:          1" in info
+        assert re.search(rb"^Pages:\s+1$", info, re.M), info  # the padding differs between poppler versions
         return
     try:
         import pypdf

@@ -7,9 +7,10 @@
 Both evaluate through `workbench.evaluation.evaluate`: every (state, suite, data, decoding)
 result is computed once and served from the store afterwards (the fine-tune jobs' own
 before/after evaluation lands there too). They write `eval.csv` (state, suite, direction,
-metric, value, ci_low, ci_high) and `generations.csv` (state, direction, id, source,
-reference, output, output_lang, chrf); `compare` adds `scores.csv` (one column per state
-and its difference to the reference) and `outputs.csv` (generations side by side).
+metric, value, ci_low, ci_high, n) and `generations.csv` (state, direction, id, source,
+reference, output, output_lang, chrf); `compare` adds `scores.csv` (n, one column per state
+with its interval, empty below n = 5, and its difference to the reference) and `outputs.csv`
+(generations side by side).
 """
 
 from __future__ import annotations

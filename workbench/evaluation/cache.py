@@ -20,8 +20,8 @@ from workbench.store import Store, make_key
 
 __all__ = ["EVAL_FORMAT", "CachedSuite", "read_suite", "suite_key", "versions", "write_suite"]
 
-EVAL_FORMAT = 1
-"""Bump when the rows an evaluation stores change meaning."""
+EVAL_FORMAT = 2
+"""Bump when the rows an evaluation stores change meaning (2: rows carry `n`)."""
 _PACKAGES = ("torch", "transformers", "sacrebleu", "lm_eval", "py3langid")
 
 

@@ -37,7 +37,7 @@ __all__ = ["EVAL_COLUMNS", "GENERATION_COLUMNS", "SUITES", "EvalResult", "both_d
 
 log = logging.getLogger(__name__)
 
-EVAL_COLUMNS = ["state", "suite", "direction", "metric", "value", "ci_low", "ci_high"]
+EVAL_COLUMNS = ["state", "suite", "direction", "metric", "value", "ci_low", "ci_high", "n"]
 GENERATION_COLUMNS = ["state", "direction", "id", "source", "reference", "output", "output_lang", "chrf"]
 SUITES = ("translation", "loss", "lm-eval:<task>")
 
@@ -47,7 +47,9 @@ class EvalResult:
     """Tables of one or more states' evaluations.
 
     `eval`: one row per (state, suite, direction, metric) with columns `EVAL_COLUMNS`
-    (ci_low/ci_high: the 95% bootstrap interval, NaN where none applies);
+    (ci_low/ci_high: the 95% bootstrap interval, NaN where none applies; n: the sentences or
+    items the row is computed from; a table without `n`, written before it existed, gets
+    NaN: n unknown);
     `generations`: one row per (state, direction, held-out unit), columns
     `GENERATION_COLUMNS`; `manifest`: per state and suite, the store key, whether it was
     served from the store, sacrebleu signatures, flags, seconds.
@@ -58,6 +60,8 @@ class EvalResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if list(self.eval.columns) == EVAL_COLUMNS[:-1]:  # before `n` (e.g. an older eval.csv)
+            object.__setattr__(self, "eval", self.eval.assign(n=float("nan")))
         if list(self.eval.columns) != EVAL_COLUMNS or list(self.generations.columns) != GENERATION_COLUMNS:
             raise ValueError("EvalResult: tables must have exactly EVAL_COLUMNS and GENERATION_COLUMNS")
 

@@ -14,7 +14,8 @@
 - `lm-eval:<task>`: one lm-evaluation-harness task (`lmeval.run_task`).
 
 Every suite returns `(eval_rows, generation_rows, info)`; rows carry every column of
-the result tables except `state` (added by `run.evaluate`, so a cached row serves any label).
+the result tables except `state` (added by `run.evaluate`, so a cached row serves any label),
+including `n`: the sentences (lm-eval: items) a value and its interval come from.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def direction_name(src: str, tgt: str) -> str:
 
 
 def _row(suite: str, direction: str, metric: str, value: float, low: float = math.nan,
-         high: float = math.nan) -> dict[str, Any]:
+         high: float = math.nan, *, n: int) -> dict[str, Any]:
+    """One eval row; `n`: the sentences (or items) the value and its interval are computed from."""
     return {"suite": suite, "direction": direction, "metric": metric, "value": float(value),
-            "ci_low": float(low), "ci_high": float(high)}
+            "ci_low": float(low), "ci_high": float(high), "n": int(n)}
 
 
 def heldout_pairs(split: ParallelSplit, src: str, tgt: str, limit: int | None) -> list[tuple[int, str, str]]:
@@ -68,19 +70,21 @@ def _fidelity_rows(outputs: list[str], tgt: str, split: ParallelSplit, d: str, n
                    seed: int) -> tuple[list[dict[str, Any]], list[str], str | None]:
     ident = Identifier(split.langs)
     langs = ident.identify(outputs)
-    acc = accuracy_on_references(split.langs, tgt, split.column(tgt, "heldout"))
-    rows = [_row("translation", d, "langid_accuracy", acc)]
+    refs = split.column(tgt, "heldout")
+    acc = accuracy_on_references(split.langs, tgt, refs)
+    rows = [_row("translation", d, "langid_accuracy", acc, n=len(refs))]
+    n = len(outputs)
     flag = None
     if not (acc >= MIN_ACCURACY):  # NaN (unsupported) counts as below
         flag = (f"{d}: language identification of {tgt!r} among {list(split.langs)} is "
                 f"{'unsupported' if math.isnan(acc) else f'{acc:.0%} accurate'} on the references "
                 f"(< {MIN_ACCURACY:.0%}); fidelity withheld")
-        rows += [_row("translation", d, "fidelity", math.nan), _row("translation", d, "off_target", math.nan)]
+        rows += [_row("translation", d, "fidelity", math.nan, n=n), _row("translation", d, "off_target", math.nan, n=n)]
         return rows, langs, flag
     hit = np.array([g == tgt for g in langs], dtype=np.float64)
     ci = bootstrap_ratio(hit, np.ones_like(hit), n_boot=n_boot, seed=seed)
-    rows += [_row("translation", d, "fidelity", ci.value, ci.low, ci.high),
-             _row("translation", d, "off_target", 1 - ci.value, 1 - ci.high, 1 - ci.low)]
+    rows += [_row("translation", d, "fidelity", ci.value, ci.low, ci.high, n=n),
+             _row("translation", d, "off_target", 1 - ci.value, 1 - ci.high, 1 - ci.low, n=n)]
     return rows, langs, flag
 
 
@@ -100,8 +104,8 @@ def translation_suite(state: Any, split: ParallelSplit, directions: Sequence[tup
         chrf, bleu = corpus_chrf(outputs, refs, n_boot=n_boot, seed=seed), corpus_bleu(outputs, refs, n_boot=n_boot,
                                                                                       seed=seed)
         info["signatures"] = {"chrf++": chrf.signature, "bleu": bleu.signature}
-        rows += [_row("translation", d, "chrf++", chrf.value, chrf.low, chrf.high),
-                 _row("translation", d, "bleu", bleu.value, bleu.low, bleu.high)]
+        rows += [_row("translation", d, "chrf++", chrf.value, chrf.low, chrf.high, n=len(refs)),
+                 _row("translation", d, "bleu", bleu.value, bleu.low, bleu.high, n=len(refs))]
         frows, langs, flag = _fidelity_rows(outputs, tgt, split, d, n_boot, seed)
         rows += frows
         if flag:
@@ -121,14 +125,14 @@ def loss_suite(state: Any, split: ParallelSplit, directions: Sequence[tuple[str,
         examples = translation_examples(tok, split, [(src, tgt)], "heldout")[:limit]
         sums, counts = nll_per_example(state, examples, tok.pad_token_id, batch_size=batch_size, on_batch=advance)
         ci = bootstrap_ratio(sums, counts, n_boot=n_boot, seed=seed)
-        rows.append(_row("loss", direction_name(src, tgt), "loss", ci.value, ci.low, ci.high))
+        rows.append(_row("loss", direction_name(src, tgt), "loss", ci.value, ci.low, ci.high, n=len(examples)))
     pivot = pivot_of(split)
     texts = split.column(pivot, "heldout")[:limit]
     sums, counts = nll_per_example(state, perplexity_examples(tok, texts, split.spec.max_length),
                                    tok.pad_token_id, batch_size=batch_size, on_batch=advance)
     ci = bootstrap_ratio(sums, counts, transform=lambda x: finite_or_nan(math.exp(min(x, 700.0))), n_boot=n_boot,
                          seed=seed)
-    rows.append(_row("loss", pivot, "ppl", ci.value, ci.low, ci.high))
+    rows.append(_row("loss", pivot, "ppl", ci.value, ci.low, ci.high, n=len(texts)))
     info = {"pivot": pivot, **({"ppl_connection": "plain forward pass (no response position in plain text)"}
                                if state.inference.needs_position else {})}
     return rows, [], info
@@ -145,5 +149,5 @@ def lmeval_suite(state: Any, task: str, split: ParallelSplit, directions: Sequen
         for r in run_task(state, task, split=split, direction=direction, limit=limit, batch_size=batch_size,
                           on_batch=advance, n_boot=n_boot, seed=seed):
             d = label if task == OFFLINE_TASK else (r["task"] if r["task"] != task else "")
-            rows.append(_row(suite, d, r["metric"], r["value"], r["ci_low"], r["ci_high"]))
+            rows.append(_row(suite, d, r["metric"], r["value"], r["ci_low"], r["ci_high"], n=r["n"]))
     return rows, [], {"task": task}

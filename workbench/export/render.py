@@ -25,6 +25,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from workbench.errors import ChromiumNotFoundError, ExportError
+from workbench.viz.paper import Frame, fit_layout, subplot_titles
 from workbench.viz.theme import FONT_FAMILY, paper_layout
 
 log = logging.getLogger(__name__)
@@ -60,39 +61,13 @@ def _shrink_traces(fig: go.Figure, base: int) -> None:
     for trace in fig.data:
         kind = trace.type
         if kind == "scatter":
-            if trace.marker is not None and trace.marker.size is not None and not isinstance(trace.marker.size,
-                                                                                              (list, tuple)):
+            if trace.marker is not None and isinstance(trace.marker.size, int | float):  # not a per-point array
                 trace.marker.size = min(trace.marker.size, 4)
             if trace.line is not None and trace.line.width is not None:
                 trace.line.width = min(trace.line.width, 2.0)
         elif kind == "heatmap":
-            trace.update(textfont={"size": base - 1},
-                         colorbar={"thickness": 10, "title": {"font": {"size": base}},
-                                   "tickfont": {"size": base - 1}})
-
-
-_ROW_PX = 19  # one legend row at 9 px text, in CSS px
-_TITLE_PX = 20
-
-
-def _legend_rows(fig: go.Figure, plot_px: float, font_px: int) -> int:
-    """Rows a horizontal legend will take (plotly wraps entries to the plot width)."""
-    entries = [t for t in fig.data if t.showlegend is not False and t.name]
-    if not entries or fig.layout.showlegend is False:
-        return 0
-    groups: dict[str, int] = {}
-    for t in entries:
-        if t.legendgrouptitle is not None and t.legendgrouptitle.text:
-            groups[t.legendgroup or ""] = groups.get(t.legendgroup or "", 0) + 1
-    if groups:  # grouped entries sit in columns under their group titles
-        return 1 + max(groups.values())
-    rows, used = 1, 0.0
-    for t in entries:
-        width = 42 + 0.5 * font_px * len(str(t.name))
-        if used and used + width > plot_px:
-            rows, used = rows + 1, 0.0
-        used += width
-    return rows
+            # cell labels are sized by `fit_layout` (they must fit their cells)
+            trace.update(colorbar={"thickness": 10, "title": {"font": {"size": base}}, "tickfont": {"size": base - 1}})
 
 
 def paper_figure(fig: go.Figure, width_in: float | str = 3.3, *, height_in: float | None = None,
@@ -101,14 +76,17 @@ def paper_figure(fig: go.Figure, width_in: float | str = 3.3, *, height_in: floa
 
     Applies :func:`workbench.viz.theme.paper_layout` (the ``"workbench"`` template with its
     colour-blind-safe palette; language colours are already set by the builders), then
-    uses 10 px text (7.5 pt in the PDF) with 9 px ticks and legend, puts the title and a
-    horizontal legend in a band above the plot sized to fit them, shrinks subplot
-    titles, markers and lines, drops menus and sliders, and turns hover off.
+    uses 10 px text (7.5 pt in the PDF) with 9 px ticks and legend, shrinks markers and
+    lines, drops menus and sliders, turns hover off, and lays the figure out for its size
+    with :func:`workbench.viz.paper.fit_layout`: the legend outside the plot (right, or in
+    columns below), horizontal thinned ticks, re-spaced panels, wrapped titles and heatmap
+    cell labels that fit their cells.
 
     Args:
         fig: the interactive figure (left unchanged).
         width_in: inches, or ``"single"`` (3.3) / ``"double"`` (6.9).
-        height_in: inches; default ``0.75 ×`` width for one column, ``0.45 ×`` for wider.
+        height_in: inches; default ``0.75 ×`` width for one column, ``0.45 ×`` for wider,
+            taller when a legend below the plot needs the room.
         title: keep the figure title (papers often move it to the caption).
 
     Returns:
@@ -118,23 +96,22 @@ def paper_figure(fig: go.Figure, width_in: float | str = 3.3, *, height_in: floa
     out = go.Figure(fig)
     paper_layout(out, w)
     h = height_in if height_in is not None else (0.75 * w if w < 5 else 0.45 * w)
-    base, left, right = 10, 44, 10
-    width_px, height_px = round(w * CSS_DPI), round(h * CSS_DPI)
-    title_text = out.layout.title.text if title else None
-    title_px = _TITLE_PX if title_text else 4
-    legend_px = _ROW_PX * _legend_rows(out, width_px - left - right, base - 1)
-    subplot_titles = 16 if any(a.yref == "paper" and (a.y or 0) >= 1 for a in out.layout.annotations or ()) else 0
+    base = 10
+    if not title:
+        out.layout.title.text = None
+    frame = fit_layout(out, Frame(round(w * CSS_DPI), round(h * CSS_DPI), left=44, right=10, top=6, bottom=42),
+                       font_px=base - 1, title_font_px=base + 1, grow=height_in is None)
     out.update_layout(
-        width=width_px,
-        height=height_px,
+        width=frame.width,
+        height=frame.height,
         font={"family": FONT_FAMILY, "size": base, "color": "#000000"},
-        title={"text": title_text, "font": {"size": base + 1}, "x": 0, "xref": "container", "xanchor": "left",
-               "y": 1, "yref": "container", "yanchor": "top", "pad": {"l": 4, "t": 4}},
-        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1 - title_px / height_px, "yref": "container",
-                "yanchor": "top", "font": {"size": base - 1}, "title": {"text": ""}, "itemwidth": 30,
-                "tracegroupgap": 4, "bgcolor": "rgba(0,0,0,0)",
-                "grouptitlefont": {"size": base - 1}},
-        margin={"l": left, "r": right, "t": title_px + legend_px + subplot_titles + 6, "b": 34, "pad": 0},
+        # plotly puts a wrapped title's first baseline at the pad (one line gets dy = 0.7 em)
+        title={"font": {"size": base + 1}, "x": 0, "xref": "container", "xanchor": "left",
+               "y": 1, "yref": "container", "yanchor": "top",
+               "pad": {"l": 4, "t": 4 + (round(0.8 * (base + 1)) if "<br>" in str(out.layout.title.text) else 0)}},
+        legend={"font": {"size": base - 1}, "title": {"text": ""}, "itemwidth": 30, "tracegroupgap": 4,
+                "bgcolor": "rgba(0,0,0,0)", "grouptitlefont": {"size": base - 1}},
+        margin={"l": frame.left, "r": frame.right, "t": frame.top, "b": frame.bottom, "pad": 0},
         hovermode=False,
         updatemenus=[],
         sliders=[],
@@ -145,11 +122,11 @@ def paper_figure(fig: go.Figure, width_in: float | str = 3.3, *, height_in: floa
         axis["showgrid"] = False  # grid lines would cross the cells
     out.update_xaxes(**axis)
     out.update_yaxes(**axis)
+    titles = subplot_titles(out)
     for ann in out.layout.annotations or ():
-        ann.font = {"size": base, "family": FONT_FAMILY}
+        ann.font = {"size": base - 1 if ann in titles else base, "family": FONT_FAMILY}
     _shrink_traces(out, base)
     return out
-
 
 
 def find_chromium() -> str | None:

@@ -51,7 +51,8 @@ def _map(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     layer = c.layer(rec)
     pts = tables.map_points(rec, c.corpus(rec), p["pooling"], layer, method=p["method"], random_state=p["seed"])
     fig = figures.map_figure(pts[["x", "y"]].to_numpy(), list(pts["lang"]), list(pts["text"]),
-                             pair_ids=list(pts["unit"]), show_links=p["links"],
+                             pair_ids=list(pts["unit"]), show_links=p["links"], method=p["method"],
+                             explained_variance=pts.attrs.get("explained_variance"),
                              title=c.spec["title"] or f"{METHOD_NAMES.get(p['method'], p['method'])} of layer {layer}")
     return fig, pts
 

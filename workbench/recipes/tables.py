@@ -77,12 +77,17 @@ def _layer_points(recording: Any, pooling: str, layer: Any) -> tuple[np.ndarray,
 
 def map_points(recording: Any, corpus: Any, pooling: str, layer: Any, *, method: str,
                random_state: int = 0) -> pd.DataFrame:
-    """2-D map of one layer (`analysis.embed2d.embed_2d`): x, y, lang, unit index, text."""
+    """2-D map of one layer (`analysis.embed2d.embed_2d_info`): x, y, lang, unit index, text.
+
+    ``attrs``: ``method`` and what it reports (PCA's ``explained_variance`` per axis).
+    """
     x, langs, idx = _layer_points(recording, pooling, layer)
-    xy = embed2d.embed_2d(x, method=method, random_state=random_state)
+    xy, info = embed2d.embed_2d_info(x, method=method, random_state=random_state)
     texts = {u: corpus.texts(u) for u in recording.entries}
-    return pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "lang": langs, "unit": idx,
-                         "text": [texts[u][j] for u, j in zip(langs, idx)]})
+    out = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "lang": langs, "unit": idx,
+                        "text": [texts[u][j] for u, j in zip(langs, idx)]})
+    out.attrs.update(method=method, **info)
+    return out
 
 
 def _panel(z: np.ndarray, langs: Sequence[str]) -> tuple[np.ndarray, bool]:

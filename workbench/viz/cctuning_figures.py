@@ -20,14 +20,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.viz.theme import NEUTRAL_COLOR, TEMPLATE, language_color
+from workbench.viz.theme import NEUTRAL_COLOR, PIVOT_COLOR, SERIES_COLOR, TEMPLATE
 
 __all__ = ["cctuning_figures", "layer_selection_figure", "parallel_gap_figure", "transform_fit_figure"]
 
-_SOURCE_COLORS = {"English input": language_color("en"), "Transform Matrix": "#0072B2"}
+# Ways of getting F^en, not languages: black and greys (a language's colour would read as that language).
+_SOURCE_COLORS = {"English input": SERIES_COLOR, "Transform Matrix": PIVOT_COLOR}
 _VARIANTS = (("vanilla", "no connection", "none", NEUTRAL_COLOR),
-             ("english", "English input", "English", language_color("en")),
-             ("transform", "Transform Matrix", "W_T", "#0072B2"))
+             ("english", "English input", "English", SERIES_COLOR),
+             ("transform", "Transform Matrix", "W_T", PIVOT_COLOR))
 
 
 def _frame(x: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
@@ -49,7 +50,7 @@ def layer_selection_figure(dist: pd.DataFrame | list[dict[str, Any]], *, title: 
     fig = go.Figure()
     for i, (source, rows) in enumerate(df.groupby("source", sort=False)):
         fig.add_trace(go.Bar(x=rows["layer"], y=rows["fraction"], name=str(source), customdata=rows["count"],
-                             marker_color=_SOURCE_COLORS.get(str(source), ["#E69F00", "#009E73"][i % 2]),
+                             marker_color=_SOURCE_COLORS.get(str(source), ["#444444", NEUTRAL_COLOR][i % 2]),
                              hovertemplate="layer %{x}: %{y:.1%} (%{customdata} examples)<extra></extra>"))
     n_layers = int(df["layer"].max()) + 1 if len(df) else 0
     fig.update_layout(template=TEMPLATE, title={"text": title or "Layers selected by the Decision Maker"},
@@ -75,7 +76,8 @@ def transform_fit_figure(curve: pd.DataFrame | list[dict[str, Any]], *, d_model:
     """
     df = _frame(curve)
     fig = go.Figure()
-    series = (("fit_mse", "fitting pairs", "#0072B2", "solid"), ("heldout_mse", "held-out pairs", "#D55E00", "solid"),
+    series = (("fit_mse", "fitting pairs", SERIES_COLOR, "solid"),
+              ("heldout_mse", "held-out pairs", PIVOT_COLOR, "solid"),
               ("identity_mse", "held-out, no transform (W_T = I)", NEUTRAL_COLOR, "dash"))
     for col, name, color, dash in series:
         if col in df and df[col].notna().any():

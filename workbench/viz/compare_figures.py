@@ -1,6 +1,6 @@
 """Before/after figures for two model states, and a fine-tune's training loss (returned, never rendered).
 
-The by-layer builders take the long tables of :mod:`workbench.recipes.compare` (key columns,
+The by-layer builders take the long tables of :mod:`workbench.compare` (key columns,
 ``measure, a, b, diff``): the top panel draws A (dashed) and B (solid) in one colour per
 line, the bottom panel ``B − A`` with a zero line, so gains and forgetting read at once.
 """
@@ -14,9 +14,18 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-# Private helpers of the sibling module, reused so compare maps look like the single-state maps.
-from workbench.viz.figures import hover_text, language_scatter, layer_axis
-from workbench.viz.theme import D2N_COLOR, N2D_COLOR, NEUTRAL_COLOR, PALETTE, TEMPLATE, language_color
+# Helpers of the sibling modules, reused so compare figures look like the single-state ones.
+from workbench.viz.figures import layer_axis
+from workbench.viz.maps import hover_text, language_scatter
+from workbench.viz.theme import (
+    NEUTRAL_COLOR,
+    PIVOT_COLOR,
+    SERIES_COLOR,
+    TEMPLATE,
+    language_color,
+    language_symbol,
+    state_marker,
+)
 
 __all__ = [
     "compare_by_layer_figure",
@@ -24,16 +33,20 @@ __all__ = [
     "difference_heatmap",
     "eval_compare_figure",
     "line_color",
+    "line_symbol",
     "training_loss_figure",
 ]
 
+# Summary series and measures are not languages: black and grey, never a language's colour.
 _FIXED_COLORS = {
-    "all_pairs": "#000000",
-    "pivot": "#777777",
-    "agnostic_ratio": "#009E73",
-    "specific_ratio": "#CC79A7",
-    "sensitivity": "#0072B2",
+    "all_pairs": SERIES_COLOR,
+    "pivot": PIVOT_COLOR,
+    "agnostic_ratio": SERIES_COLOR,
+    "specific_ratio": PIVOT_COLOR,
+    "sensitivity": SERIES_COLOR,
 }
+_FIXED_SYMBOLS = {"all_pairs": "square", "pivot": "diamond", "agnostic_ratio": "square", "specific_ratio": "diamond",
+                  "sensitivity": "circle"}
 _NAMES = {"all_pairs": "all pairs", "pivot": "with pivot", "agnostic_ratio": "agnostic projection",
           "specific_ratio": "specific projection"}
 
@@ -45,6 +58,13 @@ def line_color(name: str) -> str:
     if name.startswith("direction_norm_"):
         return language_color(name[len("direction_norm_"):])
     return language_color(name)
+
+
+def line_symbol(name: str) -> str:
+    """Marker of a line: fixed for summary series and measures, the language's symbol otherwise."""
+    if name in _FIXED_SYMBOLS:
+        return _FIXED_SYMBOLS[name]
+    return language_symbol(name[len("direction_norm_"):] if name.startswith("direction_norm_") else name)
 
 
 def _line_name(name: str) -> str:
@@ -80,7 +100,7 @@ def compare_by_layer_figure(
 
     Args:
         table: a long before/after table with columns ``layer``, `line`, ``a``, ``b``,
-            ``diff`` (e.g. :func:`workbench.recipes.retrieval.retrieval_compare` filtered to one measure).
+            ``diff`` (e.g. :func:`workbench.compare.retrieval_compare` filtered to one measure).
         line: the column naming each line (``series``, ``lang`` or ``measure``).
         labels: legend names of state A and state B.
         title: figure title.
@@ -99,14 +119,14 @@ def compare_by_layer_figure(
     for name, rows in table.groupby(line, sort=False):
         key, shown = str(name), _line_name(str(name))
         x = [str(lab) for lab in rows["layer"]]
-        c = color(key)
+        c, marker = color(key), {"size": 4, "symbol": line_symbol(key)}
         for col, label, dash in (("a", labels[0], "dash"), ("b", labels[1], "solid")):
             fig.add_trace(go.Scatter(x=x, y=rows[col], mode="lines+markers", name=f"{shown} · {label}",
                                      legendgroup=key, line={"color": c, "dash": dash, "width": 2},
-                                     marker={"size": 4}), row=1, col=1)
+                                     marker=marker), row=1, col=1)
         fig.add_trace(go.Scatter(x=x, y=rows["diff"], mode="lines+markers", name=f"{shown} · B − A",
                                  legendgroup=key, showlegend=False, line={"color": c, "width": 2},
-                                 marker={"size": 4}), row=2, col=1)
+                                 marker=marker), row=2, col=1)
     fig.add_hline(y=0, line={"color": NEUTRAL_COLOR, "width": 1}, row=2, col=1)  # type: ignore[arg-type]  # plotly stubs
     axis = layer_axis(pd.unique(table["layer"]))
     fig.update_xaxes(axis, row=2, col=1)
@@ -123,7 +143,7 @@ def compare_maps_figure(points: pd.DataFrame, *, labels: tuple[str, str] = ("A",
     """Side-by-side 2-D maps of one layer for two states, coloured by language.
 
     Args:
-        points: :func:`workbench.recipes.compare.map_compare`'s table (``x, y, lang, text, state``).
+        points: :func:`workbench.compare.map_compare`'s table (``x, y, lang, text, state``).
         labels: panel titles of state A and state B.
         title: figure title.
     """
@@ -166,7 +186,7 @@ def eval_compare_figure(table: pd.DataFrame, *, labels: tuple[str, str] = ("A", 
     """Held-out translation loss per direction and pivot perplexity, A and B as grouped bars.
 
     Args:
-        table: :func:`workbench.evaluation.losses.eval_compare`'s table (``kind, what, a, b``).
+        table: :func:`workbench.compare.eval_compare`'s table (``kind, what, a, b``).
         labels: legend names of state A and state B.
         title: figure title.
     """
@@ -175,8 +195,8 @@ def eval_compare_figure(table: pd.DataFrame, *, labels: tuple[str, str] = ("A", 
                         column_widths=[0.7, 0.3][: len(kinds)] if len(kinds) == 2 else None)
     for col, kind in enumerate(kinds, 1):
         part = table[table["kind"] == kind]
-        for key, label, colour in (("a", labels[0], NEUTRAL_COLOR), ("b", labels[1], PALETTE[5])):
-            fig.add_trace(go.Bar(x=part["what"], y=part[key], name=label, marker={"color": colour},
+        for i, (key, label) in enumerate((("a", labels[0]), ("b", labels[1]))):
+            fig.add_trace(go.Bar(x=part["what"], y=part[key], name=label, marker=state_marker(i),
                                  legendgroup=key, showlegend=col == 1,
                                  hovertemplate="%{x}: %{y:.4f}<extra>" + label + "</extra>"), row=1, col=col)
         fig.update_yaxes(title_text="nats per target token" if kind == "translation loss" else "perplexity",
@@ -184,6 +204,10 @@ def eval_compare_figure(table: pd.DataFrame, *, labels: tuple[str, str] = ("A", 
     fig.update_layout(template=TEMPLATE, barmode="group", showlegend=True,
                       title={"text": title or "Held-out translation loss and pivot perplexity (lower is better)"})
     return fig
+
+
+# Training stages are not languages: black and grey, told apart by dash.
+_STAGE_STYLES = ((SERIES_COLOR, "solid"), (PIVOT_COLOR, "dash"), (SERIES_COLOR, "dot"), (PIVOT_COLOR, "dashdot"))
 
 
 def training_loss_figure(history: Sequence[dict], *, title: str | None = None) -> go.Figure:
@@ -198,8 +222,9 @@ def training_loss_figure(history: Sequence[dict], *, title: str | None = None) -
     if len(df):
         stages = df["stage"].fillna("train") if "stage" in df.columns else pd.Series("train", index=df.index)
         for i, (stage, rows) in enumerate(df.groupby(stages, sort=False)):
+            color, dash = _STAGE_STYLES[i % len(_STAGE_STYLES)]
             fig.add_trace(go.Scatter(x=rows["step"], y=rows["loss"], mode="lines+markers", name=str(stage),
-                                     line={"color": PALETTE[(5, 6, 3, 7)[i % 4]]}, marker={"size": 4}))
+                                     line={"color": color, "dash": dash}, marker={"size": 4}))
     fig.update_layout(template=TEMPLATE, title={"text": title or "Training loss"},
                       xaxis={"title": {"text": "step"}}, yaxis={"title": {"text": "loss"}},
                       legend={"title": {"text": "stage"}}, showlegend=True)
@@ -211,7 +236,7 @@ def comparison_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Fi
 
     Args:
         table: columns ``layer, series, before, after, difference`` (one row per layer and
-            series, as the old ``retrieval_compare`` view made).
+            series, as :func:`build_figure` makes for ``retrieval_compare``).
         title: figure title.
 
     Returns:
@@ -223,13 +248,13 @@ def comparison_figure(table: pd.DataFrame, *, title: str | None = None) -> go.Fi
     layers = [str(x) for x in pd.unique(table["layer"])]
     for series, dash in (("all_pairs", "solid"), ("pivot", "dash")):
         rows = table[table["series"] == series]
-        for state, color in (("before", "#777777"), ("after", N2D_COLOR)):
+        for state, color in (("before", PIVOT_COLOR), ("after", SERIES_COLOR)):
             fig.add_trace(go.Scatter(x=[str(x) for x in rows["layer"]], y=rows[state], mode="lines+markers",
                                      name=f"{state}, {series.replace('_', ' ')}", marker={"size": 4},
                                      line={"color": color, "dash": dash}), row=1, col=1)
     allp = table[table["series"] == "all_pairs"]
     fig.add_trace(go.Bar(x=[str(x) for x in allp["layer"]], y=allp["difference"], name="difference",
-                         marker_color=[N2D_COLOR if d >= 0 else D2N_COLOR for d in allp["difference"]]), row=1, col=2)
+                         marker_color="#444444"), row=1, col=2)
     axis = {"title": {"text": "layer"}, "type": "category", "categoryorder": "array", "categoryarray": layers}
     for col in (1, 2):
         fig.update_xaxes(axis, row=1, col=col)

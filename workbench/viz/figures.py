@@ -7,25 +7,27 @@ axis a title and every figure a legend (or a colour bar for heatmaps).
 
 from __future__ import annotations
 
-import html
-import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from workbench.viz.maps import map_axis_title, map_figure, subspace_figure
 from workbench.viz.theme import (
     D2N_COLOR,
     N2D_COLOR,
     NEUTRAL_COLOR,
+    PIVOT_COLOR,
     SERIES_COLOR,
     TEMPLATE,
     language_color,
+    language_symbol,
 )
 
 __all__ = [
+    "map_axis_title",
     "map_figure",
     "overlap_figure",
     "retrieval_by_layer_figure",
@@ -37,10 +39,10 @@ __all__ = [
 ]
 
 # Summary series: black / grey (no language has these colours), thick, with square or
-# diamond markers, so they cannot be read as a language's line (languages: thin, circles).
+# diamond markers, so they cannot be read as a language's line (languages: thin, coloured).
 _SERIES_STYLE = {
     "all_pairs": ("all pairs", SERIES_COLOR, "solid", 3.5, "square"),
-    "pivot": ("with pivot", "#777777", "dash", 3.0, "diamond"),
+    "pivot": ("with pivot", PIVOT_COLOR, "dash", 3.0, "diamond"),
 }
 SENSITIVITY_AXIS = "sensitivity S<sub>l</sub>"
 """Axis title of projection sensitivity (plotly's HTML subset renders the subscript)."""
@@ -54,11 +56,6 @@ def layer_axis(labels: Sequence[object]) -> dict:
         "categoryorder": "array",
         "categoryarray": [str(lab) for lab in labels],
     }
-
-
-def hover_text(texts: Sequence[str], width: int = 60) -> list[str]:
-    """Escape HTML and wrap long sentences for hover labels."""
-    return ["<br>".join(textwrap.wrap(html.escape(str(t)), width)) or " " for t in texts]
 
 
 def retrieval_by_layer_figure(
@@ -86,7 +83,7 @@ def retrieval_by_layer_figure(
             if series not in _SERIES_STYLE and not per_language:
                 continue
             name, color, dash, width, symbol = _SERIES_STYLE.get(
-                str(series), (str(series), language_color(str(series)), "solid", 1.5, "circle")
+                str(series), (str(series), language_color(str(series)), "solid", 1.5, language_symbol(str(series)))
             )
             summary = str(series) in _SERIES_STYLE
             fig.add_trace(
@@ -221,7 +218,7 @@ def overlap_figure(
                 mode="lines+markers",
                 name=str(lang),
                 line={"color": language_color(str(lang))},
-                marker={"size": 4},
+                marker={"size": 4, "symbol": language_symbol(str(lang))},
             )
         )
     pivot = overlap_df.attrs.get("pivot")
@@ -271,163 +268,6 @@ def specific_neurons_figure(counts_df: pd.DataFrame, *, title: str | None = None
     return fig
 
 
-def _link_trace(coords: np.ndarray, pair_ids: Sequence[object]) -> go.Scatter:
-    """Grey segments from the first point of each pair id to the others (None-separated)."""
-    first: dict[object, int] = {}
-    xs: list[float | None] = []
-    ys: list[float | None] = []
-    for i, pid in enumerate(pair_ids):
-        j = first.setdefault(pid, i)
-        if j != i:
-            xs += [coords[j, 0], coords[i, 0], None]
-            ys += [coords[j, 1], coords[i, 1], None]
-    return go.Scatter(
-        x=xs,
-        y=ys,
-        mode="lines",
-        name="translations",
-        line={"color": NEUTRAL_COLOR, "width": 0.7},
-        hoverinfo="skip",
-    )
-
-
-def language_scatter(
-    coords: np.ndarray,
-    langs: np.ndarray,
-    hover: list[str],
-    *,
-    showlegend: bool = True,
-) -> list[go.Scatter]:
-    """One marker trace per language (first-appearance order)."""
-    traces = []
-    for lang in pd.unique(langs):
-        idx = np.flatnonzero(langs == lang)
-        traces.append(
-            go.Scatter(
-                x=coords[idx, 0],
-                y=coords[idx, 1],
-                mode="markers",
-                name=str(lang),
-                legendgroup=str(lang),
-                showlegend=showlegend,
-                marker={"color": language_color(str(lang)), "size": 6, "opacity": 0.85},
-                hovertext=[hover[i] for i in idx],
-                hovertemplate=f"<b>{html.escape(str(lang))}</b><br>%{{hovertext}}<extra></extra>",
-            )
-        )
-    return traces
-
-
-def _check_points(coords: np.ndarray, *columns: Sequence[object]) -> np.ndarray:
-    xy = np.asarray(coords, dtype=float)
-    if xy.ndim != 2 or xy.shape[1] != 2:
-        raise ValueError(f"coords must be (n, 2), got shape {xy.shape}")
-    for col in columns:
-        if len(col) != xy.shape[0]:
-            raise ValueError(f"got {len(col)} labels for {xy.shape[0]} points")
-    return xy
-
-
-def map_figure(
-    coords: np.ndarray,
-    langs: Sequence[str],
-    texts: Sequence[str],
-    *,
-    pair_ids: Sequence[object] | None = None,
-    show_links: bool = False,
-    title: str | None = None,
-) -> go.Figure:
-    """2-D map of sentences coloured by language; hover shows the sentence.
-
-    Args:
-        coords: ``(n, 2)`` coordinates (e.g. from :func:`workbench.analysis.embed2d.embed_2d`).
-        langs: ``n`` language codes.
-        texts: ``n`` sentences.
-        pair_ids: ``n`` ids; points sharing an id are translations of each other.
-        show_links: draw grey lines between translations (needs ``pair_ids``).
-        title: figure title.
-
-    Returns:
-        Figure with one marker trace per language, plus one line trace first when links
-        are drawn.
-
-    Raises:
-        ValueError: for mismatched lengths or ``show_links`` without ``pair_ids``.
-    """
-    xy = _check_points(coords, langs, texts, *([pair_ids] if pair_ids is not None else []))
-    if show_links and pair_ids is None:
-        raise ValueError("show_links=True needs pair_ids")
-    fig = go.Figure()
-    if show_links and pair_ids is not None:
-        fig.add_trace(_link_trace(xy, pair_ids))
-    fig.add_traces(language_scatter(xy, np.asarray(langs, dtype=object), hover_text(texts)))
-    fig.update_layout(
-        template=TEMPLATE,
-        title={"text": title or "Sentence map"},
-        xaxis={"title": {"text": "dimension 1"}},
-        yaxis={"title": {"text": "dimension 2"}},
-        legend={"title": {"text": "language"}},
-        showlegend=True,
-    )
-    return fig
-
-
-def subspace_figure(
-    coords_agnostic: np.ndarray,
-    coords_specific: np.ndarray,
-    langs: Sequence[str],
-    texts: Sequence[str],
-    *,
-    title: str | None = None,
-    strips: Mapping[str, bool] | None = None,
-) -> go.Figure:
-    """LENS Fig. 6 style: 2-D maps of the agnostic and the specific projections.
-
-    A panel named in ``strips`` (``{"agnostic": True}``) is one-dimensional: its points are
-    drawn as one horizontal strip per language (y = language row), as `views.subspace_view`
-    lays them out.
-
-    Args:
-        coords_agnostic: ``(n, 2)`` map of ``P_a x`` (e.g. PCA).
-        coords_specific: ``(n, 2)`` map of ``P_s x``.
-        langs: ``n`` language codes.
-        texts: ``n`` sentences.
-        title: figure title.
-        strips: which panels are one-dimensional strips.
-
-    Returns:
-        Two-panel figure with one marker trace per language in each panel (legend shared).
-    """
-    xy_a = _check_points(coords_agnostic, langs, texts)
-    xy_s = _check_points(coords_specific, langs, texts)
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=("language-agnostic subspace", "language-specific subspace"),
-        horizontal_spacing=0.1,
-    )
-    lang_arr = np.asarray(langs, dtype=object)
-    hover = hover_text(texts)
-    for col, xy in ((1, xy_a), (2, xy_s)):
-        for trace in language_scatter(xy, lang_arr, hover, showlegend=col == 1):
-            fig.add_trace(trace, row=1, col=col)
-        fig.update_xaxes(title_text="component 1", row=1, col=col)
-        fig.update_yaxes(title_text="component 2", row=1, col=col)
-    fig.update_layout(
-        template=TEMPLATE,
-        title={"text": title or "Language subspaces"},
-        legend={"title": {"text": "language"}},
-        showlegend=True,
-    )
-    row_langs = list(dict.fromkeys(langs))
-    for col, name in ((1, "agnostic"), (2, "specific")):
-        if (strips or {}).get(name):
-            fig.update_xaxes(title_text=f"coordinate along the {name} direction", row=1, col=col)
-            fig.update_yaxes(title_text="language", tickvals=list(range(len(row_langs))), ticktext=row_langs,
-                             autorange="reversed", showgrid=False, row=1, col=col)
-    return fig
-
-
 def separation_figure(sep_df: pd.DataFrame, *, title: str | None = None) -> go.Figure:
     """Per-layer subspace separation: variance ratios and language-direction norms.
 
@@ -446,13 +286,14 @@ def separation_figure(sep_df: pd.DataFrame, *, title: str | None = None) -> go.F
         subplot_titles=("between / within language variance", "language direction norm"),
         horizontal_spacing=0.12,
     )
-    for column, name, color in (
-        ("agnostic_ratio", "agnostic projection", "#009E73"),
-        ("specific_ratio", "specific projection", "#CC79A7"),
+    # measures, not languages: black and grey (a language's colour would read as that language)
+    for column, name, color, dash, symbol in (
+        ("agnostic_ratio", "agnostic projection", SERIES_COLOR, "solid", "square"),
+        ("specific_ratio", "specific projection", PIVOT_COLOR, "dash", "diamond"),
     ):
         fig.add_trace(
-            go.Scatter(x=x, y=sep_df[column], mode="lines+markers", name=name,
-                       line={"color": color}, legendgroup="ratio", legendgrouptitle_text="ratio"),
+            go.Scatter(x=x, y=sep_df[column], mode="lines+markers", name=name, marker={"symbol": symbol},
+                       line={"color": color, "dash": dash}, legendgroup="ratio", legendgrouptitle_text="ratio"),
             row=1,
             col=1,
         )  # fmt: skip
@@ -460,7 +301,7 @@ def separation_figure(sep_df: pd.DataFrame, *, title: str | None = None) -> go.F
     for column in (c for c in sep_df.columns if str(c).startswith(prefix)):
         lang = str(column)[len(prefix) :]
         fig.add_trace(
-            go.Scatter(x=x, y=sep_df[column], mode="lines+markers", name=lang,
+            go.Scatter(x=x, y=sep_df[column], mode="lines+markers", name=lang, marker={"symbol": language_symbol(lang)},
                        line={"color": language_color(lang)}, legendgroup="norm",
                        legendgrouptitle_text="‖δ‖ per language"),
             row=1,

@@ -1,11 +1,21 @@
-"""Colour-blind-safe palette, stable language colours and the ``"workbench"`` plotly template.
+"""One palette for languages, greys for everything else, and the ``"workbench"`` plotly template.
 
-Colours come from Okabe & Ito (2008) and Paul Tol's "muted" and "vibrant" schemes, designed
-to stay distinguishable under the common colour-vision deficiencies. A language keeps its
-colour in every figure: common codes have a fixed colour; any other code gets one from a
-deterministic hash (CRC-32, not Python's per-process salted ``hash``). Black and greys are
-reserved for summary series (all pairs, with pivot), so no language line can be taken for
-one: :data:`LANGUAGE_PALETTE` holds neither.
+**Languages.** :data:`LANGUAGE_PALETTE` holds 12 colours from Paul Tol's schemes (bright,
+vibrant, muted, medium- and high-contrast, dark), picked from those schemes by a max–min
+search on CIEDE2000 distances under normal vision and simulated protanopia, deuteranopia
+and tritanopia (Machado et al. 2009, severity 1): every pair of the 12 is at least ΔE00 16
+apart in normal vision and 8 under each deficiency, and the first 8 (the languages the
+papers and the default views use most: en, zh, sw, ar, hi, es, fr, ja) at least 22 and 13
+(`tests/unit/test_palette.py` measures it; the previous palette had pairs at 8 and 3.5).
+Each language also has a marker symbol (:func:`language_symbol`), distinct among the 12,
+so that no two languages rely on colour alone. A language keeps its colour and symbol in
+every figure: common codes are fixed (:data:`FIXED_LANGUAGES`; beyond the 12 first a colour
+comes back with another symbol), any other code gets a pair from a deterministic hash
+(CRC-32, not Python's per-process salted ``hash``).
+
+**Everything else** (summary series, allocations, model states, training stages, measures)
+is drawn in black and greys (:data:`SERIES_COLORS`), told apart by lightness, dash, marker
+and bar pattern, so a language's colour never means anything but that language.
 """
 
 from __future__ import annotations
@@ -17,86 +27,90 @@ import plotly.io as pio
 
 __all__ = [
     "D2N_COLOR",
+    "FIXED_LANGUAGES",
     "FONT_FAMILY",
     "LANGUAGE_PALETTE",
+    "LANGUAGE_SYMBOLS",
     "N2D_COLOR",
     "NEUTRAL_COLOR",
     "PALETTE",
+    "PIVOT_COLOR",
     "SERIES_COLOR",
+    "SERIES_COLORS",
     "TEMPLATE",
     "language_color",
+    "language_symbol",
     "paper_layout",
+    "state_marker",
+    "state_style",
 ]
 
-OKABE_ITO = (
-    "#000000",  # black
-    "#E69F00",  # orange
-    "#56B4E9",  # sky blue
-    "#009E73",  # bluish green
-    "#F0E442",  # yellow
-    "#0072B2",  # blue
-    "#D55E00",  # vermillion
-    "#CC79A7",  # reddish purple
+LANGUAGE_PALETTE: tuple[str, ...] = (
+    "#004488",  # Tol high-contrast blue: en
+    "#666633",  # Tol dark olive: zh
+    "#33BBEE",  # Tol vibrant cyan: sw
+    "#009988",  # Tol vibrant teal: ar
+    "#AAAA00",  # Tol light olive: hi
+    "#EE3377",  # Tol vibrant magenta: es
+    "#FFAABB",  # Tol light pink: fr
+    "#663333",  # Tol dark red: ja
+    "#0077BB",  # Tol vibrant blue: de
+    "#AA4499",  # Tol muted purple: ru
+    "#997700",  # Tol medium-contrast ochre: ko
+    "#EE8866",  # Tol light orange: id
 )
-TOL_MUTED = (
-    "#332288",  # indigo
-    "#88CCEE",  # cyan
-    "#44AA99",  # teal
-    "#117733",  # green
-    "#999933",  # olive
-    "#DDCC77",  # sand
-    "#CC6677",  # rose
-    "#882255",  # wine
-    "#AA4499",  # purple
-)
-TOL_MAGENTA = "#EE3377"  # Paul Tol "vibrant" magenta: English's colour, black being a series'
-PALETTE: tuple[str, ...] = OKABE_ITO + TOL_MUTED + (TOL_MAGENTA,)
-"""18 colour-blind-safe colours (Okabe–Ito, Paul Tol muted, Tol's vibrant magenta)."""
-SERIES_COLOR = "#000000"
-"""Black: summary series (all pairs); never a language's colour."""
-LANGUAGE_PALETTE: tuple[str, ...] = tuple(c for c in PALETTE if c != SERIES_COLOR)
-"""The colours languages get (no black)."""
+"""The 12 language colours (order = :data:`FIXED_LANGUAGES`' first 12)."""
+LANGUAGE_SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "triangle-up", "triangle-down", "pentagon",
+                                     "hexagon", "star", "cross", "x", "triangle-left", "triangle-right")
+"""Marker symbols of languages; the first 12 fixed languages each have their own."""
+FIXED_LANGUAGES: tuple[str, ...] = ("en", "zh", "sw", "ar", "hi", "es", "fr", "ja", "de", "ru", "ko", "id",
+                                    "pt", "it", "vi", "th", "bn", "tr", "fa", "ur", "pl", "nl", "uk", "he")
+"""Codes with a fixed (colour, symbol): the i-th has colour ``i % 12`` and, past the 12th, a shifted symbol."""
 
+SERIES_COLOR = "#000000"
+"""Black: the main summary series (all pairs); never a language's colour."""
+PIVOT_COLOR = "#777777"
+"""Mid grey: the second summary series (with pivot)."""
 NEUTRAL_COLOR = "#BBBBBB"
-"""Grey for context marks (unselected layers, translation links)."""
-N2D_COLOR = "#0072B2"
-"""SiLP N2D layers (Okabe–Ito blue)."""
-D2N_COLOR = "#D55E00"
-"""SiLP D2N layers (Okabe–Ito vermillion)."""
+"""Light grey for context marks (unselected layers, translation links, a reference state)."""
+N2D_COLOR = "#777777"
+"""SiLP N2D layers (mid grey; other layers are light grey)."""
+D2N_COLOR = "#000000"
+"""SiLP D2N layers (black)."""
+SERIES_COLORS: tuple[str, ...] = (SERIES_COLOR, "#444444", PIVOT_COLOR, NEUTRAL_COLOR)
+"""Colours of non-language series: black and greys, none of them a language's."""
+PALETTE: tuple[str, ...] = LANGUAGE_PALETTE + SERIES_COLORS
+"""Every colour the theme draws series with."""
 FONT_FAMILY = "Helvetica, Arial, 'Liberation Sans', sans-serif"
 
-_FIXED = {
-    "en": TOL_MAGENTA,
-    "zh": "#E69F00",
-    "es": "#56B4E9",
-    "de": "#009E73",
-    "fr": "#0072B2",
-    "ru": "#D55E00",
-    "ja": "#CC79A7",
-    "ar": "#332288",
-    "hi": "#117733",
-    "id": "#88CCEE",
-    "ko": "#882255",
-    "vi": "#44AA99",
-    "th": "#999933",
-    "sw": "#AA4499",
-    "bn": "#CC6677",
-    "pt": "#DDCC77",
-    "it": "#F0E442",
-}
 # ISO 639-3 / FLORES codes of the fixed languages (e.g. the bundled Tatoeba files).
 _ALIASES = {
     "eng": "en", "zho": "zh", "cmn": "zh", "spa": "es", "deu": "de", "ger": "de",
     "fra": "fr", "fre": "fr", "rus": "ru", "jpn": "ja", "ara": "ar", "arb": "ar",
     "hin": "hi", "ind": "id", "kor": "ko", "vie": "vi", "tha": "th", "swa": "sw",
-    "swh": "sw", "ben": "bn", "por": "pt", "ita": "it",
+    "swh": "sw", "ben": "bn", "por": "pt", "ita": "it", "tur": "tr", "fas": "fa",
+    "pes": "fa", "urd": "ur", "pol": "pl", "nld": "nl", "ukr": "uk", "heb": "he",
 }  # fmt: skip
+_N = len(LANGUAGE_PALETTE)
+# (state colour, pattern) of model states in bar charts: the reference light grey, then darker, then patterned
+_STATE_STYLES = (("#BBBBBB", ""), ("#444444", ""), ("#000000", ""), ("#888888", "/"), ("#444444", "x"),
+                 ("#BBBBBB", "."))
 
 
 def _canonical(code: str) -> str:
     """``"eng_Latn"``, ``"zh-CN"``, ``"ENG"`` -> ``"en"``, ``"zh"``, ``"en"``."""
     base = code.strip().lower().replace("-", "_").split("_")[0]
     return _ALIASES.get(base, base)
+
+
+def _slot(code: str) -> tuple[int, int]:
+    """(colour index, symbol index) of a language."""
+    key = _canonical(code)
+    if key in FIXED_LANGUAGES:
+        i = FIXED_LANGUAGES.index(key)
+        return i % _N, (i + i // _N) % len(LANGUAGE_SYMBOLS)
+    h = zlib.crc32(key.encode("utf-8"))
+    return h % _N, (h // _N) % len(LANGUAGE_SYMBOLS)
 
 
 def language_color(code: str) -> str:
@@ -106,12 +120,27 @@ def language_color(code: str) -> str:
         code: language code (ISO 639-1 or -3, optionally with a script/region suffix).
 
     Returns:
-        A hex colour from :data:`LANGUAGE_PALETTE` (never black, the colour of summary series).
+        A hex colour from :data:`LANGUAGE_PALETTE` (never black or grey: those are other series').
     """
-    key = _canonical(code)
-    if key in _FIXED:
-        return _FIXED[key]
-    return LANGUAGE_PALETTE[zlib.crc32(key.encode("utf-8")) % len(LANGUAGE_PALETTE)]
+    return LANGUAGE_PALETTE[_slot(code)[0]]
+
+
+def language_symbol(code: str) -> str:
+    """Marker symbol of a language (plotly name), the same in every figure."""
+    return LANGUAGE_SYMBOLS[_slot(code)[1]]
+
+
+def state_style(i: int) -> tuple[str, str]:
+    """(fill colour, bar pattern shape) of the `i`-th model state in a chart (0 = the reference)."""
+    return _STATE_STYLES[i % len(_STATE_STYLES)]
+
+
+def state_marker(i: int) -> dict:
+    """Bar ``marker`` of the `i`-th model state: its grey and, past the third state, a black pattern."""
+    color, shape = state_style(i)
+    if not shape:
+        return {"color": color}
+    return {"color": color, "pattern": {"shape": shape, "fgcolor": "#000000", "size": 5}}
 
 
 def _axis() -> dict:
@@ -136,7 +165,7 @@ pio.templates[TEMPLATE] = go.layout.Template(
         "title": {"font": {"size": 15}, "x": 0.0, "xanchor": "left"},
         "paper_bgcolor": "white",
         "plot_bgcolor": "white",
-        "colorway": list(PALETTE),
+        "colorway": list(SERIES_COLORS),  # a trace left uncoloured never takes a language's colour
         "xaxis": _axis(),
         "yaxis": _axis(),
         "legend": {"bgcolor": "rgba(255,255,255,0.8)", "borderwidth": 0},
