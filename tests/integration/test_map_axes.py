@@ -7,7 +7,7 @@ import re
 import pytest
 
 from workbench.analysis import embed2d
-from workbench.recipes import build_figure
+from workbench.recipes.build import build_figure
 
 
 @pytest.fixture(autouse=True)
