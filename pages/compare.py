@@ -21,7 +21,7 @@ from workbench.analysis import embed2d, retrieval, sensitivity
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.errors import user_message
 from workbench.finetune import jobs as finetune_jobs
-from workbench.jobs.threads import JOBS
+from workbench.jobs.warm import WARM
 from workbench.recipes.settings import Settings
 
 log = logging.getLogger("workbench.app")
@@ -75,9 +75,9 @@ def require_state_recording(name: str, label: str, spec: ModelSpec, corpus_spec:
     if rec is not None:
         return rec
     key = recordings.job_key(spec, corpus_spec, rspec, pairs)
-    job = JOBS.get(key)
-    if fp is None and job is not None and job.snapshot().state == "done":
-        return job.snapshot().result  # the store cannot be checked before loading (hub model): trust the run
+    job = WARM.get(key)
+    if fp is None and (done := ui_st.finished_recording(job, corpus_spec, rspec, pairs)) is not None:
+        return done  # the store cannot be checked before the model is fetched (hub model): the run's own
     what = f"the {pairs[0][0]} → {pairs[0][1]} SiLP pass" if pairs else "the Setup's languages"
     st.info(f"State **{name}** ({label}) has no recording of {what} yet.", icon=":material/info:")
     if job is None or not job.snapshot().running:

@@ -14,7 +14,7 @@ from workbench.config import CorpusSpec, ModelSpec, stable_hash
 from workbench.corpus import uploads
 from workbench.corpus.languages import language_name
 from workbench.errors import user_message
-from workbench.jobs.threads import JOBS
+from workbench.jobs.warm import WARM
 from workbench.models import is_hub_id
 from workbench.presets import describe, get_preset, preset_names
 from workbench.recipes.settings import TINY_MODEL, Settings, tiny_model_enabled
@@ -267,9 +267,10 @@ def store_section(new: Settings, corpus: Any) -> None:
         st.error(f"{user_message(e)}", icon=":material/error:")
         return
     key = recordings.job_key(new.model, new.corpus, new.record_spec(), remote=new.remote)
-    job = JOBS.get(key)
+    job = WARM.get(key)
     done = job.snapshot() if job is not None and job.snapshot().state == "done" else None
-    if done is not None and not status.unknown and status.recording is None:
+    ran = ui_st.finished_recording(job, new.corpus, new.record_spec(), None)
+    if done is not None and (ran is None or (not status.unknown and status.recording is None)):
         done = None  # entries removed since that run: offer to record again
     if status.unknown:
         st.caption(f"The store cannot be checked before the model is available ({status.unknown}). "
@@ -289,7 +290,7 @@ def store_section(new: Settings, corpus: Any) -> None:
             "MB": st.column_config.NumberColumn("MB", format="%.2f"),
             "seconds": st.column_config.NumberColumn("record time (s)", format="%.1f")})
     if status.recording is not None or done is not None:
-        rec = status.recording or done.recording
+        rec = status.recording or ran
         if done is not None:
             st.success(f"Recorded {len(rec.entries)} languages × {len(ui_st.corpus_of(new))} sentences in "
                        f"{done.elapsed:.1f} s. Open a view:", icon=":material/check_circle:")

@@ -8,12 +8,15 @@ import pytest
 import torch
 
 from workbench import models
+from workbench.jobs import warm
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own cache root unless it asks for the shared one."""
+    """Every test gets its own cache root unless it asks for the shared one; the model workers it started stop."""
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    warm.stop_workers()
 
 
 @pytest.fixture(scope="module")

@@ -105,8 +105,10 @@ class Snapshot:
     rate: float | None = None  # units per second
     eta: float | None = None  # seconds
     error: str | None = None  # failed or cancelled: the reason
-    result: Any = field(default=None, repr=False)  # the computation's return value (threads)
+    result: Any = field(default=None, repr=False)  # the computation's return value (JSON from the worker)
     metrics: Mapping[str, Any] = field(default_factory=dict)
+    unit: str = "units"  # what `done`/`total` count: sentences, examples, steps
+    phase: str = ""  # the named phase now (loading, recording, evaluating, training, saving)
 
     @property
     def running(self) -> bool:

@@ -14,6 +14,7 @@ import streamlit as st
 
 from pages._ui.figure import export_state_key, export_zip, show_figure
 from pages._ui.recording import (
+    finished_recording,
     job_panel,
     layer_options,
     model_check,
@@ -40,7 +41,7 @@ from pages._ui.widgets import field_widget, widget_fields
 from workbench.recipes.settings import Settings
 
 __all__ = ["PAGES", "corpus_of", "data_key", "default_pair", "export_state_key", "export_zip", "field_widget",
-           "figure_spec",
+           "figure_spec", "finished_recording",
            "get_settings", "guard", "job_panel", "language_label", "layer_options", "model_check", "ndif_problems",
            "needs_of", "page_header", "record_button", "require_recording", "save_settings", "show_figure", "view",
            "widget_fields"]

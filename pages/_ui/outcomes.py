@@ -23,7 +23,7 @@ from workbench.evaluation.jobs import eval_job_key, start_evaluation
 from workbench.evaluation.run import both_directions, missing_suites
 from workbench.evaluation.tables import MIN_N_INTERVAL, score_formats, score_table
 from workbench.examples import DataSpec
-from workbench.jobs.threads import JOBS
+from workbench.jobs.warm import WARM
 from workbench.models import same_base
 from workbench.recipes.settings import Settings
 
@@ -103,7 +103,7 @@ def outcomes(s: Settings, options: dict[str, dict[str, Any]], a: str, b: str) ->
     with guard("the evaluation"):
         todo = {lab: missing_suites(m, suites, data, directions=pairs, limit=lim) for lab, m in states.items()}
         if any(todo.values()):
-            job = JOBS.get(key)
+            job = WARM.get(key)
             snap = job.snapshot() if job is not None else None
             if snap is None or not snap.running:
                 st.info("Not evaluated yet: " + "; ".join(f"**{lab}** {', '.join(v)}" for lab, v in todo.items() if v)

@@ -12,7 +12,7 @@ import streamlit as st
 from workbench import recordings
 from workbench.config import ModelSpec
 from workbench.errors import user_message
-from workbench.jobs.threads import JOBS
+from workbench.jobs.warm import WARM
 from workbench.models import checks
 from workbench.progress import Snapshot
 from workbench.recipes.settings import Settings
@@ -58,13 +58,22 @@ def shown_eta(j: Snapshot, now: float | None = None) -> float | None:
         return None if eta is None else max(0.0, eta - (now - t))
 
 
+def _singular(unit: str) -> str:
+    return unit[:-1] if unit.endswith("s") else unit
+
+
+def rate_text(rate: float, unit: str) -> str:
+    """A rate that never reads "0.0 sentences/s": per second from 1 up, else seconds per unit."""
+    return f"{rate:.1f} {unit}/s" if rate >= 1 else f"{1 / rate:.1f} s per {_singular(unit)}"
+
+
 def progress_text(j: Snapshot, now: float | None = None) -> str:
-    """One line for a running job: phase, sentences done, running rate, ETA, elapsed."""
+    """One line for a running job: phase, units done (of those that are computed), running rate, ETA, elapsed."""
     parts = [j.message]
     if j.total:
-        parts.append(f"{j.done}/{j.total} sentences")
+        parts.append(f"{j.done}/{j.total} {j.unit}")
         if j.rate:
-            parts.append(f"{j.rate:.1f} sentences/s")
+            parts.append(rate_text(j.rate, j.unit))
         eta = shown_eta(j, now)
         parts.append("ETA: estimating" if eta is None else "ETA: any moment" if eta < 1 else f"ETA {_fmt_seconds(eta)}")
     parts.append(f"elapsed {_fmt_seconds(j.elapsed)}")
@@ -82,7 +91,7 @@ def outcome_text(j: Snapshot) -> str:
 
 def job_panel(key: str) -> Snapshot | None:
     """Progress of the job `key` (polled every second while it runs), or its outcome."""
-    job = JOBS.get(key)
+    job = WARM.get(key)
     if job is None:
         return None
     snap = job.snapshot()
@@ -106,6 +115,14 @@ def job_panel(key: str) -> Snapshot | None:
     return snap
 
 
+def finished_recording(job: Any, corpus_spec: Any, spec: Any, pairs: list[tuple[str, str]] | None) -> Any:
+    """The recording a finished job made, found under the fingerprint it reports (None if not done or gone)."""
+    if job is None or job.snapshot().state != "done":
+        return None
+    fp = (job.snapshot().result or {}).get("fingerprint")
+    return recordings.stored_by_fingerprint(fp, corpus_spec, spec, pairs) if fp else None
+
+
 def record_button(model: ModelSpec, corpus_spec: Any, spec: Any, pairs: list[tuple[str, str]] | None,
                   label: str, *, remote: bool = False) -> None:
     """A primary button that starts (or joins) the background recording of these specs.
@@ -113,7 +130,7 @@ def record_button(model: ModelSpec, corpus_spec: Any, spec: Any, pairs: list[tup
     `remote`: record on NDIF; while NDIF cannot be used, its one-line reason is shown instead.
     """
     key = recordings.job_key(model, corpus_spec, spec, pairs, remote=remote)
-    job = JOBS.get(key)
+    job = WARM.get(key)
     problems = ndif_problems(model) if remote and (job is None or not job.snapshot().running) else []
     if problems:
         st.error("Cannot record on NDIF: " + "; ".join(problems) + ".", icon=":material/cloud_off:")
@@ -159,9 +176,9 @@ def require_recording(s: Settings, *, pair: tuple[str, str] | None = None, what:
         return None
     if status.recording is not None:
         return status.recording
-    job = JOBS.get(recordings.job_key(s.model, corpus_spec, spec, pairs, remote=s.remote))
-    if status.unknown and job is not None and job.snapshot().state == "done":
-        return job.snapshot().result  # the store cannot be checked (hub model): trust the run
+    job = WARM.get(recordings.job_key(s.model, corpus_spec, spec, pairs, remote=s.remote))
+    if status.unknown and (done := finished_recording(job, corpus_spec, spec, pairs)) is not None:
+        return done  # the store cannot be checked before the model is fetched (hub model): the run's own
     if status.unknown and (job is None or not job.snapshot().running):
         check = model_check(s.model)  # a bookmark may name a model that cannot be had here
         if not check.usable:
@@ -191,12 +208,12 @@ SEEN_JOBS = "wb_seen_jobs"
 def sidebar_jobs() -> None:
     """Background jobs in the sidebar, the same in every tab: live progress while any runs, then the outcome.
 
-    The jobs live in the process-wide `JOBS` registry, so a second tab sees a recording
-    started in the first. The sidebar polls while a job runs; when one finishes it reruns
+    The jobs live in the model worker's registry (`jobs.warm.WARM`: files under the cache),
+    so a second tab, or the app after a restart, sees a recording started in the first. The sidebar polls while a job runs; when one finishes it reruns
     the whole page (whose views may now have their recording) and then names the outcome
     instead of the stale "recording" line.
     """
-    snaps = [j.snapshot() for j in JOBS.jobs()]
+    snaps = [j.snapshot() for j in WARM.jobs()]
     seen: list[str] = st.session_state.setdefault(SEEN_JOBS, [])
     running = [s.id for s in snaps if s.running]
     seen.extend(k for k in running if k not in seen)
@@ -217,11 +234,11 @@ def sidebar_jobs() -> None:
 def _poll_running(keys: list[str]) -> None:
     @st.fragment(run_every=1.0)
     def _poll() -> None:
-        jobs = [j for j in (JOBS.get(k) for k in keys) if j is not None]
+        jobs = [j for j in (WARM.get(k) for k in keys) if j is not None]
         snaps = [j.snapshot() for j in jobs]
         if len(snaps) < len(keys) or any(not s.running for s in snaps):
             st.rerun(scope="app")  # one finished: the page (and this list) shows its outcome
-        st.caption("Recording in the background")
+        st.caption("Working in the background (the model worker)")
         for s in snaps:
             st.progress(s.fraction, text=f"{s.label} · {progress_text(s)}")
 

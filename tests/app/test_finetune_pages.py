@@ -20,7 +20,7 @@ from workbench import models
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.finetune import jobs
 from workbench.finetune import jobs as finetune_jobs
-from workbench.jobs.threads import JOBS
+from workbench.jobs.warm import WARM
 from workbench.recipes.settings import TINY_ENV, TINY_MODEL, Settings
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -85,7 +85,7 @@ def record_missing(at: AppTest) -> None:
         if not buttons:
             return
         buttons[0].click().run()
-        for job in JOBS.jobs():
+        for job in WARM.jobs():
             assert job.wait(60), "recording did not finish"
         at.run()
 

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from workbench import recordings
 from workbench.config import CorpusSpec, ModelSpec
-from workbench.jobs.threads import JOBS
+from workbench.jobs.warm import WARM
 from workbench.models import checks
 from workbench.recipes.settings import TINY_ENV, TINY_MODEL, Settings
 
@@ -54,7 +54,7 @@ def test_ndif_option_offline_says_what_is_missing_and_starts_nothing():
     key = recordings.job_key(HUB.model, HUB.corpus, HUB.record_spec(), remote=True)
     assert key != local_key
     assert not [b for b in at.button if b.key and b.key.startswith("rec-")]  # no Record button
-    assert JOBS.get(key) is None and JOBS.get(local_key) is None  # nothing started
+    assert WARM.get(key) is None and WARM.get(local_key) is None  # nothing started
 
 
 def test_ndif_option_is_offered_for_hub_ids_only():

@@ -23,7 +23,8 @@ from workbench import models, recordings
 from workbench.analysis import overlap, retrieval, sensitivity, subspace
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.corpus import load_corpus_spec, uploads
-from workbench.jobs.threads import JOBS, ThreadRegistry
+from workbench.jobs.threads import ThreadRegistry
+from workbench.jobs.warm import WARM
 from workbench.models import checks
 from workbench.recipes.settings import TINY_ENV, TINY_MODEL, Settings
 from workbench.recordings import ensure_recording
@@ -148,7 +149,7 @@ def test_setup_records_in_background_and_keeps_the_run():
     assert "0 / 3" in at.metric[0].value
     at.button(key=f"rec-{recordings.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec())}").click().run()
     ok(at)
-    job = JOBS.get(recordings.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec()))
+    job = WARM.get(recordings.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec()))
     assert job is not None and job.wait(60), "recording did not finish"
     snap = job.snapshot()
     assert snap.state == "done" and snap.done == snap.total == 18
@@ -161,7 +162,7 @@ def test_setup_records_in_background_and_keeps_the_run():
     at.switch_page("pages/setup.py").run()
     ok(at)
     assert any("Recorded 3 languages × 6 sentences" in s.value for s in at.success)
-    assert JOBS.get(job.key) is job
+    assert WARM.get(job.key).key == job.key and WARM.get(job.key).snapshot().state == "done"
     # A second session (another tab) asking for the same thing shares the run.
     other = app("pages/setup.py")
     assert any("Recorded 3 languages × 6 sentences" in s.value for s in other.success)
@@ -239,7 +240,7 @@ def test_a_failed_recording_shows_what_went_wrong(tmp_path, monkeypatch):
     ok(at)
     assert any("could not be checked" in i.value for i in at.info)
     at.button[0].click().run()
-    job = JOBS.get(recordings.job_key(missing.model, missing.corpus, missing.record_spec()))
+    job = WARM.get(recordings.job_key(missing.model, missing.corpus, missing.record_spec()))
     assert job is not None and job.wait(30)
     at.run()
     assert not at.exception

@@ -8,8 +8,9 @@ second tab. The real browser (reload, a second tab) is tests/browser/test_browse
 
 from __future__ import annotations
 
+import fcntl
 import sys
-import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ from test_pages import APP, LANGS, SETTINGS, VIEWS, figures, ok, title, trace
 from workbench import recordings
 from workbench.analysis import retrieval
 from workbench.config import CorpusSpec, ModelSpec
-from workbench.jobs.threads import JOBS
+from workbench.fileio import atomic_write_json
+from workbench.jobs import warm
 from workbench.progress import Snapshot
 from workbench.viz.theme import SERIES_COLOR, language_color
 
@@ -112,22 +114,30 @@ def test_a_view_opened_from_the_url_shows_the_stored_recording(page, recording):
 
 @pytest.fixture
 def gated_job():
-    """A recording job of SETTINGS that reports 6 of 18 sentences and then waits for the gate."""
-    gate, reported = threading.Event(), threading.Event()
+    """A recording job of SETTINGS in the model worker's files, at 6 of 18 sentences, until the test finishes it.
 
-    def work(job):
-        job.computing()
-        job.progress(6, 18, "recording en")
-        reported.set()
-        gate.wait(60)
-        return None
-
+    The test holds the worker's lock and writes the status as the worker would (the pages
+    only ever read these files), so the job waits exactly where the test wants it.
+    """
+    root = warm.worker_root()
     key = recordings.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec())
-    job = JOBS.submit(key, recordings.job_label(SETTINGS.model, SETTINGS.corpus), work)
-    assert reported.wait(10)
-    yield job, gate
-    gate.set()
-    job.wait(10)
+    label = "Recording · " + recordings.job_label(SETTINGS.model, SETTINGS.corpus)
+    lock = open(root / "worker.lock", "a")  # noqa: SIM115 - held for the test, as the worker would
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    d = root / "jobs" / key
+    d.mkdir(parents=True)
+    atomic_write_json(d / "request.json", {"kind": "record", "label": label, "args": {}, "submitted": time.time()})
+    started = time.time()
+    atomic_write_json(d / "status.json", {"state": "running", "message": "recording en", "done": 6, "total": 18,
+                                          "unit": "sentences", "started": started})
+
+    def finish():
+        atomic_write_json(d / "status.json", {"state": "done", "message": "done", "done": 18, "total": 18,
+                                              "unit": "sentences", "started": started, "finished": time.time()})
+
+    job = warm.WARM.get(key)
+    yield job, finish
+    lock.close()
 
 
 def progress_texts(at: AppTest) -> list[str]:
@@ -135,20 +145,20 @@ def progress_texts(at: AppTest) -> list[str]:
 
 
 def test_a_second_tab_shows_the_running_job_and_then_its_outcome(gated_job):
-    job, gate = gated_job
+    job, finish = gated_job
     tabs = [from_url(None, ui_state._to_query(SETTINGS)), from_url("pages/neurons.py", ui_state._to_query(SETTINGS))]
     for at in tabs:
         ok(at)
-        assert "Recording in the background" in sidebar_text(at)
+        assert "Working in the background (the model worker)" in sidebar_text(at)
         assert any("recording en · 6/18 sentences" in t for t in progress_texts(at)), progress_texts(at)
         assert not [b for b in at.button if b.label in ("Record", "Record now")]  # joined, not offered again
-    gate.set()
+    finish()
     assert job.wait(10)
     for at in tabs:
         at.run()
         assert not at.exception
         side = sidebar_text(at)
-        assert "Recording in the background" not in side  # not stale
+        assert "Working in the background (the model worker)" not in side  # not stale
         assert any("finished in" in c and job.label in c for c in side), side
         assert not any("6/18" in t for t in progress_texts(at))
 
@@ -185,7 +195,8 @@ def test_a_corpus_without_any_chosen_language_says_so_and_starts_from_its_defaul
 
 
 def snap(done: int, eta: float | None, *, state: str = "running", key: str = "eta-test") -> Snapshot:
-    return Snapshot(key, "record", "label", state, "recording zh", done, 18, 30.0, 0.5 if eta else None, eta)
+    return Snapshot(key, "record", "label", state, "recording zh", done, 18, 30.0, 0.5 if eta else None, eta,
+                    unit="sentences")
 
 
 def test_eta_counts_down_between_reports_and_never_climbs_while_waiting():
@@ -196,7 +207,7 @@ def test_eta_counts_down_between_reports_and_never_climbs_while_waiting():
     assert "ETA: any moment" in ui_rec.progress_text(snap(6, 40.0), now=125.0)
     # A new report: the new estimate, counting down again.
     text = ui_rec.progress_text(snap(12, 12.0), now=126.0)
-    assert "12/18 sentences" in text and "ETA 12 s" in text and "0.5 sentences/s" in text
+    assert "12/18 sentences" in text and "ETA 12 s" in text and "2.0 s per sentence" in text  # never "0.0 …/s"
     assert "ETA 10 s" in ui_rec.progress_text(snap(12, 30.0), now=128.0)
     # No rate yet: said, not a number.
     assert "ETA: estimating" in ui_rec.progress_text(snap(0, None, key="fresh"), now=1.0)
@@ -210,9 +221,8 @@ def test_setup_says_languages_times_sentences_after_recording(tiny_state):
 
     ensure_recording(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec(), state=tiny_state)
     key = recordings.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec())
-    job = JOBS.submit(key, "label", lambda j: recordings.stored_recording(SETTINGS.model, SETTINGS.corpus,
-                                                                         SETTINGS.record_spec()))
-    assert job.wait(30) and job.snapshot().state == "done"
+    job = recordings.start_recording(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec())  # the worker's run
+    assert job.key == key and job.wait(60) and job.snapshot().state == "done", job.snapshot()
     at = from_url(None, ui_state._to_query(SETTINGS))
     ok(at)
     said = [x.value for x in at.success]

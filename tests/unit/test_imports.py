@@ -36,6 +36,7 @@ LAYERS = [
     ("finetune",),
     ("viz",),
     ("recipes",),
+    ("warm",),
     ("export",),
     ("report",),
     ("cli",),

@@ -1,9 +1,11 @@
-"""Evaluations as background jobs of the one job system (`workbench.jobs.threads`).
+"""Evaluations as background jobs: the worker's `evaluate` kind, and starting one from the app.
 
 A page asks for the evaluation of N states; the job evaluates each (every suite served
 from the store when it is there, computed once otherwise) with progress, rate, ETA and
-cancel, and its result is the combined `EvalResult`. Two tabs asking for the same thing
-share one job.
+cancel. Its progress counts the examples that will really be scored (the suites the store
+lacks, `run.planned_work`), across all states, and names each phase (loading a state,
+evaluating it). Two tabs asking for the same thing share one job; the page reads the
+results from the store once it is done.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from typing import Any
 
 from workbench.config import ModelSpec, stable_hash
 from workbench.evaluation.generate import DecodingSpec
-from workbench.evaluation.run import EvalResult, evaluate
-from workbench.evaluation.tables import combine
-from workbench.jobs.threads import JOBS, ThreadJob, ThreadRegistry
+from workbench.evaluation.run import evaluate, planned_work
+from workbench.examples import DataSpec
+from workbench.jobs.threads import ThreadRegistry
+from workbench.jobs.warm import WARM
 from workbench.paths import cache_root
+
+__all__ = ["eval_job_args", "eval_job_key", "evaluate_job", "start_evaluation"]
 
 
 def eval_job_key(states: Mapping[str, ModelSpec], suites: Sequence[str], data: Any,
@@ -28,33 +33,61 @@ def eval_job_key(states: Mapping[str, ModelSpec], suites: Sequence[str], data: A
                         "decoding": decoding.to_dict(), "root": str(cache_root())}, n=20)
 
 
+def eval_job_args(states: Mapping[str, ModelSpec], suites: Sequence[str], data: Any,
+                  directions: Sequence[tuple[str, str]] | None, limit: int | None,
+                  decoding: DecodingSpec) -> dict[str, Any]:
+    """The JSON arguments of the `evaluate` job kind."""
+    data_d = data.to_dict() if hasattr(data, "to_dict") else {"source": str(data)}
+    return {"states": {k: v.to_dict() for k, v in states.items()}, "suites": list(suites), "data": data_d,
+            "directions": [list(d) for d in directions or []], "limit": limit, "decoding": decoding.to_dict()}
+
+
+def evaluate_job(args: Mapping[str, Any], job: Any) -> dict[str, Any]:
+    """The `evaluate` job kind: every state of `args`, in order (`job`: the reporter of progress, phases, cancel).
+
+    Returns:
+        `{"states": labels, "examples": how many were scored}` (the results are in the store).
+    """
+    states = {k: ModelSpec.from_dict(dict(v)) for k, v in args["states"].items()}
+    suites = list(args["suites"])
+    data = DataSpec.from_dict(dict(args["data"]))
+    dirs = [tuple(d) for d in args.get("directions") or []] or None
+    limit = args.get("limit")
+    decoding = DecodingSpec.from_dict(dict(args.get("decoding") or {}))
+    job.phase("checking the store", unit="examples")
+    plans = {label: planned_work(spec, suites, data, directions=dirs, limit=limit, decoding=decoding)
+             for label, spec in states.items()}
+    total = sum(units for _, units in plans.values())
+    offset = 0
+    for label, spec in states.items():
+        todo, units = plans[label]
+        if not todo:
+            continue
+        job.phase(f"evaluating {label}: {', '.join(todo)}", unit="examples")
+
+        def progress(done: int, n: int, message: str = "", metrics: Any = None, *, _at: int = offset,
+                     _label: str = label) -> None:
+            job.progress(_at + min(done, n), max(total, _at + n), f"evaluating {_label}: {message.split(': ')[-1]}")
+
+        evaluate(spec, suites, data, directions=dirs, limit=limit, decoding=decoding, label=label, progress=progress,
+                 should_stop=job.should_stop, status=lambda m, _label=label: job.status(f"{_label}: {m}"))
+        offset += units
+    return {"states": list(states), "examples": offset}
+
+
 def start_evaluation(states: Mapping[str, ModelSpec], suites: Sequence[str], data: Any, *,
                      directions: Sequence[tuple[str, str]] | None = None, limit: int | None = None,
                      decoding: DecodingSpec | None = None, registry: ThreadRegistry | None = None,
-                     rerun_done: bool = False) -> ThreadJob:
+                     rerun_done: bool = False) -> Any:
     """Evaluate every state (label → ModelSpec) in the background; returns the (possibly shared) job.
 
-    Progress is reported per batch across all states; the result is `combine` of each
-    state's `EvalResult`.
+    By default the app's warm worker runs it (`jobs.warm.WARM`); a `ThreadRegistry` runs it
+    in a thread of this process instead (notebooks, tests).
     """
     decoding = decoding or DecodingSpec()
-    labels = list(states)
-
-    def work(job: ThreadJob) -> EvalResult:
-        parts = []
-        for i, (label, spec) in enumerate(states.items()):
-            def progress(done: int, total: int, message: str = "", metrics: Any = None, *, _i: int = i) -> None:
-                # one bar over all states: each state's share is 1/N of it
-                job.progress(_i * 1000 + int(1000 * done / max(total, 1)), 1000 * len(labels),
-                             f"{label}: {message}")
-
-            job.status(f"evaluating {label}")
-            if i == 0:
-                job.computing()
-            parts.append(evaluate(spec, suites, data, directions=directions, limit=limit, decoding=decoding,
-                                  label=label, progress=progress, should_stop=job.should_stop))
-        return combine(parts)
-
     key = eval_job_key(states, suites, data, directions, limit, decoding)
-    label = f"evaluate {', '.join(labels)} · {', '.join(suites)}"
-    return (registry or JOBS).submit(key, label, work, kind="eval", rerun_done=rerun_done)
+    label = f"Evaluation of {', '.join(states)} · {', '.join(suites)}" + (f" · first {limit} units" if limit else "")
+    args = eval_job_args(states, suites, data, directions, limit, decoding)
+    if registry is not None:
+        return registry.submit(key, label, lambda job: evaluate_job(args, job), kind="eval", rerun_done=rerun_done)
+    return WARM.submit(key, label, "evaluate", args, rerun_done=rerun_done)

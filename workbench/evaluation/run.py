@@ -29,10 +29,10 @@ from workbench.evaluation.cache import CachedSuite, read_suite, suite_key, write
 from workbench.evaluation.generate import DecodingSpec
 from workbench.evaluation.lmeval import OFFLINE_TASK, check_task, choice_items
 from workbench.examples import DataSpec, ParallelSplit, build_split
-from workbench.progress import Progress
+from workbench.progress import Progress, StatusFn
 from workbench.store import Store
 
-__all__ = ["EVAL_COLUMNS", "GENERATION_COLUMNS", "SUITES", "EvalResult", "both_directions", "evaluate",
+__all__ = ["EVAL_COLUMNS", "GENERATION_COLUMNS", "SUITES", "EvalResult", "both_directions", "evaluate", "planned_work",
            "heldout_hash"]
 
 log = logging.getLogger(__name__)
@@ -172,9 +172,9 @@ class _StateRef:
             art = getattr(self.spec, "artifact", None)
             self.name = f"{self.spec.source}+{Path(art).name}" if art else str(self.spec.source)
 
-    def get(self) -> Any:
+    def get(self, status: StatusFn | None = None) -> Any:
         if self._state is None:  # loaded only when a suite must be computed (the one loader, memoised)
-            self._state = models.load(self.spec)
+            self._state = models.load(self.spec, progress=status)
         return self._state
 
 
@@ -246,8 +246,8 @@ def _key_parts(suite: str, ref: _StateRef, split: ParallelSplit, directions: lis
 
 def _compute(suite: str, ref: _StateRef, split: ParallelSplit, directions: list[tuple[str, str]], *,
              limit: int | None, decoding: DecodingSpec, batch_size: int, n_boot: int, seed: int,
-             prog: _Progress) -> S.SuiteOutput:
-    state = ref.get()
+             prog: _Progress, status: StatusFn | None) -> S.SuiteOutput:
+    state = ref.get(status)
     check_tokenizer(state, split)
     kw: dict[str, Any] = dict(limit=limit, advance=prog.advance, n_boot=n_boot, seed=seed)
     if suite == "translation":
@@ -278,11 +278,25 @@ def missing_suites(state_or_spec: Any, suites: Sequence[str], data: DataSpec | P
                                                                         seed))) is None]
 
 
+def planned_work(state_or_spec: Any, suites: Sequence[str], data: DataSpec | ParallelSplit | str, *,
+                 directions: Sequence[tuple[str, str]] | Sequence[str] | None = None, limit: int | None = None,
+                 decoding: DecodingSpec | None = None, store: Store | None = None) -> tuple[list[str], int]:
+    """(the suites `evaluate` would compute, how many examples they score) — what a job's progress counts.
+
+    Hub lm-eval tasks count 0 here (their request count is known once lm-eval built them).
+    """
+    todo = missing_suites(state_or_spec, suites, data, directions=directions, limit=limit, decoding=decoding,
+                          store=store)
+    dirs = _directions(directions, data)
+    split = _split(data, list(dict.fromkeys(x for d in dirs for x in d)))
+    return todo, sum(_work(s, split, dirs, limit) for s in todo)
+
+
 def evaluate(state_or_spec: Any, suites: Sequence[str], data: DataSpec | ParallelSplit | str, *,
              directions: Sequence[tuple[str, str]] | Sequence[str] | None = None, limit: int | None = None,
              decoding: DecodingSpec | None = None, store: Store | None = None, label: str | None = None,
              batch_size: int = 8, n_boot: int = 1000, seed: int = 0, progress: Progress | None = None,
-             should_stop: Callable[[], bool] | None = None) -> EvalResult:
+             should_stop: Callable[[], bool] | None = None, status: StatusFn | None = None) -> EvalResult:
     """Evaluate one model state on `suites`, each computed once (store) and served afterwards.
 
     Args:
@@ -302,6 +316,7 @@ def evaluate(state_or_spec: Any, suites: Sequence[str], data: DataSpec | Paralle
         seed: seed of the bootstrap, the offline task's distractors and lm-eval.
         progress: called with (done, total, message) after every batch.
         should_stop: polled after every batch; True raises `Cancelled`.
+        status: one-line phase messages (loading the state, when a suite must be computed).
 
     Returns:
         The state's `EvalResult`.
@@ -339,7 +354,7 @@ def evaluate(state_or_spec: Any, suites: Sequence[str], data: DataSpec | Paralle
                 prog.set(f"{label}: {s}")
                 t = time.perf_counter()
                 rows, gens, info = _compute(s, ref, split, dirs, limit=limit, decoding=decoding,
-                                            batch_size=batch_size, n_boot=n_boot, seed=seed, prog=prog)
+                                            batch_size=batch_size, n_boot=n_boot, seed=seed, prog=prog, status=status)
                 meta = {"suite": s, "model_name": ref.name, "state": ref.fingerprint,
                         "corpus_name": split.spec.source, "data_hash": heldout_hash(split),
                         **({"n_units": len(gens)} if gens else {}), "seconds": time.perf_counter() - t,

@@ -31,6 +31,7 @@ class ThreadJob:
         self._state, self._message = "running", "starting"
         self._error: str | None = None
         self._done = self._total = 0
+        self._phase, self._unit = "", "units"
         self._metrics: Mapping[str, Any] = {}
         self._meter = RateMeter()
         self._t0 = time.monotonic()
@@ -43,6 +44,14 @@ class ThreadJob:
         self.check()
         with self._lock:
             self._message = message
+
+    def phase(self, name: str, unit: str | None = None) -> None:
+        """A named phase starts (loading, recording, evaluating); rate and ETA count from its start."""
+        self.check()
+        with self._lock:
+            self._phase = self._message = name
+            self._unit = unit or self._unit
+            self._meter.start()
 
     def computing(self) -> None:
         """Mark the start of the real work (rate and ETA count from here)."""
@@ -95,7 +104,7 @@ class ThreadJob:
             return Snapshot(self.key, self.kind, self.label, self._state, self._message, self._done, self._total,
                             now - self._t0, self._meter.rate() if running else None,
                             self._meter.eta(self._done, self._total, now) if running else None,
-                            self._error, self._result, self._metrics)
+                            self._error, self._result, self._metrics, unit=self._unit, phase=self._phase)
 
 
 class ThreadRegistry:

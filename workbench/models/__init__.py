@@ -29,9 +29,12 @@ from workbench.models.state import (
     fingerprint,
     forget,
     load,
+    loaded_states,
+    memory_in_use,
     normalize,
     resolve_device,
     same_base,
+    set_memory_budget,
     state_from_model,
     with_artifact,
 )
@@ -42,7 +45,8 @@ __all__ = [
     "BundledModel", "ModelError", "ModelState", "PreparedModel", "RemoteModelState", "apply_artifact",
     "architecture_for", "artifact_fingerprint", "bundled_status", "convert_gguf", "converted_dir",
     "directory_fingerprint", "fingerprint", "forget", "get_path", "hash_files", "hook_hidden0", "is_hub_id", "is_tiny",
-    "list_models", "load", "meta_state", "normalize", "prepare", "remote_fingerprint", "remote_state",
-    "resolve_device", "same_base",
+    "list_models", "load", "loaded_states", "memory_in_use", "meta_state", "normalize", "prepare",
+    "remote_fingerprint", "remote_state",
+    "resolve_device", "same_base", "set_memory_budget",
     "state_from_model", "tensor_fingerprint", "tiny_model", "tiny_name", "tiny_tokenizer", "verify", "with_artifact",
 ]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from workbench.errors import ArtifactError
@@ -34,8 +34,8 @@ from workbench.fileio import atomic_write_json, file_identity, read_json_or_none
 from workbench.models.integrity import hash_files
 
 __all__ = ["ADAPTER_DIR", "ARTIFACT_FORMAT", "DELTA", "MANIFEST", "apply_artifact", "artifact_fingerprint",
-           "is_artifact", "read_adapter", "read_delta", "read_manifest", "read_tensors", "update_manifest",
-           "write_artifact_dir"]
+           "delta_names", "is_artifact", "read_adapter", "read_delta", "read_manifest", "read_tensors",
+           "update_manifest", "write_artifact_dir"]
 
 ARTIFACT_FORMAT = 1
 MANIFEST = "manifest.json"
@@ -128,6 +128,22 @@ def read_tensors(path: str | Path, name: str) -> dict[str, torch.Tensor]:
 def read_delta(path: str | Path) -> dict[str, torch.Tensor]:
     """The changed parameters (name -> new value)."""
     return read_tensors(path, DELTA)
+
+
+def delta_names(path: str | Path) -> list[str]:
+    """The names of the parameters the artifact changes (read from the delta's header, not its data).
+
+    Raises:
+        ArtifactError: no delta, or a damaged one.
+    """
+    f = Path(path) / DELTA
+    if not f.is_file():
+        raise ArtifactError(f"{path} has no {DELTA}")
+    try:
+        with safe_open(str(f), framework="pt") as h:
+            return list(h.keys())
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ArtifactError(f"{f} is damaged or incomplete ({e}); run the fine-tune again") from e
 
 
 def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:

@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from transformers.utils import logging as hf_logging
 from workbench.config import ModelSpec
 from workbench.errors import ModelError
 from workbench.models.architectures import ArchEntry, architecture_for, get_path
-from workbench.models.artifacts import apply_artifact, artifact_fingerprint
+from workbench.models.artifacts import apply_artifact, artifact_fingerprint, delta_names
 from workbench.models.hooks import Inference, Plain, inference_for_artifact
 from workbench.models.integrity import tensor_fingerprint
 from workbench.models.sources import BUNDLED, PreparedModel, bundled_status, prepare
@@ -182,8 +183,59 @@ def fingerprint(spec: ModelSpec | str, *, prep: PreparedModel | None = None, dow
 
 # --------------------------------------------------------------------------- loading
 
-_STATES: dict[ModelSpec, ModelState] = {}
+_STATES: OrderedDict[ModelSpec, ModelState] = OrderedDict()  # least recently used first
 _LOADING: dict[ModelSpec, threading.Lock] = {}
+_BUDGET: list[int | None] = [None]  # bytes of loaded weights to keep (None: no limit, the CLI's default)
+
+
+def set_memory_budget(nbytes: int | None) -> None:
+    """Keep at most `nbytes` of loaded weights: least recently used states are dropped first (None: no limit).
+
+    The app's model worker sets it from its settings; a state in use by a caller stays
+    alive for that caller (dropping only forgets it here), and the state loaded last is
+    always kept, whatever its size.
+    """
+    _BUDGET[0] = nbytes
+    with _LOCK:
+        _evict(keep=None)
+
+
+def memory_in_use() -> int:
+    """Bytes of the loaded states' weights and buffers, each shared tensor counted once."""
+    with _LOCK:
+        return _weights_bytes(list(_STATES.values()))
+
+
+def _weights_bytes(states: list[ModelState]) -> int:
+    seen: set[int] = set()
+    total = 0
+    for st in states:
+        for t in (*st.model.parameters(), *st.model.buffers()):
+            if t.device.type == "meta":
+                continue
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+    return total
+
+
+def _evict(keep: ModelSpec | None) -> None:
+    budget = _BUDGET[0]
+    if budget is None:
+        return
+    while len(_STATES) > 1 and _weights_bytes(list(_STATES.values())) > budget:
+        victim = next((k for k in _STATES if k != keep), None)
+        if victim is None:
+            return
+        log.info("memory budget: dropping %s", victim.source)
+        del _STATES[victim]
+
+
+def loaded_states() -> list[ModelSpec]:
+    """The memoised states, least recently used first."""
+    with _LOCK:
+        return list(_STATES)
 
 
 def _load_base(spec: ModelSpec, progress: Callable[[str], None] | None) -> ModelState:
@@ -224,12 +276,16 @@ def tuned_fingerprint(base_fingerprint: str, path: str | Path) -> str:
 
 
 def with_artifact(base: ModelState, path: str | Path) -> ModelState:
-    """A new state: a copy of `base.model` with the artifact in `path` applied (base untouched).
+    """A new state: `base.model` with the artifact in `path` applied to a copy (base untouched).
 
-    Its `inference` is the kind the artifact's manifest names (`models.hooks`).
+    The copy shares every parameter the artifact does not change with the base (states are
+    read-only), so a tuned state costs only its changed tensors. Its `inference` is the kind
+    the artifact's manifest names (`models.hooks`).
     """
     p = Path(path)
-    model = copy.deepcopy(base.model)
+    changed = set(delta_names(p))
+    shared = {id(t): t for n, t in base.model.named_parameters() if n not in changed}
+    model = copy.deepcopy(base.model, shared)  # the memo maps each unchanged parameter to itself
     manifest = apply_artifact(model, p, base_fingerprint=base.fingerprint)
     fp = tuned_fingerprint(base.fingerprint, p)
     state = state_from_model(model, base.tokenizer, name=f"{base.name}+{p.name}",
@@ -241,7 +297,8 @@ def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None
     """The loaded state of `spec` (memoised per process; thread-safe; never mutate it).
 
     A state with an artifact is its (memoised) base with the artifact applied to a copy.
-    `fresh=True` returns a new, unshared copy instead (for code that trains in place).
+    `fresh=True` returns a new, unshared copy instead (for code that trains in place). With a
+    memory budget (`set_memory_budget`), least recently used states are dropped past it.
 
     Raises:
         ModelError / ArtifactError: with what to do (damaged files, missing packages, ...).
@@ -252,6 +309,7 @@ def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None
         return dataclasses.replace(shared, model=copy.deepcopy(shared.model))
     with _LOCK:
         if spec in _STATES:
+            _STATES.move_to_end(spec)
             return _STATES[spec]
         lock = _LOADING.setdefault(spec, threading.Lock())
     with lock:  # one loader per spec; others wait and share its result
@@ -264,6 +322,7 @@ def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None
             state = _load_base(spec, progress)
         with _LOCK:
             _STATES[spec] = state
+            _evict(keep=spec)
     return state
 
 

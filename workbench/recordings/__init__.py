@@ -15,10 +15,13 @@ from workbench.recordings.ensure import (
     ensure_recording,
     job_key,
     job_label,
+    record_job,
+    record_job_args,
     recording_rows,
     remote_problems,
     start_recording,
     store_status,
+    stored_by_fingerprint,
     stored_recording,
 )
 from workbench.recordings.keys import find_entry, legacy_unit_key, lookup, unit_key
@@ -26,5 +29,5 @@ from workbench.recordings.record import record
 from workbench.recordings.recording import Recording
 
 __all__ = ["Recording", "StoreStatus", "ensure_recording", "find_entry", "job_key", "job_label", "legacy_unit_key",
-           "lookup", "record", "recording_rows", "remote_problems", "start_recording", "store_status",
-           "stored_recording", "unit_key"]
+           "lookup", "record", "record_job", "record_job_args", "recording_rows", "remote_problems", "start_recording",
+           "store_status", "stored_by_fingerprint", "stored_recording", "unit_key"]

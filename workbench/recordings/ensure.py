@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ from workbench import models, tracing
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec, stable_hash
 from workbench.corpus import ParallelCorpus, load_corpus_spec
 from workbench.errors import RecordError
-from workbench.jobs.threads import JOBS, ThreadJob, ThreadRegistry
+from workbench.jobs.threads import ThreadRegistry
+from workbench.jobs.warm import WARM
 from workbench.models import ModelState
 from workbench.paths import cache_root
 from workbench.progress import Progress, StatusFn
@@ -227,32 +228,65 @@ def job_label(model: ModelSpec, corpus_spec: CorpusSpec, pairs: Sequence[tuple[s
     return f"{Path(model.source).name}{tuned} · {Path(corpus_spec.source).name} · {what}{limit}"
 
 
+def record_job(args: Mapping[str, Any], job: Any) -> dict[str, Any]:
+    """The worker's `record` job kind: record what the store lacks for `args` (model, corpus, spec, pairs, remote).
+
+    Phases: checking the store, loading the state (once per worker: it stays loaded),
+    recording (the progress counts the sentences computed). Returns the recording's
+    `fingerprint` (what the page looks its entries up under).
+    """
+    model, corpus_spec = ModelSpec.from_dict(dict(args["model"])), CorpusSpec.from_dict(dict(args["corpus"]))
+    spec = RecordSpec.from_dict(dict(args["spec"]))
+    pairs = [(str(a), str(b)) for a, b in args.get("pairs") or []] or None
+    remote = bool(args.get("remote"))
+    job.phase("checking the store", unit="sentences")
+    found = store_status(model, corpus_spec, spec, pairs, remote=remote)
+    if found.recording is not None:
+        return {"fingerprint": found.recording.fingerprint, "computed": 0}
+    if remote:
+        job.phase("recording on NDIF", unit="sentences")
+        rec = ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress, status=job.status,
+                               remote=True)
+        return {"fingerprint": rec.fingerprint, "computed": len(found.missing)}
+    warm = models.normalize(model) in models.loaded_states()
+    job.phase(f"loading {Path(model.source).name}" if not warm else f"{Path(model.source).name} is loaded")
+    state = models.load(model, progress=job.status)
+    job.phase(f"recording {len(found.missing) or len(found.units)} unit(s)", unit="sentences")
+    rec = ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress, status=job.status, state=state)
+    return {"fingerprint": rec.fingerprint, "computed": len(found.missing) or len(found.units), "was_loaded": warm}
+
+
+def record_job_args(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
+                    pairs: Sequence[tuple[str, str]] | None = None, *, remote: bool = False) -> dict[str, Any]:
+    """The JSON arguments of the `record` job kind."""
+    return {"model": model.to_dict(), "corpus": corpus_spec.to_dict(), "spec": spec.to_dict(),
+            "pairs": [list(p) for p in pairs or []], "remote": bool(remote)}
+
+
 def start_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec,
                     pairs: Sequence[tuple[str, str]] | None = None, *, registry: ThreadRegistry | None = None,
-                    rerun_done: bool = False, remote: bool = False) -> ThreadJob:
+                    rerun_done: bool = False, remote: bool = False) -> Any:
     """Record in the background whatever the store lacks; returns the (possibly shared) job.
 
-    Stored units are served without loading the model; otherwise the model is loaded
-    through `models.load` (memoised per process) and only the missing units are recorded.
-    A running job of the same specs is joined; a finished one is returned unless
-    `rerun_done` (e.g. the store lost its entries since). `remote`: record on NDIF
-    (`ensure_recording(remote=True)`; no weights are loaded here).
+    By default the app's warm model worker runs it (`jobs.warm.WARM`: a separate process that
+    keeps the states it loaded); a `ThreadRegistry` runs it in a thread of this process
+    (notebooks, tests). A running job of the same specs is joined; a finished one is returned
+    unless `rerun_done` (e.g. the store lost its entries since). `remote`: record on NDIF.
     """
-    def work(job: ThreadJob) -> Recording:
-        job.status("checking the store")
-        found = store_status(model, corpus_spec, spec, pairs, remote=remote)
-        if found.recording is not None:
-            return found.recording
-        if remote:
-            job.computing()
-            return ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress,
-                                    status=job.status, remote=True)
-        job.status(f"loading {model.source}")
-        state = models.load(model, progress=job.status)
-        job.computing()
-        return ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress, status=job.status,
-                                state=state)
+    args = record_job_args(model, corpus_spec, spec, pairs, remote=remote)
+    key = job_key(model, corpus_spec, spec, pairs, remote=remote)
+    label = "Recording · " + ("NDIF · " if remote else "") + job_label(model, corpus_spec, pairs)
+    if registry is not None:
+        return registry.submit(key, label, lambda job: record_job(args, job), kind="record", rerun_done=rerun_done)
+    return WARM.submit(key, label, "record", args, rerun_done=rerun_done)
 
-    label = ("NDIF · " if remote else "") + job_label(model, corpus_spec, pairs)
-    return (registry or JOBS).submit(job_key(model, corpus_spec, spec, pairs, remote=remote), label, work,
-                                     kind="record", rerun_done=rerun_done)
+
+def stored_by_fingerprint(fingerprint: str, corpus_spec: CorpusSpec, spec: RecordSpec,
+                          pairs: Sequence[tuple[str, str]] | None = None) -> Recording | None:
+    """The complete stored recording of a state known only by its fingerprint (a hub model a job recorded)."""
+    corpus = load_corpus_spec(corpus_spec)
+    units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
+    found = lookup(fingerprint, corpus, units, spec)
+    if any(e is None for e in found.values()):
+        return None
+    return _recording(fingerprint, corpus, spec, found, fingerprint)

@@ -32,7 +32,8 @@ def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpe
     """Record every unit missing from the store, then return the `Recording` of all of them.
 
     Units already stored are read, not recomputed; the missing ones are recorded together
-    (batched across units). A unit being recorded by another process is waited for
+    (batched across units). `progress(done, total)` counts the sentences that are computed
+    (stored units are not part of `total`). A unit being recorded by another process is waited for
     (per-key locks, taken in key order) rather than computed twice. `remote`: see `traced`.
     """
     spec = spec or RecordSpec()
@@ -40,11 +41,10 @@ def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpe
     labels = tracing.checked_labels(state, spec)  # a bad layer fails before any look-up
     units = tracing.units_for(corpus, langs, spec, pairs)
     keys = {u: unit_key(state.fingerprint, corpus, u, spec) for u in units}
-    total = len(units) * len(corpus)
     entries: dict[str, Entry | None] = {u: find_entry(store, state.fingerprint, corpus, u, spec) for u in units}
-    done = sum(e is not None for e in entries.values()) * len(corpus)
-    if progress and done:
-        progress(done, total, "read from the store")
+    # progress counts the sentences that will be computed: stored units are not part of it
+    total = sum(e is None for e in entries.values()) * len(corpus)
+    done = 0
     for group in recorder.unit_groups(state, corpus, [u for u in units if entries[u] is None], spec):
         with contextlib.ExitStack() as held:
             for k in sorted({keys[u] for u in group}):
@@ -52,7 +52,7 @@ def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpe
             for u in group:  # another process may have stored it while we waited
                 entries[u] = find_entry(store, state.fingerprint, corpus, u, spec)
             todo = [u for u in group if entries[u] is None]
-            done += (len(group) - len(todo)) * len(corpus)
+            total -= (len(group) - len(todo)) * len(corpus)  # stored by another process meanwhile
             if not todo:
                 continue
             t0 = time.perf_counter()
@@ -64,9 +64,9 @@ def record(state: ModelState, corpus: Any, langs: Sequence[str], spec: RecordSpe
                     progress(done, total, f"recording {', '.join(todo)}")
 
             arrays = recorder.record_units(state, corpus, todo, spec, padding_side=padding_side, batching=batching,
-                                  progress=tick, remote=remote)
+                                           progress=tick, remote=remote)
             secs = round((time.perf_counter() - t0) / len(todo), 3)
             for u in todo:
-                entries[u] = store.put(keys[u], arrays[u], tracing.record_manifest(state, corpus, u, spec, seconds=secs,
-                                                                           recorded_with=todo))
+                manifest = tracing.record_manifest(state, corpus, u, spec, seconds=secs, recorded_with=todo)
+                entries[u] = store.put(keys[u], arrays[u], manifest)
     return Recording(state.name, state.fingerprint, corpus.name, spec, entries, labels)  # type: ignore[arg-type]  # all set above
