@@ -19,17 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
-__all__ = ["MIN_N_INTERVAL", "Interval", "bootstrap", "bootstrap_mean", "bootstrap_ratio", "corpus_bleu", "corpus_chrf",
+__all__ = ["Interval", "bootstrap", "bootstrap_mean", "bootstrap_ratio", "corpus_bleu", "corpus_chrf",
            "resample_counts", "sentence_chrf"]
 
 N_BOOT = 1000
 """Default number of bootstrap resamples."""
 ALPHA = 0.05
 """1 − coverage of the intervals (95%)."""
-MIN_N_INTERVAL = 5
-"""Fewest sentences an interval is shown for. Below it a percentile bootstrap has only a few
-distinct resamples (n = 1: one, so the "interval" is the point itself) and its 2.5–97.5%
-quantiles say nothing about the sampling error; tables and figures show why instead."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.evaluation.metrics import MIN_N_INTERVAL
+from workbench.analysis.intervals import MIN_N_INTERVAL, interval_note
 from workbench.evaluation.run import EVAL_COLUMNS, GENERATION_COLUMNS, EvalResult, evaluate
 
 __all__ = ["MIN_N_INTERVAL", "combine", "compare_scores", "evaluate_many", "filter_generations", "format_change",
@@ -23,15 +23,6 @@ __all__ = ["MIN_N_INTERVAL", "combine", "compare_scores", "evaluate_many", "filt
 _KEY = ["suite", "direction", "metric"]
 EMPTY = "—"
 """What a display cell shows for a missing value (never "None" or "nan")."""
-
-
-def interval_note(n: float, low: float = math.nan, high: float = math.nan) -> str:
-    """Why a row has no interval (``"n = 1: too few for an interval"``), or "" when it has one."""
-    if isinstance(n, int | float) and math.isfinite(n) and n < MIN_N_INTERVAL:
-        return f"n = {int(n)}: too few for an interval"
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "no interval"
-    return ""
 
 
 def _decimals(value: float) -> int:

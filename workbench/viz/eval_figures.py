@@ -1,7 +1,7 @@
 """Outcome figures: scores of N model states with 95% intervals, and differences to a reference.
 
 An interval is drawn only where it says something: a row scored on fewer than
-:data:`~workbench.evaluation.tables.MIN_N_INTERVAL` sentences gets no whisker, and its hover
+:data:`~workbench.analysis.intervals.MIN_N_INTERVAL` sentences gets no whisker, and its hover
 (and the figure's title) says why; every hover names n. States are greys and bar patterns
 (`theme.state_style`): colours are the languages'.
 """
@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.evaluation.tables import MIN_N_INTERVAL, interval_note
+from workbench.analysis.intervals import MIN_N_INTERVAL, interval_note
 from workbench.viz.theme import TEMPLATE, state_marker
 
 __all__ = ["HIGHER_IS_BETTER", "eval_scores_figure"]
