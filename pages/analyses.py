@@ -29,7 +29,7 @@ s = ui_st.page_header(
     "the usual views; this one shows them all, including analyses added by a plug-in.",
 )
 names = [n for n, a in REGISTRY.items() if a.base is None and n not in SKIP]
-name = st.selectbox("Analysis", names, key="an_analysis", persist_state=PERSIST,
+name = st.selectbox("Analysis", names, key="an_analysis", bind="query-params", persist_state=PERSIST,
                     format_func=lambda n: f"{n}: {REGISTRY[n].help}")
 analysis = get_analysis(name)
 helps = analysis.params.help()

@@ -109,15 +109,17 @@ def _pct(x: float) -> str:
 def retrieval_tab(langs: list[str], labels: tuple[str, str]) -> None:
     c = st.columns([3, 1, 2, 2, 3], vertical_alignment="bottom")
     method = c[0].radio("Method", METHODS, index=METHODS.index("margin"), horizontal=True,
-                        key="cmp_method", help=METHOD_HELP, persist_state=PERSIST)
-    k = int(c[1].number_input("k", 1, 32, 4, key="cmp_k", persist_state=PERSIST,
+                        key="cmp_method", bind="query-params", help=METHOD_HELP, persist_state=PERSIST)
+    k = int(c[1].number_input("k", 1, 32, 4, key="cmp_k", bind="query-params", persist_state=PERSIST,
                               help="Margin neighbourhood (margin only).")) if method == "margin" else 4
     pivot = c[2].selectbox("Pivot", langs, index=langs.index(s.pivot) if s.pivot in langs else 0, key="cmp_pivot",
+                           bind="query-params",
                            persist_state=PERSIST)
-    center = c[3].toggle("Centre", value=False, key="cmp_center", persist_state=PERSIST,
+    center = c[3].toggle("Centre", value=False, key="cmp_center", bind="query-params", persist_state=PERSIST,
                          help="Subtract each language's mean vector per layer before comparing.")
     series = ["all_pairs", "pivot", *[x for x in langs if x != pivot]]
-    shown = c[4].multiselect("Lines", series, default=["all_pairs"], key="cmp_series", persist_state=PERSIST,
+    shown = c[4].multiselect("Lines", series, default=["all_pairs"], key="cmp_series", bind="query-params",
+                             persist_state=PERSIST,
                              help="all_pairs: mean over ordered pairs; pivot: pairs with the pivot; a language: "
                                   "its two directions with the pivot.")
     with ui_st.guard("retrieval by layer"):
@@ -142,11 +144,12 @@ def sensitivity_tab(spec_a: ModelSpec, spec_b: ModelSpec, langs: list[str], labe
                     default: tuple[str, str], names: tuple[str, str]) -> None:
     c = st.columns([1, 1, 2], vertical_alignment="bottom")
     src = c[0].selectbox("Source", langs, index=langs.index(default[0]) if default[0] in langs else 0,
-                         key="cmp_src", persist_state=PERSIST, help="Translation direction of SiLP's prompts.")
+                         key="cmp_src", bind="query-params", persist_state=PERSIST,
+                         help="Translation direction of SiLP's prompts.")
     tgt = c[1].selectbox("Target", langs, index=langs.index(default[1]) if default[1] in langs else 1,
-                         key="cmp_tgt", persist_state=PERSIST)
+                         key="cmp_tgt", bind="query-params", persist_state=PERSIST)
     variant = c[2].segmented_control("Score", list(sensitivity.VARIANTS), default="paper", required=True,
-                                     key="cmp_variant", persist_state=PERSIST,
+                                     key="cmp_variant", bind="query-params", persist_state=PERSIST,
                                      help="paper: |Σ diff| as printed in SiLP; abs: Σ |diff| per neuron.")
     if src == tgt:
         st.warning("Choose two different languages.")
@@ -171,14 +174,15 @@ def sensitivity_tab(spec_a: ModelSpec, spec_b: ModelSpec, langs: list[str], labe
 def overlap_tab(langs: list[str], labels: tuple[str, str], focus: list[str]) -> None:
     c = st.columns([1, 2, 2, 3], vertical_alignment="bottom")
     pivot = c[0].selectbox("Pivot", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
-                           key="cmp_ov_pivot", persist_state=PERSIST)
-    top = c[1].slider("Activated set: top % of neurons", 1, 50, 5, key="cmp_top", persist_state=PERSIST)
-    measure = c[2].radio("Measure", ["jaccard", "pivot_frac"], horizontal=True, key="cmp_measure",
+                           key="cmp_ov_pivot", bind="query-params", persist_state=PERSIST)
+    top = c[1].slider("Activated set: top % of neurons", 1, 50, 5, key="cmp_top", bind="query-params",
+                      persist_state=PERSIST)
+    measure = c[2].radio("Measure", ["jaccard", "pivot_frac"], horizontal=True, key="cmp_measure", bind="query-params",
                          persist_state=PERSIST,
                          format_func=lambda x: {"jaccard": "Jaccard |∩|/|∪|", "pivot_frac": "|∩| / |pivot set|"}[x])
     others = [x for x in langs if x != pivot]
     default = [x for x in focus if x in others] or others
-    shown = c[3].multiselect("Languages", others, default=default, key="cmp_ov_langs",
+    shown = c[3].multiselect("Languages", others, default=default, key="cmp_ov_langs", bind="query-params",
                              help="Lines to draw (the table has every language). Default: the fine-tune's.")
     with ui_st.guard("neuron overlap"):
         spec = cspec("compare_overlap", {"pivot": pivot, "top_frac": top / 100, "measure": measure,
@@ -190,14 +194,16 @@ def overlap_tab(langs: list[str], labels: tuple[str, str], focus: list[str]) -> 
 def subspaces_tab(langs: list[str], labels: tuple[str, str]) -> None:
     c = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
     max_rank = len(langs) - 1
-    rank = int(c[0].number_input("Rank r", 1, max_rank, max_rank, key="cmp_rank", persist_state=PERSIST))
+    rank = int(c[0].number_input("Rank r", 1, max_rank, max_rank, key="cmp_rank", bind="query-params",
+                                 persist_state=PERSIST))
     central = c[1].selectbox("Central", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
-                             key="cmp_central", persist_state=PERSIST)
-    holdout = c[2].toggle("Hold out", value=len(ui_st.corpus_of(s)) >= 4, key="cmp_holdout", persist_state=PERSIST,
+                             key="cmp_central", bind="query-params", persist_state=PERSIST)
+    holdout = c[2].toggle("Hold out", value=len(ui_st.corpus_of(s)) >= 4, key="cmp_holdout", bind="query-params",
+                          persist_state=PERSIST,
                           help="Fit on even-indexed sentences, measure on odd ones.")
     measures = ["agnostic_ratio", "specific_ratio", *[f"direction_norm_{x}" for x in langs if x != central]]
     shown = c[3].multiselect("Measures", measures, default=["agnostic_ratio", "specific_ratio"],
-                             key="cmp_sep_measures", persist_state=PERSIST,
+                             key="cmp_sep_measures", bind="query-params", persist_state=PERSIST,
                              help="Between/within-language variance ratios of the projections, and ‖δ‖ per "
                                   "language.")
     with ui_st.guard("subspace separation"):
@@ -211,10 +217,11 @@ def maps_tab(rec: Any, labels: tuple[str, str]) -> None:
     layer_labels = ui_st.layer_options(rec)
     c = st.columns([4, 3, 2], vertical_alignment="bottom")
     layer = c[0].select_slider("Layer", layer_labels, value=layer_labels[len(layer_labels) // 2], key="cmp_layer",
+                               bind="query-params",
                                format_func=str, persist_state=PERSIST)
     method = c[1].segmented_control("Projection", list(embed2d.EMBED_METHODS), default="pca", required=True,
-                                    key="cmp_map_method", persist_state=PERSIST)
-    seed = int(c[2].number_input("Seed", 0, 10_000, 0, key="cmp_seed", persist_state=PERSIST))
+                                    key="cmp_map_method", bind="query-params", persist_state=PERSIST)
+    seed = int(c[2].number_input("Seed", 0, 10_000, 0, key="cmp_seed", bind="query-params", persist_state=PERSIST))
     with ui_st.guard("the maps"), st.spinner("Computing the maps…"):
         spec = cspec("compare_map", {"layer": layer, "method": method, "seed": seed})
         fig, pts, _, _ = ui_st.view(spec)
@@ -265,10 +272,10 @@ if not tuned_ids:
 
 c = st.columns(2)
 ids = list(options)
-a = c[0].selectbox("State A", ids, index=0, format_func=lambda x: options[x]["label"], key="cmp_a",
+a = c[0].selectbox("State A", ids, index=0, format_func=lambda x: options[x]["label"], key="cmp_a", bind="query-params",
                    help="Usually the base model.")
 b = c[1].selectbox("State B", ids, index=ids.index(tuned_ids[0]), format_func=lambda x: options[x]["label"],
-                   key="cmp_b", help="Usually a tuned state (the newest is pre-selected).")
+                   key="cmp_b", bind="query-params", help="Usually a tuned state (the newest is pre-selected).")
 spec_a, spec_b = ModelSpec.from_dict(options[a]["model"]), ModelSpec.from_dict(options[b]["model"])
 labels = ("A", "B")
 st.caption(f"**A** = {options[a]['label']} · **B** = {options[b]['label']} · differences are B − A.")
@@ -278,7 +285,7 @@ elif not models.same_base(spec_a, spec_b):
     st.warning("A and B have different base models: layers are matched by index.", icon=":material/warning:")
 
 cc = next((options[x] for x in (b, a) if options[x].get("method") == "cctuning"), None)
-tabs = st.tabs(TABS + (["CC-Tuning"] if cc else []), key="cmp_tab", on_change="rerun")
+tabs = st.tabs(TABS + (["CC-Tuning"] if cc else []), key="cmp_tab", bind="query-params", on_change="rerun")
 with tabs[0]:
     if tabs[0].open:
         outcomes.outputs_tab(s, options, a, b)

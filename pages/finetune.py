@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def base_model(s: Settings) -> ModelSpec:
         if not any(models.same_base(base, m) for m in options.values()):
             options[base.source] = base
     names = {"setup": f"Setup's model: {Path(s.model.source).name}"}
-    choice = st.selectbox("Base model", list(options), key="ft_base", persist_state=PERSIST, width=420,
+    choice = st.selectbox("Base model", list(options), key="ft_base", bind="query-params", persist_state=PERSIST,
+                          width=420,
                           format_func=lambda k: names.get(k, f"{Path(k).name} (base of an earlier fine-tune)"),
                           help="Jobs train a base model; a tuned state cannot be tuned further yet. "
                                "Change the Setup page's model to train another one.")
@@ -87,8 +89,10 @@ def languages(method: Method, s: Settings) -> tuple[str, ...] | None:
     if method.many_languages:
         c = st.columns([3, 1])
         langs = c[0].multiselect("Languages", codes, default=list(s.corpus.langs), key="ft_lens_langs",
+                                 bind="query-params",
                                  persist_state=PERSIST, help="Every language of the set, the central one included.")
-        central = c[1].selectbox("Central language", langs or ["—"], key="ft_central", persist_state=PERSIST,
+        central = c[1].selectbox("Central language", langs or ["—"], key="ft_central", bind="query-params",
+                                 persist_state=PERSIST,
                                  index=langs.index(s.pivot) if s.pivot in langs else 0,
                                  help="c: its representations are retained; the others are pushed from it.")
         if len(langs) < 2:
@@ -99,8 +103,9 @@ def languages(method: Method, s: Settings) -> tuple[str, ...] | None:
     fields = method.from_langs(("PIVOT", "TARGET"))  # which spec field each choice sets, for the help
     role = {v: k for k, v in fields.items() if isinstance(v, str)}
     pivot = c[0].selectbox("Pivot (dominant) language", codes, index=codes.index(pivot0), key="ft_pivot",
+                           bind="query-params",
                            persist_state=PERSIST, help=f"{method.label}'s `{role.get('PIVOT')}`. Usually English.")
-    target = c[1].selectbox("Target language", codes, index=codes.index(target0), key="ft_target",
+    target = c[1].selectbox("Target language", codes, index=codes.index(target0), key="ft_target", bind="query-params",
                             persist_state=PERSIST,
                             help=f"{method.label}'s `{role.get('TARGET')}`: the language to serve better.")
     if pivot == target:
@@ -144,6 +149,7 @@ def data_spec(langs: tuple[str, ...], s: Settings) -> DataSpec | None:
         sources[s.corpus.source] = f"Setup's corpus ({Path(s.corpus.source).name})"
     sources[UPLOAD] = "Upload a file…"
     source = st.radio("Training data", list(sources), format_func=sources.get, horizontal=True, key="ft_source",
+                      bind="query-params",
                       persist_state=PERSIST,
                       help="Parallel units in the chosen languages; a seeded held-out part is kept for evaluation.")
     if source == UPLOAD:
@@ -154,14 +160,19 @@ def data_spec(langs: tuple[str, ...], s: Settings) -> DataSpec | None:
     with st.expander("Data options"):
         c = st.columns(4)
         heldout = c[0].number_input("Held-out fraction", 0.01, 0.9, DataSpec().heldout, 0.05, key="ft_heldout",
+                                    bind="query-params",
                                     persist_state=PERSIST, help=h["heldout"])
-        limit = c[1].number_input("Training units (limit)", 1, None, None, key="ft_limit", persist_state=PERSIST,
+        limit = c[1].number_input("Training units (limit)", 1, None, None, key="ft_limit", bind="query-params",
+                                  persist_state=PERSIST,
                                   placeholder="all", help=h["limit"])
         max_length = c[2].number_input("Max length (tokens)", 8, 8192, DataSpec().max_length, 16,
-                                       key="ft_max_length", persist_state=PERSIST, help=h["max_length"])
-        seed = c[3].number_input("Split seed", 0, None, 0, key="ft_split_seed", persist_state=PERSIST,
+                                       key="ft_max_length", bind="query-params", persist_state=PERSIST,
+                                       help=h["max_length"])
+        seed = c[3].number_input("Split seed", 0, None, 0, key="ft_split_seed", bind="query-params",
+                                 persist_state=PERSIST,
                                  help=h["split_seed"])
-        template = st.text_area("Prompt template", DataSpec().template, key="ft_template", persist_state=PERSIST,
+        template = st.text_area("Prompt template", DataSpec().template, key="ft_template", bind="query-params",
+                                persist_state=PERSIST,
                                 help=h["template"])
     try:
         spec = DataSpec(source=source, heldout=float(heldout), limit=int(limit) if limit else None,
@@ -255,7 +266,8 @@ def method_spec(method: Method, langs: tuple[str, ...], steps: int | None, s: Se
 def new_job(s: Settings) -> None:
     st.header("New fine-tune", divider="gray")
     name = st.radio("Method", list(METHODS), format_func=lambda m: METHODS[m].label, horizontal=True,
-                    captions=[m.caption for m in METHODS.values()], key="ft_method", persist_state=PERSIST)
+                    captions=[m.caption for m in METHODS.values()], key="ft_method", bind="query-params",
+                    persist_state=PERSIST)
     method = get_method(name)
     base = base_model(s)
     langs = languages(method, s)
@@ -263,16 +275,23 @@ def new_job(s: Settings) -> None:
         return
     data = data_spec(langs, s)
     c = st.columns([1, 1, 2], vertical_alignment="bottom")
-    steps = c[0].number_input("Steps (short run)", 1, None, SHORT_RUN_STEPS, key="ft_steps", persist_state=PERSIST,
-                              placeholder="epochs",
-                              help="Cap on optimiser steps (per stage for SiLP), so a CPU run takes minutes. "
-                                   "Empty: the paper's epochs.")
-    evaluate = c[1].toggle("Evaluate before/after", value=True, key="ft_evaluate", persist_state=PERSIST,
+    per_stage = bool(method.stages)
+    steps = c[0].number_input("Steps per stage" if per_stage else "Total steps", 1, None, SHORT_RUN_STEPS,
+                              key="ft_steps", bind="query-params", persist_state=PERSIST, placeholder="epochs",
+                              help=(f"Cap on the optimiser steps of each of {method.label}'s stages "
+                                    f"({', '.join(method.stages)})" if per_stage else "Cap on the optimiser steps")
+                                   + ", so a CPU run takes minutes. Empty: the paper's epochs.")
+    if per_stage and steps:
+        parts = " + ".join(f"{x} {int(steps)}" for x in method.stages)
+        c[0].caption(f"= {int(steps) * len(method.stages)} steps in all ({parts})")
+    evaluate = c[1].toggle("Evaluate before/after", value=True, key="ft_evaluate", bind="query-params",
+                           persist_state=PERSIST,
                            help="Held-out translation loss (both directions) and pivot perplexity, before and "
                                 "after training.")
     processes, gpus = 1, ranks.visible_devices()
     if gpus > 1 and method.shardable:  # the field exists only where it can help
-        processes = int(c[2].number_input("Processes", 1, gpus, 1, key="ft_processes", persist_state=PERSIST,
+        processes = int(c[2].number_input("Processes", 1, gpus, 1, key="ft_processes", bind="query-params",
+                                          persist_state=PERSIST,
                                           help=f"Data-parallel training on up to {gpus} GPUs (one process each, "
                                                "accelerate launch); the batch is split over them."))
     try:
@@ -353,7 +372,11 @@ def job_detail(job_id: str) -> None:
         m[0].metric("Step", f"{step}/{total or '?'}")
         m[1].metric("Loss", f"{history[-1]['loss']:.4f}" if history and history[-1].get("loss") is not None else "—")
         m[2].metric("Steps/s", f"{st_['steps_per_s']:.2f}" if st_.get("steps_per_s") else "—")
-        m[3].metric("ETA", _fmt_s(st_.get("eta_s")) if st_.get("eta_s") is not None else "—")
+        eta = st_.get("eta_s")
+        if eta is not None and st_.get("eta_at"):  # counts down from the estimate, through every phase left
+            eta = max(0.0, float(eta) - (time.time() - float(st_["eta_at"])))
+        m[3].metric("ETA", _fmt_s(eta) if eta is not None else "—",
+                    help="Training steps left, then the evaluation after training (about as long as the one before).")
         if st.button("Cancel", key=f"ft_cancel_{job_id}", icon=":material/stop:"):
             st_ = jobs.cancel_job(job_id, grace_s=2.0)
             st.rerun(scope="app")
@@ -400,8 +423,9 @@ def jobs_section() -> None:
         ids = [r["id"] for r in now]
         if st.session_state.get("ft_job") not in ids:
             st.session_state.pop("ft_job", None)
-        label = {r["id"]: f"{r['id']} ({r.get('state')})" for r in now}
-        job_id = st.selectbox("Job", ids, format_func=label.get, key="ft_job", width=480)
+        # the state is the badge below (a label with it would show the state of when the box was first drawn)
+        label = {r["id"]: f"{r['id']} · {str(r.get('created', ''))[:16].replace('T', ' ')}" for r in now}
+        job_id = st.selectbox("Job", ids, format_func=label.get, key="ft_job", bind="query-params", width=480)
         job_detail(job_id)
 
     _poll()

@@ -21,13 +21,15 @@ key = ui_st.data_key(s)
 langs = list(rec.entries)
 labels = ui_st.layer_options(rec)
 c = st.columns([3, 1, 1], gap="medium", vertical_alignment="bottom")
-layer = c[0].select_slider("Layer", labels, value=labels[len(labels) // 2], key="sub_layer", format_func=str,
+layer = c[0].select_slider("Layer", labels, value=labels[len(labels) // 2], key="sub_layer", bind="query-params",
+                           format_func=str,
                            persist_state=PERSIST)
 max_rank = len(langs) - 1
-rank = int(c[1].number_input("Rank r", 1, max_rank, max_rank, key="sub_rank", persist_state=PERSIST,
+rank = int(c[1].number_input("Rank r", 1, max_rank, max_rank, key="sub_rank", bind="query-params",
+                             persist_state=PERSIST,
                              help=f"Dimension of the language-specific subspace (1…{max_rank})."))
 central = c[2].selectbox("Central language", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
-                         key="sub_central", persist_state=PERSIST,
+                         key="sub_central", bind="query-params", persist_state=PERSIST,
                          help="Language directions δ = P_s(m_lang − m_central) are measured from it.")
 
 left, right = st.columns([3, 1], gap="large")
@@ -51,6 +53,7 @@ with ui_st.guard("the language subspaces"):
 
 st.header("Separation by layer", divider="gray")
 holdout = st.toggle("Hold out half of the sentences", value=len(ui_st.corpus_of(s)) >= 4, key="sub_holdout",
+                    bind="query-params",
                     persist_state=PERSIST,
                     help="Fit on even-indexed sentences, measure on odd ones. In-sample, the agnostic ratio is "
                          "~0 by construction.")

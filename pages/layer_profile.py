@@ -29,7 +29,7 @@ langs = list(rec.entries)
 n_blocks = len(views.ffn_layer_labels(rec))
 fmt = ui_st.language_label(s)
 pivot = st.selectbox("Pivot language", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
-                     key="lp_pivot", persist_state=PERSIST, format_func=fmt, width=320,
+                     key="lp_pivot", bind="query-params", persist_state=PERSIST, format_func=fmt, width=320,
                      help="Per-language lines and the overlap curves are measured against this language.")
 
 # --------------------------------------------------------------------------- retrieval
@@ -40,12 +40,14 @@ st.caption("Fraction of sentences whose nearest neighbour in the other language 
 controls, plot = st.columns([1, 3], gap="large")
 with controls:
     method = st.radio("Method", METHODS, index=METHODS.index("margin"), horizontal=True,
-                      key="lp_method", help=METHOD_HELP, persist_state=PERSIST)
+                      key="lp_method", bind="query-params", help=METHOD_HELP, persist_state=PERSIST)
     k = 4
     if method == "margin":
-        k = int(st.number_input("Margin neighbourhood k", 1, 32, 4, key="lp_k", persist_state=PERSIST))
-    per_language = st.toggle("Per-language lines", value=True, key="lp_per_lang", persist_state=PERSIST)
-    center = st.toggle("Centre languages", value=False, key="lp_center", persist_state=PERSIST,
+        k = int(st.number_input("Margin neighbourhood k", 1, 32, 4, key="lp_k", bind="query-params",
+                                persist_state=PERSIST))
+    per_language = st.toggle("Per-language lines", value=True, key="lp_per_lang", bind="query-params",
+                             persist_state=PERSIST)
+    center = st.toggle("Centre languages", value=False, key="lp_center", bind="query-params", persist_state=PERSIST,
                        help="Subtract each language's mean vector per layer before comparing.")
 with plot, ui_st.guard("retrieval accuracy"):
     spec = ui_st.figure_spec(s, "retrieval", {"method": method, "k": k, "pivot": pivot, "center": center,
@@ -75,14 +77,17 @@ controls, plot = st.columns([1, 3], gap="large")
 with controls:
     src0, tgt0 = ui_st.default_pair(langs, pivot)
     a, b = st.columns(2)
-    src = a.selectbox("Source", langs, index=langs.index(src0), key="lp_src", persist_state=PERSIST,
+    src = a.selectbox("Source", langs, index=langs.index(src0), key="lp_src", bind="query-params",
+                      persist_state=PERSIST,
                       help="Translation direction of SiLP's prompts: source → target.")
-    tgt = b.selectbox("Target", langs, index=langs.index(tgt0), key="lp_tgt", persist_state=PERSIST)
+    tgt = b.selectbox("Target", langs, index=langs.index(tgt0), key="lp_tgt", bind="query-params",
+                      persist_state=PERSIST)
     variant = st.segmented_control("Score", list(sensitivity.VARIANTS), default="paper", required=True,
-                                   key="lp_variant", persist_state=PERSIST,
+                                   key="lp_variant", bind="query-params", persist_state=PERSIST,
                                    help="paper: |Σ diff| as printed in SiLP; abs: Σ |diff| per neuron.")
     if n_blocks >= 3:  # split k in 1…L−2 leaves candidates on both sides (METHODS §2)
         split = st.slider("Split layer k", 1, n_blocks - 2, sensitivity.default_split(n_blocks), key="lp_split",
+                          bind="query-params",
                           persist_state=PERSIST, help="N2D candidates are layers 1…k, D2N candidates k+1…L−1.")
         a, b = st.columns(2)
         k1 = int(a.number_input("N2D layers k1", 1, split, min(sensitivity.PAPER_K, split), key=f"lp_k1_{split}",
@@ -115,9 +120,11 @@ st.header("Neuron overlap with the pivot", divider="gray")
 st.caption(f"Overlap of each language's most often active FFN neurons with {pivot}'s, per layer.")
 controls, plot = st.columns([1, 3], gap="large")
 with controls:
-    top_pct = st.slider("Activated set: top % of neurons", 1, 50, 5, key="lp_top", persist_state=PERSIST,
+    top_pct = st.slider("Activated set: top % of neurons", 1, 50, 5, key="lp_top", bind="query-params",
+                        persist_state=PERSIST,
                         help="Per layer, the neurons with the highest activation probability.")
-    measure = st.radio("Measure", ["jaccard", "pivot_frac"], key="lp_measure", persist_state=PERSIST,
+    measure = st.radio("Measure", ["jaccard", "pivot_frac"], key="lp_measure", bind="query-params",
+                       persist_state=PERSIST,
                        format_func=lambda x: {"jaccard": "Jaccard |∩|/|∪|", "pivot_frac": "|∩| / |pivot set|"}[x])
 with plot, ui_st.guard("neuron overlap"):
     spec = ui_st.figure_spec(s, "overlap", {"pivot": pivot, "top_frac": top_pct / 100, "measure": measure})

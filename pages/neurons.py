@@ -24,12 +24,14 @@ st.header("Overlap with the pivot", divider="gray")
 controls, plot = st.columns([1, 3], gap="large")
 with controls:
     pivot = st.selectbox("Pivot language", langs, index=langs.index(s.pivot) if s.pivot in langs else 0,
-                         key="nr_pivot", persist_state=PERSIST)
+                         key="nr_pivot", bind="query-params", persist_state=PERSIST)
     others = [x for x in langs if x != pivot]
     chosen = st.multiselect("Languages", others, default=others, key=f"nr_langs_{pivot}",
                             help="Languages compared with the pivot.")
-    top_pct = st.slider("Activated set: top % of neurons", 1, 50, 5, key="nr_top", persist_state=PERSIST)
-    measure = st.radio("Measure", ["jaccard", "pivot_frac"], key="nr_measure", persist_state=PERSIST,
+    top_pct = st.slider("Activated set: top % of neurons", 1, 50, 5, key="nr_top", bind="query-params",
+                        persist_state=PERSIST)
+    measure = st.radio("Measure", ["jaccard", "pivot_frac"], key="nr_measure", bind="query-params",
+                       persist_state=PERSIST,
                        format_func=lambda x: {"jaccard": "Jaccard |∩|/|∪|", "pivot_frac": "|∩| / |pivot set|"}[x])
 with plot:
     if not chosen:
@@ -44,11 +46,11 @@ with plot:
 st.header("Language-specific neurons", divider="gray")
 controls, plot = st.columns([1, 3], gap="large")
 with controls:
-    lape_langs = st.multiselect("Languages", langs, default=langs, key="nr_lape_langs",
+    lape_langs = st.multiselect("Languages", langs, default=langs, key="nr_lape_langs", bind="query-params",
                                 help="Entropy is taken over these languages (at least two).")
-    ent_pct = st.slider("Keep lowest-entropy neurons (%)", 0.1, 10.0, 1.0, 0.1, key="nr_entropy",
+    ent_pct = st.slider("Keep lowest-entropy neurons (%)", 0.1, 10.0, 1.0, 0.1, key="nr_entropy", bind="query-params",
                         persist_state=PERSIST, help="LAPE keeps 1% of all neurons.")
-    prob_q = st.slider("Activation bar: quantile of p", 0.50, 0.99, 0.95, 0.01, key="nr_probq",
+    prob_q = st.slider("Activation bar: quantile of p", 0.50, 0.99, 0.95, 0.01, key="nr_probq", bind="query-params",
                        persist_state=PERSIST, help="A neuron counts for a language above this quantile (LAPE: 0.95).")
 with plot:
     if len(lape_langs) < 2:

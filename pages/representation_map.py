@@ -22,14 +22,15 @@ if rec is None:
 key = ui_st.data_key(s)
 labels = ui_st.layer_options(rec)
 c = st.columns([4, 3, 2, 3], gap="medium", vertical_alignment="bottom")
-layer = c[0].select_slider("Layer", labels, value=labels[len(labels) // 2], key="map_layer",
+layer = c[0].select_slider("Layer", labels, value=labels[len(labels) // 2], key="map_layer", bind="query-params",
                            format_func=str, persist_state=PERSIST,
                            help="'emb' is the embedding output; 0… are decoder blocks (before the final norm).")
 method = c[1].segmented_control("Projection", list(embed2d.EMBED_METHODS), default="pca", required=True,
-                                format_func=METHOD_NAMES.get, key="map_method", persist_state=PERSIST)
-seed = int(c[2].number_input("Seed", 0, 10_000, 0, key="map_seed", persist_state=PERSIST,
+                                format_func=METHOD_NAMES.get, key="map_method", bind="query-params",
+                                persist_state=PERSIST)
+seed = int(c[2].number_input("Seed", 0, 10_000, 0, key="map_seed", bind="query-params", persist_state=PERSIST,
                              help="random_state of t-SNE / UMAP (PCA is deterministic)."))
-links = c[3].toggle("Join translations", value=False, key="map_links", persist_state=PERSIST,
+links = c[3].toggle("Join translations", value=False, key="map_links", bind="query-params", persist_state=PERSIST,
                     help="Draw a grey line from each sentence to its translations.")
 
 left, right = st.columns([3, 2], gap="large")
@@ -41,7 +42,7 @@ with left, ui_st.guard("the 2-D map"):
     ui_st.show_figure(fig, f"map-layer-{layer}-{method}", pts, height=560, spec=spec)
 with right:
     hm_method = st.segmented_control("Retrieval method", list(retrieval.METHODS), default="margin",
-                                     required=True, key="map_hm_method", persist_state=PERSIST)
+                                     required=True, key="map_hm_method", bind="query-params", persist_state=PERSIST)
     with ui_st.guard("the retrieval heatmap"):
         spec = ui_st.figure_spec(s, "retrieval_heatmap", {"layer": layer, "method": hm_method, "k": 4},
                                  title=f"Retrieval accuracy at layer {layer} ({hm_method})")

@@ -25,6 +25,7 @@ from pages._ui.recording import (
 )
 from pages._ui.state import (
     PAGES,
+    URL_WARNINGS,
     corpus_of,
     data_key,
     default_pair,
@@ -53,6 +54,9 @@ def page_header(title: str, caption: str, *, show_settings: bool = True) -> Sett
     sync_url(s)
     st.title(title)
     st.caption(caption)
+    for line in st.session_state.pop(URL_WARNINGS, []):
+        st.warning(f"The link's {line} could not be used and was dropped; its other choices are kept.",
+                   icon=":material/link_off:")
     if show_settings:
         cols = st.columns([6, 1], vertical_alignment="center")
         cols[0].markdown(settings_line(s))

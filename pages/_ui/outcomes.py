@@ -36,6 +36,7 @@ def chosen_states(options: dict[str, dict[str, Any]], default: list[str]) -> dic
     """The states the user picks (any number), by label."""
     ids = list(options)
     picked = st.multiselect("States", ids, default=list(dict.fromkeys(default)), key="cmp_eval_states",
+                            bind="query-params",
                             format_func=lambda x: options[x]["label"],
                             help="Any number of states: the base, every tuned state, other bases.")
     return {_short(options[x], x): ModelSpec.from_dict(options[x]["model"]) for x in picked}
@@ -87,9 +88,11 @@ def outcomes(s: Settings, options: dict[str, dict[str, Any]], a: str, b: str) ->
     directions = [f"{x}:{y}" for x, y in both_directions([f"{pivot}:{o}" for o in langs if o != pivot])]
     c = st.columns([3, 2, 2], vertical_alignment="bottom")
     suites = c[0].multiselect("Suites", SUITES, default=["translation", "loss"], key="cmp_eval_suites",
+                              bind="query-params",
                               help=SUITE_HELP)
-    limit = c[1].number_input("Held-out units (empty: all)", 1, None, None, key="cmp_eval_limit")
-    reference = c[2].selectbox("Reference", list(states), key="cmp_eval_ref", help="Differences are state − this.")
+    limit = c[1].number_input("Held-out units (empty: all)", 1, None, None, key="cmp_eval_limit", bind="query-params")
+    reference = c[2].selectbox("Reference", list(states), key="cmp_eval_ref", bind="query-params",
+                               help="Differences are state − this.")
     if not suites:
         st.info("Choose at least one suite.")
         return None
@@ -153,9 +156,11 @@ def outputs_tab(s: Settings, options: dict[str, dict[str, Any]], a: str, b: str)
         return
     wide = side_by_side(generations)
     c = st.columns([2, 2, 2])
-    direction = c[0].selectbox("Direction", ["all", *pd.unique(wide["direction"])], key="cmp_out_dir")
-    disagree = c[1].toggle("Only disagreements", key="cmp_out_disagree")
-    off = c[2].toggle("Only off-target", key="cmp_out_off", help="Some state answered in the wrong language.")
+    direction = c[0].selectbox("Direction", ["all", *pd.unique(wide["direction"])], key="cmp_out_dir",
+                               bind="query-params")
+    disagree = c[1].toggle("Only disagreements", key="cmp_out_disagree", bind="query-params")
+    off = c[2].toggle("Only off-target", key="cmp_out_off", bind="query-params",
+                      help="Some state answered in the wrong language.")
     shown = filter_generations(wide, direction=None if direction == "all" else direction,
                                only_disagreements=disagree, only_off_target=off)
     st.dataframe(shown, hide_index=True, height=520)

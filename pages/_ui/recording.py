@@ -208,10 +208,10 @@ SEEN_JOBS = "wb_seen_jobs"
 def sidebar_jobs() -> None:
     """Background jobs in the sidebar, the same in every tab: live progress while any runs, then the outcome.
 
-    The jobs live in the model worker's registry (`jobs.warm.WARM`: files under the cache),
-    so a second tab, or the app after a restart, sees a recording started in the first. The sidebar polls while a job runs; when one finishes it reruns
-    the whole page (whose views may now have their recording) and then names the outcome
-    instead of the stale "recording" line.
+    The jobs live in the model worker's registry (`jobs.warm.WARM`: files under the cache), so
+    a second tab, or the app after a restart, sees a recording started in the first. The
+    sidebar polls while a job runs; when one finishes it reruns the whole page (whose views
+    may now have their recording) and then names the outcome instead of the stale line.
     """
     snaps = [j.snapshot() for j in WARM.jobs()]
     seen: list[str] = st.session_state.setdefault(SEEN_JOBS, [])

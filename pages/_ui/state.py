@@ -10,10 +10,11 @@ from typing import Any
 
 import streamlit as st
 
-from workbench.config import POOLINGS, CorpusSpec, ModelSpec
-from workbench.corpus import ParallelCorpus, load_corpus_spec
+from workbench.config import POOLINGS, CorpusSpec, ModelSpec, RecordSpec
+from workbench.corpus import ParallelCorpus, list_corpora, load_corpus_spec, uploads
 from workbench.errors import ParamError, user_message
 from workbench.paths import cache_root
+from workbench.presets import get_preset
 from workbench.recipes.settings import Settings
 
 log = logging.getLogger("workbench.app")
@@ -57,28 +58,62 @@ def _to_query(s: Settings) -> dict[str, str]:
     return q
 
 
+def _corpus_ok(source: str) -> bool:
+    """A corpus a URL may name: a bundled one, or a file uploaded into this cache (never any other path)."""
+    return source in {c["name"] for c in list_corpora()} or uploads.is_upload(source)
+
+
+def _parse_query(q: Mapping[str, str]) -> tuple[Settings | None, list[str]]:
+    """Settings from URL parameters, field by field: a value that cannot be used is dropped and named.
+
+    Returns:
+        (the settings, or None when the URL names no model and corpus; one line per dropped value).
+    """
+    if "model" not in q and "corpus" not in q:
+        return None, []
+    dropped: list[str] = []
+    default, base = Settings(), ModelSpec()
+
+    def take(name: str, parse: Any, fallback: Any) -> Any:
+        if name not in q or q[name] in ("", None):
+            return fallback
+        try:
+            return parse(str(q[name]))
+        except (ParamError, TypeError, ValueError) as e:
+            dropped.append(f"`{name}={q[name]}` ({user_message(e)})")
+            return fallback
+
+    def model_field(name: str) -> Any:
+        return take(name, lambda v: getattr(ModelSpec(**{"source": base.source, name: v}), name), getattr(base, name))
+
+    source = take("model", lambda v: ModelSpec(source=v).source, default.model.source)
+    model = ModelSpec(source=source, artifact=take("artifact", lambda v: ModelSpec(source=source, artifact=v).artifact,
+                                                   None), **{n: model_field(n) for n in _MODEL_OPTIONS})
+    corpus_source = take("corpus", lambda v: v if _corpus_ok(v) else _raise("not a bundled or uploaded corpus"),
+                         default.corpus.source)
+    langs = take("langs", lambda v: CorpusSpec(source=corpus_source, langs=tuple(x for x in v.split(",") if x)).langs,
+                 default.corpus.langs)
+    limit = take("limit", lambda v: CorpusSpec(source=corpus_source, limit=int(v)).limit, None)
+    max_length = take("maxlen", lambda v: RecordSpec(max_length=int(v), batch_tokens=max(4096, int(v))).max_length,
+                      default.max_length)
+    pooling = take("pooling", lambda v: v if v in POOLINGS else _raise(f"choose one of {', '.join(POOLINGS)}"),
+                   default.pooling)
+    preset = take("preset", lambda v: get_preset(v).name, None)
+    settings = Settings(model, CorpusSpec(source=corpus_source, langs=langs, limit=limit), max_length, pooling,
+                        preset, q.get("remote") == "1")
+    return settings, dropped
+
+
+def _raise(message: str) -> Any:
+    raise ValueError(message)
+
+
 def _from_query(q: Mapping[str, str]) -> Settings | None:
-    """Settings from URL parameters, or None when the URL holds none (or unreadable ones)."""
-    if "model" not in q or "corpus" not in q or "langs" not in q:
-        return None
-    try:
-        langs = tuple(x for x in str(q["langs"]).split(",") if x)
-        limit = int(q["limit"]) if q.get("limit") else None
-        default = ModelSpec()
-        model = ModelSpec(source=str(q["model"]), artifact=q.get("artifact") or None,
-                          revision=q.get("revision") or default.revision, device=q.get("device") or default.device,
-                          dtype=q.get("dtype") or default.dtype)
-        pooling = str(q.get("pooling") or "mean")
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}")
-        return Settings(model, CorpusSpec(source=str(q["corpus"]), langs=langs, limit=limit),
-                           int(q.get("maxlen") or 256), pooling, q.get("preset") or None, q.get("remote") == "1")
-    except ParamError as e:  # an unknown preset name
-        log.warning("ignoring unreadable URL parameters %r: %s", dict(q), e)
-        return None
-    except (TypeError, ValueError) as e:
-        log.warning("ignoring unreadable URL parameters %r: %s", dict(q), e)
-        return None
+    """Settings from URL parameters (values that cannot be used dropped: `_parse_query`)."""
+    return _parse_query(q)[0]
+
+
+URL_WARNINGS = "wb_url_dropped"
 
 
 def get_settings() -> Settings:
@@ -89,7 +124,10 @@ def get_settings() -> Settings:
             return Settings.from_dict(raw)
         except (KeyError, TypeError, ValueError):
             log.warning("ignoring unreadable settings in session state: %r", raw)
-    from_url = _from_query(st.query_params.to_dict())
+    from_url, dropped = _parse_query(st.query_params.to_dict())
+    if dropped:  # shown once, by the page header: the other choices of the link are kept
+        st.session_state[URL_WARNINGS] = dropped
+        log.warning("dropped URL parameters: %s", "; ".join(dropped))
     if from_url is not None:
         st.session_state[SETTINGS_KEY] = from_url.to_dict()
         return from_url

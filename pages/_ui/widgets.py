@@ -8,6 +8,17 @@ from typing import Any
 __all__ = ["field_widget", "widget_fields"]
 
 
+class _Bound:
+    """A container whose widgets are bound to URL query parameters (Streamlit's `bind="query-params"`)."""
+
+    def __init__(self, col: Any) -> None:
+        self._col = col
+
+    def __getattr__(self, name: str) -> Any:
+        widget = getattr(self._col, name)
+        return lambda *a, **kw: widget(*a, bind="query-params", **kw)
+
+
 def widget_fields(cls: Any) -> list[dataclasses.Field]:
     """The fields of a spec that get a widget (scalars, choices, lists of names; not nested values)."""
     return [f for f in dataclasses.fields(cls)
@@ -22,6 +33,7 @@ def field_widget(prefix: str, f: dataclasses.Field, help_text: str, col: Any, *,
     """
     key, label, default, kind = f"{prefix}_{f.name}", f.name.replace("_", " "), f.default, str(f.type)
     PERSIST = persist
+    col = _Bound(col)  # every field's value lives in the URL too (reload, a new browser, a shared link)
     if f.metadata.get("choices") and not kind.startswith("tuple"):
         options = list(f.metadata["choices"])
         return col.selectbox(label, options, index=options.index(default), key=key, help=help_text,

@@ -297,6 +297,35 @@ def test_compare_base_with_the_tuned_state(tuned_state):
         assert figures(at), tab
 
 
+def test_compare_scores_only_the_held_out_units_asked_for(tuned_state):
+    """Issue 20's report: "Held-out units = 1" said "0/2000 sentences" and scored far more; now it scores 1 per direction."""
+    at = app("pages/compare.py")
+    at.session_state["cmp_tab"] = "Scores"
+    at.run()
+    at.multiselect(key="cmp_eval_suites").set_value(["translation"]).run()
+    at.number_input(key="cmp_eval_limit").set_value(1).run()
+    ok(at)
+    evaluate = [b for b in at.button if b.label == "Evaluate"]
+    assert len(evaluate) == 1
+    evaluate[0].click().run()
+    jobs_ = [j for j in WARM.jobs("evaluate") if j.snapshot().running or j.snapshot().state == "done"]
+    assert len(jobs_) == 1
+    job = jobs_[0]
+    assert job.wait(300), job.snapshot()
+    snap = job.snapshot()
+    assert snap.state == "done", snap.error
+    n_dirs = 2 * (len(tuned_state["languages"]) - 1)
+    n_states = len(job.request()["args"]["states"])
+    # the progress counted what was scored: one example per direction and state, nothing more
+    assert (snap.unit, snap.done, snap.total) == ("examples", n_dirs * n_states, n_dirs * n_states)
+    at.run()
+    ok(at)
+    table = at.dataframe[0].value
+    scored = table[table["metric"] != "langid_accuracy"]  # that row validates the identifier on every reference
+    assert set(scored["n"].dropna().astype(int)) == {1}  # every score is over the one unit asked for
+    assert all("too few for an interval" in str(v) for c in scored.columns if "interval" in c for v in scored[c])
+
+
 def test_setup_lists_the_tuned_state_and_it_gets_its_own_store_entries(tuned_state):
     at = app("pages/setup.py")
     ok(at)

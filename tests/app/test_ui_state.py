@@ -76,14 +76,30 @@ def test_url_parameters_round_trip_the_settings(settings):
     assert "trust_remote_code" not in query  # a link must never switch on remote code
 
 
-@pytest.mark.parametrize("query", [{"model": "tiny:llama", "corpus": "udhr", "langs": "en,zh", "pooling": "banana"},
-                                   {"model": "tiny:llama", "corpus": "udhr", "langs": "en,zh", "limit": "many"},
-                                   {"model": "tiny:llama", "corpus": "udhr"}])
-def test_unreadable_url_parameters_fall_back_to_the_defaults(query):
-    assert ui_state._from_query(query) is None
-    at = from_url(None, query)
+@pytest.mark.parametrize(("query", "bad"), [
+    ({"pooling": "banana"}, "pooling=banana"),
+    ({"limit": "many"}, "limit=many"),
+    ({"limit": "-5"}, "limit=-5"),
+    ({"device": "tpu"}, "device=tpu"),
+    ({"corpus": "/etc/hosts.tsv"}, "corpus=/etc/hosts.tsv"),  # a path outside the data is never opened
+    ({"maxlen": "1"}, "maxlen=1"),
+    ({"preset": "nope"}, "preset=nope"),
+])
+def test_an_unusable_url_value_drops_that_choice_with_a_warning_and_keeps_the_others(query, bad):
+    good = {"model": "tiny:llama", "corpus": "udhr", "langs": "en,zh", "limit": "6", "pooling": "last"}
+    settings, dropped = ui_state._parse_query({**good, **query})
+    assert len(dropped) == 1 and bad in dropped[0], dropped
+    kept = Settings(ModelSpec(source="tiny:llama"), CorpusSpec("udhr", ("en", "zh"), 6), pooling="last")
+    for field in ("model", "corpus", "pooling", "max_length", "preset"):  # everything but the bad value survives
+        if field not in {"limit": "corpus", "device": "model", "corpus": "corpus", "maxlen": "max_length",
+                         "pooling": "pooling", "preset": "preset"}[next(iter(query))]:
+            assert getattr(settings, field) == getattr(kept, field), field
+    at = from_url(None, {**good, **query})
     assert not at.exception
+    warned = [w.value for w in at.warning if "could not be used and was dropped" in w.value]
+    assert len(warned) == 1 and bad in warned[0], [w.value for w in at.warning]
     assert at.selectbox(key="setup_corpus").value == "udhr"
+    assert setup_langs(at).value == ["en", "zh"]  # the other choices of the link are kept
 
 
 def test_setup_widgets_start_from_the_url():

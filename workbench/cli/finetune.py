@@ -57,7 +57,8 @@ def _common(p: argparse.ArgumentParser, method: Method) -> None:
     d.add_argument("--limit", type=int, default=None, help="at most N training units")
     d.add_argument("--split-seed", type=int, default=0, help="seed of the train/held-out split")
     d.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
-    t = p.add_argument_group(f"{method.label} (fields of {method.spec.__name__}; unset = the paper's default)")
+    t = p.add_argument_group(f"{method.label} (fields of {method.spec.__name__}; unset = the paper's default"
+                             + (f"; --steps caps each stage: {', '.join(method.stages)})" if method.stages else ")"))
     add_field_args(t, method.own_fields(), keep_defaults=False, aliases={**COMMON_ALIASES, **method.aliases})
     t.add_argument("--set", type=_kv, action="append", default=[], metavar="FIELD=VALUE",
                    help="any field of the method's spec (JSON values), repeatable")

@@ -61,6 +61,7 @@ class Method:
     inference: str | None = None  # the `models.hooks` kind its artifacts run at inference (CC-Tuning's)
     aliases: Mapping[str, str] = field(default_factory=dict)  # short CLI flag -> spec field ("n2d": "n2d_layers")
     layer_fields: tuple[str, ...] = ()  # block-list fields: "" = computed by the method, "none" = ()
+    stages: tuple[str, ...] = ()  # stages that each get `max_steps` (SiLP: N2D, D2N); () = `max_steps` is the total
     prefill: Prefill | None = None
 
     def __post_init__(self) -> None:

@@ -256,7 +256,7 @@ METHOD = Method(
     from_langs=lambda langs: {"src": langs[1], "tgt": langs[0]},  # N = the target language, D = the pivot
     lang_fields=("src", "tgt"), shardable=True,
     aliases={"n2d": "n2d_layers", "d2n": "d2n_layers", "tft": "tft_file"},
-    layer_fields=("n2d_layers", "d2n_layers"),
+    layer_fields=("n2d_layers", "d2n_layers"), stages=("N2D", "D2N"),
     prefill=Prefill(
         analysis="sensitivity",
         # N → D is stage N2D; the Layer profile may have recorded either direction

@@ -62,6 +62,7 @@ class _Progress:
         self.history: list[dict[str, Any]] = []
         self.t0: float | None = None
         self.last_write = 0.0
+        self.after_s = 0.0  # what the phases after training will take (the evaluation after: as long as before)
 
     def mark_start(self) -> None:
         """Training starts now (steps/s and ETA count from here)."""
@@ -79,7 +80,7 @@ class _Progress:
             rate = step / (t - t0) if t > t0 else None
             write_status(self.d, step=step, total=total, stage=metrics.get("stage"), history=self.history,
                          steps_per_s=round(rate, 4) if rate else None,
-                         eta_s=round((total - step) / rate, 1) if rate else None)
+                         eta_s=round((total - step) / rate + self.after_s, 1) if rate else None, eta_at=time.time())
             self.last_write = t
 
 
@@ -103,9 +104,9 @@ _DIR: Path | None = None
 
 
 def write_status_msg(message: str) -> None:
-    """Set the job's one-line status message (rank 0 only)."""
+    """Set the job's one-line status message and phase (rank 0 only)."""
     if _DIR is not None and distributed.current().main:
-        write_status(_DIR, message=message)
+        write_status(_DIR, message=message, phase=message)
     log.info(message)
 
 
@@ -128,10 +129,20 @@ def run(d: Path) -> Path:
     state = _load_state(model_spec)
     progress: _Progress | None = _Progress(d) if distributed.current().main else None
 
+    phases: dict[str, float] = {}
+
     def status(message: str) -> None:
+        """Each phase is named; the ETA covers the phases still to come (the evaluation after ≈ the one before)."""
+        now = time.perf_counter()
+        phases[message] = now
+        before = phases.get("evaluating the base model")
         if message == "training" and progress is not None:
+            progress.after_s = (now - before) if before is not None else 0.0
             progress.mark_start()
         write_status_msg(message)
+        if distributed.current().main and message == "evaluating the tuned model" and progress is not None:
+            write_status(d, eta_s=round(progress.after_s, 1) if progress.after_s else None, eta_at=time.time(),
+                         phase=message)
 
     try:
         path, _ = finetune(method, state, data, spec, d / "artifact", model_spec=model_spec, progress=progress,
