@@ -2,7 +2,7 @@
 
     streamlit run app.py
 
-Pages live in pages/; computation in the `workbench` library (HOUSE_STYLE 1, 9).
+Pages live in app_pages/; computation in the `workbench` library (HOUSE_STYLE 1, 9).
 """
 
 import logging
@@ -24,17 +24,17 @@ if not _log.handlers:
 
 st.navigation({
     "Record": [
-        st.Page("pages/setup.py", title="Setup", icon=":material/tune:", default=True),
+        st.Page("app_pages/setup.py", title="Setup", icon=":material/tune:", default=True),
     ],
     "Views": [
-        st.Page("pages/layer_profile.py", title="Layer profile", icon=":material/stacked_line_chart:"),
-        st.Page("pages/representation_map.py", title="Representation map", icon=":material/scatter_plot:"),
-        st.Page("pages/language_subspaces.py", title="Language subspaces", icon=":material/call_split:"),
-        st.Page("pages/neurons.py", title="Neurons", icon=":material/hub:"),
-        st.Page("pages/analyses.py", title="Every analysis", icon=":material/apps:"),
+        st.Page("app_pages/layer_profile.py", title="Layer profile", icon=":material/stacked_line_chart:"),
+        st.Page("app_pages/representation_map.py", title="Representation map", icon=":material/scatter_plot:"),
+        st.Page("app_pages/language_subspaces.py", title="Language subspaces", icon=":material/call_split:"),
+        st.Page("app_pages/neurons.py", title="Neurons", icon=":material/hub:"),
+        st.Page("app_pages/analyses.py", title="Every analysis", icon=":material/apps:"),
     ],
     "Tune": [
-        st.Page("pages/finetune.py", title="Fine-tune", icon=":material/model_training:"),
-        st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("app_pages/finetune.py", title="Fine-tune", icon=":material/model_training:"),
+        st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     ],
 }).run()

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `pages` is a folder of the checkout, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from pages import _ui as ui_st  # noqa: E402
+from app_pages import _ui as ui_st  # noqa: E402
 from workbench.recipes.build import build_figure  # noqa: E402
 from workbench.recipes.settings import TINY_MODEL, Settings  # noqa: E402
 
@@ -153,7 +153,7 @@ def test_manifest_command_regenerates_the_same_data(recording, tiny_state, cli_r
 
 
 def test_every_layer_profile_figure_has_an_export_popover(pair_recording):
-    at = app("pages/layer_profile.py")
+    at = app("app_pages/layer_profile.py")
     ok(at)
     pops = at.get("popover")
     assert len(pops) == len(at.get("plotly_chart")) == 3
@@ -167,7 +167,7 @@ def test_every_layer_profile_figure_has_an_export_popover(pair_recording):
 
 
 def test_prepare_export_offers_one_zip_of_what_the_page_shows(pair_recording, recording):
-    at = app("pages/layer_profile.py")
+    at = app("app_pages/layer_profile.py")
     at.radio(key="lp_method").set_value("cosine")
     at.toggle(key="lp_center").set_value(True).run()
     ok(at)
@@ -220,7 +220,7 @@ def test_an_export_failure_is_a_readable_message(recording, monkeypatch):
         raise export.ChromiumNotFoundError(export.NO_CHROMIUM)
 
     monkeypatch.setattr(export.render, "render_image", no_browser)
-    at = app("pages/neurons.py")
+    at = app("app_pages/neurons.py")
     ok(at)
     at.button(key="exp-go-language-specific-neurons").click().run()
     assert not at.exception

@@ -94,7 +94,7 @@ def record_missing(at: AppTest) -> None:
 
 
 def test_finetune_page_shows_the_papers_defaults():
-    at = app("pages/finetune.py")
+    at = app("app_pages/finetune.py")
     ok(at)
     assert at.radio(key="ft_method").value == "silp"
     assert at.number_input(key="ft_steps").value == 20
@@ -111,7 +111,7 @@ def test_finetune_page_shows_the_papers_defaults():
     ok(at)
     assert at.number_input(key="ft_lens_lr").value == 1e-5
     assert at.selectbox(key="ft_central").value == "en"
-    at.switch_page("pages/compare.py").run()  # no job has finished yet: nothing to compare
+    at.switch_page("app_pages/compare.py").run()  # no job has finished yet: nothing to compare
     ok(at)
     assert any("No tuned model state yet" in i.value for i in at.info)
 
@@ -124,7 +124,7 @@ def test_silp_layers_are_prefilled_from_a_stored_pair_pass(tiny_state):
                            pairs=[("en", "zh")], state=tiny_state)
     scores = views.sensitivity_scores(rec, "en>zh")
     _, n2d, d2n, _ = views.allocation_table(scores)
-    at = app("pages/finetune.py")
+    at = app("app_pages/finetune.py")
     ok(at)
     boxes = {b.key.split("_")[1]: b.value for b in at.text_input if b.key.startswith(("ft_n2d_", "ft_d2n_"))}
     assert boxes == {"n2d": ", ".join(map(str, n2d)), "d2n": ", ".join(map(str, d2n))}
@@ -135,7 +135,7 @@ def test_silp_layers_are_prefilled_from_a_stored_pair_pass(tiny_state):
 
 
 def test_bad_upload_and_bad_option_are_refused_before_start():
-    at = app("pages/finetune.py")
+    at = app("app_pages/finetune.py")
     at.radio(key="ft_source").set_value("__upload__").run()
     bad = "en\tzh\nHello\t你好\nOnly English here\n".encode()
     at.file_uploader(key="ft_upload").set_value(("pairs.tsv", bad, "text/tab-separated-values")).run()
@@ -162,7 +162,7 @@ def long_job(cache):
 
 
 def test_short_job_starts_is_listed_and_finishes(long_job):
-    at = app("pages/finetune.py")
+    at = app("app_pages/finetune.py")
     at.radio(key="ft_source").set_value("udhr").run()
     at.number_input(key="ft_limit").set_value(16).run()
     at.number_input(key="ft_max_length").set_value(48).run()
@@ -202,7 +202,7 @@ def test_running_job_shows_progress_and_can_be_cancelled(long_job):
     at.session_state["wb_settings"] = SETTINGS.to_dict()
     at.session_state["ft_job"] = job_id
     at.run()
-    at.switch_page("pages/finetune.py").run()
+    at.switch_page("app_pages/finetune.py").run()
     ok(at)
     assert [m.label for m in at.metric] == ["Step", "Loss", "Steps/s", "ETA"]
     assert at.metric[2].value != "—"  # steps/s once a step is done
@@ -222,7 +222,7 @@ def test_failed_job_shows_its_reason_and_log(tmp_path):
     at.session_state["wb_settings"] = SETTINGS.to_dict()
     at.session_state["ft_job"] = job_id
     at.run()
-    at.switch_page("pages/finetune.py").run()
+    at.switch_page("app_pages/finetune.py").run()
     assert not at.exception
     assert at.selectbox(key="ft_job").value == job_id
     errors = [e.value for e in at.error]
@@ -250,7 +250,7 @@ def tuned_state() -> dict:
 
 
 def test_compare_base_with_the_tuned_state(tuned_state):
-    at = app("pages/compare.py")
+    at = app("app_pages/compare.py")
     ok(at)
     assert at.selectbox(key="cmp_a").value == "base"
     assert at.selectbox(key="cmp_b").value == tuned_state["job_id"]
@@ -299,7 +299,7 @@ def test_compare_base_with_the_tuned_state(tuned_state):
 
 def test_compare_scores_only_the_held_out_units_asked_for(tuned_state):
     """Issue 20's report: "Held-out units = 1" said "0/2000 sentences" and scored far more; now it scores 1 per direction."""
-    at = app("pages/compare.py")
+    at = app("app_pages/compare.py")
     at.session_state["cmp_tab"] = "Scores"
     at.run()
     at.multiselect(key="cmp_eval_suites").set_value(["translation"]).run()
@@ -327,7 +327,7 @@ def test_compare_scores_only_the_held_out_units_asked_for(tuned_state):
 
 
 def test_setup_lists_the_tuned_state_and_it_gets_its_own_store_entries(tuned_state):
-    at = app("pages/setup.py")
+    at = app("app_pages/setup.py")
     ok(at)
     assert "Tuned state" in at.radio(key="setup_model_kind").options
     at.radio(key="setup_model_kind").set_value("Tuned state").run()
@@ -341,7 +341,7 @@ def test_setup_lists_the_tuned_state_and_it_gets_its_own_store_entries(tuned_sta
 
 
 def test_cctuning_is_offered_and_its_views_show_on_compare():
-    at = app("pages/finetune.py")
+    at = app("app_pages/finetune.py")
     assert "CC-Tuning" in at.radio(key="ft_method").options  # labels; values are method ids
     at.radio(key="ft_method").set_value("cctuning").run()
     assert not at.exception  # (an earlier test's failed job may legitimately show its error box here)
@@ -351,7 +351,7 @@ def test_cctuning_is_offered_and_its_views_show_on_compare():
                             {"lang": "zh", "pivot": "en", "max_steps": 2, "batch_size": 4, "wt_pairs": 8,
                              "curve_points": 3, "eval_items": 4})
     assert wait(job_id)["state"] == "done", jobs.job_status(job_id)
-    at = app("pages/compare.py")
+    at = app("app_pages/compare.py")
     at.selectbox(key="cmp_b").set_value(job_id).run()
     record_missing(at)
     at.session_state["cmp_tab"] = "CC-Tuning"

@@ -24,7 +24,7 @@ def test_processes_field_only_with_several_gpus(monkeypatch, gpus, shown):
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["wb_settings"] = SETTINGS.to_dict()
     at.run()
-    at.switch_page("pages/finetune.py").run()
+    at.switch_page("app_pages/finetune.py").run()
     assert not at.exception, [e.value for e in at.exception]
     fields = [n for n in at.number_input if n.label == "Processes"]
     assert bool(fields) == shown

@@ -32,7 +32,7 @@ def setup_page(settings: Settings) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["wb_settings"] = settings.to_dict()
     at.run()
-    at.switch_page("pages/setup.py").run()
+    at.switch_page("app_pages/setup.py").run()
     return at
 
 

@@ -33,7 +33,7 @@ from workbench.store import Store
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 LANGS = ("en", "zh", "sw")
 SETTINGS = Settings(model=ModelSpec(source=TINY_MODEL), corpus=CorpusSpec(source="udhr", langs=LANGS, limit=6))
-VIEWS = ["pages/layer_profile.py", "pages/representation_map.py", "pages/language_subspaces.py", "pages/neurons.py"]
+VIEWS = ["app_pages/layer_profile.py", "app_pages/representation_map.py", "app_pages/language_subspaces.py", "app_pages/neurons.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -158,13 +158,13 @@ def test_setup_records_in_background_and_keeps_the_run():
     assert any("Recorded 3 languages × 6 sentences" in s.value for s in at.success)
     assert at.metric[0].value == "3 / 3"
     # Leave the page and come back: the same (finished) run is shown, nothing restarts.
-    at.switch_page("pages/neurons.py").run()
-    at.switch_page("pages/setup.py").run()
+    at.switch_page("app_pages/neurons.py").run()
+    at.switch_page("app_pages/setup.py").run()
     ok(at)
     assert any("Recorded 3 languages × 6 sentences" in s.value for s in at.success)
     assert WARM.get(job.key).key == job.key and WARM.get(job.key).snapshot().state == "done"
     # A second session (another tab) asking for the same thing shares the run.
-    other = app("pages/setup.py")
+    other = app("app_pages/setup.py")
     assert any("Recorded 3 languages × 6 sentences" in s.value for s in other.success)
 
 
@@ -217,7 +217,7 @@ def test_views_without_a_recording_offer_to_record(page):
 
 def test_a_language_missing_from_the_corpus_is_a_readable_error():
     bad = Settings(SETTINGS.model, CorpusSpec(source="udhr", langs=("en", "klingon"), limit=6))
-    at = app("pages/layer_profile.py", settings=bad)
+    at = app("app_pages/layer_profile.py", settings=bad)
     assert not at.exception
     assert len(at.error) == 1
     assert "klingon" in at.error[0].value and "Setup page" in at.error[0].value
@@ -225,7 +225,7 @@ def test_a_language_missing_from_the_corpus_is_a_readable_error():
 
 def test_a_missing_model_path_is_said_before_recording(tmp_path):
     missing = Settings(ModelSpec(source=str(tmp_path / "no-such-model")), SETTINGS.corpus)
-    at = app("pages/neurons.py", settings=missing)
+    at = app("app_pages/neurons.py", settings=missing)
     assert not at.exception
     assert len(at.error) == 1 and "no-such-model" in at.error[0].value and "does not exist" in at.error[0].value
     assert "Setup page" in at.error[0].value
@@ -236,7 +236,7 @@ def test_a_failed_recording_shows_what_went_wrong(tmp_path, monkeypatch):
     # Pretend the model check passed (say, the path vanished after it): the job fails, and says why.
     monkeypatch.setattr(checks, "check_model_source", lambda spec: checks.ModelCheck(True))
     missing = Settings(ModelSpec(source=str(tmp_path / "vanished-model")), SETTINGS.corpus)
-    at = app("pages/neurons.py", settings=missing)
+    at = app("app_pages/neurons.py", settings=missing)
     ok(at)
     assert any("could not be checked" in i.value for i in at.info)
     at.button[0].click().run()
@@ -264,7 +264,7 @@ def test_views_render_with_downloads(page, recording):
 
 
 def test_layer_profile_numbers_follow_the_library_and_the_method(recording):
-    at = app("pages/layer_profile.py")
+    at = app("app_pages/layer_profile.py")
     ok(at)
     vectors = recording.vectors("mean")
     for method in ("margin", "cosine", "mexa"):
@@ -283,22 +283,22 @@ def test_layer_profile_numbers_follow_the_library_and_the_method(recording):
     cosine = ys(trace(figures(at)[0], "all pairs"))
     assert not np.allclose(margin, cosine)
     # View choices survive a visit to another page.
-    at.switch_page("pages/neurons.py").run()
-    at.switch_page("pages/layer_profile.py").run()
+    at.switch_page("app_pages/neurons.py").run()
+    at.switch_page("app_pages/layer_profile.py").run()
     assert at.radio(key="lp_method").value == "cosine"
     np.testing.assert_allclose(ys(trace(figures(at)[0], "all pairs")), cosine)
 
 
 
 def test_layer_profile_without_pair_pass_offers_it(recording):
-    at = app("pages/layer_profile.py")
+    at = app("app_pages/layer_profile.py")
     ok(at)
     assert any("en → zh" in i.value for i in at.info)
     assert "Record en → zh pass" in [b.label for b in at.button]
 
 
 def test_sensitivity_allocation_follows_k1_k2(pair_recording):
-    at = app("pages/layer_profile.py")
+    at = app("app_pages/layer_profile.py")
     ok(at)
     fig = next(f for f in figures(at) if "Projection sensitivity" in title(f))
     scores = sensitivity.projection_sensitivity(np.asarray(pair_recording.entries["en>zh"]["ffn_layer_mean"]))
@@ -315,7 +315,7 @@ def test_sensitivity_allocation_follows_k1_k2(pair_recording):
 
 
 def test_map_layer_and_method_change_the_figures(recording):
-    at = app("pages/representation_map.py")
+    at = app("app_pages/representation_map.py")
     ok(at)
     before = figures(at)
     at.select_slider(key="map_layer").set_value("emb").run()
@@ -330,7 +330,7 @@ def test_map_layer_and_method_change_the_figures(recording):
 
 
 def test_subspaces_match_the_library(recording):
-    at = app("pages/language_subspaces.py")
+    at = app("app_pages/language_subspaces.py")
     ok(at)
     sep = subspace.separation_by_layer(recording.vectors("mean"), central="en", holdout=True,
                                        layer_labels=recording.layer_labels)
@@ -344,7 +344,7 @@ def test_subspaces_match_the_library(recording):
 
 
 def test_neurons_match_the_library(recording):
-    at = app("pages/neurons.py")
+    at = app("app_pages/neurons.py")
     ok(at)
     probs = recording.activation_probs()
     want = overlap.overlap_by_layer(probs, "en", top_frac=0.05)
@@ -358,7 +358,7 @@ def test_neurons_match_the_library(recording):
 
 
 def test_pooling_setting_reaches_the_views(recording):
-    at = app("pages/layer_profile.py", settings=Settings(SETTINGS.model, SETTINGS.corpus, pooling="last"))
+    at = app("app_pages/layer_profile.py", settings=Settings(SETTINGS.model, SETTINGS.corpus, pooling="last"))
     ok(at)
     want = retrieval.summarize_by_layer(retrieval.retrieval_by_layer(
         recording.vectors("last"), method="margin", k=4, pivot="en", layer_labels=recording.layer_labels))

@@ -35,7 +35,7 @@ def test_analyze_export_and_page_agree_on_retrieval(tmp_path, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["wb_settings"] = settings.to_dict()
     at.run()
-    at.switch_page("pages/layer_profile.py").run()
+    at.switch_page("app_pages/layer_profile.py").run()
     at.selectbox(key="lp_pivot").set_value("zh").run()
     at.radio(key="lp_method").set_value("cosine").run()
     at.toggle(key="lp_center").set_value(True).run()

@@ -104,13 +104,13 @@ def test_toys_are_in_the_pages_choices(toys, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["wb_settings"] = settings.to_dict()
     at.run()
-    at.switch_page("pages/finetune.py").run()
+    at.switch_page("app_pages/finetune.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Toy method" in at.radio(key="ft_method").options  # shown by its label
     at.radio(key="ft_method").set_value("toymethod").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.number_input(key="ft_toymethod_wobble").value == 0.5  # a widget per field, its default
-    at.switch_page("pages/analyses.py").run()
+    at.switch_page("app_pages/analyses.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert "toy_norms: a view only this test registers" in at.selectbox(key="an_analysis").options
     at.selectbox(key="an_analysis").set_value("toy_norms").run()

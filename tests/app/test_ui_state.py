@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `pages` is a folder of the checkout, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from pages._ui import recording as ui_rec  # noqa: E402
-from pages._ui import state as ui_state  # noqa: E402
+from app_pages._ui import recording as ui_rec  # noqa: E402
+from app_pages._ui import state as ui_state  # noqa: E402
 from workbench.models import checks  # noqa: E402
 from workbench.recipes.settings import Settings  # noqa: E402
 
@@ -162,7 +162,7 @@ def progress_texts(at: AppTest) -> list[str]:
 
 def test_a_second_tab_shows_the_running_job_and_then_its_outcome(gated_job):
     job, finish = gated_job
-    tabs = [from_url(None, ui_state._to_query(SETTINGS)), from_url("pages/neurons.py", ui_state._to_query(SETTINGS))]
+    tabs = [from_url(None, ui_state._to_query(SETTINGS)), from_url("app_pages/neurons.py", ui_state._to_query(SETTINGS))]
     for at in tabs:
         ok(at)
         assert "Working in the background (the model worker)" in sidebar_text(at)
@@ -250,7 +250,7 @@ def test_setup_says_languages_times_sentences_after_recording(tiny_state):
 
 
 def test_english_is_not_drawn_like_the_all_pairs_line(recording):
-    at = test_pages.app("pages/layer_profile.py")
+    at = test_pages.app("app_pages/layer_profile.py")
     at.selectbox(key="lp_pivot").set_value("zh").run()  # with pivot zh, en gets its own line
     ok(at)
     fig = figures(at)[0]
@@ -265,7 +265,7 @@ def test_english_is_not_drawn_like_the_all_pairs_line(recording):
 
 
 def test_sensitivity_axis_has_a_readable_label(pair_recording):
-    at = test_pages.app("pages/layer_profile.py")
+    at = test_pages.app("app_pages/layer_profile.py")
     ok(at)
     fig = next(f for f in figures(at) if "Projection sensitivity" in title(f))
     assert fig.layout.yaxis.title.text == "sensitivity S<sub>l</sub>"
@@ -273,7 +273,7 @@ def test_sensitivity_axis_has_a_readable_label(pair_recording):
 
 
 def test_method_is_a_radio_that_shows_every_label(recording):
-    at = test_pages.app("pages/layer_profile.py")
+    at = test_pages.app("app_pages/layer_profile.py")
     assert sorted(at.radio(key="lp_method").options) == sorted(retrieval.METHODS)  # margin-all too
     assert at.radio(key="lp_method").value == "margin"
     assert "lp_method" not in [b.key for b in at.get("button_group")]

@@ -78,8 +78,8 @@ def tuned_server(tmp_path, monkeypatch):
     yield from _serve(tmp_path)
 
 
-def _serve(tmp_path):
-    port = _free_port()
+def _serve(tmp_path, port: int | None = None):
+    port = port or _free_port()
     env = {**os.environ, "WORKBENCH_UI_TINY_MODEL": "1", "WORKBENCH_CACHE": str(tmp_path / "cache"),
            "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "server.log", "w")
@@ -196,7 +196,7 @@ def test_record_and_view_in_chromium(server):
                 expect(tab.get_by_text("Recorded 3 languages × 5 sentences")).to_be_visible(timeout=180_000)
                 _settle(tab)
                 _no_errors(tab)
-                expect(tab.get_by_text("Recording in the background")).to_have_count(0)  # the sidebar is not stale
+                expect(tab.get_by_text("Working in the background")).to_have_count(0)  # the sidebar is not stale
                 expect(tab.get_by_test_id("stMetricValue").nth(0)).to_have_text("3 / 3")
             _screenshot(page, "setup")
             _screenshot(second, "setup-second-tab")
@@ -259,3 +259,56 @@ def test_compare_outputs_and_scores_in_chromium(tuned_server):
             _screenshot(page, "compare-scores")
         finally:
             browser.close()
+
+
+def test_every_page_keeps_its_choices_in_the_url_through_reloads_browsers_and_a_server_restart(tmp_path):
+    """A page's choices (here the Fine-tune page's method and steps) live in the URL: a reload, another
+    browser, and a reload after the server restarted all show them, in the app's own navigation."""
+    from playwright.sync_api import expect, sync_playwright
+
+    port = _free_port()
+    server = _serve(tmp_path, port)
+    url = next(server)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url + "/finetune?" + "&".join(f"{k}={v}" for k, v in CHOICE.items()))
+            expect(page.get_by_role("heading", name="Fine-tune").first).to_be_visible(timeout=60_000)
+            _settle(page)
+            page.get_by_text("Mid-align", exact=True).first.click()
+            _settle(page)
+            steps = page.get_by_role("spinbutton", name="Total steps")
+            steps.fill("7")
+            steps.press("Enter")
+            _settle(page)
+            params = _url_params(page)
+            assert params.get("ft_method") == "Mid-align" and params.get("ft_steps") == "7", page.url
+            deep = page.url
+
+            def shows_the_choices(tab) -> None:
+                expect(tab.get_by_role("heading", name="Fine-tune").first).to_be_visible(timeout=60_000)
+                _settle(tab)
+                expect(tab.get_by_role("radio", name="Mid-align")).to_be_checked()
+                expect(tab.get_by_role("spinbutton", name="Total steps")).to_have_value("7")
+                nav = tab.get_by_test_id("stSidebarNav")
+                expect(nav.get_by_text("Tune", exact=True)).to_be_visible()  # the app's sections, not a file list
+                expect(nav.get_by_role("link", name="Fine-tune")).to_be_visible()
+                expect(nav.get_by_text("app", exact=True)).to_have_count(0)
+                _no_errors(tab)
+
+            page.reload()
+            shows_the_choices(page)
+            other = browser.new_context().new_page()  # another browser: only the link
+            other.goto(deep)
+            shows_the_choices(other)
+            # The server restarts (same port); the open page reloads its deep link.
+            next(server, None)
+            server = _serve(tmp_path, port)
+            next(server)
+            page.reload()
+            shows_the_choices(page)
+            _screenshot(page, "finetune-after-restart")
+        finally:
+            browser.close()
+            next(server, None)

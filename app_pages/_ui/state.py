@@ -21,14 +21,14 @@ log = logging.getLogger("workbench.app")
 
 SETTINGS_KEY = "wb_settings"
 PAGES = {
-    "setup": "pages/setup.py",
-    "layer_profile": "pages/layer_profile.py",
-    "map": "pages/representation_map.py",
-    "subspaces": "pages/language_subspaces.py",
-    "neurons": "pages/neurons.py",
-    "analyses": "pages/analyses.py",
-    "finetune": "pages/finetune.py",
-    "compare": "pages/compare.py",
+    "setup": "app_pages/setup.py",
+    "layer_profile": "app_pages/layer_profile.py",
+    "map": "app_pages/representation_map.py",
+    "subspaces": "app_pages/language_subspaces.py",
+    "neurons": "app_pages/neurons.py",
+    "analyses": "app_pages/analyses.py",
+    "finetune": "app_pages/finetune.py",
+    "compare": "app_pages/compare.py",
 }
 # The URL parameters of the Setup choices. Model options that change the store key (device
 # and dtype: the fingerprint holds the dtype; revision: other weights) are written only when

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from pages import _ui as ui_st
-from pages._ui import outcomes
+from app_pages import _ui as ui_st
+from app_pages._ui import outcomes
 from workbench import models, recipes, recordings
 from workbench.analysis import embed2d, retrieval, sensitivity
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
@@ -27,7 +27,7 @@ from workbench.recipes.settings import Settings
 log = logging.getLogger("workbench.app")
 
 PERSIST = "session"
-FINETUNE_PAGE = "pages/finetune.py"
+FINETUNE_PAGE = "app_pages/finetune.py"
 BASE = "base"
 TABS = ["Outputs", "Scores", "Retrieval", "Sensitivity", "Overlap", "Subspaces", "Maps"]
 # A radio, not segmented buttons: it wraps in a narrow column instead of clipping the labels.

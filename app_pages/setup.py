@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from pages import _ui as ui_st
+from app_pages import _ui as ui_st
 from workbench import recordings
 from workbench.config import CorpusSpec, ModelSpec, stable_hash
 from workbench.corpus import uploads

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages import _ui as ui_st
+from app_pages import _ui as ui_st
 from workbench import models, ranks
 from workbench.config import ModelSpec
 from workbench.corpus import uploads
@@ -32,7 +32,7 @@ from workbench.viz import compare_figures
 log = logging.getLogger("workbench.app")
 
 PERSIST = "session"
-COMPARE_PAGE = "pages/compare.py"
+COMPARE_PAGE = "app_pages/compare.py"
 UPLOAD = "__upload__"
 SHORT_RUN_STEPS = 20
 # Spec fields with their own widget elsewhere on the page (steps), or only reachable through the CLI's --set.

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._ui.figure import export_state_key, export_zip, show_figure
-from pages._ui.recording import (
+from app_pages._ui.figure import export_state_key, export_zip, show_figure
+from app_pages._ui.recording import (
     finished_recording,
     job_panel,
     layer_options,
@@ -23,7 +23,7 @@ from pages._ui.recording import (
     require_recording,
     sidebar_jobs,
 )
-from pages._ui.state import (
+from app_pages._ui.state import (
     PAGES,
     URL_WARNINGS,
     corpus_of,
@@ -37,8 +37,8 @@ from pages._ui.state import (
     settings_line,
     sync_url,
 )
-from pages._ui.views import needs_of, view
-from pages._ui.widgets import field_widget, widget_fields
+from app_pages._ui.views import needs_of, view
+from app_pages._ui.widgets import field_widget, widget_fields
 from workbench.recipes.settings import Settings
 
 __all__ = ["PAGES", "corpus_of", "data_key", "default_pair", "export_state_key", "export_zip", "field_widget",

@@ -13,10 +13,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages._ui.figure import show_figure
-from pages._ui.recording import job_panel
-from pages._ui.state import guard
-from pages._ui.views import view
+from app_pages._ui.figure import show_figure
+from app_pages._ui.recording import job_panel
+from app_pages._ui.state import guard
+from app_pages._ui.views import view
 from workbench.config import ModelSpec
 from workbench.evaluation import DecodingSpec, filter_generations, side_by_side
 from workbench.evaluation.jobs import eval_job_key, start_evaluation

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui as ui_st
+from app_pages import _ui as ui_st
 from workbench.analysis import embed2d, retrieval
 
 PERSIST = "session"

@@ -12,7 +12,7 @@ import logging
 
 import streamlit as st
 
-from pages import _ui as ui_st
+from app_pages import _ui as ui_st
 from workbench import recordings
 from workbench.errors import user_message
 from workbench.recipes.registry import REGISTRY, get_analysis
