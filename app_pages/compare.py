@@ -22,6 +22,7 @@ from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.errors import user_message
 from workbench.finetune import jobs as finetune_jobs
 from workbench.jobs.warm import WARM
+from workbench.models import artifacts
 from workbench.recipes.settings import Settings
 
 log = logging.getLogger("workbench.app")
@@ -81,6 +82,8 @@ def require_state_recording(name: str, label: str, spec: ModelSpec, corpus_spec:
     what = f"the {pairs[0][0]} → {pairs[0][1]} SiLP pass" if pairs else "the Setup's languages"
     st.info(f"State **{name}** ({label}) has no recording of {what} yet.", icon=":material/info:")
     if job is None or not job.snapshot().running:
+        with ui_st.guard("the estimate"):
+            st.caption(ui_st.recording_plan(spec, corpus_spec, rspec, pairs))
         if st.button(f"Record state {name}", type="primary", icon=":material/fiber_manual_record:",
                      key=f"cmp-rec-{key}"):
             recordings.start_recording(spec, corpus_spec, rspec, pairs, rerun_done=True)
@@ -130,8 +133,10 @@ def retrieval_tab(langs: list[str], labels: tuple[str, str]) -> None:
         m = st.columns(4)
         m[0].metric(f"Mean over layers, {labels[0]}", _pct(all_pairs["a"].mean()))
         gain = all_pairs["diff"].mean()
-        m[1].metric(f"Mean over layers, {labels[1]}", _pct(all_pairs["b"].mean()), f"{gain:+.1%} vs {labels[0]}",
-                    delta_color="normal" if abs(gain) >= 5e-4 else "off")
+        same = not abs(gain) >= 5e-4  # below the display precision (or NaN): no sign, no arrow
+        m[1].metric(f"Mean over layers, {labels[1]}", _pct(all_pairs["b"].mean()),
+                    f"±0.0% vs {labels[0]}" if same else f"{gain:+.1%} vs {labels[0]}",
+                    delta_color="off" if same else "normal", delta_arrow="off" if same else "auto")
         for i, col in ((2, "a"), (3, "b")):
             best = recipes.best_layer(all_pairs.rename(columns={col: "accuracy"}))  # the one definition
             m[i].metric(f"Best layer, {labels[i - 2]}", str(best), _pct(all_pairs.loc[all_pairs["layer"] == best,
@@ -140,8 +145,29 @@ def retrieval_tab(langs: list[str], labels: tuple[str, str]) -> None:
         ui_st.show_figure(fig, "compare-retrieval", table, height=560, spec=spec)
 
 
+def stored_direction(specs: tuple[ModelSpec, ModelSpec], langs: list[str], default: tuple[str, str]) -> tuple[str, str]:
+    """The direction to open on: `default`, else its reverse, else any pivot direction both states have stored.
+
+    The SiLP pass is recorded per direction; opening on one that is stored shows a figure at
+    once instead of a Record button for a direction the user never chose. Only looks up the store.
+    """
+    src, tgt = default
+    others = [x for x in langs if x not in default]
+    candidates = [default, (tgt, src), *[(src, x) for x in others], *[(x, src) for x in others]][:12]
+    for pair in candidates:
+        try:
+            if all(recordings.store_status(m, s.pair_corpus(*pair), s.silp_spec(), [pair]).recording is not None
+                   for m in specs):
+                return pair
+        except Exception:  # noqa: BLE001 - a lookup that cannot be made just does not pick that pair
+            continue
+    return default
+
+
 def sensitivity_tab(spec_a: ModelSpec, spec_b: ModelSpec, langs: list[str], labels: tuple[str, str],
                     default: tuple[str, str], names: tuple[str, str]) -> None:
+    if "cmp_src" not in st.session_state and "cmp_tgt" not in st.session_state:
+        default = stored_direction((spec_a, spec_b), langs, default)
     c = st.columns([1, 1, 2], vertical_alignment="bottom")
     src = c[0].selectbox("Source", langs, index=langs.index(default[0]) if default[0] in langs else 0,
                          key="cmp_src", bind="query-params", persist_state=PERSIST,
@@ -236,11 +262,9 @@ def maps_tab(rec: Any, labels: tuple[str, str]) -> None:
 
 def cctuning_tab(option: dict) -> None:
     """CC-Tuning's own views of a tuned state: selected layers (Fig. 8), W_T fit (Fig. 5), |Δ| (Table 2)."""
-    import json
-
     from workbench.viz.cctuning_figures import cctuning_figures
 
-    manifest = json.loads((Path(option["artifact"]) / "manifest.json").read_text())
+    manifest = artifacts.read_manifest(option["artifact"])
     report = manifest.get("metrics", {}).get("cctuning")
     if not report:
         st.info("This CC-Tuning artifact holds no evaluation report (the job ran with evaluation off).",

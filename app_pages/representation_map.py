@@ -37,7 +37,11 @@ left, right = st.columns([3, 2], gap="large")
 with left, ui_st.guard("the 2-D map"):
     spec = ui_st.figure_spec(s, "map", {"layer": layer, "method": method, "seed": seed, "links": links},
                              title=f"{METHOD_NAMES[method]} of layer {layer} ({s.pooling} pooling)")
-    with st.spinner("Computing the map…"):
+    n_points = len(rec.entries) * len(ui_st.corpus_of(s))
+    busy = (f"Computing the PCA map of {n_points} sentences…" if method == "pca" else
+            f"Computing the {METHOD_NAMES[method]} map of {n_points} sentences: slower than PCA and growing with "
+            "the points; this map is kept, so showing it again is instant…")
+    with st.spinner(busy, show_time=method != "pca"):
         fig, pts, _, _ = ui_st.view(spec)
     ui_st.show_figure(fig, f"map-layer-{layer}-{method}", pts, height=560, spec=spec)
 with right:

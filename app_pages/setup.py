@@ -14,10 +14,12 @@ from workbench.config import CorpusSpec, ModelSpec, stable_hash
 from workbench.corpus import uploads
 from workbench.corpus.languages import language_name
 from workbench.errors import user_message
+from workbench.jobs import warm
 from workbench.jobs.warm import WARM
 from workbench.models import is_hub_id
 from workbench.presets import describe, get_preset, preset_names
 from workbench.recipes.settings import TINY_MODEL, Settings, tiny_model_enabled
+from workbench.store import Store
 
 log = logging.getLogger("workbench.app")
 
@@ -283,12 +285,16 @@ def store_section(new: Settings, corpus: Any) -> None:
         cols[1].metric("Units per language", len(ui_st.corpus_of(new)))
         cols[2].metric("Size on disk", f"{table['MB'].fillna(0).sum():.1f} MB")
         cols[3].metric("Recorded layers", len(status.recording.layer_labels) if status.recording else "—")
-        st.dataframe(table, hide_index=True, column_config={
-            "key": st.column_config.TextColumn("store key", help="First characters of the entry's key "
-                                               "(`workbench store info KEY`)."),
-            "stored": st.column_config.CheckboxColumn("stored"),
-            "MB": st.column_config.NumberColumn("MB", format="%.2f"),
-            "seconds": st.column_config.NumberColumn("record time (s)", format="%.1f")})
+        stored, missing = table[table["stored"]], table[~table["stored"]]
+        if len(stored):  # only stored rows: every cell has a value (no "None" columns for what is not there)
+            st.dataframe(stored.drop(columns="stored"), hide_index=True, column_config={
+                "key": st.column_config.TextColumn("store key", help="First characters of the entry's key "
+                                                   "(`workbench store info KEY`)."),
+                "MB": st.column_config.NumberColumn("MB", format="%.2f"),
+                "seconds": st.column_config.NumberColumn("record time (s)", format="%.1f")})
+        if len(missing):
+            names = ", ".join(missing["unit"].head(20)) + (f" … (+{len(missing) - 20})" if len(missing) > 20 else "")
+            st.caption(f"Not stored yet ({len(missing)}): {names}")
     if status.recording is not None or done is not None:
         rec = status.recording or ran
         if done is not None:
@@ -307,9 +313,28 @@ def store_section(new: Settings, corpus: Any) -> None:
     ui_st.record_button(new.model, new.corpus, new.record_spec(), None, "Record", remote=new.remote)
 
 
-def all_entries() -> None:
-    from workbench.store import Store
+def worker_section() -> None:
+    """The model worker: what it holds loaded, its memory budget (a setting), and a way to free it."""
+    with st.expander("The model worker (recordings and evaluations run there)"):
+        state = warm.worker_state()
+        loaded = [Path(m.get("source", "?")).name + (" + tuned" if m.get("artifact") else "")
+                  for m in state.get("loaded", [])]
+        if state:
+            st.caption(f"Running (pid {state.get('pid')}) · holds {len(loaded)} model state(s) loaded"
+                       + (f": {', '.join(loaded)}" if loaded else "")
+                       + f" · {state.get('memory_bytes', 0) / 2**30:.2f} GB of weights")
+        else:
+            st.caption("Not running: it starts with the first recording or evaluation and stops with the app.")
+        gb = st.number_input("Memory for loaded model states (GB)", 0.5, 4096.0, warm.memory_budget_gb(), 0.5,
+                             key="setup_worker_gb",
+                             help="The worker keeps states loaded for the next job; beyond this it drops the least "
+                                  "recently used (the state in use always stays). Applies from the next job.")
+        if abs(gb - warm.memory_budget_gb()) > 1e-9:
+            warm.write_settings(memory_gb=gb)
+            st.caption(f"Saved: {gb:g} GB from the next job on.")
 
+
+def all_entries() -> None:
     with st.expander("Everything in the store"):
         rows = Store().ls()
         if rows:
@@ -346,4 +371,5 @@ new = Settings(model=model, corpus=CorpusSpec(source=source, langs=tuple(langs),
                   max_length=max_length, pooling=pooling, preset=preset, remote=remote)
 ui_st.save_settings(new)
 store_section(new, corpus)
+worker_section()
 all_entries()

@@ -29,7 +29,8 @@ from workbench import models
 from workbench.errors import Cancelled, user_message
 from workbench.evaluation.jobs import evaluate_job
 from workbench.fileio import atomic_write_json, read_json_or_none
-from workbench.jobs.warm import read_settings
+from workbench.jobs import history
+from workbench.jobs.warm import memory_budget_gb, read_settings
 from workbench.progress import FINAL_STATES, RateMeter
 from workbench.recordings.ensure import record_job
 
@@ -57,13 +58,30 @@ class Reporter:
                                     "unit": unit, "started": time.time()}
         self._meter = RateMeter()
         self._last = 0.0
+        self._phase_t0, self._phase_done = time.monotonic(), 0
+        self._load: str | None = None
+        self.compute_s = 0.0  # seconds of the phases that computed units (the rate history's denominator)
+        self.loads: dict[str, float] = {}  # model source -> seconds its load took
         self._write(force=True)
+
+    def _close_phase(self) -> None:
+        now = time.monotonic()
+        if int(self._st["done"]) > self._phase_done:
+            self.compute_s += now - self._phase_t0
+        if self._load is not None:
+            self.loads[self._load] = now - self._phase_t0
+        self._phase_t0, self._phase_done, self._load = now, int(self._st["done"]), None
 
     def _write(self, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last >= _WRITE_EVERY_S:
             self._last = now
             atomic_write_json(self.d / "status.json", self._st)
+
+    def status_doc(self) -> dict[str, Any]:
+        """The status as written (a copy)."""
+        with self._lock:
+            return dict(self._st)
 
     def check(self) -> None:
         """Raise `Cancelled` once the user asked to cancel (between units of work)."""
@@ -81,10 +99,15 @@ class Reporter:
             self._st["message"] = message
             self._write(force=True)
 
-    def phase(self, name: str, unit: str | None = None) -> None:
-        """A named phase starts (loading, recording, evaluating, saving); rate and ETA count from its start."""
+    def phase(self, name: str, unit: str | None = None, *, load: str | None = None) -> None:
+        """A named phase starts (loading, recording, evaluating, saving); rate and ETA count from its start.
+
+        `load`: this phase loads that model source (its duration goes into the worker's history).
+        """
         self.check()
         with self._lock:
+            self._close_phase()
+            self._load = load
             self._st.update(phase=name, message=name, **({"unit": unit} if unit else {}))
             self._meter.start()
             self._write(force=True)
@@ -110,14 +133,14 @@ class Reporter:
     def finish(self, state: str, *, result: Any = None, error: str | None = None) -> None:
         """Write the final state."""
         with self._lock:
+            self._close_phase()
             self._st.update(state=state, result=result, error=error, finished=time.time(), rate=None, eta=None,
                             message=state)
             self._write(force=True)
 
 
 def _apply_settings(root: Path) -> None:
-    gb = read_settings(root).get("memory_gb")
-    models.set_memory_budget(None if gb in (None, "") else int(float(gb) * 2**30))
+    models.set_memory_budget(int(memory_budget_gb(read_settings(root)) * 2**30))
 
 
 def run_one(root: Path, key: str) -> None:
@@ -131,7 +154,10 @@ def run_one(root: Path, key: str) -> None:
         return
     _apply_settings(root)
     try:
-        result = KINDS[kind](dict(req.get("args") or {}), job)
+        args = dict(req.get("args") or {})
+        result = KINDS[kind](args, job)
+        history.note(root, kind, history.model_of(args), units=int(job.status_doc()["done"]), seconds=job.compute_s,
+                     loads=job.loads)
     except Cancelled:
         job.finish("cancelled", error="cancelled; what was finished stays in the store")
     except Exception as e:  # noqa: BLE001 - every failure ends as a written state with its reason
@@ -140,7 +166,9 @@ def run_one(root: Path, key: str) -> None:
     else:
         job.finish("done", result=result)
     atomic_write_json(root / "state.json", {"pid": os.getpid(), "loaded": [m.to_dict() for m in models.loaded_states()],
-                                            "memory_bytes": models.memory_in_use(), "updated": time.time()})
+                                            "memory_bytes": models.memory_in_use(),
+                                            "budget_bytes": int(memory_budget_gb(read_settings(root)) * 2**30),
+                                            "updated": time.time()})
 
 
 def _queued(root: Path, lane: str) -> list[str]:

@@ -14,12 +14,14 @@ import streamlit as st
 
 from app_pages._ui.figure import export_state_key, export_zip, show_figure
 from app_pages._ui.recording import (
+    estimate_text,
     finished_recording,
     job_panel,
     layer_options,
     model_check,
     ndif_problems,
     record_button,
+    recording_plan,
     require_recording,
     sidebar_jobs,
 )
@@ -42,10 +44,10 @@ from app_pages._ui.widgets import field_widget, widget_fields
 from workbench.recipes.settings import Settings
 
 __all__ = ["PAGES", "corpus_of", "data_key", "default_pair", "export_state_key", "export_zip", "field_widget",
-           "figure_spec", "finished_recording",
+           "estimate_text", "figure_spec", "finished_recording",
            "get_settings", "guard", "job_panel", "language_label", "layer_options", "model_check", "ndif_problems",
-           "needs_of", "page_header", "record_button", "require_recording", "save_settings", "show_figure", "view",
-           "widget_fields"]
+           "needs_of", "page_header", "record_button", "recording_plan", "require_recording", "save_settings",
+           "show_figure", "view", "widget_fields"]
 
 
 def page_header(title: str, caption: str, *, show_settings: bool = True) -> Settings:

@@ -14,13 +14,13 @@ import pandas as pd
 import streamlit as st
 
 from app_pages._ui.figure import show_figure
-from app_pages._ui.recording import job_panel
+from app_pages._ui.recording import estimate_text, job_panel
 from app_pages._ui.state import guard
 from app_pages._ui.views import view
 from workbench.config import ModelSpec
 from workbench.evaluation import DecodingSpec, filter_generations, side_by_side
 from workbench.evaluation.jobs import eval_job_key, start_evaluation
-from workbench.evaluation.run import both_directions, missing_suites
+from workbench.evaluation.run import both_directions, missing_suites, planned_work
 from workbench.evaluation.tables import MIN_N_INTERVAL, score_formats, score_table
 from workbench.examples import DataSpec
 from workbench.jobs.warm import WARM
@@ -111,6 +111,9 @@ def outcomes(s: Settings, options: dict[str, dict[str, Any]], a: str, b: str) ->
             if snap is None or not snap.running:
                 st.info("Not evaluated yet: " + "; ".join(f"**{lab}** {', '.join(v)}" for lab, v in todo.items() if v)
                         + ". It runs in the background (leave the page and come back).", icon=":material/info:")
+                units = sum(planned_work(m, suites, data, directions=pairs, limit=lim)[1] for m in states.values())
+                st.caption("Evaluation: " + estimate_text("evaluate", next(iter(states.values())), units, "examples")
+                           + (f" · {lim} held-out unit(s) per direction" if lim else " · every held-out unit"))
                 if st.button("Evaluate", type="primary", icon=":material/play_arrow:", key=f"eval-{key}"):
                     start_evaluation(states, suites, data, directions=pairs, limit=lim, rerun_done=True)
                     st.rerun()

@@ -11,7 +11,9 @@ import streamlit as st
 
 from workbench import recordings
 from workbench.config import ModelSpec
+from workbench.corpus import load_corpus_spec
 from workbench.errors import user_message
+from workbench.jobs import history, warm
 from workbench.jobs.warm import WARM
 from workbench.models import checks
 from workbench.progress import Snapshot
@@ -115,6 +117,23 @@ def job_panel(key: str) -> Snapshot | None:
     return snap
 
 
+def estimate_text(kind: str, model: ModelSpec, units: int, unit: str) -> str:
+    """What a job will compute and about how long it takes here (from the worker's history of earlier runs)."""
+    loaded = any(m.get("source") == model.source for m in warm.worker_state().get("loaded", []))
+    seconds, basis = history.estimate(warm.worker_root(), kind, model.source, units, loaded=loaded)
+    when = f"about {_fmt_seconds(seconds)} ({basis})" if seconds is not None else f"time unknown ({basis})"
+    return f"{units} {unit} to compute · {when}"
+
+
+def recording_plan(model: ModelSpec, corpus_spec: Any, spec: Any, pairs: list[tuple[str, str]] | None) -> str:
+    """One line: the units a recording would compute (what the store lacks) and the estimated time."""
+    status = recordings.store_status(model, corpus_spec, spec, pairs)
+    n = len(load_corpus_spec(corpus_spec))
+    missing = status.missing if status.unknown is None else status.units
+    return f"Recording {len(missing)} unit(s) × {n} sentences: " + estimate_text("record", model, len(missing) * n,
+                                                                                 "sentences")
+
+
 def finished_recording(job: Any, corpus_spec: Any, spec: Any, pairs: list[tuple[str, str]] | None) -> Any:
     """The recording a finished job made, found under the fingerprint it reports (None if not done or gone)."""
     if job is None or job.snapshot().state != "done":
@@ -135,6 +154,10 @@ def record_button(model: ModelSpec, corpus_spec: Any, spec: Any, pairs: list[tup
     if problems:
         st.error("Cannot record on NDIF: " + "; ".join(problems) + ".", icon=":material/cloud_off:")
     elif job is None or not job.snapshot().running:
+        try:
+            st.caption(recording_plan(model, corpus_spec, spec, pairs))
+        except Exception:  # noqa: BLE001 - an estimate only; the button still works
+            log.info("no recording estimate", exc_info=True)
         if st.button(label + (" on NDIF" if remote else ""), type="primary", icon=":material/fiber_manual_record:",
                      key=f"rec-{key}"):
             # The button shows only when the store lacks the recording, so a finished job of the

@@ -8,6 +8,7 @@ starts is the tuned state the Compare test compares with its base.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import time
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def record_missing(at: AppTest) -> None:
             return
         buttons[0].click().run()
         for job in WARM.jobs():
-            assert job.wait(60), "recording did not finish"
+            assert job.wait(300), "recording did not finish"
         at.run()
 
 
@@ -297,8 +298,32 @@ def test_compare_base_with_the_tuned_state(tuned_state):
         assert figures(at), tab
 
 
+def test_sensitivity_opens_on_the_direction_both_states_have_stored(tuned_state):
+    """The tuned direction is the default; when only its reverse is stored, the tab opens on that one."""
+    from workbench.recordings import ensure_recording
+
+    settings = Settings(model=SETTINGS.model, corpus=dataclasses.replace(SETTINGS.corpus, limit=5))  # a fresh store
+    default = tuple(tuned_state["languages"][:2])
+    stored = (default[1], default[0])
+    for model in (settings.model, ModelSpec.from_dict(tuned_state["model"])):
+        ensure_recording(model, settings.corpus, settings.record_spec())  # what every representation tab reads
+        ensure_recording(model, settings.pair_corpus(*stored), settings.silp_spec(), pairs=[stored])
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["wb_settings"] = settings.to_dict()
+    at.run()
+    at.switch_page("app_pages/compare.py").run()
+    at.session_state["cmp_tab"] = "Sensitivity"
+    at.run()
+    ok(at)
+    assert (at.selectbox(key="cmp_src").value, at.selectbox(key="cmp_tgt").value) == stored
+    assert not [b for b in at.button if b.key.startswith("cmp-rec-")] and figures(at)
+    at.selectbox(key="cmp_src").set_value(default[0]).run()  # the user's choice is kept, not re-picked
+    at.selectbox(key="cmp_tgt").set_value(default[1]).run()
+    assert (at.selectbox(key="cmp_src").value, at.selectbox(key="cmp_tgt").value) == default
+
+
 def test_compare_scores_only_the_held_out_units_asked_for(tuned_state):
-    """Issue 20's report: "Held-out units = 1" said "0/2000 sentences" and scored far more; now it scores 1 per direction."""
+    """Issue 20: "Held-out units = 1" said "0/2000 sentences" and scored far more; now it scores 1 per direction."""
     at = app("app_pages/compare.py")
     at.session_state["cmp_tab"] = "Scores"
     at.run()

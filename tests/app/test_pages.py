@@ -33,7 +33,8 @@ from workbench.store import Store
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 LANGS = ("en", "zh", "sw")
 SETTINGS = Settings(model=ModelSpec(source=TINY_MODEL), corpus=CorpusSpec(source="udhr", langs=LANGS, limit=6))
-VIEWS = ["app_pages/layer_profile.py", "app_pages/representation_map.py", "app_pages/language_subspaces.py", "app_pages/neurons.py"]
+VIEWS = ["app_pages/layer_profile.py", "app_pages/representation_map.py", "app_pages/language_subspaces.py",
+         "app_pages/neurons.py"]
 
 
 @pytest.fixture(autouse=True)
@@ -147,16 +148,20 @@ def test_setup_records_in_background_and_keeps_the_run():
     ok(at)
     assert at.radio(key="setup_model_kind").value == "Tiny test model"
     assert "0 / 3" in at.metric[0].value
+    assert any(c.value.startswith("Not stored yet (3): en, zh, sw") for c in at.caption)
     at.button(key=f"rec-{recordings.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec())}").click().run()
     ok(at)
     job = WARM.get(recordings.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec()))
-    assert job is not None and job.wait(60), "recording did not finish"
+    assert job is not None and job.wait(300), "recording did not finish"
     snap = job.snapshot()
     assert snap.state == "done" and snap.done == snap.total == 18
     at.run()
     ok(at)
     assert any("Recorded 3 languages × 6 sentences" in s.value for s in at.success)
     assert at.metric[0].value == "3 / 3"
+    stored = at.dataframe[0].value
+    assert list(stored["unit"]) == ["en", "zh", "sw"] and not stored.isna().any().any()  # no "None" cells
+    assert not any(c.value.startswith("Not stored yet") for c in at.caption)
     # Leave the page and come back: the same (finished) run is shown, nothing restarts.
     at.switch_page("app_pages/neurons.py").run()
     at.switch_page("app_pages/setup.py").run()
@@ -241,7 +246,7 @@ def test_a_failed_recording_shows_what_went_wrong(tmp_path, monkeypatch):
     assert any("could not be checked" in i.value for i in at.info)
     at.button[0].click().run()
     job = WARM.get(recordings.job_key(missing.model, missing.corpus, missing.record_spec()))
-    assert job is not None and job.wait(30)
+    assert job is not None and job.wait(300)
     at.run()
     assert not at.exception
     assert len(at.error) == 1 and "does not exist" in at.error[0].value
@@ -408,3 +413,17 @@ def test_cancel_stops_at_the_next_progress_call():
 
     job = reg.submit("c", "label", work)
     assert job.wait(10) and job.snapshot().state == "cancelled"
+
+
+def test_the_worker_memory_budget_is_a_setting_the_worker_reads():
+    from workbench.jobs import warm
+
+    at = app()
+    ok(at)
+    box = at.number_input(key="setup_worker_gb")
+    assert box.value == warm.default_memory_gb() and "memory_gb" not in warm.read_settings()
+    box.set_value(box.value / 4).run()
+    ok(at)
+    assert warm.read_settings()["memory_gb"] == pytest.approx(warm.default_memory_gb() / 4)
+    assert warm.memory_budget_gb() == pytest.approx(warm.default_memory_gb() / 4)
+    assert app().number_input(key="setup_worker_gb").value == pytest.approx(warm.default_memory_gb() / 4)

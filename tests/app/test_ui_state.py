@@ -162,7 +162,8 @@ def progress_texts(at: AppTest) -> list[str]:
 
 def test_a_second_tab_shows_the_running_job_and_then_its_outcome(gated_job):
     job, finish = gated_job
-    tabs = [from_url(None, ui_state._to_query(SETTINGS)), from_url("app_pages/neurons.py", ui_state._to_query(SETTINGS))]
+    query = ui_state._to_query(SETTINGS)
+    tabs = [from_url(None, query), from_url("app_pages/neurons.py", query)]
     for at in tabs:
         ok(at)
         assert "Working in the background (the model worker)" in sidebar_text(at)
@@ -238,7 +239,7 @@ def test_setup_says_languages_times_sentences_after_recording(tiny_state):
     ensure_recording(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec(), state=tiny_state)
     key = recordings.job_key(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec())
     job = recordings.start_recording(SETTINGS.model, SETTINGS.corpus, SETTINGS.record_spec())  # the worker's run
-    assert job.key == key and job.wait(60) and job.snapshot().state == "done", job.snapshot()
+    assert job.key == key and job.wait(300) and job.snapshot().state == "done", job.snapshot()
     at = from_url(None, ui_state._to_query(SETTINGS))
     ok(at)
     said = [x.value for x in at.success]

@@ -49,6 +49,10 @@ def test_a_recording_runs_in_the_worker_and_a_second_one_finds_the_state_loaded(
     assert (second.done, second.total) == (4, 4)
     state = warm.worker_state()
     assert state["pid"] != os.getpid() and [m["source"] for m in state["loaded"]] == ["tiny:llama"]
+    assert state["budget_bytes"] == int(warm.default_memory_gb() * 2**30)  # the default: half the machine
+    warm.write_settings(memory_gb=0.25)  # the setting the app writes; read before each job
+    assert _wait(_record(["de"])).state == "done"
+    assert warm.worker_state()["budget_bytes"] == 2**28
     again = _record(["en", "sw"])  # done: the same job is returned, nothing is queued
     assert again.snapshot().state == "done"
 

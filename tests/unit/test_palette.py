@@ -62,7 +62,8 @@ def de2000(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     dh = np.where(c1 * c2 == 0, 0, dh)
     dH = 2 * np.sqrt(c1 * c2) * np.sin(np.radians(dh / 2))
     lb, cbp, hs = (L1 + L2) / 2, (c1 + c2) / 2, h1 + h2
-    hb = np.where(c1 * c2 == 0, hs, np.where(np.abs(h1 - h2) <= 180, hs / 2, np.where(hs < 360, hs + 360, hs - 360) / 2))
+    wrapped = np.where(hs < 360, hs + 360, hs - 360) / 2
+    hb = np.where(c1 * c2 == 0, hs, np.where(np.abs(h1 - h2) <= 180, hs / 2, wrapped))
     t = (1 - 0.17 * np.cos(np.radians(hb - 30)) + 0.24 * np.cos(np.radians(2 * hb))
          + 0.32 * np.cos(np.radians(3 * hb + 6)) - 0.20 * np.cos(np.radians(4 * hb - 63)))
     rt = -np.sin(np.radians(60 * np.exp(-(((hb - 275) / 25) ** 2)))) * 2 * np.sqrt(cbp**7 / (cbp**7 + 25.0**7))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from workbench import models
 from workbench.config import ModelSpec, stable_hash
 from workbench.evaluation.generate import DecodingSpec
 from workbench.evaluation.run import evaluate, planned_work
@@ -20,6 +21,7 @@ from workbench.examples import DataSpec
 from workbench.jobs.threads import ThreadRegistry
 from workbench.jobs.warm import WARM
 from workbench.paths import cache_root
+from workbench.progress import StatusFn
 
 __all__ = ["eval_job_args", "eval_job_key", "evaluate_job", "start_evaluation"]
 
@@ -63,16 +65,33 @@ def evaluate_job(args: Mapping[str, Any], job: Any) -> dict[str, Any]:
         todo, units = plans[label]
         if not todo:
             continue
+        if models.normalize(spec) not in models.loaded_states():
+            job.phase(f"loading {label}", load=spec.source)
+            models.load(spec, progress=job.status)  # kept loaded by the worker for the next job
         job.phase(f"evaluating {label}: {', '.join(todo)}", unit="examples")
 
-        def progress(done: int, n: int, message: str = "", metrics: Any = None, *, _at: int = offset,
-                     _label: str = label) -> None:
-            job.progress(_at + min(done, n), max(total, _at + n), f"evaluating {_label}: {message.split(': ')[-1]}")
-
-        evaluate(spec, suites, data, directions=dirs, limit=limit, decoding=decoding, label=label, progress=progress,
-                 should_stop=job.should_stop, status=lambda m, _label=label: job.status(f"{_label}: {m}"))
+        evaluate(spec, suites, data, directions=dirs, limit=limit, decoding=decoding, label=label,
+                 progress=_OffsetProgress(job, label, offset, total), should_stop=job.should_stop,
+                 status=_labelled_status(job, label))
         offset += units
     return {"states": list(states), "examples": offset}
+
+
+class _OffsetProgress:
+    """One state's progress, counted on from the states before it (the job's bar covers them all)."""
+
+    def __init__(self, job: Any, label: str, offset: int, total: int) -> None:
+        self.job, self.label, self.offset, self.total = job, label, offset, total
+
+    def __call__(self, done: int, total: int, message: str = "", metrics: Mapping[str, Any] | None = None) -> None:
+        """Forward `done` of this state's `total` as a share of the whole job."""
+        self.job.progress(self.offset + min(done, total), max(self.total, self.offset + total),
+                          f"evaluating {self.label}: {message.split(': ')[-1]}")
+
+
+def _labelled_status(job: Any, label: str) -> StatusFn:
+    """One state's phase messages, named after it."""
+    return lambda message: job.status(f"{label}: {message}")
 
 
 def start_evaluation(states: Mapping[str, ModelSpec], suites: Sequence[str], data: Any, *,

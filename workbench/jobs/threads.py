@@ -45,7 +45,7 @@ class ThreadJob:
         with self._lock:
             self._message = message
 
-    def phase(self, name: str, unit: str | None = None) -> None:
+    def phase(self, name: str, unit: str | None = None, *, load: str | None = None) -> None:
         """A named phase starts (loading, recording, evaluating); rate and ETA count from its start."""
         self.check()
         with self._lock:

@@ -40,8 +40,8 @@ from workbench.progress import FINAL_STATES, STATES, Snapshot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WARM", "WarmJob", "WarmRegistry", "ensure_worker", "read_settings", "stop_workers", "worker_alive",
-           "worker_root", "worker_state", "write_settings"]
+__all__ = ["WARM", "WarmJob", "WarmRegistry", "default_memory_gb", "ensure_worker", "memory_budget_gb", "read_settings",
+           "stop_workers", "worker_alive", "worker_root", "worker_state", "write_settings"]
 
 _SEQ = itertools.count()
 _SPAWNED: dict[str, subprocess.Popen[bytes]] = {}
@@ -58,6 +58,23 @@ def read_settings(root: Path | None = None) -> dict[str, Any]:
     """The worker's settings (`memory_gb`: budget of loaded model states; None = half the machine's memory)."""
     doc = read_json_or_none((root or worker_root()) / "settings.json")
     return doc if isinstance(doc, dict) else {}
+
+
+def default_memory_gb() -> float:
+    """The default budget of loaded model states: half of this machine's memory."""
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 / 2, 1)
+    except (ValueError, OSError, AttributeError):
+        return 8.0
+
+
+def memory_budget_gb(settings: Mapping[str, Any] | None = None) -> float:
+    """The budget in the settings (`memory_gb`), else `default_memory_gb`."""
+    gb = (read_settings() if settings is None else settings).get("memory_gb")
+    try:
+        return float(gb) if gb not in (None, "") and float(gb) > 0 else default_memory_gb()
+    except (TypeError, ValueError):
+        return default_memory_gb()
 
 
 def write_settings(**fields: Any) -> dict[str, Any]:

@@ -249,7 +249,8 @@ def record_job(args: Mapping[str, Any], job: Any) -> dict[str, Any]:
                                remote=True)
         return {"fingerprint": rec.fingerprint, "computed": len(found.missing)}
     warm = models.normalize(model) in models.loaded_states()
-    job.phase(f"loading {Path(model.source).name}" if not warm else f"{Path(model.source).name} is loaded")
+    job.phase(f"loading {Path(model.source).name}" if not warm else f"{Path(model.source).name} is loaded",
+              load=None if warm else model.source)
     state = models.load(model, progress=job.status)
     job.phase(f"recording {len(found.missing) or len(found.units)} unit(s)", unit="sentences")
     rec = ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress, status=job.status, state=state)
