@@ -48,10 +48,29 @@ def free_port() -> int:
 def serve(root: Path, cache: Path, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "WORKBENCH_CACHE": str(cache), "PYTHONPATH": str(root), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=root, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=root,
+        env=env,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -75,14 +94,19 @@ def settle(page, timeout_ms: float = 600_000) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout_ms)
 
 
+def shows_limit(page, value: int, timeout_ms: float = 600_000) -> None:
+    """Wait until the Store section shows `value` units per language (the page's run with it finished)."""
+    metric = page.locator('[data-testid="stMetric"]', has_text="Units per language")
+    metric.filter(has_text=re.compile(rf"\b{value}\b")).first.wait_for(timeout=timeout_ms)
+
+
 def set_limit(page, value: int) -> float:
     """Change "Limit units" and wait until the page shows it (the metric 'Units per language'); seconds."""
     box = page.get_by_role("spinbutton", name="Limit units (optional)")
     t = time.perf_counter()
     box.fill(str(value))
     box.press("Enter")
-    metric = page.locator('[data-testid="stMetric"]', has_text="Units per language")
-    metric.filter(has_text=re.compile(rf"\b{value}\b")).first.wait_for(timeout=600_000)
+    shows_limit(page, value)
     return time.perf_counter() - t
 
 
@@ -125,13 +149,16 @@ def watch(page, t_click: float, timeout: float = 1800) -> dict:
 
 def wait_stored(page, timeout_ms: float = 1_800_000) -> None:
     page.get_by_text(re.compile(r"Recorded \d+ languages|Everything for this choice is in the store")).first.wait_for(
-        timeout=timeout_ms)
+        timeout=timeout_ms
+    )
 
 
 def cli_load_seconds(root: Path, cache: Path, model: str | None) -> float:
-    code = ("import time; from workbench import models; from workbench.config import ModelSpec; "
-            f"s = ModelSpec(source={model!r}) if {model!r} else ModelSpec(); "
-            "t = time.perf_counter(); models.load(s); print(time.perf_counter() - t)")
+    code = (
+        "import time; from workbench import models; from workbench.config import ModelSpec; "
+        f"s = ModelSpec(source={model!r}) if {model!r} else ModelSpec(); "
+        "t = time.perf_counter(); models.load(s); print(time.perf_counter() - t)"
+    )
     env = {**os.environ, "WORKBENCH_CACHE": str(cache), "PYTHONPATH": str(root)}
     out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -153,7 +180,7 @@ def scenario(name: str, root: Path, work: Path, args: argparse.Namespace) -> dic
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.goto(url + "/" + query)
-            page.get_by_role("heading", name="Setup").wait_for(timeout=300_000)
+            shows_limit(page, args.limit)
             settle(page)
             res["curl idle"] = [curl(url) for _ in range(5)]
             res["widget idle"] = [set_limit(page, args.limit - 1 - i % 2) for i in range(4)]
@@ -162,8 +189,9 @@ def scenario(name: str, root: Path, work: Path, args: argparse.Namespace) -> dic
             t_click = click_record(page)
             first = watch(page, t_click)  # the load happens here, in the app
             res["first click->first sentence"] = first["first"]
-            res["app load (shown)"] = (None if first["loading_from"] is None
-                                       else first["loading_to"] - first["loading_from"])
+            res["app load (shown)"] = (
+                None if first["loading_from"] is None else first["loading_to"] - first["loading_from"]
+            )
             res["curl busy"], res["widget busy"] = [], []
             for i in range(args.probes):
                 res["curl busy"].append(curl(url))
@@ -171,8 +199,7 @@ def scenario(name: str, root: Path, work: Path, args: argparse.Namespace) -> dic
             t = time.perf_counter()
             tab = browser.new_page(viewport={"width": 1440, "height": 1000})
             tab.goto(url + "/" + query)
-            tab.get_by_role("heading", name="Setup").wait_for(timeout=600_000)
-            settle(tab)
+            shows_limit(tab, args.limit)
             res["new tab busy"] = time.perf_counter() - t
             tab.close()
             set_limit(page, args.limit)
@@ -230,8 +257,11 @@ def main() -> int:
         results = []
         if args.only != "product":
             base = work / "baseline"
-            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base), args.baseline_rev],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(REPO), "worktree", "add", "--detach", str(base), args.baseline_rev],
+                check=True,
+                capture_output=True,
+            )
             try:
                 results.append(scenario("baseline", base, work, args))
             finally:
