@@ -37,7 +37,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import yaml
 
+from workbench.errors import OUTPUT_REMEDY
 from workbench.export import ExportError, OverwriteError, export_figure, library_versions, safe_name, target_paths
+from workbench.fileio import atomic_write_files, writable_dir
 from workbench.progress import Progress
 from workbench.recipes import EXPORT_KEYS, best_layer, normalize_spec
 from workbench.recipes.build import build_figure
@@ -144,6 +146,7 @@ def render_figure_set(path: str | Path, out_dir: str | Path, *, overrides: Mappi
             raise ExportError(f"{doc['path']}, figure {i} ({name}): {e}") from None
         jobs.append((name, merged, export))
     _check_free(out_dir, [(n, e.get("formats", ("pdf", "svg", "png"))) for n, _, e in jobs], overwrite)
+    writable_dir(out_dir, OUTPUT_REMEDY)  # before any recording
     written: list[Path] = []
     for name, spec, export in jobs:
         if status:
@@ -314,6 +317,7 @@ def build_report(model: str | Mapping[str, Any], corpus: str, langs: Sequence[st
     for p in (page, out / "report.json"):
         if p.exists() and not overwrite:
             raise OverwriteError(f"{p} exists; pass --overwrite or choose another --out")
+    writable_dir(out / "figures", OUTPUT_REMEDY)  # before any recording
     base = {"model": model, "corpus": corpus, "langs": list(langs), "limit": limit, "record": dict(record or {})}
     say = status or log.info
     say("finding the best-retrieval layer")
@@ -361,11 +365,9 @@ def build_report(model: str | Mapping[str, Any], corpus: str, langs: Sequence[st
            f"<p class=params>PDF, CSV, Parquet and a manifest per figure are in <code>figures/</code>; "
            f"<code>workbench export --manifest figures/NAME.manifest.json --out DIR</code> rebuilds one.</p>"
            f"</body></html>\n")
-    out.mkdir(parents=True, exist_ok=True)
-    page.write_text(doc, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps({"model": info0["model"], "corpus": info0["corpus"],
-                                                 "languages": rec["units"], "best_layer": layer,
-                                                 "artifact": artifact, "versions": versions,
-                                                 "command": command}, indent=1) + "\n", encoding="utf-8")
+    summary = json.dumps({"model": info0["model"], "corpus": info0["corpus"], "languages": rec["units"],
+                          "best_layer": layer, "artifact": artifact, "versions": versions, "command": command},
+                         indent=1) + "\n"
+    atomic_write_files({page: doc.encode("utf-8"), out / "report.json": summary.encode("utf-8")}, OUTPUT_REMEDY)
     return page
 

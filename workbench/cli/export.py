@@ -24,7 +24,9 @@ from workbench.cli._args import add_model_args, add_record_args, model_spec, rec
 from workbench.cli._args import csv_list as _csv
 from workbench.cli._args import key_value as _kv
 from workbench.config import RecordSpec
+from workbench.errors import OUTPUT_REMEDY
 from workbench.export import OverwriteError, export_figure, read_manifest, target_paths
+from workbench.fileio import writable_dir
 from workbench.recipes import ANALYSES
 from workbench.recipes.build import build_figure
 from workbench.report import build_report, render_figure_set
@@ -76,6 +78,7 @@ def cmd_export(a: argparse.Namespace) -> int:
             caption = None
         if not a.overwrite:  # fail before recording, not after
             _refuse_existing(out, name, opts["formats"])
+        writable_dir(out, OUTPUT_REMEDY)
         fig, data, info = build_figure(spec, status=_status, progress=bar)
     finally:
         bar.close()

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from workbench.config import ModelSpec, Spec
-from workbench.errors import JobError
+from workbench.errors import CACHE_REMEDY, JobError, WriteError
 from workbench.examples import DataSpec
-from workbench.fileio import atomic_write_json, read_json_or_none
+from workbench.fileio import atomic_write_json, atomic_write_text, ensure_dir, read_json_or_none, writing
 from workbench.finetune.methods import METHODS, spec_for
 from workbench.finetune.runner import validate
 from workbench.paths import cache_root
@@ -67,10 +68,13 @@ def now() -> str:
 
 
 def jobs_root() -> Path:
-    """`<cache>/jobs` (created)."""
-    root = cache_root() / "jobs"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """`<cache>/jobs` (created; `WriteError` in one line where the cache cannot take it)."""
+    return ensure_dir(cache_root() / "jobs", CACHE_REMEDY)
+
+
+def _jobs_folder() -> Path:
+    """`<cache>/jobs`, not created (reading jobs writes nothing: a read-only cache lists its jobs)."""
+    return cache_root() / "jobs"
 
 
 def job_dir(job_id: str) -> Path:
@@ -79,9 +83,9 @@ def job_dir(job_id: str) -> Path:
     Raises:
         JobError: no such job.
     """
-    d = jobs_root() / job_id
+    d = _jobs_folder() / job_id
     if "/" in job_id or job_id.startswith(".") or not (d / "config.json").is_file():
-        raise JobError(f"no job {job_id!r} in {jobs_root()}")
+        raise JobError(f"no job {job_id!r} in {_jobs_folder()}")
     return d
 
 
@@ -97,7 +101,7 @@ def write_status(d: Path, **fields: Any) -> dict[str, Any]:
     """Merge `fields` into `<d>/status.json` (atomically) and return the new status."""
     status = read_job_file(d / "status.json")
     status.update(fields, updated=now())
-    atomic_write_json(d / "status.json", status)
+    atomic_write_json(d / "status.json", status, CACHE_REMEDY)
     return status
 
 
@@ -137,19 +141,27 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
     validate(method, model, data, spec, num_processes=num_processes)
     job_id = f"{method}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     d = jobs_root() / job_id
-    d.mkdir(parents=True)
     config = {"id": job_id, "method": method, "model": model.to_dict(), "data": data.to_dict(),
               "spec": spec.to_dict(), "evaluate": evaluate, "num_processes": num_processes, "created": now()}
-    atomic_write_json(d / "config.json", config)
-    write_status(d, id=job_id, method=method, state="queued", step=0, total=None, stage=None,
-                 message="starting the worker", history=[], created=config["created"])
-    with open(d / "log.txt", "ab") as logf:
+    with writing(d, CACHE_REMEDY):
+        d.mkdir(parents=True)
+        try:
+            atomic_write_json(d / "status.json", {"id": job_id, "method": method, "state": "queued", "step": 0,
+                                                  "total": None, "stage": None, "message": "starting the worker",
+                                                  "history": [], "created": config["created"], "updated": now()},
+                              CACHE_REMEDY)
+            atomic_write_json(d / "config.json", config, CACHE_REMEDY)  # last: it makes the folder a job
+            logf = open(d / "log.txt", "ab")  # noqa: SIM115 - closed below, once the worker has it
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)  # no half-made job left behind
+            raise
+    with logf:
         proc = subprocess.Popen([sys.executable, "-m", "workbench.finetune.worker", str(d)],
                                 stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True, env=dict(os.environ))
     _PROCS[job_id] = proc
     # Not in status.json: the worker may already be writing it (no lost update that way).
-    (d / "pid").write_text(str(proc.pid))
+    atomic_write_text(d / "pid", str(proc.pid), CACHE_REMEDY)
     log.info("started job %s (pid %d)", job_id, proc.pid)
     return job_id
 
@@ -174,7 +186,7 @@ def _lock_held(d: Path) -> bool:
     path = d / "worker.lock"
     if not path.exists():
         return False
-    with open(path, "a") as f:
+    with open(path, "rb") as f:  # read-only: flock needs no write access (a read-only cache)
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -213,8 +225,12 @@ def _check_alive(d: Path, status: dict[str, Any]) -> dict[str, Any]:
     status = read_job_file(d / "status.json")  # the worker may have just finished
     if status.get("state") in FINAL_STATES:
         return status
-    return write_status(d, state="failed", finished=now(),
-                        reason="process died (no final state was written; see log.txt)")
+    died = {"state": "failed", "finished": now(), "reason": "process died (no final state was written; see log.txt)"}
+    try:
+        return write_status(d, **died)
+    except WriteError as e:  # a full or read-only cache: report it all the same (listing jobs must work)
+        log.warning("%s", e)
+        return {**status, **died}
 
 
 def job_status(job_id: str) -> dict[str, Any]:
@@ -233,7 +249,8 @@ def list_jobs() -> list[dict[str, Any]]:
     """Every job on disk, newest first (the same dicts as `job_status`, without history)."""
     _reap()
     out = []
-    for d in sorted(jobs_root().iterdir(), reverse=True):
+    root = _jobs_folder()
+    for d in sorted(root.iterdir(), reverse=True) if root.is_dir() else []:
         if not (d / "config.json").is_file():
             continue
         raw = read_job_file(d / "status.json")
@@ -261,7 +278,7 @@ def cancel_job(job_id: str, *, grace_s: float = 5.0) -> dict[str, Any]:
     status = job_status(job_id)
     if status.get("state") in FINAL_STATES:
         return status
-    (d / "cancel").write_text(now())
+    atomic_write_text(d / "cancel", now(), CACHE_REMEDY)
     pid = _job_pid(d, status)
 
     def settled(deadline: float) -> bool:
