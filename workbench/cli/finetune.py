@@ -149,7 +149,7 @@ def _ls() -> int:
     cols = ["id", "state", "progress", "loss", "created", "note"]
     table = []
     for r in rows:
-        note = r.get("reason") if r.get("state") in ("failed", "cancelled") else (
+        note = r.get("reason") if r.get("state") in ("failed", "cancelled", jobs.DAMAGED) else (
             r.get("artifact") if r.get("state") == "done" else r.get("message"))
         loss = r.get("loss")
         progress = f"{r.get('step') or 0}/{r.get('total') or '?'}"
@@ -167,7 +167,7 @@ def cmd_jobs(a: argparse.Namespace) -> int:
     """List, show or cancel jobs."""
     if a.action == "ls":
         return _ls()
-    if a.action == "cancel":
+    if a.action == "cancel":  # the state the request leads to: cancelling (still stopping) or cancelled
         status = jobs.cancel_job(a.id)
         print(f"{a.id}: {status.get('state')}" + (f" ({status['reason']})" if status.get("reason") else ""))
         return 0
