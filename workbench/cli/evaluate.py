@@ -32,6 +32,7 @@ from workbench.evaluation.tables import combine
 from workbench.examples import DataSpec
 from workbench.fileio import atomic_write_files, writable_dir
 from workbench.finetune import jobs as finetune_jobs
+from workbench.models import artifacts
 
 DEFAULT_SUITES = ("translation", "loss")
 
@@ -61,7 +62,7 @@ def _run(a: argparse.Namespace, states: dict[str, ModelSpec]) -> EvalResult:
             print(f"evaluating {label} ({spec.source}{' + ' + spec.artifact if spec.artifact else ''})",
                   file=sys.stderr)
             parts.append(evaluate(spec, a.suite or list(DEFAULT_SUITES), _data(a), directions=both_directions(a.pairs),
-                                  limit=a.limit, decoding=_decoding(a), label=label, progress=bar))
+                                  limit=a.limit, decoding=_decoding(a), label=label, seed=a.seed, progress=bar))
     finally:
         bar.close()
     return combine(parts)
@@ -114,9 +115,10 @@ def _resolve_states(a: argparse.Namespace) -> dict[str, ModelSpec]:
             out[name] = base
             continue
         match = [t for j, t in tuned.items() if j == name or j.endswith(name)]
-        if len(match) == 1:
-            out[name] = ModelSpec.from_dict(match[0]["model"])
-        elif Path(name, "manifest.json").is_file():
+        if len(match) == 1:  # custom model code only as this command allows it, never as the job's files say
+            out[name] = ModelSpec.from_dict({**match[0]["model"], "trust_remote_code": base.trust_remote_code})
+        elif Path(name).is_dir():  # an artifact directory: the `--artifact` door's check and message
+            artifacts.read_manifest(name)
             out[_artifact_label(Path(name))] = ModelSpec.from_dict({**base.to_dict(), "artifact": str(Path(name))})
         else:
             known = ", ".join(["base", *tuned]) or "base (no finished fine-tune jobs)"
