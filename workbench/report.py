@@ -28,7 +28,7 @@ import html
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from workbench.fileio import atomic_write_files, writable_dir
 from workbench.progress import Progress
 from workbench.recipes import EXPORT_KEYS, best_layer, normalize_spec
 from workbench.recipes.build import build_figure
-from workbench.recipes.spec import langs_of
+from workbench.recipes.spec import langs_of, refuse_code_switches
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,12 @@ def _substitute(value: Any, variables: Mapping[str, str]) -> Any:
 def render_figure_set(path: str | Path, out_dir: str | Path, *, overrides: Mapping[str, Any] | None = None,
                       variables: Mapping[str, str] | None = None, only: Sequence[str] | None = None,
                       overwrite: bool = False, status: Callable[[str], None] | None = None,
-                      progress: Progress | None = None) -> list[Path]:
+                      progress: Progress | None = None, allow: Collection[str] = ()) -> list[Path]:
     """Render every figure of a figure set into ``out_dir``; return the paths written.
+
+    A set is data, never authority: a figure whose spec asks to run the model's own code
+    or to reach the network (`recipes.spec.CODE_SWITCHES`) is refused unless `allow`
+    (the user's command line) names that switch.
 
     Args:
         path: YAML file or bundled set name.
@@ -114,10 +118,11 @@ def render_figure_set(path: str | Path, out_dir: str | Path, *, overrides: Mappi
         overwrite: replace existing files.
         status: one-line messages.
         progress: recording progress.
+        allow: the switches the command line allows (``"trust_remote_code"``, ``"remote"``).
 
     Raises:
-        ExportError: bad entry (named by its position and name); OverwriteError before any
-            figure is rendered if a target exists.
+        ExportError: bad entry (named by its position and name), or a switch `allow` does
+            not name; OverwriteError before any figure is rendered if a target exists.
     """
     doc = load_figure_set(path)
     defaults = dict(doc.get("defaults") or {})
@@ -140,6 +145,7 @@ def render_figure_set(path: str | Path, out_dir: str | Path, *, overrides: Mappi
             (status or log.info)(f"skipped {name}: needs --var {e.args[0]}=…")
             continue
         export = {k: merged.pop(k) for k in EXPORT_KEYS if k in merged}
+        refuse_code_switches(merged, source=f"{doc['path']}, figure {i} ({name})", allow=allow)
         try:
             normalize_spec(merged)
         except ExportError as e:
