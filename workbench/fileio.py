@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -149,6 +150,26 @@ def atomic_write_text(path: Path, text: str, remedy: str | None = None) -> None:
 def atomic_write_json(path: Path, obj: Any, remedy: str | None = None) -> None:
     """`atomic_write_text` of indented JSON (non-JSON values as their str)."""
     atomic_write_text(path, json.dumps(obj, indent=1, default=str, ensure_ascii=False) + "\n", remedy)
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_a_regular_file(path: str | Path) -> str | None:
+    """Why an input file must not be read ("is a named pipe (FIFO), not a regular file"), or None.
+
+    Reading a FIFO or a device can block forever or never end: inputs are regular files
+    (links to them count). A missing path or a folder is None here: callers say so themselves.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = next((name for test, name in _SPECIAL if test(mode)), "a special file")
+    return f"is {kind}, not a regular file"
 
 
 def read_json_or_none(path: Path) -> Any:
