@@ -52,7 +52,8 @@ def cmd_analyze(a: argparse.Namespace) -> int:
     bar = ProgressBar(getattr(a, "progress", False))
     try:
         built = build(figure_spec(a, a.analysis, params_from_args(a, analysis.params)), progress=bar,
-                      status=lambda m: print(m, file=sys.stderr), num_processes=getattr(a, "num_processes", 1))
+                      status=lambda m: print(m, file=sys.stderr), num_processes=getattr(a, "num_processes", 1),
+                      force_processes=getattr(a, "force_processes", False))
     finally:
         bar.close()
     report = analysis.report(built, build)

@@ -168,7 +168,8 @@ def _as_dict(x: Any) -> dict[str, Any]:
 
 
 def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: dict[str, Any] | DataSpec,
-              method_spec: dict[str, Any] | Any = None, *, evaluate: bool = True, num_processes: int = 1) -> str:
+              method_spec: dict[str, Any] | Any = None, *, evaluate: bool = True, num_processes: int = 1,
+              force_processes: bool = False) -> str:
     """Write a job directory and launch `python -m workbench.finetune.worker <dir>`.
 
     With `num_processes` N > 1 the worker launches N data-parallel ranks through
@@ -185,7 +186,9 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
         data_spec: the DataSpec (or its dict).
         method_spec: the method's spec (or its dict; None = defaults).
         evaluate: held-out loss and perplexity before and after training.
-        num_processes: training processes (the global batch is split over them).
+        num_processes: training processes (the global batch is split over them): at most the
+            training units and this machine's GPUs (else CPU cores).
+        force_processes: allow more processes than this machine's GPUs or CPU cores.
 
     Returns:
         The job id (`<method>-<UTC time>-<random>`).
@@ -196,7 +199,7 @@ def start_job(method: str, model_spec: dict[str, Any] | ModelSpec, data_spec: di
     if model.artifact:
         raise JobError("fine-tuning on top of an artifact is not supported; use the base model")
     data = data_spec if isinstance(data_spec, DataSpec) else DataSpec.from_dict(_as_dict(data_spec))
-    validate(method, model, data, spec, num_processes=num_processes)
+    validate(method, model, data, spec, num_processes=num_processes, force_processes=force_processes)
     job_id = f"{method}-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     d = jobs_root() / job_id
     config = {"id": job_id, "method": method, "model": model.to_dict(), "data": data.to_dict(),
