@@ -32,7 +32,12 @@ def int_list(s: str) -> list[int]:
 
 
 def key_value(s: str) -> tuple[str, Any]:
-    """``KEY=VALUE``; the value is read as JSON when it parses (numbers, true, null, lists), else text."""
+    """``KEY=VALUE``; the value is read as JSON when it parses (numbers, true, null, lists), else text.
+
+    The spec it fills checks it against the field's type before use (`config.check_field_values`,
+    through `Spec.from_dict` and `recipes.params_for`): ``--set tau=abc`` is one line naming
+    ``MidAlignSpec.tau``, never a traceback.
+    """
     if "=" not in s:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
     k, v = s.split("=", 1)
