@@ -17,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from faults import fails_clearly, fill, leftovers, mounts, refuse_writes  # noqa: F401 - `mounts` is a fixture
 
 from workbench import cli
+from workbench.errors import WriteError
+from workbench.models import artifacts
 from workbench.store import Store
 
 TINY = ["--model", "tiny:llama"]
@@ -216,3 +219,22 @@ def test_an_eval_entry_replaced_by_a_plain_file_is_recomputed(tmp_path, capsys):
     assert cli.main([*EVAL, "--out", str(tmp_path / "b")]) == 0, capsys.readouterr().err
     assert entry.is_dir() and store.check(key) == []
     assert leftovers(store.root) == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_full_disk_while_a_fine_tune_writes_its_artifact_is_one_line(tmp_path, monkeypatch, mounts, variant):  # noqa: F811
+    """The worker's reason for a failed job: one line naming the artifact; no temporary folder stays."""
+    out = tmp_path / "jobs"
+    if variant == "mount":
+        mounts.mount(out, "size=64k")
+    else:
+        out.mkdir()
+
+        def full(*a, **k):
+            raise artifacts.SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+        monkeypatch.setattr(artifacts, "save_file", full)
+    with pytest.raises(WriteError) as e:
+        artifacts.write_artifact_dir(out / "artifact", {"method": "silp"}, {"w": torch.zeros(100_000)})
+    assert str(e.value).startswith(f"cannot write {out / 'artifact'}: no space left on the device")
+    assert list(out.iterdir()) == []
