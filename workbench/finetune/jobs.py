@@ -59,20 +59,8 @@ from workbench.progress import FINAL_STATES, STATES, Snapshot
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "DAMAGED",
-    "FINAL_STATES",
-    "JobError",
-    "cancel_job",
-    "job_dir",
-    "job_status",
-    "jobs_root",
-    "list_jobs",
-    "start_job",
-    "wait_job",
-    "snapshot",
-    "write_status",
-]
+__all__ = ["DAMAGED", "FINAL_STATES", "JobError", "cancel_job", "job_dir", "job_status", "jobs_root", "list_jobs",
+           "snapshot", "start_job", "wait_job", "write_status"]
 
 _PROCS: dict[str, subprocess.Popen[bytes]] = {}
 
