@@ -103,8 +103,10 @@ def writable_dir(path: str | Path, remedy: str | None = None) -> Path:
 def atomic_write_files(files: Mapping[Path, bytes], remedy: str | None = None) -> list[Path]:
     """Write several files all or nothing: each to a temporary file beside it, then all renamed into place.
 
-    The bytes are flushed to the device before any rename (a full disk fails there, with
-    every old file intact). On any failure every temporary file is removed.
+    Every file's bytes are flushed to the device before the first rename, so a write that
+    fails (a full disk, a read-only folder) leaves every old file as it was. Only a rename
+    failing between two others (the same folder: next to impossible) would leave the earlier
+    ones renamed. On any failure every temporary file is removed.
 
     Returns:
         The paths written, in the given order.

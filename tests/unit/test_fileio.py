@@ -16,20 +16,30 @@ from workbench.fileio import ListOf, Obj, OneOf, schema_problems
 def test_several_files_are_written_all_or_nothing(tmp_path, monkeypatch):
     a, b = tmp_path / "a.csv", tmp_path / "b.html"
     a.write_text("old a")
-    real = os.replace
+    real = os.fsync
     calls = []
 
-    def fail_second(src, dst):
-        calls.append(dst)
-        if len(calls) == 1:
-            real(src, dst)
-            return
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+    def fail_second(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # the second file fills the disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
 
-    monkeypatch.setattr(os, "replace", fail_second)
+    monkeypatch.setattr(os, "fsync", fail_second)
     with pytest.raises(WriteError, match=f"cannot write {b}: no space left on the device; free some space or "):
         fileio.atomic_write_files({a: b"new a", b: b"new b"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]  # every temporary file removed
+    assert a.read_text() == "old a"  # nothing renamed before every file was written
+
+
+def test_a_failed_rename_removes_every_temporary_file(tmp_path, monkeypatch):
+    def fail(src, dst):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dst))
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(WriteError, match="read-only"):
+        fileio.atomic_write_files({tmp_path / "a": b"a", tmp_path / "b": b"b"})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path, monkeypatch):
