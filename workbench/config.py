@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -54,6 +56,89 @@ def _check_type(owner: str, name: str, value: Any, kind: type | tuple[type, ...]
         raise ParamError(f"{owner}.{name} must be {what}, got {value!r}")
 
 
+_SCALAR_NAMES = {"int": "an integer", "float": "a number", "str": "text", "bool": "true or false", "None": "null"}
+
+
+def _split_top(text: str, sep: str) -> list[str]:
+    """`text` split at `sep` outside brackets ("tuple[str, float] | None" -> two parts at "|")."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == sep and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [*parts, cur.strip()]
+
+
+def _scalar_fits(ann: str, value: Any) -> bool:
+    if ann == "None":
+        return value is None
+    if ann == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # true/false are not numbers
+        return False
+    kind = {"int": numbers.Integral, "float": numbers.Real, "str": str}[ann]
+    return isinstance(value, kind)
+
+
+def _tuple_fits(inner: str, value: Any) -> bool | None:
+    if not isinstance(value, list | tuple):
+        return False
+    if inner.endswith(", ..."):  # tuple[X, ...]: any number of X
+        found = [annotation_fits(inner[:-5], v) for v in value]
+    else:  # tuple[X, Y]: exactly these
+        kinds = _split_top(inner, ",")
+        if len(kinds) != len(value):
+            return False
+        found = [annotation_fits(k, v) for k, v in zip(kinds, value)]
+    return False if False in found else None if None in found else True
+
+
+def annotation_fits(ann: str, value: Any) -> bool | None:
+    """Whether `value` fits a spec field's annotation (as written: "int | None", "tuple[str, ...]").
+
+    None when the annotation is not one this checker reads (an alias such as `Layer`, `Any`):
+    the spec's own checks decide. Lists count as tuples (JSON has no tuples); an integer is a
+    number; true/false are neither.
+    """
+    ann = ann.strip()
+    options = _split_top(ann, "|")
+    if len(options) > 1:
+        found = [annotation_fits(o, value) for o in options]
+        return True if True in found else None if None in found else False
+    if ann in _SCALAR_NAMES:
+        return _scalar_fits(ann, value)
+    if ann.startswith("tuple[") and ann.endswith("]"):
+        return _tuple_fits(ann[6:-1], value)
+    if ann.startswith(("dict[", "Mapping[")) or ann == "dict":
+        return isinstance(value, dict | Mapping)
+    return None
+
+
+def _described(ann: str) -> str:
+    options = [o for o in _split_top(ann.strip(), "|") if o != "None"]
+    text = " or ".join(_SCALAR_NAMES.get(o, "a list" if o.startswith("tuple[") else "an object"
+                                         if o.startswith("dict") else o) for o in options)
+    return text + (" (or null)" if "None" in _split_top(ann.strip(), "|") else "")
+
+
+def check_field_values(cls: type[Any], values: Mapping[str, Any]) -> None:
+    """Raise `ParamError` naming `Class.field` for every value that does not fit its field's type.
+
+    The one type check of spec values before use, whichever door they come in by
+    (`--set FIELD=VALUE`, a manifest, a figure set, a job's config); `Spec.from_dict` and
+    the analyses' `params_for` call it. Unknown names are left to the caller.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    bad = [f"{cls.__name__}.{k} must be {_described(str(fields[k].type))}, got {v!r}"
+           for k, v in values.items() if k in fields and annotation_fits(str(fields[k].type), v) is False]
+    if bad:
+        raise ParamError("; ".join(bad))
+
+
 @dataclass(frozen=True)
 class Spec:
     """Base class: dict round trip and field help."""
@@ -68,11 +153,12 @@ class Spec:
 
     @classmethod
     def from_dict(cls: type[T], d: dict[str, Any]) -> T:
-        """Inverse of `to_dict`; unknown keys raise a clear error."""
+        """Inverse of `to_dict`; unknown keys and values of the wrong type raise a clear error (`ParamError`)."""
         names = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(d) - set(names)
         if unknown:
             raise ParamError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; known: {sorted(names)}")
+        check_field_values(cls, d)
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**kw)
 

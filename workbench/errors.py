@@ -8,6 +8,8 @@ else is a bug and keeps its traceback (in the log, and on the terminal with ``-v
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 
@@ -67,6 +69,23 @@ class ChromiumNotFoundError(ExportError):
     """Static export needs Chromium and none was found."""
 
 
+class WriteError(WorkbenchError, OSError):
+    """A file or folder cannot be written (read-only, no space, not a folder, ...).
+
+    An `OSError` too (with the original `errno` and the path at fault as `filename`), so
+    code that treats a failed best-effort write as an `OSError` keeps doing so; its text is
+    the one line `write_error` composed.
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = code  # OSError's attributes, set after a one-argument init
+        self.filename = None if path is None else str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class JobError(WorkbenchError, ValueError):
     """A job cannot be started, found or controlled."""
 
@@ -77,6 +96,55 @@ class EvalError(WorkbenchError, ValueError):
 
 class Cancelled(Exception):  # noqa: N818 - a state, not an error: a job was asked to stop
     """A long computation (recording, evaluation, fine-tune) was cancelled by its user."""
+
+
+OUTPUT_REMEDY = "choose another output location (--out)"
+"""What to do when a user output (a figure, a table, a report) cannot be written."""
+CACHE_REMEDY = "point WORKBENCH_CACHE at a writable folder"
+"""What to do when the cache (store, jobs, converted models) cannot be written."""
+
+#: errno values only a write gives (read-only, full, exists): the place is at fault, which the user can change
+WRITE_ERRNOS = frozenset({errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EEXIST})
+
+
+def _not_a_folder(path: Path) -> Path | None:
+    """The first of `path` and its parents that exists and is not a folder (a file, a device), if any."""
+    for p in (path, *path.parents):
+        if os.path.lexists(p) and not p.is_dir():
+            return p
+    return None
+
+
+def _short_write(e: OSError) -> bool:
+    """A short write as numpy reports it ("N requested and M written", no errno): the device filled up."""
+    text = str(e)
+    return e.errno is None and "requested and" in text and "written" in text
+
+
+def write_error(e: OSError, path: str | Path, remedy: str = OUTPUT_REMEDY) -> WriteError:
+    """The one line for an `OSError` while writing `path`: the path, why, and the remedy.
+
+    Args:
+        e: the error (read-only file system, no space, a file where a folder must be, ...).
+        path: what was being written, as the user knows it (the output or cache location,
+            never a temporary file).
+        remedy: what to do (`OUTPUT_REMEDY`, `CACHE_REMEDY`).
+    """
+    code = errno.ENOSPC if _short_write(e) else e.errno
+    if code == errno.EROFS:
+        why = "the file system is read-only"
+    elif code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        why, remedy = "no space left on the device", f"free some space or {remedy}"
+    elif code in (errno.ENOTDIR, errno.EEXIST):
+        blocker = _not_a_folder(Path(path))
+        why = f"{blocker} exists and is not a folder" if blocker else "a part of the path is not a folder"
+    elif code == errno.EISDIR:
+        why = f"{e.filename or path} is a folder"
+    elif code in (errno.EACCES, errno.EPERM):
+        why = "permission denied"
+    else:
+        why = e.strerror or str(e) or type(e).__name__
+    return WriteError(f"cannot write {path}: {why}; {remedy}", path=path, code=code)
 
 
 def user_message(e: BaseException) -> str:
@@ -91,6 +159,8 @@ def user_message(e: BaseException) -> str:
         return "cancelled"
     if type(e).__name__ == "OutOfMemoryError" or isinstance(e, MemoryError):
         return "out of memory: lower the max length or batch tokens, limit the units, or choose a smaller model"
+    if isinstance(e, OSError) and (e.errno in WRITE_ERRNOS or _short_write(e)):  # a write outside `fileio`
+        return str(write_error(e, e.filename or "a file", "choose a writable location"))
     if isinstance(e, PermissionError):
         return f"permission denied: {e.filename or e}: choose a writable location"
     if isinstance(e, FileNotFoundError):
@@ -104,4 +174,5 @@ def user_message(e: BaseException) -> str:
 
 def is_user_error(e: BaseException) -> bool:
     """True for errors whose message is enough (no traceback needed): the CLI exits 2."""
-    return isinstance(e, WorkbenchError | PermissionError | FileNotFoundError | IsADirectoryError | NotADirectoryError)
+    return (isinstance(e, WorkbenchError | PermissionError | FileNotFoundError | IsADirectoryError | NotADirectoryError)
+            or (isinstance(e, OSError) and (e.errno in WRITE_ERRNOS or _short_write(e))))

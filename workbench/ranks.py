@@ -3,8 +3,15 @@
 Used by sharded recording (`recordings.sharding`) and by multi-process fine-tunes
 (`finetune.worker`):
 
+- `check_num_processes`: N is at least 1, at most the units of work, and at most what
+  this machine runs at once (`machine_slots`: visible GPUs, else CPU cores) unless the
+  user forces it (`--force-processes`); refused in one line with the reason.
 - `launch_command`: `accelerate launch` of a module on N processes (`free_port` for the
   rendezvous), `visible_devices`: how many GPUs ranks can use.
+- `start`: THE way to start the launcher: it and its ranks die with the process that
+  started it (Linux's parent-death signal: `prctl(PR_SET_PDEATHSIG)` through ctypes, set
+  in the launcher before it execs accelerate, and in each rank by `die_with_launcher`), so
+  a launcher killed with SIGKILL or by the out-of-memory killer leaves no rank running.
 - `write_report` / `read_reports`: each rank's final report, `<folder>/ranks/<rank>.json`
   (`state`: done | failed | cancelled, `reason`, `lost` = the failure only says a peer went
   away, `time`).
@@ -15,7 +22,11 @@ Used by sharded recording (`recordings.sharding`) and by multi-process fine-tune
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -24,15 +35,109 @@ from typing import Any
 
 import torch
 
+from workbench.errors import ParamError
 from workbench.fileio import atomic_write_json, read_json_or_none
 
-__all__ = ["free_port", "launch_command", "read_reports", "report_path", "summarize", "visible_devices",
-           "write_report"]
+__all__ = ["FORCE_FLAG", "check_num_processes", "die_with_launcher", "free_port", "launch_command", "machine_slots",
+           "read_reports", "report_path", "start", "summarize", "visible_devices", "write_report"]
+
+FORCE_FLAG = "--force-processes"
+"""The command-line flag that starts more ranks than this machine runs at once."""
+
+LAUNCHER_PID = "WORKBENCH_LAUNCHER_PID"
+"""Environment variable: the pid of the launcher (accelerate) a rank belongs to (set by `start`)."""
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+# Runs in the child before accelerate: ask for SIGTERM when the starting process dies (accelerate then
+# stops its ranks), give up if it is already gone, and name this pid for the ranks; then become accelerate.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "prctl = getattr(ctypes.CDLL(None), 'prctl', None)\n"
+    "if prctl is not None:\n"
+    "    prctl(1, int(signal.SIGTERM))\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(1)\n"
+    f"os.environ[{LAUNCHER_PID!r}] = str(os.getpid())\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
 
 
 def visible_devices() -> int:
     """CUDA devices this process sees (0 without CUDA): how many ranks can have a GPU each."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine_slots(device: str = "auto") -> tuple[int, str]:
+    """(how many ranks this machine runs at once, what that is in words) for a model on `device`.
+
+    One GPU per rank where the ranks use CUDA (`auto` or `cuda…` with GPUs visible),
+    else one CPU core per rank (those this process may run on).
+    """
+    gpus = visible_devices()
+    if gpus and not device.startswith(("cpu", "mps")):
+        return gpus, f"{gpus} visible GPU{'s' if gpus > 1 else ''}"
+    cores = _cores()
+    return cores, f"{cores} CPU core{'s' if cores > 1 else ''}" + ("" if gpus else ", no GPU")
+
+
+def check_num_processes(n: int, units: int, *, unit_name: str = "units", device: str = "auto",
+                        force: bool = False) -> None:
+    """Refuse N ranks that the work or the machine cannot use, in one line with the reason.
+
+    Args:
+        n: the ranks asked for (`--num-processes`).
+        units: the units of work to share out (recorded units, training units).
+        unit_name: what they are, for the message.
+        device: the model's device (which machine resource a rank takes).
+        force: start more ranks than `machine_slots` (never more than `units`).
+
+    Raises:
+        ParamError: N < 1, N > units, or N > the machine's slots without `force`.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ParamError(f"--num-processes must be >= 1, got {n}")
+    if n == 1:
+        return
+    if n > units:
+        raise ParamError(f"--num-processes {n} is more than the {units} {unit_name}: each process needs at least "
+                         f"one; use at most {units}")
+    slots, what = machine_slots(device)
+    if n > slots and not force:
+        raise ParamError(f"--num-processes {n} is more than this machine runs at once ({what}); use at most "
+                         f"{slots}, or pass {FORCE_FLAG} to start {n} anyway")
+
+
+def start(cmd: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """Start a launcher command (`launch_command`) that dies with this process, and its ranks with it.
+
+    The child sets its parent-death signal (SIGTERM, which accelerate passes on to its ranks)
+    before it execs `cmd`; each rank calls `die_with_launcher`. `popen`: `subprocess.Popen`'s
+    keywords (stdin, start_new_session, ...).
+    """
+    return subprocess.Popen([sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd], **popen)
+
+
+def die_with_launcher() -> None:
+    """In a rank: SIGKILL this process when its launcher dies (and exit now if it already has).
+
+    A no-op outside a launch by `start` (no `WORKBENCH_LAUNCHER_PID`) and where Linux's
+    `prctl` is missing.
+    """
+    launcher = os.environ.get(LAUNCHER_PID)
+    prctl = getattr(ctypes.CDLL(None), "prctl", None)
+    if not launcher or prctl is None:
+        return
+    prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    if os.getppid() != int(launcher):  # the launcher died before the signal was asked for
+        os._exit(1)
 
 
 def free_port() -> int:

@@ -28,7 +28,7 @@ import html
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,13 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import yaml
 
+from workbench.errors import OUTPUT_REMEDY
 from workbench.export import ExportError, OverwriteError, export_figure, library_versions, safe_name, target_paths
+from workbench.fileio import atomic_write_files, writable_dir
 from workbench.progress import Progress
 from workbench.recipes import EXPORT_KEYS, best_layer, normalize_spec
 from workbench.recipes.build import build_figure
-from workbench.recipes.spec import langs_of
+from workbench.recipes.spec import langs_of, refuse_code_switches
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +101,12 @@ def _substitute(value: Any, variables: Mapping[str, str]) -> Any:
 def render_figure_set(path: str | Path, out_dir: str | Path, *, overrides: Mapping[str, Any] | None = None,
                       variables: Mapping[str, str] | None = None, only: Sequence[str] | None = None,
                       overwrite: bool = False, status: Callable[[str], None] | None = None,
-                      progress: Progress | None = None) -> list[Path]:
+                      progress: Progress | None = None, allow: Collection[str] = ()) -> list[Path]:
     """Render every figure of a figure set into ``out_dir``; return the paths written.
+
+    A set is data, never authority: a figure whose spec asks to run the model's own code
+    or to reach the network (`recipes.spec.CODE_SWITCHES`) is refused unless `allow`
+    (the user's command line) names that switch.
 
     Args:
         path: YAML file or bundled set name.
@@ -112,10 +118,11 @@ def render_figure_set(path: str | Path, out_dir: str | Path, *, overrides: Mappi
         overwrite: replace existing files.
         status: one-line messages.
         progress: recording progress.
+        allow: the switches the command line allows (``"trust_remote_code"``, ``"remote"``).
 
     Raises:
-        ExportError: bad entry (named by its position and name); OverwriteError before any
-            figure is rendered if a target exists.
+        ExportError: bad entry (named by its position and name), or a switch `allow` does
+            not name; OverwriteError before any figure is rendered if a target exists.
     """
     doc = load_figure_set(path)
     defaults = dict(doc.get("defaults") or {})
@@ -138,12 +145,14 @@ def render_figure_set(path: str | Path, out_dir: str | Path, *, overrides: Mappi
             (status or log.info)(f"skipped {name}: needs --var {e.args[0]}=…")
             continue
         export = {k: merged.pop(k) for k in EXPORT_KEYS if k in merged}
+        refuse_code_switches(merged, source=f"{doc['path']}, figure {i} ({name})", allow=allow)
         try:
             normalize_spec(merged)
         except ExportError as e:
             raise ExportError(f"{doc['path']}, figure {i} ({name}): {e}") from None
         jobs.append((name, merged, export))
     _check_free(out_dir, [(n, e.get("formats", ("pdf", "svg", "png"))) for n, _, e in jobs], overwrite)
+    writable_dir(out_dir, OUTPUT_REMEDY)  # before any recording
     written: list[Path] = []
     for name, spec, export in jobs:
         if status:
@@ -314,6 +323,7 @@ def build_report(model: str | Mapping[str, Any], corpus: str, langs: Sequence[st
     for p in (page, out / "report.json"):
         if p.exists() and not overwrite:
             raise OverwriteError(f"{p} exists; pass --overwrite or choose another --out")
+    writable_dir(out / "figures", OUTPUT_REMEDY)  # before any recording
     base = {"model": model, "corpus": corpus, "langs": list(langs), "limit": limit, "record": dict(record or {})}
     say = status or log.info
     say("finding the best-retrieval layer")
@@ -361,11 +371,9 @@ def build_report(model: str | Mapping[str, Any], corpus: str, langs: Sequence[st
            f"<p class=params>PDF, CSV, Parquet and a manifest per figure are in <code>figures/</code>; "
            f"<code>workbench export --manifest figures/NAME.manifest.json --out DIR</code> rebuilds one.</p>"
            f"</body></html>\n")
-    out.mkdir(parents=True, exist_ok=True)
-    page.write_text(doc, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps({"model": info0["model"], "corpus": info0["corpus"],
-                                                 "languages": rec["units"], "best_layer": layer,
-                                                 "artifact": artifact, "versions": versions,
-                                                 "command": command}, indent=1) + "\n", encoding="utf-8")
+    summary = json.dumps({"model": info0["model"], "corpus": info0["corpus"], "languages": rec["units"],
+                          "best_layer": layer, "artifact": artifact, "versions": versions, "command": command},
+                         indent=1) + "\n"
+    atomic_write_files({page: doc.encode("utf-8"), out / "report.json": summary.encode("utf-8")}, OUTPUT_REMEDY)
     return page
 

@@ -24,7 +24,7 @@ from workbench.recipes.commands import analyze_command
 from workbench.recipes.settings import Settings
 from workbench.recipes.spec import normalize_spec
 from workbench.recordings import ensure_recording, remote_problems
-from workbench.recordings.sharding import _remove_abandoned
+from workbench.recordings.sharding import remove_abandoned
 from workbench.store import Store
 from workbench.tracing import Batching
 
@@ -95,7 +95,7 @@ def test_scratch_folders_of_killed_runs_are_removed_and_running_ones_kept(tmp_pa
     (root / "dead.lock").touch()  # its launcher is gone: nobody holds the lock
     (root / "live").mkdir()
     with FileLock(str(root / "live.lock")):  # a running launcher holds its lock
-        _remove_abandoned(root)
+        remove_abandoned(root)
         assert not (root / "dead").exists() and (root / "live").exists()
 
 

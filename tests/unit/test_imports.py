@@ -17,7 +17,8 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages([str(ROOT)], prefix="work
 #: Packages (and top-level modules) from the bottom of the house up: a module may import
 #: its own package and anything in a lower layer, never a higher one.
 LAYERS = [
-    ("errors", "paths", "progress", "plugins"),
+    ("errors", "progress", "plugins"),
+    ("paths",),
     ("fileio",),
     ("config",),
     ("presets",),

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
 from workbench.presets import apply_preset, preset_names
+from workbench.ranks import FORCE_FLAG
 from workbench.recipes.commands import param_flag
 from workbench.recipes.registry import get_analysis
 
@@ -31,7 +32,12 @@ def int_list(s: str) -> list[int]:
 
 
 def key_value(s: str) -> tuple[str, Any]:
-    """``KEY=VALUE``; the value is read as JSON when it parses (numbers, true, null, lists), else text."""
+    """``KEY=VALUE``; the value is read as JSON when it parses (numbers, true, null, lists), else text.
+
+    The spec it fills checks it against the field's type before use (`config.check_field_values`,
+    through `Spec.from_dict` and `recipes.params_for`): ``--set tau=abc`` is one line naming
+    ``MidAlignSpec.tau``, never a traceback.
+    """
     if "=" not in s:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {s!r}")
     k, v = s.split("=", 1)
@@ -88,7 +94,10 @@ def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,s
                    help="padded tokens per batch (memory bound; the default 4096 is 4x on a GPU)")
     r.add_argument("--progress", action="store_true", help="show a progress bar")
     r.add_argument("--num-processes", type=int, default=1, metavar="N",
-                   help="record the missing units on N processes (accelerate launch), one store")
+                   help="record the missing units on N processes (accelerate launch), one store; at most the "
+                        "units and this machine's GPUs (else CPU cores)")
+    r.add_argument(FORCE_FLAG, dest="force_processes", action="store_true",
+                   help="start --num-processes N even above this machine's GPUs or CPU cores")
     r.add_argument("--remote", action="store_true",
                    help="run the trace on NDIF through nnsight (needs NDIF_API_KEY, a network, a hub model)")
 

@@ -30,7 +30,8 @@ from workbench.cli._args import (
     figure_spec,
     params_from_args,
 )
-from workbench.errors import OverwriteError
+from workbench.errors import OUTPUT_REMEDY, OverwriteError
+from workbench.fileio import atomic_write_files, writable_dir
 from workbench.recipes.registry import REGISTRY, get_analysis
 
 __all__ = ["add_analyze_parser", "cmd_analyze"]
@@ -47,22 +48,22 @@ def cmd_analyze(a: argparse.Namespace) -> int:
     taken = [str(f) for f in first if f.exists()]
     if taken and not a.overwrite:
         raise OverwriteError(f"{taken[0]} exists (and {len(taken) - 1} more); pass --overwrite or another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    writable_dir(out, OUTPUT_REMEDY)  # before any recording
     bar = ProgressBar(getattr(a, "progress", False))
     try:
         built = build(figure_spec(a, a.analysis, params_from_args(a, analysis.params)), progress=bar,
-                      status=lambda m: print(m, file=sys.stderr), num_processes=getattr(a, "num_processes", 1))
+                      status=lambda m: print(m, file=sys.stderr), num_processes=getattr(a, "num_processes", 1),
+                      force_processes=getattr(a, "force_processes", False))
     finally:
         bar.close()
     report = analysis.report(built, build)
     print("\n".join(report.lines))
-    written = []
-    for suffix, table in report.tables.items():
-        path = out / (f"{a.analysis}.csv" if not suffix else f"{a.analysis}_{suffix}.csv")
-        table.to_csv(path, index=False)
-        written.append(str(path))
-    built.figure.write_html(out / f"{a.analysis}.html", include_plotlyjs=True)
-    print(f"\nwrote {', '.join(written)} and {out / f'{a.analysis}.html'}")
+    files = {out / (f"{a.analysis}.csv" if not suffix else f"{a.analysis}_{suffix}.csv"):
+             table.to_csv(index=False).encode("utf-8") for suffix, table in report.tables.items()}
+    page = out / f"{a.analysis}.html"
+    files[page] = built.figure.to_html(include_plotlyjs=True).encode("utf-8")
+    atomic_write_files(files, OUTPUT_REMEDY)
+    print(f"\nwrote {', '.join(str(f) for f in files if f != page)} and {page}")
     return 0
 
 

@@ -22,6 +22,7 @@ from workbench.cli._args import (
 from workbench.config import ModelSpec
 from workbench.corpus import list_corpora, load_corpus
 from workbench.recordings import ensure_recording
+from workbench.recordings.sharding import remove_abandoned
 from workbench.store import Store, damaged_error
 
 __all__ = ["add_core_parsers", "cmd_corpus", "cmd_models", "cmd_record", "cmd_store", "get_recording"]
@@ -34,7 +35,8 @@ def get_recording(a: argparse.Namespace, *, langs: Sequence[str] | None = None,
     try:
         return ensure_recording(model_spec(a), corpus_spec(a, langs), record_spec(a, **override), pairs=pairs,
                                 progress=bar, status=lambda m: print(m, file=sys.stderr),
-                                num_processes=getattr(a, "num_processes", 1), remote=getattr(a, "remote", False))
+                                num_processes=getattr(a, "num_processes", 1), remote=getattr(a, "remote", False),
+                                force_processes=getattr(a, "force_processes", False))
     finally:
         bar.close()
 
@@ -118,7 +120,7 @@ def cmd_store(a: argparse.Namespace) -> int:
         store.rm(key)
         print("removed", key)
     else:
-        removed = store.gc(older_than_days=a.older_than)
+        removed = store.gc(older_than_days=a.older_than) + remove_abandoned()  # + killed sharded runs' scratch
         print(f"removed {len(removed)} entries/leftovers")
     return 0
 

@@ -25,12 +25,14 @@ import pandas as pd
 
 from workbench.cli._args import ProgressBar, add_model_args, csv_list, model_spec
 from workbench.config import ModelSpec
-from workbench.errors import EvalError, OverwriteError
+from workbench.errors import OUTPUT_REMEDY, EvalError, OverwriteError
 from workbench.evaluation import DecodingSpec, EvalResult, compare_scores, evaluate, side_by_side
 from workbench.evaluation.run import both_directions
 from workbench.evaluation.tables import combine
 from workbench.examples import DataSpec
+from workbench.fileio import atomic_write_files, writable_dir
 from workbench.finetune import jobs as finetune_jobs
+from workbench.models import artifacts
 
 DEFAULT_SUITES = ("translation", "loss")
 
@@ -49,8 +51,7 @@ def _out(a: argparse.Namespace, names: list[str]) -> Path:
     taken = [str(out / n) for n in names if (out / n).exists()]
     if taken and not a.overwrite:
         raise OverwriteError(f"{taken[0]} exists; pass --overwrite or another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return writable_dir(out, OUTPUT_REMEDY)  # before any evaluation
 
 
 def _run(a: argparse.Namespace, states: dict[str, ModelSpec]) -> EvalResult:
@@ -61,7 +62,7 @@ def _run(a: argparse.Namespace, states: dict[str, ModelSpec]) -> EvalResult:
             print(f"evaluating {label} ({spec.source}{' + ' + spec.artifact if spec.artifact else ''})",
                   file=sys.stderr)
             parts.append(evaluate(spec, a.suite or list(DEFAULT_SUITES), _data(a), directions=both_directions(a.pairs),
-                                  limit=a.limit, decoding=_decoding(a), label=label, progress=bar))
+                                  limit=a.limit, decoding=_decoding(a), label=label, seed=a.seed, progress=bar))
     finally:
         bar.close()
     return combine(parts)
@@ -75,12 +76,16 @@ def _summary(result: EvalResult, states: list[str], reference: str | None = None
         print(f"warning: {flag}", file=sys.stderr)
 
 
-def _write(out: Path, result: EvalResult) -> list[Path]:
-    paths = [out / "eval.csv", out / "generations.csv", out / "eval.manifest.json"]
-    result.eval.to_csv(paths[0], index=False)
-    result.generations.to_csv(paths[1], index=False)
-    paths[2].write_text(json.dumps(result.manifest, indent=1, default=str) + "\n", encoding="utf-8")
-    return paths
+def _csv(table: pd.DataFrame) -> bytes:
+    return table.to_csv(index=False).encode("utf-8")
+
+
+def _write(out: Path, result: EvalResult, extra: dict[str, pd.DataFrame] | None = None) -> list[Path]:
+    """eval.csv, generations.csv, eval.manifest.json and `extra` (name -> table), all or nothing."""
+    files = {out / "eval.csv": _csv(result.eval), out / "generations.csv": _csv(result.generations),
+             out / "eval.manifest.json": (json.dumps(result.manifest, indent=1, default=str) + "\n").encode("utf-8"),
+             **{out / name: _csv(table) for name, table in (extra or {}).items()}}
+    return atomic_write_files(files, OUTPUT_REMEDY)
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
@@ -110,9 +115,10 @@ def _resolve_states(a: argparse.Namespace) -> dict[str, ModelSpec]:
             out[name] = base
             continue
         match = [t for j, t in tuned.items() if j == name or j.endswith(name)]
-        if len(match) == 1:
-            out[name] = ModelSpec.from_dict(match[0]["model"])
-        elif Path(name, "manifest.json").is_file():
+        if len(match) == 1:  # custom model code only as this command allows it, never as the job's files say
+            out[name] = ModelSpec.from_dict({**match[0]["model"], "trust_remote_code": base.trust_remote_code})
+        elif Path(name).is_dir():  # an artifact directory: the `--artifact` door's check and message
+            artifacts.read_manifest(name)
             out[_artifact_label(Path(name))] = ModelSpec.from_dict({**base.to_dict(), "artifact": str(Path(name))})
         else:
             known = ", ".join(["base", *tuned]) or "base (no finished fine-tune jobs)"
@@ -130,11 +136,10 @@ def cmd_compare(a: argparse.Namespace) -> int:
         raise EvalError(f"--reference {reference!r} is not one of the states ({', '.join(states)})")
     result = _run(a, states)
     _summary(result, list(states), reference)
-    paths = _write(out, result)
-    compare_scores(result.eval, reference=reference, intervals=True).reset_index().to_csv(out / "scores.csv",
-                                                                                          index=False)
-    side_by_side(result.generations).to_csv(out / "outputs.csv", index=False)
-    for p in [*paths, out / "scores.csv", out / "outputs.csv"]:
+    paths = _write(out, result, {"scores.csv": compare_scores(result.eval, reference=reference,
+                                                              intervals=True).reset_index(),
+                                 "outputs.csv": side_by_side(result.generations)})
+    for p in paths:
         print(p)
     return 0
 

@@ -24,9 +24,12 @@ from workbench.cli._args import add_model_args, add_record_args, model_spec, rec
 from workbench.cli._args import csv_list as _csv
 from workbench.cli._args import key_value as _kv
 from workbench.config import RecordSpec
+from workbench.errors import OUTPUT_REMEDY
 from workbench.export import OverwriteError, export_figure, read_manifest, target_paths
+from workbench.fileio import writable_dir
 from workbench.recipes import ANALYSES
 from workbench.recipes.build import build_figure
+from workbench.recipes.spec import CODE_SWITCHES
 from workbench.report import build_report, render_figure_set
 
 
@@ -46,6 +49,11 @@ def _print_written(paths: list[Path]) -> None:
         print(p)
 
 
+def _allowed(a: argparse.Namespace) -> set[str]:
+    """The code-running and network switches this command line allows a manifest or figure set to use."""
+    return {k for k in CODE_SWITCHES if getattr(a, k, False)}  # --trust-remote-code, --remote
+
+
 def _refuse_existing(out: Path, name: str, formats: Any) -> None:
 
     for p in target_paths(out, name, formats).values():
@@ -58,7 +66,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     bar = _Progress(a.progress)
     try:
         if a.manifest:
-            m = read_manifest(a.manifest)
+            m = read_manifest(a.manifest, allow=_allowed(a))
             spec, ex = m["spec"], m.get("export", {})
             out = Path(a.out) if a.out else Path(a.manifest).parent
             name = m.get("name") or Path(a.manifest).name.split(".")[0]
@@ -76,6 +84,7 @@ def cmd_export(a: argparse.Namespace) -> int:
             caption = None
         if not a.overwrite:  # fail before recording, not after
             _refuse_existing(out, name, opts["formats"])
+        writable_dir(out, OUTPUT_REMEDY)
         fig, data, info = build_figure(spec, status=_status, progress=bar)
     finally:
         bar.close()
@@ -114,7 +123,7 @@ def cmd_figures(a: argparse.Namespace) -> int:
     bar = _Progress(a.progress)
     try:
         paths = render_figure_set(a.set, out, overrides=overrides, variables=dict(a.var or []), only=a.only,
-                                  overwrite=a.overwrite, status=_status, progress=bar)
+                                  overwrite=a.overwrite, status=_status, progress=bar, allow=_allowed(a))
     finally:
         bar.close()
     _print_written(paths)
@@ -173,4 +182,8 @@ def add_export_parser(sub: Any) -> None:
     f.add_argument("--only", type=_csv, default=None, help="render only these figure names")
     f.add_argument("--overwrite", action="store_true", help="replace existing files")
     f.add_argument("--progress", action="store_true", help="show a progress bar while recording")
+    f.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the set's models to run their own code (a set cannot allow it itself)")
+    f.add_argument("--remote", action="store_true",
+                   help="allow the set's figures to record on NDIF (a set cannot ask for it itself)")
     f.set_defaults(func=cmd_figures)

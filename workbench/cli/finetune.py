@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from workbench import ranks
 from workbench.cli._args import add_field_args, spec_from_args
 from workbench.cli._args import csv_list as _csv
 from workbench.cli._args import key_value as _kv
@@ -68,6 +69,8 @@ def _common(p: argparse.ArgumentParser, method: Method) -> None:
                    help="data-parallel training processes (accelerate launch; one per GPU, gloo on CPU); the "
                         "global batch is split over them" + ("" if method.shardable else
                                                              f" (not for {method.label}: 1 only)"))
+    j.add_argument(ranks.FORCE_FLAG, dest="force_processes", action="store_true",
+                   help="start --num-processes N even above this machine's GPUs or CPU cores")
     p.add_argument("--wait", action="store_true", help="follow the job and print the artifact path")
 
 
@@ -133,7 +136,7 @@ def cmd_finetune(a: argparse.Namespace) -> int:
     data = {"source": a.corpus, "heldout": a.heldout, "limit": a.limit, "split_seed": a.split_seed,
             "max_length": a.max_length}
     job_id = jobs.start_job(a.method, model, data, _method_spec(a), evaluate=not a.no_eval,
-                            num_processes=a.num_processes)
+                            num_processes=a.num_processes, force_processes=a.force_processes)
     print(f"started job {job_id} (log: {jobs.job_dir(job_id) / 'log.txt'})", file=sys.stderr)
     if a.wait:
         return _follow(job_id)
@@ -150,7 +153,7 @@ def _ls() -> int:
     cols = ["id", "state", "progress", "loss", "created", "note"]
     table = []
     for r in rows:
-        note = r.get("reason") if r.get("state") in ("failed", "cancelled") else (
+        note = r.get("reason") if r.get("state") in ("failed", "cancelled", jobs.DAMAGED) else (
             r.get("artifact") if r.get("state") == "done" else r.get("message"))
         loss = r.get("loss")
         progress = f"{r.get('step') or 0}/{r.get('total') or '?'}"
@@ -168,7 +171,7 @@ def cmd_jobs(a: argparse.Namespace) -> int:
     """List, show or cancel jobs."""
     if a.action == "ls":
         return _ls()
-    if a.action == "cancel":
+    if a.action == "cancel":  # the state the request leads to: cancelling (still stopping) or cancelled
         status = jobs.cancel_job(a.id)
         print(f"{a.id}: {status.get('state')}" + (f" ({status['reason']})" if status.get("reason") else ""))
         return 0

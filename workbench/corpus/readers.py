@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 from workbench.corpus.languages import Language, _code_or_error, _make_language, normalize_lang
 from workbench.corpus.parallel import ParallelCorpus
 from workbench.errors import CorpusError
+from workbench.fileio import not_a_regular_file
 
 __all__ = ["FLORES_SPLITS", "read_flores_dir", "read_jsonl", "read_tsv"]
 
@@ -25,12 +27,15 @@ _HF_SPLITS = ("test", "devtest", "dev", "validation", "train")
 
 
 def _read_bytes(path: str | Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CorpusError("no such file", path=path) from None
-    except IsADirectoryError:
-        raise CorpusError("is a directory; expected a .tsv or .jsonl file", path=path) from None
+    """A corpus file's bytes; only a regular file is read (a FIFO or a device could block forever)."""
+    if not os.path.exists(path):
+        raise CorpusError("no such file", path=path)
+    if os.path.isdir(path):
+        raise CorpusError("is a directory; expected a .tsv or .jsonl file", path=path)
+    problem = not_a_regular_file(path)
+    if problem:
+        raise CorpusError(f"{problem}; give a .tsv or .jsonl file", path=path)
+    return Path(path).read_bytes()
 
 
 def _decode(data: bytes, label: str) -> list[tuple[int, str]]:

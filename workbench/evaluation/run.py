@@ -230,12 +230,16 @@ def heldout_hash(split: ParallelSplit) -> str:
                         "template": split.spec.template, "max_length": split.spec.max_length})
 
 
+def _is_hub(suite: str) -> bool:
+    """An lm-eval task from the Hub (it reads its own data, not the held-out split)."""
+    return suite.startswith("lm-eval:") and suite != f"lm-eval:{OFFLINE_TASK}"
+
+
 def _key_parts(suite: str, ref: _StateRef, split: ParallelSplit, directions: list[tuple[str, str]],
                limit: int | None, decoding: DecodingSpec, batch_size: int, n_boot: int, seed: int) -> dict[str, Any]:
     parts: dict[str, Any] = {"suite": suite, "state": ref.fingerprint, "limit": limit, "n_boot": n_boot,
                              "seed": seed}
-    hub = suite.startswith("lm-eval:") and suite != f"lm-eval:{OFFLINE_TASK}"
-    if not hub:
+    if not _is_hub(suite):
         parts.update(data=heldout_hash(split), directions=[list(d) for d in directions])
     if suite == "translation":
         parts["decoding"] = decoding.to_dict()
@@ -307,7 +311,8 @@ def evaluate(state_or_spec: Any, suites: Sequence[str], data: DataSpec | Paralle
         data: the parallel data: a DataSpec, a corpus source ("tatoeba:sw"), or a split.
         directions: ordered pairs, e.g. [("en", "sw"), ("sw", "en")] or ["en:sw"]; default
             (split only): both directions between its first language and each other.
-        limit: use the first N held-out units (None: all).
+        limit: use the first N held-out units (None: all); a limit above their number scores them all
+            and says so in the flags.
         decoding: generation settings (default greedy, stop at the answer line).
         store: where results live (default: the workbench store).
         label: the `state` column (default: the state's name).
@@ -362,6 +367,12 @@ def evaluate(state_or_spec: Any, suites: Sequence[str], data: DataSpec | Paralle
                 cached = write_suite(store, keys[s], CachedSuite(rows, gens, meta))
             got[s] = cached
         manifest[s] = {**_info(got[s].manifest), "key": keys[s], "cached": False}
+    if limit is not None and limit > len(split.heldout):  # say so: "first 50" silently meaning 4 misleads
+        note = (f"limit {limit} is more than the {len(split.heldout)} held-out units of {split.spec.source}: "
+                f"scored {len(split.heldout)}")
+        for s in suites:
+            if not _is_hub(s):
+                manifest[s]["flags"] = [*manifest[s].get("flags", []), note]
     prog.set(f"{label}: done")
     result = _tables(label, [got[s] for s in suites])
     log.info("evaluated %s on %s in %.1f s", label, suites, time.perf_counter() - t0)

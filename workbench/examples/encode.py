@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from workbench.examples.split import ParallelSplit
+from workbench.fileio import not_a_regular_file
 
 __all__ = ["IGNORE", "Example", "collate", "encode_texts", "encode_translation", "jsonl_records",
            "prompt_and_target", "translation_examples"]
@@ -132,6 +133,9 @@ def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
     Raises:
         ValueError: a line that is not JSON, naming the file and line.
     """
+    problem = not_a_regular_file(path)
+    if problem:  # a FIFO or a device would block here
+        raise ValueError(f"{path}: {problem}; give a .jsonl file")
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue

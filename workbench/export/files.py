@@ -3,8 +3,9 @@
     paths = export_figure(fig, data, "out/", "retrieval", width_in="single", manifest=info)
 
 writes ``retrieval.pdf``, ``.svg``, ``.png`` (``width_in × dpi`` pixels wide), ``.csv``,
-``.parquet`` and ``retrieval.manifest.json``. Nothing is overwritten unless
-``overwrite=True``; names typed by users go through :func:`safe_name`.
+``.parquet`` and ``retrieval.manifest.json``, all or nothing (`fileio.atomic_write_files`).
+Nothing is overwritten unless ``overwrite=True``; names typed by users go through
+:func:`safe_name`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.errors import ExportError, OverwriteError
+from workbench.errors import OUTPUT_REMEDY, ExportError, OverwriteError
 from workbench.export import render  # the module, so a test's stub of `render.render_image` takes effect here
 from workbench.export.manifest import MANIFEST_SUFFIX, build_manifest
-from workbench.fileio import atomic_write_bytes
+from workbench.fileio import atomic_write_files
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,8 @@ def export_figure(fig: go.Figure, data: pd.DataFrame, out_dir: str | Path, name:
         OverwriteError: a target exists and ``overwrite`` is False (nothing is written).
         ChromiumNotFoundError: a static format was asked for and no browser was found.
         ExportError: unknown format, bad width or dpi.
+        WriteError: the files cannot be written (read-only, no space, a file in the way);
+            none of them is (all or nothing).
     """
     fmts = _check_formats(formats)
     w = render.width_inches(width_in)
@@ -180,11 +183,7 @@ def export_figure(fig: go.Figure, data: pd.DataFrame, out_dir: str | Path, name:
               "png_px": [round(paper.layout.width * png_scale), round(paper.layout.height * png_scale)]}
     doc = build_manifest(manifest, paths, export, _sha256(blobs["csv"]), portable=portable)
     blobs["manifest"] = (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    written = []
-    for kind, path in paths.items():
-        atomic_write_bytes(path, blobs[kind])
-        written.append(path)
+    written = atomic_write_files({path: blobs[kind] for kind, path in paths.items()}, OUTPUT_REMEDY)
     log.info("wrote %s", ", ".join(p.name for p in written))
     return written
 

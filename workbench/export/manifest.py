@@ -3,6 +3,11 @@
 The manifest holds the figure spec that :func:`workbench.recipes.build_figure` takes, so
 ``workbench export --manifest retrieval.manifest.json --out elsewhere/`` writes the same
 CSV (byte for byte) and the same pictures again.
+
+A manifest is data, never authority (someone may have mailed it, or edited it):
+:func:`read_manifest` checks its structure once against `MANIFEST_SCHEMA` (the field's
+path in the message) and refuses a spec that asks to run the model's own code or to reach
+the network unless the reader's command line allows it (`recipes.spec.CODE_SWITCHES`).
 """
 
 from __future__ import annotations
@@ -13,16 +18,29 @@ import importlib.metadata
 import json
 import platform
 import shlex
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from workbench import __version__
 from workbench.errors import ExportError
+from workbench.fileio import ListOf, Obj, OneOf, schema_problems
+from workbench.recipes.spec import SPEC_SCHEMA, refuse_code_switches
 
-__all__ = ["MANIFEST_FORMAT", "MANIFEST_SUFFIX", "build_manifest", "library_versions", "read_manifest"]
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_SCHEMA", "MANIFEST_SUFFIX", "build_manifest", "library_versions",
+           "read_manifest"]
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_FORMAT = 1
+_NONE = type(None)
+EXPORT_SCHEMA = Obj({"formats": ListOf(str), "width_in": OneOf((float, str)), "height_in": (float, _NONE),
+                     "dpi": int, "title": bool, "png_px": ListOf(int)})
+"""The export options a manifest records (what `export --manifest` renders again)."""
+MANIFEST_SCHEMA = Obj({"format": str, "format_version": int, "name": str, "spec": SPEC_SCHEMA,
+                       "export": EXPORT_SCHEMA, "caption": (str, _NONE), "files": dict, "commands": dict,
+                       "versions": dict}, required=("format",))
+"""The structure of a figure manifest (types and nesting) that :func:`read_manifest` checks."""
+
 _VERSIONED = ("workbench", "multilingual-workbench", "torch", "transformers", "nnsight", "plotly", "kaleido",
               "numpy", "pandas", "pyarrow", "scikit-learn")
 
@@ -91,11 +109,18 @@ def build_manifest(manifest: dict[str, Any] | None, paths: dict[str, Path], expo
     return out
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
+def read_manifest(path: str | Path, *, allow: Collection[str] = ()) -> dict[str, Any]:
     """Read and check a figure manifest written by :func:`export_figure`.
 
+    Args:
+        path: the ``*.manifest.json`` file.
+        allow: the switches the reader's command line allows (``"trust_remote_code"``,
+            ``"remote"``); a spec setting any other refuses to load.
+
     Raises:
-        ExportError: not a figure manifest, or one without the spec to rebuild the figure.
+        ExportError: not a figure manifest; a field of the wrong type or nesting (named by
+            its path, e.g. ``spec.langs[1]``); a newer format; no spec to rebuild the
+            figure; a switch the command line did not allow.
         FileNotFoundError: no such file.
     """
     p = Path(path)
@@ -103,15 +128,20 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no manifest at {p}")
     try:
         m = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ExportError(f"{p} is not valid JSON: {e}") from None
     if not isinstance(m, dict) or m.get("format") != "workbench-figure-manifest":
         raise ExportError(f"{p} is not a workbench figure manifest (no format 'workbench-figure-manifest')")
-    if int(m.get("format_version", 0)) > MANIFEST_FORMAT:
+    problems = schema_problems(m, MANIFEST_SCHEMA)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ExportError(f"{p}: {problems[0]}{more}")
+    if m.get("format_version", 0) > MANIFEST_FORMAT:
         raise ExportError(f"{p} has manifest format {m.get('format_version')}; this workbench reads "
                           f"up to {MANIFEST_FORMAT}")
     if not m.get("spec"):
         raise ExportError(f"{p} has no figure spec, so it cannot be regenerated")
+    refuse_code_switches(m["spec"], source=str(p), allow=allow, path="spec")
     return m
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from workbench import evaluation
+from workbench import evaluation, ranks
 from workbench.config import ModelSpec
 from workbench.errors import CorpusError, JobError, ParamError
 from workbench.examples import DataSpec, ParallelSplit, build_split
@@ -37,12 +37,14 @@ def _layer_fields(spec: Any) -> dict[str, list[int]]:
     return out
 
 
-def validate(method: str, model: ModelSpec, data: DataSpec, spec: Any, *, num_processes: int = 1) -> ParallelSplit:
+def validate(method: str, model: ModelSpec, data: DataSpec, spec: Any, *, num_processes: int = 1,
+             force_processes: bool = False) -> ParallelSplit:
     """Check everything that can be checked before a job starts, in about a second.
 
     The method, its spec, the data (corpus, languages, the pair in the data, empty texts)
     and the layers the spec names against the model's number of blocks (from its config,
-    no weights loaded), and whether the method can run on `num_processes` processes.
+    no weights loaded), and whether the method can run on `num_processes` processes (at
+    most the training units, and this machine's GPUs or CPU cores unless `force_processes`).
 
     Raises:
         JobError / ParamError / CorpusError / ModelError: one line naming the input.
@@ -58,6 +60,8 @@ def validate(method: str, model: ModelSpec, data: DataSpec, spec: Any, *, num_pr
         if isinstance(e, CorpusError):
             raise
         raise JobError(f"the data cannot be used: {e}") from None
+    ranks.check_num_processes(num_processes, len(split.train), unit_name="training units", device=model.device,
+                              force=force_processes)
     n_layers = prepare(model).n_layers
     for name, layers in _layer_fields(spec).items():
         bad = [x for x in layers if not 0 <= x < n_layers]

@@ -216,6 +216,7 @@ def _is_peer_loss(e: BaseException) -> bool:
 def rank_main(d: Path) -> int:
     """One rank of a multi-process job: join the group, run, report to `<d>/ranks/<rank>.json`."""
     global _DIR
+    ranks.die_with_launcher()
     rank = distributed.current()
     try:
         rank = distributed.init_from_env()
@@ -243,7 +244,7 @@ def supervise(d: Path, n: int) -> dict[str, Any]:
     log.info("launching: %s", " ".join(cmd))
     sys.stdout.flush()
     sys.stderr.flush()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)  # its output goes to log.txt like ours
+    proc = ranks.start(cmd, stdin=subprocess.DEVNULL)  # dies with this worker; its output goes to log.txt
     cancelled = False
     while True:
         try:

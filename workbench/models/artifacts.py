@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from workbench.errors import ArtifactError
-from workbench.fileio import atomic_write_json, file_identity, read_json_or_none
+from workbench.fileio import atomic_write_json, file_identity, read_json_or_none, writing
 from workbench.models.integrity import hash_files
 
 __all__ = ["ADAPTER_DIR", "ARTIFACT_FORMAT", "DELTA", "MANIFEST", "apply_artifact", "artifact_fingerprint",
@@ -75,8 +76,14 @@ def update_manifest(path: str | Path, **fields: Any) -> dict[str, Any]:
 
 
 def _save(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(path),
-              metadata={"format": "pt"})
+    try:
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(path),
+                  metadata={"format": "pt"})
+    except SafetensorError as e:  # its I/O errors as the OSError they are (a full disk: "os error 28")
+        code = re.search(r"os error (\d+)", str(e))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from e
 
 
 def write_artifact_dir(out_dir: str | Path, manifest: Mapping[str, Any], delta: Mapping[str, torch.Tensor], *,
@@ -87,10 +94,18 @@ def write_artifact_dir(out_dir: str | Path, manifest: Mapping[str, Any], delta: 
 
     Raises:
         FileExistsError: `out_dir` exists.
+        WriteError: it cannot be written (a full or read-only disk); the temporary folder is removed.
     """
     out = Path(out_dir)
     if out.exists():
         raise FileExistsError(f"artifact directory {out} already exists")
+    with writing(out):
+        return _write_artifact_dir(out, manifest, delta, adapter, adapter_config, files)
+
+
+def _write_artifact_dir(out: Path, manifest: Mapping[str, Any], delta: Mapping[str, torch.Tensor],
+                        adapter: Mapping[str, torch.Tensor] | None, adapter_config: Mapping[str, Any] | None,
+                        files: Mapping[str, Mapping[str, torch.Tensor]] | None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:

@@ -76,12 +76,12 @@ def _evaluate_states(states: Mapping[str, ModelSpec], suites: Sequence[str], dat
 
 
 def _context(canon: dict[str, Any], *, status: StatusFn | None, progress: Progress | None, stored_only: bool,
-             num_processes: int, recordings: Sequence[tuple[str, Any]] = ()) -> Ctx:
+             num_processes: int, recordings: Sequence[tuple[str, Any]] = (), force_processes: bool = False) -> Ctx:
     def fetch(n: Need) -> Recording:
         if stored_only:
             return _stored(n)
         return ensure_recording(n.model, n.corpus, n.record, pairs=n.pairs, progress=progress, status=status,
-                                num_processes=num_processes, remote=n.remote)
+                                num_processes=num_processes, remote=n.remote, force_processes=force_processes)
 
     return Ctx(canon, needs(canon), fetch, _evaluate_states, status=status, progress=progress,
                recordings=list(recordings))
@@ -139,15 +139,17 @@ class Built:
 
 
 def build(spec: Mapping[str, Any], *, status: StatusFn | None = None, progress: Progress | None = None,
-          stored_only: bool = False, num_processes: int = 1) -> Built:
+          stored_only: bool = False, num_processes: int = 1, force_processes: bool = False) -> Built:
     """`build_figure`, plus the side tables a builder made on the way (e.g. retrieval's per-pair table).
 
     With `stored_only`, recordings are only looked up in the store (the pages: they never
     record as a side effect of drawing); a missing one raises ExportError. `num_processes`:
-    record what is missing on N processes (`recordings.sharding`; same bytes).
+    record what is missing on N processes (`recordings.sharding`; same bytes; bounded by
+    `ranks.check_num_processes`, the machine's bound lifted by `force_processes`).
     """
     canon = normalize_spec(spec)
-    ctx = _context(canon, status=status, progress=progress, stored_only=stored_only, num_processes=num_processes)
+    ctx = _context(canon, status=status, progress=progress, stored_only=stored_only, num_processes=num_processes,
+                   force_processes=force_processes)
     fig, data = get_analysis(canon["analysis"]).build(ctx)
     info = {"analysis": canon["analysis"], "params": dict(canon["params"]), "spec": canon, **_provenance(ctx),
             "commands": {"analyze": analyze_command(canon)}, **ctx.facts}

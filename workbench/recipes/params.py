@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.analysis import retrieval
-from workbench.config import POOLINGS, Spec, spec_field
+from workbench.config import POOLINGS, Spec, check_field_values, spec_field
 from workbench.errors import ParamError
 
 __all__ = ["AtLayer", "CompareParams", "Direction", "EMBED_METHODS", "Layer", "Matching", "Params", "PivotOverlap",
@@ -138,6 +138,7 @@ def params_for(cls: type[Params], given: dict[str, Any], name: str = "") -> Para
     unknown = sorted(set(given) - known)
     if unknown:
         raise ParamError(f"unknown parameter(s) {unknown} for analysis {name!r}; known: {sorted(known)}")
+    check_field_values(cls, given)
     try:
         return cls(**given)
     except TypeError as e:

@@ -1,24 +1,31 @@
-"""Figure specs: the canonical form (every default filled in, unknown keys refused).
+"""Figure specs: the canonical form (every default filled in, unknown keys refused), their schema, their switches.
 
 A figure spec names an analysis, the model state, the corpus and languages, recording
 options and the analysis's parameters (declared once, in the analysis's `Params`).
+
+A spec read from a file (a manifest, a figure set) is data, never authority: a switch that
+runs code or reaches the network (`CODE_SWITCHES`: `trust_remote_code` in any model of the
+spec, `remote`) is refused unless the user's own command line allows it
+(`refuse_code_switches`), and its structure is checked once against `SPEC_SCHEMA`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
 
 from workbench.config import ModelSpec, RecordSpec
 from workbench.errors import ExportError, ParamError
+from workbench.fileio import ListOf, Obj, OneOf, schema_problems
 from workbench.presets import analysis_overrides, get_preset
 from workbench.recipes.analysis import record_spec
 from workbench.recipes.params import params_for
 from workbench.recipes.registry import ALIASES, ANALYSES, get_analysis
 
-__all__ = ["DEFAULT_LANGS", "EXPORT_KEYS", "SPEC_KEYS", "langs_of", "normalize_spec", "record_spec"]
+__all__ = ["CODE_SWITCHES", "DEFAULT_LANGS", "EXPORT_KEYS", "SPEC_KEYS", "SPEC_SCHEMA", "code_switches", "langs_of",
+           "normalize_spec", "record_spec", "refuse_code_switches", "spec_problems"]
 
 DEFAULT_LANGS = ("en", "zh", "sw", "ar", "hi", "es", "fr", "ja")
 """Languages when a spec names none (those of ``workbench analyze``)."""
@@ -28,6 +35,61 @@ SPEC_KEYS = ("analysis", "model", "artifact", "corpus", "langs", "limit", "recor
              "remote")
 EXPORT_KEYS = ("name", "width", "width_in", "height_in", "formats", "dpi", "caption")
 """Keys of a figure-set entry that are export options, not part of the figure spec."""
+
+_NONE = type(None)
+MODEL_SCHEMA = Obj({"source": str, "revision": (str, _NONE), "device": str, "dtype": str, "trust_remote_code": bool,
+                    "artifact": (str, _NONE)})
+"""A model state in a spec (`ModelSpec.to_dict`); a bare source string is one too."""
+SPEC_SCHEMA = Obj({"analysis": str, "model": OneOf((str, MODEL_SCHEMA)), "artifact": (str, _NONE), "corpus": str,
+                   "langs": OneOf((str, ListOf(str), _NONE)), "limit": (int, _NONE), "record": (dict, _NONE),
+                   "params": (dict, _NONE), "title": (str, _NONE), "preset": (str, _NONE), "remote": bool})
+"""The structure of a figure spec (types and nesting); values are checked by the specs they fill."""
+
+CODE_SWITCHES = {
+    "trust_remote_code": ("runs the model folder's own Python code", "--trust-remote-code"),
+    "remote": ("sends the model's inputs to NDIF over the network", "--remote"),
+}
+"""Spec keys that run code or reach the network -> (what it does, the command-line flag that allows it)."""
+
+
+def spec_problems(spec: Any, path: str = "") -> list[str]:
+    """Where a figure spec's structure is wrong (`SPEC_SCHEMA`), each as ``"<path>.field: expected …, got …"``."""
+    return schema_problems(spec, SPEC_SCHEMA, path)
+
+
+def code_switches(spec: Any, path: str = "") -> list[tuple[str, str]]:
+    """(where, switch) of every `CODE_SWITCHES` key set (anything but false/null) anywhere in `spec`.
+
+    Anywhere: the spec's model, a comparison's `params.state_b`, a list of states.
+    """
+    out: list[tuple[str, str]] = []
+    if isinstance(spec, Mapping):
+        for k, v in spec.items():
+            where = f"{path}.{k}" if path else str(k)
+            if k in CODE_SWITCHES and v is not False and v is not None:
+                out.append((where, str(k)))
+            else:
+                out += code_switches(v, where)
+    elif isinstance(spec, list | tuple):
+        for i, v in enumerate(spec):
+            out += code_switches(v, f"{path}[{i}]")
+    return out
+
+
+def refuse_code_switches(spec: Any, *, source: str, allow: Collection[str] = (), path: str = "") -> None:
+    """Raise `ExportError` if a spec read from a file sets a switch its reader's command line did not allow.
+
+    Args:
+        spec: the spec (or the entry of a figure set) as read.
+        source: the file (and entry) it came from, for the message.
+        allow: the switches the user passed on the command line (`"trust_remote_code"`, `"remote"`).
+        path: where `spec` sits in the file (``"spec"`` in a manifest).
+    """
+    for where, key in code_switches(spec, path):
+        if key not in allow:
+            what, flag = CODE_SWITCHES[key]
+            raise ExportError(f"{source}: {where} is set, which {what}; a file cannot allow that: pass {flag} "
+                              "on the command line if you trust it")
 
 
 # --------------------------------------------------------------------------- specs
@@ -98,8 +160,13 @@ def normalize_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     Analysis parameters may be given under ``params`` or at the top level.
 
     Raises:
-        ExportError: unknown analysis, key or parameter; bad model or layer.
+        ExportError: a spec of the wrong structure (`SPEC_SCHEMA`), unknown analysis, key or
+            parameter; bad model or layer.
     """
+    problems = spec_problems(spec if not isinstance(spec, Mapping) else dict(spec))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ExportError(f"bad figure spec: {problems[0]}{more}")
     s = _legacy(dict(spec))
     analysis = s.pop("analysis", None)
     if analysis not in ANALYSES:

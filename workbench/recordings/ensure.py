@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench import models, tracing
+from workbench import models, ranks, tracing
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec, stable_hash
 from workbench.corpus import ParallelCorpus, load_corpus_spec
 from workbench.errors import RecordError
@@ -56,7 +56,7 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
                      pairs: Sequence[tuple[str, str]] | None = None, store: Store | None = None,
                      progress: Progress | None = None, status: StatusFn | None = None,
                      state: ModelState | None = None, num_processes: int = 1,
-                     remote: bool | str = False) -> Recording:
+                     remote: bool | str = False, force_processes: bool = False) -> Recording:
     """A `Recording` for these specs, recording only what the store lacks.
 
     Args:
@@ -68,7 +68,9 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
         progress: progress(done, total, message) while recording.
         status: one-line messages (loading, converting).
         state: an already loaded ModelState to use instead of loading `model`.
-        num_processes: split the batches of the missing units over this many processes.
+        num_processes: split the batches of the missing units over this many processes: at most
+            the units, and at most this machine's GPUs (else CPU cores) unless `force_processes`
+            (`ranks.check_num_processes`).
         remote: True: run the trace on NDIF (needs `NDIF_API_KEY`, a network and a hub model;
             its weights are never downloaded; stored under the fingerprint `ndif:<id>@<sha>`).
             "local": a dry run of the remote path (nnsight's `remote="local"`: the trace is
@@ -76,20 +78,23 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
             recording, stored under the same key, so units already stored are not re-run.
             nnsight hides non-installed modules process-wide while it deserializes each
             batch: a check for scripts and tests, not for a process serving the UI.
+        force_processes: start `num_processes` even above this machine's GPUs or CPU cores.
 
     Raises:
         RecordError: `remote` and something it needs is missing (nothing is loaded or written).
+        ParamError: `num_processes` out of bounds (before anything is loaded or written).
         ModelError: the model cannot be loaded (for NDIF: its config or tokenizer cannot be read from the hub).
     """
     spec = spec or RecordSpec()
     if remote not in (False, True, "local"):
         raise RecordError(f"remote must be False, True (NDIF) or 'local' (dry run), not {remote!r}")
-    if num_processes < 1 or (remote and num_processes > 1):
-        raise RecordError(f"--num-processes must be >= 1, got {num_processes}" if num_processes < 1 else
-                          f"--num-processes does not apply to {'NDIF' if remote is True else 'a remote dry run'}")
+    if remote and num_processes > 1:
+        raise RecordError(f"--num-processes does not apply to {'NDIF' if remote is True else 'a remote dry run'}")
     store = store or Store()
     corpus = load_corpus_spec(corpus_spec)
     units = tracing.units_for(corpus, corpus_spec.langs, spec, pairs)
+    ranks.check_num_processes(num_processes, len(units), unit_name="units to record", device=model.device,
+                              force=force_processes)
     # NDIF: units stored by an earlier remote recording are served without NDIF or the hub
     fp = state.fingerprint if state is not None else (
         models.remote_fingerprint(model) if remote is True else models.fingerprint(model))

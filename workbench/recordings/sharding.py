@@ -10,8 +10,11 @@ rank has finished it (`tracing.merge_shards`): a failure later on keeps the grou
 stored. Each sentence runs in the batch it has in one process, so the stored arrays equal a
 one-process recording byte for byte (same kernels and thread count).
 
-The scratch folder lives under `<cache>/shards/` while its launcher holds `<folder>.lock`;
-folders whose launcher is gone (killed) are removed by the next sharded recording.
+The scratch folder lives under `<cache>/shards/` while its launcher holds `<folder>.lock`
+and is removed on every way out (done, a rank's failure, an exception, SIGTERM, SIGINT,
+SIGHUP); folders whose launcher was killed (SIGKILL) are removed by the next sharded
+recording and by `workbench store gc` (`remove_abandoned`). The ranks die with their
+launcher (`ranks.start`, `ranks.die_with_launcher`).
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ def record_sharded(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, 
     assert fp is not None  # download=True: known or raised
     keys = {u: unit_key(fp, corpus, u, spec) for u in units}
     root = cache_root() / "shards"
-    _remove_abandoned(root)
+    remove_abandoned(root)
     d = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     with FileLock(str(d) + ".lock"):
         d.mkdir(parents=True)
@@ -94,16 +97,25 @@ def record_sharded(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec, 
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _remove_abandoned(root: Path) -> None:
-    """Scratch folders whose launcher is gone (its lock is free): a killed run's leftovers."""
+def remove_abandoned(root: Path | None = None) -> list[str]:
+    """Remove scratch folders whose launcher is gone (its lock is free): a killed run's leftovers.
+
+    Returns:
+        The names of the folders removed.
+    """
+    root = root or cache_root() / "shards"
+    removed = []
     for lock_path in root.glob("*.lock") if root.is_dir() else []:
         lock = FileLock(str(lock_path), timeout=0)
         try:
             with lock:
+                if lock_path.with_suffix("").exists():
+                    removed.append(lock_path.with_suffix("").name)
                 shutil.rmtree(lock_path.with_suffix(""), ignore_errors=True)
             lock_path.unlink(missing_ok=True)
         except Timeout:
             continue  # a running sharded recording
+    return removed
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -117,10 +129,12 @@ def _launch_ranks(d: Path, model: ModelSpec, corpus_spec: CorpusSpec, spec: Reco
                                            "spec": spec.to_dict(), "units": units})
     if status:
         status(f"recording {len(units)} units on {n} processes")
-    # SIGTERM (Slurm's scancel, `timeout`) must stop the ranks too: they run in their own session
-    old = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
-    proc = subprocess.Popen(ranks.launch_command(n, ["workbench.recordings.sharding", str(d)]),
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    # SIGTERM (Slurm's scancel, `timeout`) and SIGHUP (a closed terminal) must stop the ranks too and remove
+    # the scratch folder: they run in their own session
+    main = threading.current_thread() is threading.main_thread()
+    old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)} if main else {}
+    proc = ranks.start(ranks.launch_command(n, ["workbench.recordings.sharding", str(d)]),
+                       stdin=subprocess.DEVNULL, start_new_session=True)
     total = len(units) * n_sentences
     try:
         while proc.poll() is None:
@@ -136,8 +150,8 @@ def _launch_ranks(d: Path, model: ModelSpec, corpus_spec: CorpusSpec, spec: Reco
         proc.wait()
         raise
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     _raise_failures(d, n, proc.returncode)
 
 
@@ -165,6 +179,7 @@ def _read_part(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
 
 def _rank_main(d: Path) -> int:
     """One rank of `record_sharded`: run this rank's batches of every unit group, save its rows."""
+    ranks.die_with_launcher()
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     req = read_json_or_none(d / "request.json") or {}
     try:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import StoreError
+from workbench.fileio import json_is as _is  # one home of JSON type checks
 
 STORE_FORMAT = 1
 _ARRAY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -35,12 +36,6 @@ def _manifest_digest(manifest: dict[str, Any]) -> str:
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
     blob = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(blob.encode("ascii")).hexdigest()
-
-
-def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
-    """Whether a JSON value has one of these types, where true/false are not numbers."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
 
 
 def _array_meta_problem(name: Any, meta: Any) -> str | None:

@@ -32,8 +32,8 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from workbench.config import stable_hash
-from workbench.errors import StoreError
-from workbench.fileio import file_sha256
+from workbench.errors import CACHE_REMEDY, StoreError
+from workbench.fileio import ensure_dir, file_sha256, writing
 from workbench.paths import cache_root
 from workbench.store.manifest import (
     _ARRAY_NAME,
@@ -96,8 +96,7 @@ class Store:
     """The activation store rooted at `root` (default `<cache>/store`). Safe across processes."""
 
     def __init__(self, root: Path | str | None = None) -> None:
-        self.root = Path(root) if root is not None else cache_root() / "store"
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = ensure_dir(Path(root) if root is not None else cache_root() / "store", CACHE_REMEDY)
 
     # -- paths and locks
     def path(self, key: str) -> Path:
@@ -105,10 +104,20 @@ class Store:
         return self.root / key[:2] / key
 
     def lock(self, key: str, timeout: float = -1) -> FileLock:
-        """A cross-process lock for computing `key` (hold it while recording)."""
-        d = self.root / _LOCKS
-        d.mkdir(exist_ok=True)
-        return FileLock(str(d / f"{key}.lock"), timeout=timeout)
+        """A cross-process lock for computing `key` (hold it while recording).
+
+        Raises:
+            WriteError: the lock file cannot be written (a read-only or full cache).
+        """
+        return FileLock(str(self._lock_file(self.root / _LOCKS / f"{key}.lock")), timeout=timeout)
+
+    def _lock_file(self, path: Path) -> Path:
+        """`path`, created if needed, so that a store that cannot take a lock says so in one line."""
+        with writing(self.root, CACHE_REMEDY):
+            path.parent.mkdir(exist_ok=True)
+            with open(path, "a"):
+                pass
+        return path
 
     def _tmp_lock_path(self, name: str) -> Path:
         return self.root / _LOCKS / f"{name}.lock"
@@ -121,8 +130,7 @@ class Store:
         (renamed into place or removed), so a folder whose lock `gc` can take is abandoned.
         """
         name = f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
-        lock_path = self._tmp_lock_path(name)
-        lock_path.parent.mkdir(exist_ok=True)
+        lock_path = self._lock_file(self._tmp_lock_path(name))
         lock = FileLock(str(lock_path))
         lock.acquire()
         tmp = parent / name
@@ -243,9 +251,16 @@ class Store:
         return {"key": key, "path": str(self.path(key)), "manifest": manifest, "problems": problems}
 
     def get(self, key: str) -> Entry | None:
-        """The entry for `key`, or None if absent. A damaged entry is removed and None returned."""
+        """The entry for `key`, or None if absent. A damaged entry is removed and None returned.
+
+        Something else in the entry's place (a plain file, a link) is not an entry: it is
+        removed too, so the caller recomputes the entry there.
+        """
         d = self.path(key)
         if not d.is_dir():
+            if os.path.lexists(d):
+                log.warning("%s is not a store entry (not a folder); removing it so the entry is recomputed", d)
+                self.rm(key)
             return None
         manifest, problems = self._inspect(key, False)
         if problems or manifest is None:
@@ -265,6 +280,10 @@ class Store:
             raise StoreError(f"store entry {key}: " + (f"array names {bad} are not plain file names" if bad
                                                        else "nothing to write (no arrays)"))
         final = self.path(key)
+        with writing(final, CACHE_REMEDY):
+            return self._put(key, final, arrays, manifest)
+
+    def _put(self, key: str, final: Path, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> Entry:
         final.parent.mkdir(parents=True, exist_ok=True)
         with self._temp_dir(final.parent) as tmp:
             meta_arrays = {}
@@ -285,12 +304,12 @@ class Store:
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
             for _ in range(3):  # another writer may rename its folder into place at the same moment
-                if final.exists():
-                    theirs = self.get(key)  # removes a damaged one
+                if os.path.lexists(final):
+                    theirs = self.get(key)  # removes a damaged one, or a file in its place
                     if theirs is not None:
                         log.info("store entry %s was written by another process; keeping it", key)
                         return theirs
-                    shutil.rmtree(final, ignore_errors=True)
+                    self.rm(key)
                 try:
                     os.replace(tmp, final)
                     return Entry(key, final, full)
@@ -345,8 +364,11 @@ class Store:
         """Remove an entry; True if it existed."""
         d = self.path(key)
         _VERIFIED.pop(str(d), None)
-        if d.exists():
+        if d.is_dir() and not d.is_symlink():
             shutil.rmtree(d, ignore_errors=True)
+            return True
+        if os.path.lexists(d):  # a file or link in an entry's place
+            d.unlink()
             return True
         return False
 
