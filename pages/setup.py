@@ -16,6 +16,7 @@ from workbench.corpus.languages import language_name
 from workbench.errors import user_message
 from workbench.jobs.threads import JOBS
 from workbench.models import is_hub_id
+from workbench.models.checks import chat_template_problem
 from workbench.presets import describe, get_preset, preset_names
 from workbench.recipes.settings import TINY_MODEL, Settings, tiny_model_enabled
 
@@ -260,6 +261,10 @@ def options_column(s: Settings, n_units: int | None) -> tuple[str, int, int | No
 
 def store_section(new: Settings, corpus: Any) -> None:
     st.subheader("Store", divider="gray")
+    problem = chat_template_problem(new.model, new.record_spec())  # e.g. the lens preset on a base model
+    if problem:
+        st.error(problem, icon=":material/error:")
+        return
     try:
         status = recordings.store_status(new.model, new.corpus, new.record_spec(), remote=new.remote)
     except Exception as e:  # noqa: BLE001 - shown to the user, logged with traceback
