@@ -94,9 +94,9 @@ def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,s
 
 
 def model_spec(a: argparse.Namespace) -> ModelSpec:
-    """ModelSpec from parsed arguments."""
+    """ModelSpec from parsed arguments (`--inference KEY=VALUE` where the command has it)."""
     return ModelSpec(source=a.model, device=a.device, dtype=a.dtype, artifact=a.artifact,
-                     trust_remote_code=a.trust_remote_code)
+                     trust_remote_code=a.trust_remote_code, inference=tuple(getattr(a, "inference", None) or ()))
 
 
 def record_spec(a: argparse.Namespace, **override: Any) -> RecordSpec:
