@@ -103,3 +103,14 @@ def test_mexa_preset_summary_runs_over_exactly_the_hf_hidden_states_layers(model
     got = summary[summary.series == "pivot"]["accuracy"].to_numpy()
     np.testing.assert_allclose(got, want["curve"], atol=1e-12)
     assert "Mid-align score" not in text  # the preset asks for MEXA's numbers only
+
+
+def test_a_param_flag_named_like_a_recording_flag_has_its_own_value(model_dir, tmp_path, capsys):
+    # --layers (the blocks to record) must not land in the analysis's `layers` (its layer set), nor the reverse
+    out = tmp_path / "two"
+    assert cli.main(["analyze", "retrieval", "--layers", "1,2", "--model", model_dir, "--langs", "en,fr",
+                     "--limit", "4", "--out", str(out)]) == 0
+    assert list(pd.unique(pd.read_csv(out / "retrieval.csv")["layer"])) == ["emb", "1", "2"]
+    assert cli.main(["analyze", "retrieval", "--param-layers", "hf_hidden_states", "--model", model_dir,
+                     "--langs", "en,fr", "--limit", "4", "--out", str(tmp_path / "hf")]) == 2
+    assert "needs a recording of the embedding output, every block and the post-norm top" in capsys.readouterr().err
