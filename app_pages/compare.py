@@ -55,6 +55,10 @@ def state_options(s: Settings) -> dict[str, dict[str, Any]]:
         if not any(models.same_base(base, ModelSpec.from_dict(o["model"])) for o in options.values()):
             options[f"base:{base.source}"] = {"label": f"Base: {Path(base.source).name}", "model": base.to_dict()}
     options.update({t["job_id"]: t for t in tuned})
+    for t in [t for t in tuned if t["method"] == "cctuning"]:  # its deterministic variant, beside the default
+        options[f"{t['job_id']}@argmax"] = {**t, "label": f"{t['label']} · Decision Maker argmax",
+                                            "short": f"cctuning-{t['job_id'][-6:]}-argmax",
+                                            "model": {**t["model"], "inference": [["decide", "argmax"]]}}
     return options
 
 
@@ -275,7 +279,8 @@ def cctuning_tab(option: dict) -> None:
     with c[0]:
         ui_st.show_figure(figs["layer_selection"], "cctuning-layer-selection", height=380)
         st.caption("Layers the Decision Maker picks on held-out inputs, with the real English input and with "
-                   "the Transform Matrix (CC-Tuning Fig. 8).")
+                   "the Transform Matrix (CC-Tuning Fig. 8): a Gumbel sample per input, as the authors' code and "
+                   "a state's default inference do, and the deterministic argmax.")
     with c[1]:
         ui_st.show_figure(figs["transform_fit"], "cctuning-transform-fit", height=380)
         st.caption("Least-squares fit error of W_T against the number of parallel pairs (CC-Tuning Fig. 5).")

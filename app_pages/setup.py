@@ -17,6 +17,7 @@ from workbench.errors import user_message
 from workbench.jobs import warm
 from workbench.jobs.warm import WARM
 from workbench.models import is_hub_id
+from workbench.models.checks import chat_template_problem
 from workbench.presets import describe, get_preset, preset_names
 from workbench.recipes.settings import TINY_MODEL, Settings, tiny_model_enabled
 from workbench.store import Store
@@ -262,6 +263,10 @@ def options_column(s: Settings, n_units: int | None) -> tuple[str, int, int | No
 
 def store_section(new: Settings, corpus: Any) -> None:
     st.subheader("Store", divider="gray")
+    problem = chat_template_problem(new.model, new.record_spec())  # e.g. the lens preset on a base model
+    if problem:
+        st.error(problem, icon=":material/error:")
+        return
     try:
         status = recordings.store_status(new.model, new.corpus, new.record_spec(), remote=new.remote)
     except Exception as e:  # noqa: BLE001 - shown to the user, logged with traceback

@@ -182,9 +182,14 @@ class ModelSpec(Spec):
     dtype: str = spec_field("'auto' (bf16 on CUDA, fp32 on CPU), 'float32', 'bfloat16', 'float16'", "auto")
     trust_remote_code: bool = spec_field("allow custom model code from the hub (off by default)", False)
     artifact: str | None = spec_field("fine-tune artifact directory applied on top of the base", None)
+    inference: tuple[tuple[str, Any], ...] = spec_field(
+        "options handed to the artifact's inference kind as (key, value) pairs, e.g. (('decide', 'argmax'),) for a "
+        "CC-Tuning state; checked by the kind (`models.hooks`); () = the kind's defaults. Not part of the "
+        "fingerprint (recordings do not run them); part of every evaluation's store key", ())
 
     def __post_init__(self) -> None:
         _check_type("ModelSpec", "source", self.source, str, "a model name, hub id or path")
+        object.__setattr__(self, "inference", _options("ModelSpec.inference (--inference)", self.inference))
         if not self.source.strip():
             raise ParamError("ModelSpec.source (--model) is empty: give a bundled name, a hub id or a local path")
         _check_type("ModelSpec", "device", self.device, str, f"one of {', '.join(DEVICES)}")
@@ -200,6 +205,35 @@ class ModelSpec(Spec):
             value = getattr(self, name)
             if value is not None:
                 _check_type("ModelSpec", name, value, str, "a string or None")
+
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict; `inference` only when set, so a state without options keeps its dicts and keys."""
+        d = super().to_dict()
+        if not self.inference:
+            d.pop("inference")
+        else:
+            d["inference"] = [list(kv) for kv in self.inference]
+        return d
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _options(name: str, value: Any) -> tuple[tuple[str, Any], ...]:
+    """(key, value) options as a sorted tuple of pairs (from pairs, lists or a dict); keys once, scalar values."""
+    items = list(value.items()) if isinstance(value, dict) else list(value or ())
+    out: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[0], str) or not item[0]:
+            raise ParamError(f"{name} takes KEY=VALUE pairs, got {item!r}")
+        key, val = item
+        if key in out:
+            raise ParamError(f"{name} gives {key!r} twice")
+        if not isinstance(val, _SCALARS):
+            raise ParamError(f"{name}: {key} must be a number, a string, true/false or null, got {val!r}")
+        out[key] = val
+    return tuple(sorted(out.items()))
 
 
 @dataclass(frozen=True)

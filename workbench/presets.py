@@ -23,7 +23,10 @@ pipeline instead; a preset holds exactly the fields the paper's code sets differ
 
 A preset is applied to a :class:`~workbench.config.RecordSpec` with :func:`apply_preset`
 (the result is an ordinary spec, so the preset's fields go into the store key and every
-manifest); its analysis overrides are plain keyword arguments for the analysis functions.
+manifest); its analysis overrides are parameters of the registered analyses (``recipes``): a figure spec
+with a preset takes each override its analysis declares (the ``mexa`` preset's ``layers`` and
+``aggregate`` are `retrieval`'s), and every override is a parameter of some analysis (a test
+pins it), so none is dropped everywhere.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class Preset:
         name: the preset's name (``--preset NAME``).
         paper: the paper and code it follows.
         record: RecordSpec field -> value, exactly the fields the paper's code sets.
-        analysis: analysis parameter -> value (retrieval method, numbering, aggregation, ...).
+        analysis: analysis parameter -> value (retrieval method, layer set, aggregation, ...); each one a
+            parameter of a registered analysis.
         note: one paragraph for ``describe``.
     """
 
@@ -72,7 +76,7 @@ def _preset(name: str, paper: str, record: dict[str, Any], analysis: dict[str, A
 _MIDALIGN = _preset(
     "midalign", "Mid-align (dannigt/mid-align; LASER source/xsim.py for retrieval)",
     {"poolings": ("mean",), "include_special": True},
-    {"method": "margin", "k": 4, "numbering": "mid-align", "aggregate": "mid_align_score"},
+    {"method": "margin", "k": 4, "aggregate": "mid_align_score"},
     "Mean pooling over the attention mask with BOS included; xsim ratio-margin retrieval (k = 4); "
     "the score averages all-pairs accuracy over the paper's even layers m = 2, 4, … (layer m = the output "
     "of m blocks = our block m − 1, so our blocks 1, 3, 5, …). Top layer: our default (its retrieval code "
@@ -89,9 +93,9 @@ _MEXA = _preset(
 _LAPE = _preset(
     "lape", "LAPE (language activation probability entropy), as SiLP's neuron-overlap figure uses it",
     {"include_special": True, "ffn_stats": True},
-    {"ffn_tokens": "all"},
+    {},
     "FFN activation probabilities counted over every token, BOS included (SiLP's t-SNE also pools "
-    "'over all tokens').",
+    "'over all tokens'); the recording's include_special does it, no analysis parameter differs.",
 )
 _LENS = _preset(
     "lens", "LENS (circle-hit/Lens: Probing/probe.py, Manipulation/src/trainer_lens.py)",

@@ -43,6 +43,8 @@ def chosen_states(options: dict[str, dict[str, Any]], default: list[str]) -> dic
 
 
 def _short(option: dict[str, Any], key: str) -> str:
+    if option.get("short"):  # a variant of a tuned state (its inference options) names itself
+        return str(option["short"])
     return f"{option.get('method', 'state')}-{key[-6:]}" if "job_id" in option else Path(
         option["model"]["source"]).name
 

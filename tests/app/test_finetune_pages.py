@@ -377,11 +377,13 @@ def test_cctuning_is_offered_and_its_views_show_on_compare():
                              "curve_points": 3, "eval_items": 4})
     assert wait(job_id)["state"] == "done", jobs.job_status(job_id)
     at = app("app_pages/compare.py")
+    assert f"{job_id}@argmax" in at.selectbox(key="cmp_b").options  # the deterministic variant beside the default
     at.selectbox(key="cmp_b").set_value(job_id).run()
     record_missing(at)
     at.session_state["cmp_tab"] = "CC-Tuning"
     at.run()
     ok(at)
     assert len(figures(at)) == 3  # only the open tab is computed: the three CC-Tuning views
+    assert len(figures(at)[0].data) == 4  # Fig. 8 for both inference modes (Gumbel, argmax) x (English, W_T)
     captions = " ".join(c.value for c in at.caption)
     assert "Fig. 8" in captions and "Fig. 5" in captions and "|Δ|" in captions

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import test_pages
+from conftest import tiny_model, tiny_tokenizer
 from streamlit.testing.v1 import AppTest
 from test_pages import APP, SETTINGS, ok
 
 from workbench.cli import main
-from workbench.config import RecordSpec
+from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.presets import apply_preset
 from workbench.recipes import normalize_spec
 from workbench.recipes.settings import Settings
@@ -40,3 +41,22 @@ def test_cli_preset_is_written_into_the_manifest(tmp_path):
     assert manifest["spec"]["preset"] == "lens"
     assert manifest["record_spec"]["poolings"] == ["last"] and manifest["record_spec"]["chat_template"]
     assert manifest["record_spec"]["final_norm"] is True
+
+
+def test_setup_lens_preset_on_a_tokenizer_without_a_chat_template_is_one_error_box(tmp_path):
+    d = tmp_path / "base-model"  # a local model whose tokenizer has no chat template, like the bundled Gemma
+    tiny_model("llama").save_pretrained(d)
+    tok = tiny_tokenizer()
+    tok.chat_template = None
+    tok.save_pretrained(d)
+    at = AppTest.from_file(APP, default_timeout=60)
+    s = Settings(model=ModelSpec(source=str(d)), corpus=CorpusSpec("udhr", ("en", "sw"), limit=4), preset="lens",
+                 pooling="last")
+    at.session_state["wb_settings"] = s.to_dict()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "preset 'lens'" in errors[0] and "no chat template" in errors[0], errors
+    assert not [b for b in at.button if "Record" in str(b.label)]
+    at.selectbox(key="setup_preset").set_value("mexa").run()  # a preset that needs no template: no error
+    ok(at)

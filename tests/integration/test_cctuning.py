@@ -154,7 +154,7 @@ def test_training_changes_exactly_the_lora_targets_and_w_dm_and_lowers_the_loss(
     rep = res.metrics["cctuning"]
     assert rep["wt_pairs"] == 16 and rep["n_eval"] == 8 and len(rep["fit_curve"]) >= 2
     assert set(rep["gap"]) >= {"loss_vanilla", "loss_english", "loss_transform", "delta_loss", "delta_acc"}
-    assert sum(r["count"] for r in rep["layer_distribution"]) == 16  # 8 examples × 2 sources
+    assert sum(r["count"] for r in rep["layer_distribution"]) == 32  # 8 examples × 2 sources × 2 inference modes
     json.dumps(rep)  # goes into the manifest as it is
 
 

@@ -35,6 +35,7 @@ def test_cctuning_state_generates_with_its_two_pass_inference(state, split, arti
     cc = with_artifact(state, artifact).inference  # found from the artifact's manifest by the one loader
     assert isinstance(cc, cc_model.CCTuningInference) and torch.equal(cc.w_dm, tuned.w_dm)
     assert cc.embed == tuned.spec.embed and isinstance(state.inference, Plain)
+    assert (cc.decide, cc.seed) == ("gumbel", 0)  # the authors' inference by default
     dec = DecodingSpec(max_new_tokens=5, stop_at_newline=False)
     res = evaluate(tuned.state, ["translation", "loss"], split, directions=["en:sw"], limit=3, decoding=dec,
                    n_boot=20, store=Store(tmp_path))
@@ -46,7 +47,7 @@ def test_cctuning_state_generates_with_its_two_pass_inference(state, split, arti
     want = []
     for i in ids:
         new = cctuning_generate(tuned.state, tuned.w_dm, tuned.w_t, [i], max_new_tokens=5, embed=tuned.spec.embed,
-                                eos_token_id=[tok.eos_token_id])[0]
+                                decide=cc.decide, seed=cc.seed, eos_token_id=[tok.eos_token_id])[0]
         new = new[: new.index(tok.eos_token_id)] if tok.eos_token_id in new else new
         want.append(tok.decode(new, skip_special_tokens=True).strip())
     assert list(res.generations["output"]) == want

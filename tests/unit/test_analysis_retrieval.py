@@ -399,6 +399,20 @@ def test_mexa_summary_mean_and_max_over_layers():
         mexa_summary(summ, "de")
 
 
+def test_mexa_summary_names_both_maxima():
+    # de peaks at block 0 (0.8), zh at block 2 (0.9): the peak of the averaged curve is 0.5 (blocks 0 and 2 tie;
+    # the first is reported), the mean of each language's best layer is (0.8 + 0.9) / 2 = 0.85.
+    labels = [0, 1, 2]
+    de, zh = [0.8, 0.2, 0.1], [0.2, 0.3, 0.9]
+    piv = [(a + b) / 2 for a, b in zip(de, zh)]
+    rows = [(lab, ser, v) for ser, vals in (("pivot", piv), ("de", de), ("zh", zh)) for lab, v in zip(labels, vals)]
+    summ = pd.DataFrame(rows, columns=["layer", "series", "accuracy"])
+    got = mexa_summary(summ, "en")
+    assert got["max"] == pytest.approx(0.5) and got["argmax"] == 0
+    assert got["language_max"] == pytest.approx(0.85)
+    assert got["mean"] == pytest.approx(np.mean(de + zh))
+
+
 def test_mexa_summary_end_to_end_on_the_mexa_method():
     # The mexa criterion is symmetric: lang -> en and en -> lang give the same accuracy,
     # so the pivot curve equals the mean of the per-language curves.

@@ -64,9 +64,9 @@ def test_default_spec_and_the_store_key_fields():
 
 
 def test_analysis_overrides_and_describe():
-    assert analysis_overrides("midalign") == {"method": "margin", "k": 4, "numbering": "mid-align",
-                                              "aggregate": "mid_align_score"}
-    assert analysis_overrides("mexa")["method"] == "mexa" and analysis_overrides("mexa")["aggregate"] == "mean_max"
+    assert analysis_overrides("midalign") == {"method": "margin", "k": 4, "aggregate": "mid_align_score"}
+    assert analysis_overrides("mexa") == {"method": "mexa", "pivot": "en", "layers": "hf_hidden_states",
+                                          "aggregate": "mean_max"}
     assert analysis_overrides("lens")["layer"] == "final"
     over = analysis_overrides("mexa")
     over["method"] = "cosine"  # a fresh dict: the preset is not changed
@@ -91,3 +91,32 @@ def test_hf_hidden_state_labels():
     assert len(hf_hidden_state_labels(18)) == 19
     with pytest.raises(ParamError):
         hf_hidden_state_labels(0)
+
+
+def test_every_preset_analysis_field_is_a_parameter_of_a_registered_analysis():
+    # a figure spec takes the overrides its analysis declares; one no analysis declares would be dropped everywhere
+    from workbench.recipes.registry import ANALYSES
+
+    for name, preset in PRESETS.items():
+        for key in preset.analysis:
+            assert any(key in params for params in ANALYSES.values()), (name, key)
+
+
+def test_the_mexa_preset_reaches_the_retrieval_parameters():
+    from workbench.recipes.spec import normalize_spec
+
+    canon = normalize_spec({"analysis": "retrieval", "preset": "mexa", "model": "tiny:llama", "langs": "en,sw"})
+    assert {k: canon["params"][k] for k in ("method", "pivot", "layers", "aggregate", "pooling")} == {
+        "method": "mexa", "pivot": "en", "layers": "hf_hidden_states", "aggregate": "mean_max", "pooling": "weighted"}
+    plain = normalize_spec({"analysis": "retrieval", "model": "tiny:llama", "langs": "en,sw"})
+    assert plain["params"]["layers"] == "all" and plain["params"]["aggregate"] == "all"
+    given = normalize_spec({"analysis": "retrieval", "preset": "mexa", "model": "tiny:llama", "langs": "en,sw",
+                            "params": {"layers": "all"}})
+    assert given["params"]["layers"] == "all"  # what the user gives wins over the preset
+
+
+def test_the_lens_preset_layer_final_reaches_the_subspace_view():
+    from workbench.recipes.spec import normalize_spec
+
+    canon = normalize_spec({"analysis": "subspace", "preset": "lens", "model": "tiny:llama", "langs": "en,sw"})
+    assert canon["params"]["layer"] == "final" and canon["params"]["central"] == "en"

@@ -441,7 +441,17 @@ def mexa_summary(summary: pd.DataFrame, pivot: str = "en") -> dict[str, Any]:
     MEXA aligns every language with English (the pivot) and reports, per language and for
     the model, the mean and the max over layers of that per-layer score. Use it on the
     summary of a ``method="mexa"`` table (MEXA's own pipeline: weighted pooling over all
-    tokens and HF ``hidden_states``, i.e. the ``mexa`` preset).
+    tokens and HF ``hidden_states``, i.e. the ``mexa`` preset, whose retrieval summary runs
+    over exactly the HF layers ``emb, 0 … L−2, final``).
+
+    Two "max" are returned, and they differ: ``max`` is the **peak of the language-averaged
+    curve** (the pivot series: one layer for every language), and ``language_max`` is the
+    **mean over languages of each language's own best layer** (MEXA's code scores each
+    language per layer, ``compute_mexa.py``, and its "max pooling over layers" is taken per
+    language; averaging those over languages gives ``language_max``). ``language_max >=
+    max`` always. The mean needs no such care: the mean over layers of the language-averaged
+    curve equals the mean over languages of each language's mean (the criterion is
+    symmetric, so the pivot series is the mean of the language series).
 
     Args:
         summary: output of :func:`summarize_by_layer` for one variant; its ``"pivot"``
@@ -451,8 +461,10 @@ def mexa_summary(summary: pd.DataFrame, pivot: str = "en") -> dict[str, Any]:
 
     Returns:
         ``{"pivot", "layers": [...], "curve": [...], "mean", "max", "argmax",
-        "per_language": {lang: {"mean", "max", "argmax"}}}``; ``layers``/``curve`` in the
-        summary's layer order.
+        "language_max", "per_language": {lang: {"mean", "max", "argmax"}}}``;
+        ``layers``/``curve`` in the summary's layer order; ``max``/``argmax``: the peak of
+        the curve and its layer (first on ties); ``language_max``: the mean of the
+        languages' ``max`` (NaN without language series).
 
     Raises:
         ParamError: if the summary mixes variants, has another pivot or no pivot rows.
@@ -471,5 +483,7 @@ def mexa_summary(summary: pd.DataFrame, pivot: str = "en") -> dict[str, Any]:
         return {"mean": float(acc.mean()), "max": float(acc[best]), "argmax": rows["layer"].iloc[best]}
 
     langs = [s for s in pd.unique(summary["series"]) if s not in ("all_pairs", "pivot")]
+    per = {lang: agg(summary[summary["series"] == lang]) for lang in langs}
+    language_max = float(np.mean([v["max"] for v in per.values()])) if per else float("nan")
     return {"pivot": pivot, "layers": curve["layer"].tolist(), "curve": curve["accuracy"].tolist(),
-            **agg(curve), "per_language": {lang: agg(summary[summary["series"] == lang]) for lang in langs}}
+            **agg(curve), "language_max": language_max, "per_language": per}

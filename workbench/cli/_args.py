@@ -103,9 +103,9 @@ def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,s
 
 
 def model_spec(a: argparse.Namespace) -> ModelSpec:
-    """ModelSpec from parsed arguments."""
+    """ModelSpec from parsed arguments (`--inference KEY=VALUE` where the command has it)."""
     return ModelSpec(source=a.model, device=a.device, dtype=a.dtype, artifact=a.artifact,
-                     trust_remote_code=a.trust_remote_code)
+                     trust_remote_code=a.trust_remote_code, inference=tuple(getattr(a, "inference", None) or ()))
 
 
 def record_spec(a: argparse.Namespace, **override: Any) -> RecordSpec:
@@ -198,21 +198,22 @@ def add_field_args(g: Any, fields: Sequence[dataclasses.Field[Any]], *, keep_def
         if kind is None:
             continue
         main = flag(f.name)[2:] if flag is not None else f.name.replace("_", "-")
+        dest = _param_dest(f.name) if main.startswith("param-") else f.name  # not the taken flag's dest
         stems = [main] + ([short[f.name]] if f.name in short else [])
         helptext = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         if kind is bool:
             if keep_defaults:
                 neg = f.default is True
-                g.add_argument(*[f"--{'no-' if neg else ''}{x}" for x in stems], dest=f.name,
+                g.add_argument(*[f"--{'no-' if neg else ''}{x}" for x in stems], dest=dest,
                                action="store_false" if neg else "store_true", help=helptext)
             else:
-                g.add_argument(*[f"--{x}" for x in stems], dest=f.name, action="store_true", default=None,
+                g.add_argument(*[f"--{x}" for x in stems], dest=dest, action="store_true", default=None,
                                help=f"{helptext} (default {f.default})")
-                g.add_argument(*[f"--no-{x}" for x in stems], dest=f.name, action="store_false", default=None,
+                g.add_argument(*[f"--no-{x}" for x in stems], dest=dest, action="store_false", default=None,
                                help=argparse.SUPPRESS)
             continue
         choices = f.metadata.get("choices") if not ann.startswith("tuple") else None  # members, not the value
-        g.add_argument(*[f"--{x}" for x in stems], dest=f.name, type=kind,
+        g.add_argument(*[f"--{x}" for x in stems], dest=dest, type=kind,
                        default=f.default if keep_defaults else None, choices=choices,
                        metavar=None if choices else ann.split("[")[0].upper(),
                        help=helptext if keep_defaults else f"{helptext} (default {f.default})")
@@ -229,9 +230,19 @@ def add_params_args(p: argparse.ArgumentParser, cls: Any, *, skip: Sequence[str]
                    [f for f in dataclasses.fields(cls) if f.name not in skip], flag=param_flag)
 
 
+def _param_dest(name: str) -> str:
+    """Where `--param-NAME` lands: a field named like a fixed flag (`layers`, `limit`) must not share its dest."""
+    return f"param_{name}"
+
+
 def params_from_args(a: argparse.Namespace, cls: Any) -> dict[str, Any]:
-    """The Params fields that the parsed arguments carry."""
-    return {f.name: getattr(a, f.name) for f in dataclasses.fields(cls) if hasattr(a, f.name)}
+    """The Params fields that the parsed arguments carry (`--param-NAME` ones under their own dest)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        dest = _param_dest(f.name) if hasattr(a, _param_dest(f.name)) else f.name
+        if hasattr(a, dest):
+            out[f.name] = getattr(a, dest)
+    return out
 
 
 def figure_spec(a: argparse.Namespace, analysis: str, params: dict[str, Any],

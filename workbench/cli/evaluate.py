@@ -3,6 +3,7 @@
     workbench eval --model M [--artifact DIR] --corpus tatoeba:sw --pairs en:sw \
         --suite translation [--suite loss] [--suite lm-eval:TASK] [--limit N] --out DIR
     workbench compare --model M --states base,JOB_ID,JOB_ID --corpus tatoeba:sw --pairs en:sw --out DIR
+    workbench compare --states base,CC_JOB,CC_JOB@decide=argmax ...    # a CC-Tuning state in both inference modes
 
 Both evaluate through `workbench.evaluation.evaluate`: every (state, suite, data, decoding)
 result is computed once and served from the store afterwards (the fine-tune jobs' own
@@ -16,6 +17,7 @@ with its interval, empty below n = 5, and its difference to the reference) and `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.cli._args import ProgressBar, add_model_args, csv_list, model_spec
+from workbench.cli._args import ProgressBar, add_model_args, csv_list, key_value, model_spec
 from workbench.config import ModelSpec
 from workbench.errors import OUTPUT_REMEDY, EvalError, OverwriteError
 from workbench.evaluation import DecodingSpec, EvalResult, compare_scores, evaluate, side_by_side
@@ -33,6 +35,7 @@ from workbench.examples import DataSpec
 from workbench.fileio import atomic_write_files, writable_dir
 from workbench.finetune import jobs as finetune_jobs
 from workbench.models import artifacts
+from workbench.models.hooks import describe_inference, inference_kind
 
 DEFAULT_SUITES = ("translation", "loss")
 
@@ -55,6 +58,8 @@ def _out(a: argparse.Namespace, names: list[str]) -> Path:
 
 
 def _run(a: argparse.Namespace, states: dict[str, ModelSpec]) -> EvalResult:
+    for spec in states.values():  # bad inference options: one line before any state is evaluated
+        describe_inference(spec.artifact, spec.inference)
     bar = ProgressBar(a.progress)
     parts = []
     try:
@@ -106,25 +111,49 @@ def _artifact_label(path: Path) -> str:
 
 
 def _resolve_states(a: argparse.Namespace) -> dict[str, ModelSpec]:
-    """Base → the --model; a job id (or its last 6 characters) → that job's tuned state; a path → an artifact."""
-    base = model_spec(a)
+    """Base → the --model; a job id (or its last 6 characters) → that job's tuned state; a path → an artifact.
+
+    `NAME@KEY=VALUE[@KEY=VALUE]` gives that state its own inference options (e.g. both of a
+    CC-Tuning state's modes: `JOB,JOB@decide=argmax`); `--inference` goes to every tuned state
+    whose inference kind takes options.
+    """
+    base = dataclasses.replace(model_spec(a), inference=())
     tuned = {t["job_id"]: t for t in finetune_jobs.tuned_states()}
     out: dict[str, ModelSpec] = {}
-    for name in a.states:
+    for item in a.states:
+        name, *opts = item.split("@")
         if name == "base":
-            out[name] = base
-            continue
-        match = [t for j, t in tuned.items() if j == name or j.endswith(name)]
-        if len(match) == 1:  # custom model code only as this command allows it, never as the job's files say
-            out[name] = ModelSpec.from_dict({**match[0]["model"], "trust_remote_code": base.trust_remote_code})
+            spec, label = base, item
+        elif len(match := [t for j, t in tuned.items() if j == name or j.endswith(name)]) == 1:
+            # custom model code only as this command allows it, never as the job's files say
+            spec = ModelSpec.from_dict({**match[0]["model"], "trust_remote_code": base.trust_remote_code})
+            label = item
         elif Path(name).is_dir():  # an artifact directory: the `--artifact` door's check and message
             artifacts.read_manifest(name)
-            out[_artifact_label(Path(name))] = ModelSpec.from_dict({**base.to_dict(), "artifact": str(Path(name))})
+            spec = ModelSpec.from_dict({**base.to_dict(), "artifact": str(Path(name))})
+            label = "@".join([_artifact_label(Path(name)), *opts])
         else:
             known = ", ".join(["base", *tuned]) or "base (no finished fine-tune jobs)"
             raise EvalError(f"unknown state {name!r} in --states; use base, a finished job id or an artifact "
                             f"directory (known: {known})")
+        given = dict(_key_value(o) for o in opts) or (dict(a.inference or ()) if _takes_options(spec) else {})
+        out[label] = dataclasses.replace(spec, inference=tuple(given.items()))
+    if a.inference and not any(_takes_options(s) for s in out.values()):
+        raise EvalError("--inference: none of the states has an inference kind that takes options "
+                        "(a CC-Tuning state's does)")
     return out
+
+
+def _key_value(s: str) -> tuple[str, Any]:
+    try:
+        return key_value(s)
+    except argparse.ArgumentTypeError as e:
+        raise EvalError(f"--states: {e} after '@'") from None
+
+
+def _takes_options(spec: ModelSpec) -> bool:
+    """Whether the state's inference kind takes options (an artifact whose kind is not plain)."""
+    return spec.artifact is not None and inference_kind(spec.artifact) != "plain"
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -170,6 +199,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     e.add_argument("--sample", action="store_true", help="sample (seeded) instead of greedy decoding")
     e.add_argument("--temperature", type=float, default=1.0)
     e.add_argument("--seed", type=int, default=0, help="seed of sampling, bootstrap and lm-eval")
+    e.add_argument("--inference", action="append", type=key_value, default=None, metavar="KEY=VALUE",
+                   help="an option of the tuned state's inference kind, repeatable; CC-Tuning: decide=gumbel|argmax "
+                        "(default gumbel, the authors'), embed=position|mean (default: as trained), seed=N "
+                        "(the Gumbel draw, default 0); part of the store key")
     p.add_argument("--out", default="out/eval", help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--progress", action="store_true", help="show a progress bar")

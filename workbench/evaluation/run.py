@@ -29,6 +29,7 @@ from workbench.evaluation.cache import CachedSuite, read_suite, suite_key, write
 from workbench.evaluation.generate import DecodingSpec
 from workbench.evaluation.lmeval import OFFLINE_TASK, check_task, choice_items
 from workbench.examples import DataSpec, ParallelSplit, build_split
+from workbench.models.hooks import describe_inference
 from workbench.progress import Progress, StatusFn
 from workbench.store import Store
 
@@ -167,10 +168,12 @@ class _StateRef:
                      else state_or_spec if isinstance(state_or_spec, ModelSpec) else state_or_spec.spec)
         if self._state is not None:
             self.fingerprint, self.name = self._state.fingerprint, self._state.name
+            self.inference = self._state.inference.describe()
         else:
             self.fingerprint = models.fingerprint(self.spec)
             art = getattr(self.spec, "artifact", None)
             self.name = f"{self.spec.source}+{Path(art).name}" if art else str(self.spec.source)
+            self.inference = describe_inference(art, self.spec.inference)  # the manifest's kind; no weights
 
     def get(self, status: StatusFn | None = None) -> Any:
         if self._state is None:  # loaded only when a suite must be computed (the one loader, memoised)
@@ -239,6 +242,8 @@ def _key_parts(suite: str, ref: _StateRef, split: ParallelSplit, directions: lis
                limit: int | None, decoding: DecodingSpec, batch_size: int, n_boot: int, seed: int) -> dict[str, Any]:
     parts: dict[str, Any] = {"suite": suite, "state": ref.fingerprint, "limit": limit, "n_boot": n_boot,
                              "seed": seed}
+    if ref.inference.get("kind", "plain") != "plain":  # how it ran (CC-Tuning: decide, embed, seed); plain: as before
+        parts["inference"] = ref.inference
     if not _is_hub(suite):
         parts.update(data=heldout_hash(split), directions=[list(d) for d in directions])
     if suite == "translation":

@@ -20,6 +20,7 @@ from workbench.finetune import artifact_io, distributed
 from workbench.finetune.methods import get_method
 from workbench.finetune.train import TrainResult
 from workbench.models import artifacts, prepare, state_from_model
+from workbench.models.hooks import inference_for_artifact
 from workbench.models.state import tuned_fingerprint
 from workbench.progress import Progress, StopFn
 
@@ -145,6 +146,8 @@ def finetune(method: str, state: Any, data: DataSpec | dict[str, Any], spec: Any
         tuned = state_from_model(result.model, state.tokenizer, name=f"{state.name}+{path.name}",
                                  spec=dataclasses.replace(state.spec, artifact=str(path)),
                                  fingerprint=tuned_fingerprint(state.fingerprint, path))
+        # scored as the state runs (CC-Tuning: its connection, default options), under the key Compare looks up
+        tuned = dataclasses.replace(tuned, inference=inference_for_artifact(path, artifacts.read_manifest(path), tuned))
         after = _loss_metrics(evaluation.evaluate(tuned, ["loss"], split, directions=directions,
                                                   should_stop=should_stop))
         artifacts.update_manifest(path, metrics={**manifest["metrics"], "eval_after": after})

@@ -31,8 +31,8 @@ from transformers.utils import logging as hf_logging
 from workbench.config import ModelSpec
 from workbench.errors import ModelError
 from workbench.models.architectures import ArchEntry, architecture_for, get_path
-from workbench.models.artifacts import apply_artifact, artifact_fingerprint, delta_names
-from workbench.models.hooks import Inference, Plain, inference_for_artifact
+from workbench.models.artifacts import apply_artifact, artifact_fingerprint, delta_names, read_manifest
+from workbench.models.hooks import Inference, Plain, describe_inference, inference_for_artifact
 from workbench.models.integrity import tensor_fingerprint
 from workbench.models.sources import BUNDLED, PreparedModel, bundled_status, prepare
 from workbench.models.tiny import build_tiny, is_tiny, parse_tiny, tiny_name
@@ -275,12 +275,12 @@ def tuned_fingerprint(base_fingerprint: str, path: str | Path) -> str:
     return artifact_fingerprint(Path(path), base_fingerprint)
 
 
-def with_artifact(base: ModelState, path: str | Path) -> ModelState:
+def with_artifact(base: ModelState, path: str | Path, options: tuple[tuple[str, Any], ...] = ()) -> ModelState:
     """A new state: `base.model` with the artifact in `path` applied to a copy (base untouched).
 
     The copy shares every parameter the artifact does not change with the base (states are
     read-only), so a tuned state costs only its changed tensors. Its `inference` is the kind
-    the artifact's manifest names (`models.hooks`).
+    the artifact's manifest names (`models.hooks`), with `options` (`ModelSpec.inference`).
     """
     p = Path(path)
     changed = set(delta_names(p))
@@ -289,8 +289,15 @@ def with_artifact(base: ModelState, path: str | Path) -> ModelState:
     manifest = apply_artifact(model, p, base_fingerprint=base.fingerprint)
     fp = tuned_fingerprint(base.fingerprint, p)
     state = state_from_model(model, base.tokenizer, name=f"{base.name}+{p.name}",
-                             spec=dataclasses.replace(base.spec, artifact=str(p)), fingerprint=fp)
-    return dataclasses.replace(state, inference=inference_for_artifact(p, manifest, state))
+                             spec=dataclasses.replace(base.spec, artifact=str(p), inference=options), fingerprint=fp)
+    return dataclasses.replace(state, inference=inference_for_artifact(p, manifest, state, options))
+
+
+def _with_options(shared: ModelState, spec: ModelSpec) -> ModelState:
+    """The tuned state `shared` with other inference options: the same weights (one copy), its own `inference`."""
+    path = Path(str(spec.artifact))
+    inference = inference_for_artifact(path, read_manifest(path), shared, spec.inference)
+    return dataclasses.replace(shared, spec=spec, inference=inference)
 
 
 def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None, fresh: bool = False) -> ModelState:
@@ -316,9 +323,12 @@ def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None
         with _LOCK:
             if spec in _STATES:
                 return _STATES[spec]
-        if spec.artifact:
+        if spec.artifact and spec.inference:  # inference options do not change the weights: share them
+            state = _with_options(load(dataclasses.replace(spec, inference=()), progress=progress), spec)
+        elif spec.artifact:
             state = with_artifact(load(dataclasses.replace(spec, artifact=None), progress=progress), spec.artifact)
         else:
+            describe_inference(None, spec.inference)  # a base takes no options: one clear line, nothing loaded
             state = _load_base(spec, progress)
         with _LOCK:
             _STATES[spec] = state

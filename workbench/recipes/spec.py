@@ -108,13 +108,13 @@ def langs_of(value: Any) -> list[str]:
 
 
 def _layer(value: Any) -> Any:
-    if value in ("best", "emb") or value is None:
+    if value in ("best", "emb", "final") or value is None:  # 'final': the post-norm top (the lens preset's layer)
         return value
     if isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
-    raise ExportError(f"layer must be a block index, 'emb' or 'best', got {value!r}")
+    raise ExportError(f"layer must be a block index, 'emb', 'final' or 'best', got {value!r}")
 
 
 def _model_dict(model: Any, artifact: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import pandas as pd
 from workbench.analysis import embed2d, overlap, retrieval, sensitivity, subspace
 from workbench.config import SILP_TEMPLATE, RecordSpec
 from workbench.errors import ParamError
+from workbench.presets import hf_hidden_state_labels
 
 
 def ffn_layer_labels(recording: Any) -> list[int]:
@@ -27,11 +28,41 @@ def ffn_layer_labels(recording: Any) -> list[int]:
     return list(range(probs.shape[0]))
 
 
+LAYER_SETS = ("all", "hf_hidden_states")
+"""Layer sets a per-layer view runs over: every recorded layer, or HF `hidden_states`' (MEXA's)."""
+
+
+def layer_set(recording: Any, name: str) -> list[Any] | None:
+    """The layer labels of set `name` in `recording` (None: 'all', every recorded layer).
+
+    'hf_hidden_states': HF's `output_hidden_states` entries, `emb, 0 … L−2, final` (the
+    post-norm top replaces block L−1; `presets.hf_hidden_state_labels`), as MEXA's code reads them.
+
+    Raises:
+        ParamError: unknown set, or a recording without the embedding output, every block
+            and the post-norm top layer (what the `mexa` preset records).
+    """
+    if name == "all":
+        return None
+    if name != "hf_hidden_states":
+        raise ParamError(f"layers must be one of {', '.join(LAYER_SETS)}; got {name!r}")
+    labels = list(recording.layer_labels)
+    blocks = [x for x in labels if is_block(x)]
+    if "emb" not in labels or "final" not in labels or not blocks or recording.spec.layers is not None:
+        raise ParamError("layers 'hf_hidden_states' (HF's emb, blocks 0…L−2, final) needs a recording of the "
+                         "embedding output, every block and the post-norm top layer (final_norm; the mexa preset "
+                         f"records them); this one has {labels}")
+    return hf_hidden_state_labels(max(int(x) for x in blocks) + 1)
+
+
 def retrieval_tables(recording: Any, pooling: str, *, method: str, k: int, pivot: str,
-                     center: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(long per-pair table, per-layer summary) from `analysis.retrieval`."""
-    df = retrieval.retrieval_by_layer(recording.vectors(pooling), method=method, k=k, pivot=pivot,
-                                      center=center, layer_labels=recording.layer_labels)
+                     center: bool = False, layers: Sequence[Any] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(long per-pair table, per-layer summary) from `analysis.retrieval`, over `layers` (None: every recorded one)."""
+    vectors, labels = recording.vectors(pooling), list(recording.layer_labels)
+    if layers is not None:
+        idx = [recording.layer_index(x) for x in layers]
+        vectors, labels = {u: np.asarray(v)[idx] for u, v in vectors.items()}, list(layers)
+    df = retrieval.retrieval_by_layer(vectors, method=method, k=k, pivot=pivot, center=center, layer_labels=labels)
     return df, retrieval.summarize_by_layer(df, pivot)
 
 

@@ -34,6 +34,7 @@ from workbench.errors import RecordError
 from workbench.jobs.threads import ThreadRegistry
 from workbench.jobs.warm import WARM
 from workbench.models import ModelState
+from workbench.models.checks import check_record_fits
 from workbench.paths import cache_root
 from workbench.progress import Progress, StatusFn
 from workbench.recordings.keys import lookup
@@ -111,6 +112,7 @@ def ensure_recording(model: ModelSpec, corpus_spec: CorpusSpec, spec: RecordSpec
         if state.fingerprint != fp:  # the hub's commit: look again under it
             fp, found = state.fingerprint, lookup(state.fingerprint, corpus, units, spec, store)
     missing = [u for u, e in found.items() if e is None]
+    check_record_fits(model, spec, state.tokenizer if state is not None else None)  # before any weights load
     if num_processes > 1 and state is None:
         record_sharded(model, corpus_spec, spec, missing, num_processes, store=store, progress=progress,
                        status=status)

@@ -108,7 +108,15 @@ def build_texts(corpus: Any, unit: str, spec: RecordSpec) -> tuple[list[str], li
 
 def encode(tokenizer: Any, texts: Sequence[str], spans: Sequence[tuple[int, int] | None],
            spec: RecordSpec) -> Encoded:
-    """Tokenise each text alone (no padding), with the mask of tokens that count."""
+    """Tokenise each text alone (no padding), with the mask of tokens that count.
+
+    Raises:
+        RecordError: `spec.chat_template` and the tokenizer has none; an empty text or span.
+    """
+    if spec.chat_template and not getattr(tokenizer, "chat_template", None):
+        raise RecordError("chat_template (--chat-template, the lens preset) is on, but this model's tokenizer has "
+                          "no chat template: choose a model whose tokenizer has one (an instruct or chat model) "
+                          "or record without it")
     ids_all, count_all = [], []
     for i, (text, span) in enumerate(zip(texts, spans)):
         shift = 0

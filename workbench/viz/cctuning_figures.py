@@ -3,7 +3,8 @@
 Each builder takes the output of a :mod:`workbench.analysis.cctuning` function (or its
 records, as stored under ``manifest["metrics"]["cctuning"]`` of a CC-Tuning artifact):
 
-- :func:`layer_selection_figure`: CC-Tuning Fig. 8, the layers the Decision Maker selects;
+- :func:`layer_selection_figure`: CC-Tuning Fig. 8, the layers the Decision Maker selects (one
+  panel per inference mode: the seeded Gumbel sample and the argmax);
 - :func:`transform_fit_figure`: Fig. 5, the Transform Matrix's fit error against the number of pairs;
 - :func:`parallel_gap_figure`: Table 2's |Δ|, held-out loss and accuracy with the real
   English input vs with the Transform Matrix (and without the connection);
@@ -35,28 +36,40 @@ def _frame(x: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
     return x if isinstance(x, pd.DataFrame) else pd.DataFrame(list(x))
 
 
+_MODE_TITLES = {"gumbel": "Gumbel sample (the authors' inference; a state's default, seed 0)",
+                "argmax": "argmax H (deterministic variant)"}
+
+
 def layer_selection_figure(dist: pd.DataFrame | list[dict[str, Any]], *, title: str | None = None) -> go.Figure:
     """Fig. 8: fraction of held-out examples for which the Decision Maker selects each layer.
 
     Args:
         dist: output of :func:`~workbench.analysis.cctuning.layer_distribution` (columns
-            source, layer, count, fraction), or its records.
+            source, layer, count, fraction), or its records; with a `mode` column (the
+            report of `finetune.cctuning.report`: 'gumbel', 'argmax') one panel per mode.
         title: figure title.
 
     Returns:
-        Grouped bars, one trace per source (English input, Transform Matrix).
+        Grouped bars, one trace per source (English input, Transform Matrix), in one panel
+        per inference mode (stacked, shared layer axis).
     """
     df = _frame(dist)
-    fig = go.Figure()
-    for i, (source, rows) in enumerate(df.groupby("source", sort=False)):
-        fig.add_trace(go.Bar(x=rows["layer"], y=rows["fraction"], name=str(source), customdata=rows["count"],
-                             marker_color=_SOURCE_COLORS.get(str(source), ["#444444", NEUTRAL_COLOR][i % 2]),
-                             hovertemplate="layer %{x}: %{y:.1%} (%{customdata} examples)<extra></extra>"))
+    modes = list(pd.unique(df["mode"])) if "mode" in df.columns else [None]
+    fig = make_subplots(rows=len(modes), cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=[_MODE_TITLES.get(str(m), str(m)) for m in modes] if modes[0] else None)
+    for row, mode in enumerate(modes, start=1):
+        part = df if mode is None else df[df["mode"] == mode]
+        for i, (source, rows) in enumerate(part.groupby("source", sort=False)):
+            fig.add_trace(go.Bar(x=rows["layer"], y=rows["fraction"], name=str(source), customdata=rows["count"],
+                                 marker_color=_SOURCE_COLORS.get(str(source), ["#444444", NEUTRAL_COLOR][i % 2]),
+                                 legendgroup=str(source), showlegend=row == 1,
+                                 hovertemplate="layer %{x}: %{y:.1%} (%{customdata} examples)<extra></extra>"),
+                          row=row, col=1)
+        fig.update_yaxes(title_text="fraction of examples", tickformat=".0%", row=row, col=1)
     n_layers = int(df["layer"].max()) + 1 if len(df) else 0
+    fig.update_xaxes(dtick=1 if n_layers <= 40 else None)
+    fig.update_xaxes(title_text="layer (block whose English FFN output is connected)", row=len(modes), col=1)
     fig.update_layout(template=TEMPLATE, title={"text": title or "Layers selected by the Decision Maker"},
-                      xaxis={"title": {"text": "layer (block whose English FFN output is connected)"},
-                             "dtick": 1 if n_layers <= 40 else None},
-                      yaxis={"title": {"text": "fraction of examples"}, "tickformat": ".0%"},
                       legend={"title": {"text": "F^en from"}}, barmode="group", showlegend=True)
     return fig
 

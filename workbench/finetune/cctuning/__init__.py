@@ -23,13 +23,18 @@ the choice is written here):
   `W_DM ∈ R^{d×L}` (no bias; initialised to zero, so training starts from uniform random
   layer choice, the paper's "Random Pooling"). `e` (the paper's "embedding activations
   e_i ∈ R^d of x_i") is the output of the embedding module (`hidden_states[0]`, Gemma's
-  √d scale included) of the **non-English** input, averaged over the real non-special
-  prompt tokens (`embed="mean"`, default), or taken at the connection position
-  (`embed="position"`). The default is the mean because the connection position is the same
-  template token in every example, so its embedding would be a constant and tell the
-  Decision Maker nothing about `x`. Training: `onehot = gumbel_softmax(H, τ, hard=True)`
-  (straight-through); inference and the Fig. 8 distribution: `argmax H` (the mode of that
-  distribution, "the layer with the highest probability of being selected").
+  √d scale included) of the **non-English** input at the connection position
+  (`embed="position"`, default: the authors' code, `llamawrapper_mlp.py`, adds
+  `hidden_states[k, idx]`, the embedding at the connection position, to every `f^en_l`), or
+  averaged over the real non-special prompt tokens (`embed="mean"`, a named variant). The
+  connection position is the same template token in every example, so under "position" `e`
+  is a constant bias and the Decision Maker's input varies only through `F^en`; "mean" lets it
+  see `x`. Training: `onehot = gumbel_softmax(H, τ, hard=True)` (straight-through).
+  Inference: the authors' code samples the same hard Gumbel choice in every forward pass
+  that connects (τ = 1), inference included; a state's inference does so by default, seeded
+  per prompt (`decide="gumbel"`, `models.hooks.cctuning`), and `decide="argmax"` (the mode of
+  that distribution, "the layer with the highest probability of being selected") is the
+  deterministic variant. Fig. 8 (the held-out layer distribution) is reported for both.
 - **Connection** (Eq. 5): `f_sel = onehot · F^en` is added to block 0's FFN output at the
   connection position of the non-English pass; everything after it changes, nothing
   before it. The English pass runs without gradients (the paper's 1.12–1.16× training

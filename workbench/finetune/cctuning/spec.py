@@ -35,9 +35,10 @@ class CCTuningSpec(Spec):
                          "after 10 steps and the choices concentrate", 1e-2)
     dm_init: float = spec_field("std of W_DM's normal initialisation; 0 = zeros (uniform random layer choice at the "
                            "start, the paper's Random Pooling)", 0.0)
-    embed: str = spec_field("e of Eq. 3: 'mean' (embedding output averaged over the non-English prompt's "
-                       "real tokens) or 'position' (the embedding output at the connection position)",
-                       "mean", choices=("mean", "position"))
+    embed: str = spec_field("e of Eq. 3: 'position' (the embedding output at the connection position, as the "
+                       "authors' code feeds it; a CC-Tuning state's inference uses the same by default) or 'mean' "
+                       "(averaged over the non-English prompt's real tokens)", "position",
+                       choices=("position", "mean"))
     wt_pairs: int = spec_field("parallel training pairs the Transform Matrix is fitted on (paper: 1,000; "
                           "clipped to the training data)", 1000)
     curve_points: int = spec_field("points of the fit-error-vs-pairs curve (CC-Tuning Fig. 5)", 8)

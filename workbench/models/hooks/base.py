@@ -8,9 +8,12 @@ HF forward and `generate`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from workbench.errors import ParamError
 
 __all__ = ["Inference", "Plain"]
 
@@ -25,6 +28,22 @@ class Inference:
     kind = "plain"
     label = "plain"  # in messages: "<label> states cannot …"
     needs_position = False
+    options: Mapping[str, Any] = {}  # the resolved options (`resolve`), what `describe` reports
+
+    @classmethod
+    def resolve(cls, manifest: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+        """The kind's options with its defaults filled in and every value checked; reads no weights.
+
+        `manifest`: the artifact's (a default may depend on how it was trained). A kind
+        without options refuses any.
+
+        Raises:
+            ParamError: an option the kind does not take, or a bad value (one line).
+        """
+        if options:
+            raise ParamError(f"{cls.label} states take no inference options; got {', '.join(sorted(options))} "
+                             "(options go to an artifact's inference kind, e.g. a CC-Tuning state's)")
+        return {}
 
     def logits(self, state: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -37,8 +56,8 @@ class Inference:
         return state.model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kw)
 
     def describe(self) -> dict[str, Any]:
-        """What a manifest records about it."""
-        return {"kind": self.kind}
+        """What a manifest and an evaluation's store key record about it: the kind and its resolved options."""
+        return {"kind": self.kind, **dict(self.options)}
 
 
 class Plain(Inference):

@@ -5,10 +5,28 @@ definitions): first pass → the FFN outputs `F` at the connection position → 
 → Decision Maker → the second pass with `f_sel` added to block 0's FFN output there.
 `CCTuningInference` serves it to every door (scoring, generation, lm-eval); the training
 code uses the same hooks (`ffn_connection`, `decision_maker`, `ffn_outputs`).
+
+How the Decision Maker chooses at inference (`CCTuningInference` options, `ModelSpec.inference`):
+
+- `decide="gumbel"` (default; the authors' code, `llamawrapper_mlp.py`, calls
+  `gumbel_softmax(H, dim=-1, hard=True)` with τ = 1 in every forward pass that connects,
+  inference included): a hard Gumbel sample, `onehot(argmax(H + g))`. τ does not change a
+  hard sample's value, so there is no τ option. The noise `g` of a row is drawn from a
+  generator seeded by (`seed`, the row's prompt tokens), so a result depends on the seed
+  and the prompt, never on batching or on what ran before (a content-keyed store can keep
+  it); the same prompt gets the same draw under one seed, where the authors' code would
+  draw afresh; another seed is another draw. `decide="argmax"`: the deterministic mode of
+  that distribution (this project's earlier inference).
+- `embed`: `e` of Eq. 3. "position" = the embedding output at the connection position, as
+  the authors' code feeds it (`hidden_states[k, idx]` before block 0, Gemma's √d scale
+  included); "mean" = its masked mean over the prompt. Default: the artifact's training
+  choice (`CCTuningSpec.embed`, "position" unless it was trained otherwise), as the Decision
+  Maker was trained on that input.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,11 +41,16 @@ from workbench.models.architectures import get_path, hook_hidden0
 from workbench.models.artifacts import read_tensors
 from workbench.models.hooks.base import Inference, Plain
 
-__all__ = ["CC_FILE", "CCOutput", "CCTuningInference", "cctuning_forward", "cctuning_generate", "decision_maker",
-           "ffn_connection", "ffn_outputs", "last_positions", "prompt_mask"]
+__all__ = ["CC_FILE", "CCOutput", "CCTuningInference", "DECIDE", "EMBEDS", "cctuning_forward", "cctuning_generate",
+           "decision_maker", "ffn_connection", "ffn_outputs", "gumbel_noise", "last_positions", "prompt_mask"]
 
 CC_FILE = "cctuning.safetensors"
 """The artifact file holding `w_dm` `(d, L)` and `w_t` `(d, d)` beside delta.safetensors."""
+
+DECIDE = ("gumbel", "argmax")
+"""How the Decision Maker chooses at inference: a seeded hard Gumbel sample (the authors') or the argmax."""
+EMBEDS = ("position", "mean")
+"""`e` of Eq. 3: the embedding output at the connection position (the authors') or its mean over the prompt."""
 
 
 def last_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -146,8 +169,27 @@ def ffn_connection(model: Any, arch: Any, positions: torch.Tensor, vectors: torc
             h.remove()
 
 
+def gumbel_noise(input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor, n_layers: int,
+                 seed: int) -> torch.Tensor:
+    """`(B, L)` float64 standard Gumbel noise, one draw per row from (`seed`, the row's prompt tokens).
+
+    A row's prompt tokens are its real tokens up to its connection position (right- or
+    left-padded alike), so the draw of a prompt does not depend on its batch or padding.
+    """
+    cols = torch.arange(input_ids.shape[1], device=input_ids.device)
+    keep = attention_mask.bool() & (cols[None] <= positions.to(input_ids.device)[:, None])
+    rows = []
+    for ids, k in zip(input_ids.tolist(), keep.tolist()):
+        text = f"cctuning-gumbel:{int(seed)}:" + ",".join(str(t) for t, m in zip(ids, k) if m)
+        digest = hashlib.sha256(text.encode()).digest()
+        gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+        rows.append(torch.rand(n_layers, generator=gen, dtype=torch.float64))
+    u = torch.stack(rows).clamp(1e-12, 1 - 1e-12)
+    return -torch.log(-torch.log(u))
+
+
 def decision_maker(f_en: torch.Tensor, e: torch.Tensor, w_dm: torch.Tensor, *, tau: float = 1.0,
-                   sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                   sample: bool = True, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 3–4: `H = (mean_l f^en_l + e) W_DM`, one layer per row, `f_sel = onehot · F^en`.
 
     Args:
@@ -155,7 +197,10 @@ def decision_maker(f_en: torch.Tensor, e: torch.Tensor, w_dm: torch.Tensor, *, t
         e: `(B, d)` embedding summary of the non-English input.
         w_dm: `(d, L)` Decision Maker.
         tau: Gumbel-softmax temperature.
-        sample: True = `gumbel_softmax(H, tau, hard=True)` (training); False = one-hot `argmax H`.
+        sample: True = `gumbel_softmax(H, tau, hard=True)` (training; torch's global generator);
+            False = one-hot `argmax H`, or with `noise` the hard Gumbel sample `argmax(H + noise)`.
+        noise: `(B, L)` Gumbel noise of a seeded sample at inference (`gumbel_noise`): the
+            forward value `gumbel_softmax(H, tau, hard=True)` has for that noise, at any τ.
 
     Returns:
         `(f_sel (B, d), onehot (B, L))`. The forward value of `f_sel` is exactly the chosen
@@ -167,7 +212,8 @@ def decision_maker(f_en: torch.Tensor, e: torch.Tensor, w_dm: torch.Tensor, *, t
     if sample:
         onehot = F.gumbel_softmax(h, tau=tau, hard=True)
     else:
-        onehot = F.one_hot(h.argmax(-1), h.shape[-1]).to(h.dtype)
+        scores = h if noise is None else h.double() + noise.to(h.device)
+        onehot = F.one_hot(scores.argmax(-1), h.shape[-1]).to(h.dtype)
     rows = torch.arange(f_en.shape[0], device=f_en.device)
     chosen = f_en[rows, onehot.detach().argmax(-1)]
     # value: exactly F^en[sel] (the STE's y_hard − y_soft + y_soft is off by rounding); gradient: the STE's
@@ -205,10 +251,19 @@ def _model_arch(state: Any) -> tuple[Any, Any]:
     return state.model, state.arch
 
 
+def _decider(f_en: torch.Tensor, w_dm: torch.Tensor, decide: str, seed: int, ids: torch.Tensor, attn: torch.Tensor,
+             pos: torch.Tensor) -> Any:
+    """`decide(e)` of the Decision Maker at inference: argmax, or the seeded hard Gumbel sample of each row."""
+    if decide not in DECIDE:
+        raise ParamError(f"decide must be one of {', '.join(DECIDE)}; got {decide!r}")
+    noise = gumbel_noise(ids, attn, pos, w_dm.shape[-1], seed) if decide == "gumbel" else None
+    return lambda e: decision_maker(f_en, e, w_dm, sample=False, noise=noise)
+
+
 def cctuning_forward(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor | None, batch: Mapping[str, torch.Tensor], *,
                      positions: torch.Tensor | None = None, f_en: torch.Tensor | None = None,
-                     embed: str = "mean") -> CCOutput:
-    """CC-Tuning inference on monolingual input: first pass → `F W_T` → Decision Maker (argmax) → connected pass.
+                     embed: str = "mean", decide: str = "argmax", seed: int = 0) -> CCOutput:
+    """CC-Tuning inference on monolingual input: first pass → `F W_T` → Decision Maker → connected pass.
 
     Args:
         state: the tuned ModelState (or anything with `.model` and `.arch`).
@@ -217,7 +272,10 @@ def cctuning_forward(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor | None, b
         batch: right-padded `input_ids`, `attention_mask` (and `count`: tokens that count for `e`).
         positions: `(B,)` connection positions; None = the last real token of each row (a prompt).
         f_en: `(B, L, d)` real English FFN outputs: the "parallel input" variant (no first pass).
-        embed: how `e` is read ('mean' or 'position'; the spec's choice).
+        embed: how `e` is read ('mean' or 'position').
+        decide: 'argmax' (this function's default) or 'gumbel' (the inference kind's default:
+            a hard Gumbel sample per row, seeded by `seed` and the row's prompt; `gumbel_noise`).
+        seed: the Gumbel draw's seed.
 
     Returns:
         Logits of the connected pass, the chosen layer per row, and the `F^en` (estimate) used.
@@ -230,23 +288,23 @@ def cctuning_forward(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor | None, b
                 raise ValueError("give w_t (monolingual inference) or f_en (the real English input)")
             f = ffn_outputs(model, arch, batch["input_ids"], batch["attention_mask"], pos)
             f_en = (f.float() @ w_t.to(f.device, torch.float32)).to(f.dtype)
-        decide = lambda e: decision_maker(f_en, e, w_dm, sample=False)  # noqa: E731 - closes over f_en
+        choose = _decider(f_en, w_dm, decide, seed, batch["input_ids"], batch["attention_mask"], pos)
         mask = prompt_mask(batch, pos, getattr(state, "tokenizer", None))
-        with ffn_connection(model, arch, pos, decide=decide, embed=embed, embed_mask=mask) as link:
+        with ffn_connection(model, arch, pos, decide=choose, embed=embed, embed_mask=mask) as link:
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            use_cache=False).logits
     return CCOutput(logits, link.selected, f_en)  # type: ignore[arg-type]  # set by the connected pass
 
 
 def cctuning_generate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor | None, prompts: Sequence[Sequence[int]], *,
-                      max_new_tokens: int = 32, embed: str = "mean", connect: bool = True,
-                      **generate_kw: Any) -> list[list[int]]:
+                      max_new_tokens: int = 32, embed: str = "mean", connect: bool = True, decide: str = "argmax",
+                      seed: int = 0, **generate_kw: Any) -> list[list[int]]:
     """Greedy generation from token-id prompts with the connection (first pass → `F W_T` → DM → generate).
 
     Prompts are left-padded, so the connection position is the last column of every row;
     the hooks act on the prefill only. `connect=False` is plain (vanilla) generation of
-    the same batch, for cost comparisons. `generate_kw` go to `model.generate` (e.g.
-    `min_new_tokens` for a fixed length).
+    the same batch, for cost comparisons. `decide`, `seed`: as `cctuning_forward`.
+    `generate_kw` go to `model.generate` (e.g. `min_new_tokens` for a fixed length).
 
     Returns:
         The new tokens of each prompt.
@@ -261,45 +319,87 @@ def cctuning_generate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor | None, 
         if not connect:
             out = state.model.generate(input_ids=ids, attention_mask=attn, **kw)
         else:
-            out = connected_generate(state, w_dm, w_t, ids, attn, embed=embed, **kw)
+            out = connected_generate(state, w_dm, w_t, ids, attn, embed=embed, decide=decide, seed=seed, **kw)
     return [row[width:].tolist() for row in out]
 
 
 def connected_generate(state: Any, w_dm: torch.Tensor, w_t: torch.Tensor | None, input_ids: torch.Tensor,
-                       attention_mask: torch.Tensor, *, embed: str = "mean", **generate_kw: Any) -> torch.Tensor:
-    """`model.generate` on left-padded rows with the connection at the last column (the prefill only)."""
+                       attention_mask: torch.Tensor, *, embed: str = "mean", decide: str = "argmax", seed: int = 0,
+                       **generate_kw: Any) -> torch.Tensor:
+    """`model.generate` on left-padded rows with the connection at the last column (the prefill only).
+
+    The Decision Maker chooses once per prompt (`decide`, `seed` as `cctuning_forward`), as the
+    authors' generation loop connects only its first forward pass.
+    """
     model, arch = _model_arch(state)
     pos = torch.full((input_ids.shape[0],), input_ids.shape[1] - 1, dtype=torch.long, device=input_ids.device)
     with torch.no_grad():
         f = ffn_outputs(model, arch, input_ids, attention_mask, pos)
         f_en = (f.float() @ w_t.to(f.device, torch.float32)).to(f.dtype)  # type: ignore[union-attr]  # needed here
-        decide = lambda e: decision_maker(f_en, e, w_dm, sample=False)  # noqa: E731 - closes over f_en
+        choose = _decider(f_en, w_dm, decide, seed, input_ids, attention_mask, pos)
         mask = prompt_mask({"input_ids": input_ids, "attention_mask": attention_mask}, pos, state.tokenizer)
-        with ffn_connection(model, arch, pos, decide=decide, embed=embed, embed_mask=mask):
+        with ffn_connection(model, arch, pos, decide=choose, embed=embed, embed_mask=mask):
             return model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kw)
 
 
 class CCTuningInference(Inference):
     """A CC-Tuning state at inference: the connection at the response position of every prompt.
 
+    Options (`ModelSpec.inference`; the module docstring says why each default): `decide`
+    'gumbel' (default, the authors') or 'argmax'; `embed` 'position' or 'mean' (default: the
+    artifact's training choice); `seed` (an integer, default 0; 'gumbel' only).
     Scoring text without a response position (perplexity) runs the plain forward pass, as
     the connection needs one; lm-eval's rolling log-likelihood is refused (`needs_position`).
-    Generation is greedy (the two-pass inference decides once, on the prompt).
+    Generation is greedy; the Decision Maker chooses once per prompt, on its prefill.
     """
 
     kind = "cctuning"
     label = "CC-Tuning"
     needs_position = True
 
-    def __init__(self, w_dm: torch.Tensor, w_t: torch.Tensor, embed: str = "mean") -> None:
-        self.w_dm, self.w_t, self.embed = w_dm, w_t, embed
+    def __init__(self, w_dm: torch.Tensor, w_t: torch.Tensor, embed: str = "position", decide: str = "gumbel",
+                 seed: int = 0) -> None:
+        self.w_dm, self.w_t = w_dm, w_t
+        self.options = self.resolve({"spec": {"embed": embed}}, {"decide": decide, "embed": embed,
+                                                                 **({"seed": seed} if decide == "gumbel" else {})})
+        self.embed, self.decide = str(self.options["embed"]), str(self.options["decide"])
+        self.seed = int(self.options.get("seed", 0))
 
     @classmethod
-    def from_artifact(cls, path: Path, manifest: dict[str, Any], state: Any) -> CCTuningInference:
-        """The matrices of a CC-Tuning artifact (`CC_FILE`) on the state's device, its spec's `embed`."""
+    def resolve(cls, manifest: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+        """`decide`, `embed` and (with 'gumbel') `seed`, defaults filled in (`Inference.resolve`).
+
+        Raises:
+            ParamError: an unknown option or value; `seed` with 'argmax' (it would change nothing).
+        """
+        unknown = sorted(set(options) - {"decide", "embed", "seed"})
+        if unknown:
+            raise ParamError(f"CC-Tuning inference takes decide ({'|'.join(DECIDE)}), embed ({'|'.join(EMBEDS)}) "
+                             f"and seed; got {', '.join(unknown)}")
+        trained = str((manifest.get("spec") or {}).get("embed", "mean"))  # artifacts before `embed`: the mean
+        out: dict[str, Any] = {"decide": options.get("decide", "gumbel"), "embed": options.get("embed", trained)}
+        if out["decide"] not in DECIDE:
+            raise ParamError(f"CC-Tuning inference: decide must be one of {', '.join(DECIDE)}; got {out['decide']!r}")
+        if out["embed"] not in EMBEDS:
+            raise ParamError(f"CC-Tuning inference: embed must be one of {', '.join(EMBEDS)}; got {out['embed']!r}")
+        seed = options.get("seed", 0)
+        if out["decide"] == "argmax":
+            if "seed" in options:
+                raise ParamError("CC-Tuning inference: seed applies to decide=gumbel only (argmax draws nothing)")
+        elif isinstance(seed, bool) or not isinstance(seed, int):
+            raise ParamError(f"CC-Tuning inference: seed must be an integer; got {seed!r}")
+        else:
+            out["seed"] = seed
+        return out
+
+    @classmethod
+    def from_artifact(cls, path: Path, manifest: dict[str, Any], state: Any,
+                      options: Mapping[str, Any] | None = None) -> CCTuningInference:
+        """The matrices of a CC-Tuning artifact (`CC_FILE`) on the state's device, with `options` resolved."""
+        opts = cls.resolve(manifest, dict(options or {}))
         mats = read_tensors(path, CC_FILE)
         dev = state.device
-        return cls(mats["w_dm"].to(dev), mats["w_t"].to(dev), str((manifest.get("spec") or {}).get("embed", "mean")))
+        return cls(mats["w_dm"].to(dev), mats["w_t"].to(dev), **opts)
 
     def logits(self, state: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -307,12 +407,13 @@ class CCTuningInference(Inference):
         if positions is None:
             return Plain().logits(state, input_ids, attention_mask)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        return cctuning_forward(state, self.w_dm, self.w_t, batch, positions=positions, embed=self.embed).logits
+        return cctuning_forward(state, self.w_dm, self.w_t, batch, positions=positions, embed=self.embed,
+                                decide=self.decide, seed=self.seed).logits
 
     def generate(self, state: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  **generate_kw: Any) -> torch.Tensor:
-        """Greedy generation with the connection (sampling is refused: it decides once, on the prompt)."""
+        """Greedy generation with the connection (token sampling is refused: the two-pass inference decides once)."""
         if generate_kw.get("do_sample"):
             raise ParamError("CC-Tuning states generate greedily (their two-pass inference); turn sampling off")
         return connected_generate(state, self.w_dm, self.w_t, input_ids, attention_mask, embed=self.embed,
-                                  **generate_kw)
+                                  decide=self.decide, seed=self.seed, **generate_kw)
