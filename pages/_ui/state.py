@@ -25,6 +25,7 @@ PAGES = {
     "map": "pages/representation_map.py",
     "subspaces": "pages/language_subspaces.py",
     "neurons": "pages/neurons.py",
+    "layer_predictions": "pages/layer_predictions.py",
     "analyses": "pages/analyses.py",
     "finetune": "pages/finetune.py",
     "compare": "pages/compare.py",
