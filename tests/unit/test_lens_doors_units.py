@@ -151,3 +151,31 @@ def test_token_text_makes_invisible_tokens_visible():
     assert token_text("\n") == "⏎"
     assert token_text("") == "∅"
     assert token_text("花") == "花"
+
+
+def test_the_one_pass_decode_equals_the_definitions():
+    """decode_stats' rewritten reductions (lse, Σp·x, Σp_f(x_f − x)) against the literal float64 formulas."""
+    import torch
+
+    from workbench.lenses import decode_stats, entropy, kl_to_final
+    from workbench.lenses.readout import FinalDist
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 5000, generator=g) * 6
+    final = torch.randn(6, 5000, generator=g) * 6
+    x[0, :10] = float("-inf")  # tokens a layer rules out: 0 · log 0 = 0, never NaN
+    final[1, :10] = float("-inf")
+    sets = {"s": torch.tensor([1, 20, 300])}
+    got = decode_stats(x, FinalDist.of(final), top_k=4, token_sets=sets)
+    logp, flogp = torch.log_softmax(x.double(), -1), torch.log_softmax(final.double(), -1)
+    p = logp.exp()
+    np.testing.assert_allclose(got["entropy"].numpy(), entropy(logp).numpy(), rtol=1e-6)
+    kl = kl_to_final(flogp, logp)
+    assert torch.isinf(kl[1:]).sum() == 0 and torch.isinf(kl[0])  # final puts mass where row 0 has none
+    np.testing.assert_allclose(got["kl"].numpy()[1:], kl.numpy()[1:], rtol=1e-6)
+    assert got["kl"][0] > 1e30  # −∞ logits read as −1e300: an astronomically large, finite-or-inf KL
+    top_p, top_i = p.topk(4, -1)
+    assert torch.equal(got["top_ids"], top_i)
+    np.testing.assert_allclose(got["top_probs"].numpy(), top_p.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(got["mass"]["s"].numpy(), p[:, [1, 20, 300]].sum(-1).numpy(), rtol=1e-6)
+    assert not any(torch.isnan(v).any() for k, v in got.items() if k != "mass")
