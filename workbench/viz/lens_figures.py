@@ -159,6 +159,9 @@ def token_text(text: str) -> str:
 
 
 _OTHER = "other"
+# Light scales: the cells' black token text stays readable on the darkest cell.
+_PROB_SCALE = [[0.0, "#F7FBFF"], [1.0, "#5FA2D6"]]
+_ENTROPY_SCALE = [[0.0, "#FFFFFF"], [1.0, "#A0A0A0"]]
 
 
 def _strip_colors(langs: list[str]) -> list[list[object]]:
@@ -202,11 +205,13 @@ def token_view_figure(grid: pd.DataFrame, strip: pd.DataFrame, *, color: str = "
     hover = [[str(cell.loc[(lay, pos), "top_k"]).replace("\n", "<br>") for pos in positions] for lay in layers]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.9, 0.1], horizontal_spacing=0.015)
     fig.add_trace(go.Heatmap(
-        x=xs, y=ys, z=z, text=text, texttemplate="%{text}", textfont={"size": 10}, customdata=hover,
-        colorscale="Blues" if color == "probability" else "Greys", zmin=0,
+        x=xs, y=ys, z=z, text=text, texttemplate="%{text}", textfont={"size": 10, "color": "#000000"},
+        customdata=hover,
+        colorscale=_PROB_SCALE if color == "probability" else _ENTROPY_SCALE, zmin=0,
         zmax=1 if color == "probability" else None,
         colorbar={"title": {"text": "P(top-1)" if color == "probability" else "entropy (nats)"}, "x": 1.02},
         hovertemplate="layer %{y}, position %{x}<br>%{customdata}<extra></extra>", name="top-1 token",
+        meta={"cell_text": "given"},  # the paper layout keeps the tokens (not the values) in the cells
     ), row=1, col=1)
     langs = list(dict.fromkeys([*[x for x in strip["lang"] if x != _OTHER], _OTHER]))
     idx = {lang: i for i, lang in enumerate(langs)}
@@ -217,6 +222,7 @@ def token_view_figure(grid: pd.DataFrame, strip: pd.DataFrame, *, color: str = "
         customdata=[[f"{s.loc[lay, 'top1']} ({float(s.loc[lay, 'top1_prob']):.2f})"] for lay in layers],
         colorscale=_strip_colors(langs), zmin=0, zmax=len(langs), showscale=False,
         hovertemplate="layer %{y}: %{text}<br>top-1 %{customdata}<extra></extra>", name="decoded language",
+        meta={"cell_text": "given"},
     ), row=1, col=2)
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=ys, title={"text": "layer"}, row=1, col=1)
     fig.update_xaxes(type="category", tickangle=-45, title={"text": "position: input token"}, row=1, col=1)
