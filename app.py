@@ -31,6 +31,7 @@ st.navigation({
         st.Page("app_pages/representation_map.py", title="Representation map", icon=":material/scatter_plot:"),
         st.Page("app_pages/language_subspaces.py", title="Language subspaces", icon=":material/call_split:"),
         st.Page("app_pages/neurons.py", title="Neurons", icon=":material/hub:"),
+        st.Page("app_pages/layer_predictions.py", title="Layer predictions", icon=":material/translate:"),
         st.Page("app_pages/analyses.py", title="Every analysis", icon=":material/apps:"),
     ],
     "Tune": [

@@ -13,6 +13,7 @@ import logging
 import streamlit as st
 
 from app_pages import _ui as ui_st
+from app_pages._ui.lens import require_lens
 from workbench import recordings
 from workbench.errors import user_message
 from workbench.recipes.registry import REGISTRY, get_analysis
@@ -55,6 +56,8 @@ with ui_st.guard(name):
         for n in missing:
             ui_st.record_button(n.model, n.corpus, n.record, list(n.pairs) if n.pairs else None,
                                 f"Record {', '.join(n.corpus.langs)} ({n.role})", remote=n.remote)
+        st.stop()
+    if not require_lens(spec, f"The {name} view"):  # a lens view: its readouts, or their Record buttons
         st.stop()
     fig, table, _, _ = ui_st.view(spec)
     ui_st.show_figure(fig, name, table, height=460, spec=spec)

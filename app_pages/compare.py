@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import _ui as ui_st
-from app_pages._ui import outcomes
+from app_pages._ui import lens_compare, outcomes
 from workbench import models, recipes, recordings
 from workbench.analysis import embed2d, retrieval, sensitivity
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
@@ -30,7 +30,7 @@ log = logging.getLogger("workbench.app")
 PERSIST = "session"
 FINETUNE_PAGE = "app_pages/finetune.py"
 BASE = "base"
-TABS = ["Outputs", "Scores", "Retrieval", "Sensitivity", "Overlap", "Subspaces", "Maps"]
+TABS = ["Outputs", "Scores", "Retrieval", "Sensitivity", "Overlap", "Subspaces", "Maps", "Layer predictions"]
 # A radio, not segmented buttons: it wraps in a narrow column instead of clipping the labels.
 METHODS = list(retrieval.METHODS)
 METHOD_HELP = ("cosine: nearest neighbour. margin: ratio margin (Artetxe & Schwenk 2019). "
@@ -321,9 +321,12 @@ with tabs[0]:
 with tabs[1]:
     if tabs[1].open:
         outcomes.scores_tab(s, options, a, b)
+with tabs[7]:
+    if tabs[7].open:
+        lens_compare.lens_tab(s, options, a, b)
 if cc:
-    with tabs[7]:
-        if tabs[7].open:
+    with tabs[8]:
+        if tabs[8].open:
             with ui_st.guard("the CC-Tuning views"):
                 cctuning_tab(cc)
 if not any(tabs[i].open for i in range(2, 7)):

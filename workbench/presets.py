@@ -20,6 +20,11 @@ pipeline instead; a preset holds exactly the fields the paper's code sets differ
 - ``lens`` (LENS): the **last token** of a **chat-templated** prompt, read **after the
   final norm** (``final``), every token position as the model sees it (special tokens
   included, as ``hidden_states[-1][:, -1]`` does).
+- ``wendler`` (Wendler et al. 2024, "Do Llamas Work in English?"): no recording field; the
+  lens views' prompts as their translation notebook builds them (word prompts, 4 shots,
+  ``np.random.seed(42)``, the "English inside the target" filter, the first byte token for
+  non-Latin scripts) and the band their translation figure draws (Gaussian, mean ±
+  1.96 σ/√n; our default is the 95% percentile bootstrap).
 
 A preset is applied to a :class:`~workbench.config.RecordSpec` with :func:`apply_preset`
 (the result is an ordinary spec, so the preset's fields go into the store key and every
@@ -105,8 +110,20 @@ _LENS = _preset(
     "(HF hidden_states[-1]); the language subspaces are fitted on the 'final' layer.",
 )
 
+_WENDLER = _preset(
+    "wendler", "Wendler et al. 2024 (epfl-dlab/llm-latent-language, Translation.ipynb)",
+    {},
+    {"prompts": "words", "n_shots": 4, "seed": 42, "drop_substring": True, "byte_fallback": "non-latin",
+     "band": "gaussian"},
+    "Latent-language curves as the authors' translation notebook computes them: k = 5 rows (4 solved lines and "
+    "the query) drawn after np.random.seed(42), concepts whose English word is inside the target word dropped, "
+    "the first byte token added for non-Latin scripts, the logit lens at the last token, and their figure's "
+    "Gaussian band (mean ± 1.96 σ/√n). Recordings are unchanged. Their word lists are not bundled: give them as "
+    "a TSV (words=FILE) to read their exact prompts.",
+)
+
 PRESETS: MappingProxyType[str, Preset] = MappingProxyType(
-    {"midalign": _MIDALIGN, "mexa": _MEXA, "lape": _LAPE, "silp": _LAPE, "lens": _LENS})
+    {"midalign": _MIDALIGN, "mexa": _MEXA, "lape": _LAPE, "silp": _LAPE, "lens": _LENS, "wendler": _WENDLER})
 """Preset name -> preset (``silp`` is another name of ``lape``)."""
 
 
@@ -159,7 +176,7 @@ def describe(name: str) -> str:
         ParamError: unknown preset.
     """
     p = get_preset(name)
-    rec = ", ".join(f"{k}={v!r}" for k, v in p.record.items())
+    rec = ", ".join(f"{k}={v!r}" for k, v in p.record.items()) or "unchanged"
     ana = ", ".join(f"{k}={v!r}" for k, v in p.analysis.items())
     return f"{p.name}: {p.paper}. Recording: {rec}. Analysis: {ana}. {p.note}"
 

@@ -40,6 +40,8 @@ import yaml
 from workbench.errors import OUTPUT_REMEDY
 from workbench.export import ExportError, OverwriteError, export_figure, library_versions, safe_name, target_paths
 from workbench.fileio import atomic_write_files, writable_dir
+from workbench.latent import load_words
+from workbench.latent.tokens import first_char_is_latin
 from workbench.progress import Progress
 from workbench.recipes import EXPORT_KEYS, best_layer, normalize_spec
 from workbench.recipes.build import build_figure
@@ -234,6 +236,9 @@ def _report_sections(base: dict[str, Any], langs: list[str], layer: Any, artifac
                      "Number of language-specific neurons per layer and language (entropy 1%, bar at p95)."),
                 ]),
     ]
+    lens = _lens_section(spec, langs)
+    if lens is not None:
+        sections.append(lens)
     if artifact:
         sections.append(Section("comparison", "Before / after fine-tuning",
                                 f"The base model against the model with artifact {Path(artifact).name}.", [
@@ -244,6 +249,41 @@ def _report_sections(base: dict[str, Any], langs: list[str], layer: Any, artifac
                                      "Retrieval accuracy per layer of both states (left) and the difference (right)."),
                                 ]))
     return sections
+
+
+def lens_pair(langs: Sequence[str]) -> tuple[str, str] | None:
+    """The (source, target) of the report's lens section, or None when the lens views do not apply.
+
+    They apply when the bundled word list has a non-English target among the languages (one
+    in a non-Latin script first, as in Wendler et al.'s pairs) and a source: another of them,
+    English only when no other is there.
+    """
+    words = load_words()
+    have = [x for x in langs if x in words.langs]
+    others = [x for x in have if x != "en"]
+    if not others:
+        return None
+    target = next((x for x in others if not first_char_is_latin(words.word(words.concepts[0], x)[0])), others[0])
+    sources = [x for x in others if x != target] or [x for x in have if x == "en"]
+    return (sources[0], target) if sources else None
+
+
+def _lens_section(spec: Callable[..., dict[str, Any]], langs: Sequence[str]) -> Section | None:
+    pair = lens_pair(langs)
+    if pair is None:
+        return None
+    src, tgt = pair
+    return Section("layer-predictions", "Layer predictions",
+                   "What each layer is about to say (logit lens): on Wendler et al.'s word-translation prompts "
+                   "over the bundled word list, the probability that the next token starts the answer in each "
+                   "language, per layer.", [
+                       (f"latent_{src}_{tgt}", spec("latent", source=src, target=tgt),
+                        f"Latent-language curves {src}→{tgt}: P({tgt}), P(en) and P({src}) per layer with 95% "
+                        "bootstrap bands, and the entropy; dropped items are counted in the title."),
+                       (f"tokens_{src}_{tgt}", spec("tokens", source=src, target=tgt),
+                        f"Token view of the first {src}→{tgt} prompt: the top-1 token of every layer at its last "
+                        "16 positions (colour: its probability) and the language it starts, per layer."),
+                   ])
 
 
 _CSS = """
@@ -289,7 +329,8 @@ def build_report(model: str | Mapping[str, Any], corpus: str, langs: Sequence[st
 
     Sections: layer profile (retrieval, sensitivity ``en→`` first other language, overlap),
     PCA and t-SNE maps and LENS subspaces at the best-retrieval layer, language-specific
-    neurons, and with ``artifact`` a before/after retrieval comparison. Every figure is
+    neurons, layer predictions when the lens views apply (`lens_pair`: latent-language curves
+    and a token view), and with ``artifact`` a before/after retrieval comparison. Every figure is
     also exported (``formats``, CSV, Parquet, manifest) under ``figures/``.
 
     Args:
@@ -345,7 +386,8 @@ def build_report(model: str | Mapping[str, Any], corpus: str, langs: Sequence[st
             info["caption"] = caption
             files = export_figure(fig, data, out / "figures", name, formats=formats,
                                   width_in="double" if name in ("lens_subspaces", "separation_by_layer",
-                                                                "retrieval_before_after") else "single",
+                                                                "retrieval_before_after") or name.startswith(
+                                      "tokens_") else "single",
                                   manifest=info, overwrite=overwrite)
             body.append(_figure_html(n, name, fig, caption, info, files, out))
         body.append("</section>")

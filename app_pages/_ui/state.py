@@ -26,6 +26,7 @@ PAGES = {
     "map": "app_pages/representation_map.py",
     "subspaces": "app_pages/language_subspaces.py",
     "neurons": "app_pages/neurons.py",
+    "layer_predictions": "app_pages/layer_predictions.py",
     "analyses": "app_pages/analyses.py",
     "finetune": "app_pages/finetune.py",
     "compare": "app_pages/compare.py",

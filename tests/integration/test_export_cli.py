@@ -209,10 +209,11 @@ def test_report_has_every_section(model_dir, artifact_dir, tmp_path, run, chromi
     assert run("report", "--model", model_dir, "--langs", "en,zh,sw", "--limit", 5, "--artifact", artifact_dir,
                "--out", out) == 0
     page = (out / "report.html").read_text()
-    for section in ("layer-profile", "maps", "subspaces", "neurons", "comparison"):
+    for section in ("layer-profile", "maps", "subspaces", "neurons", "layer-predictions", "comparison"):
         assert f'<section id="{section}">' in page and f'href="#{section}"' in page
     names = ["retrieval_by_layer", "sensitivity_en_zh", "overlap_by_layer", "pca_best_layer", "tsne_best_layer",
-             "lens_subspaces", "separation_by_layer", "specific_neurons", "retrieval_before_after"]
+             "lens_subspaces", "separation_by_layer", "specific_neurons", "latent_sw_zh", "tokens_sw_zh",
+             "retrieval_before_after"]
     for name in names:
         assert f'id="fig-{name}"' in page
         assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")

@@ -10,6 +10,7 @@ import torch
 
 from workbench.errors import ParamError
 from workbench.lenses import LensReadout, LensSpec, TunedLensSpec, decode_stats, entropy, kl_to_final
+from workbench.lenses.readout import FinalDist
 from workbench.lenses.readout import row_chunks, token_set_tensors
 from workbench.tracing.lens import read_positions
 
@@ -42,7 +43,8 @@ def test_decode_stats_top_k_mass_and_the_final_layer():
     np.testing.assert_allclose(got["mass"]["ab"].numpy(), [0.7, 0.5], atol=1e-6)
     np.testing.assert_allclose(got["mass"]["d"].numpy(), [0.25, 0.3], atol=1e-6)
     assert got["mass"]["empty"].tolist() == [0.0, 0.0]
-    assert got["kl"].tolist() == [0.0, 0.0]  # a layer read against itself
+    assert got["kl"].numpy() == pytest.approx([0.0, 0.0], abs=1e-15)  # the same distribution, other logits
+    assert decode_stats(logits, FinalDist.of(logits), top_k=2, token_sets={})["kl"].tolist() == [0.0, 0.0]  # itself
     assert decode_stats(logits, logits, top_k=10, token_sets={})["top_ids"].shape == (2, 4)  # k capped at V
 
 

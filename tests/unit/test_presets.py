@@ -31,8 +31,8 @@ def _diff(a: RecordSpec, b: RecordSpec) -> dict[str, object]:
     return {f.name: getattr(b, f.name) for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)}
 
 
-def test_names_cover_the_four_papers():
-    assert preset_names() == ("lape", "lens", "mexa", "midalign", "silp")
+def test_names_cover_the_five_papers():
+    assert preset_names() == ("lape", "lens", "mexa", "midalign", "silp", "wendler")
     assert PRESETS["silp"] is PRESETS["lape"]
 
 

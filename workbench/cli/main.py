@@ -11,6 +11,7 @@
     workbench report --model M --corpus C --langs ... [--artifact DIR]
     workbench figures SET.yaml|example
     workbench finetune METHOD ... | jobs ls|show|cancel
+    workbench lens train --model M --corpus C --langs ... | lens ls
 
 Errors a user can fix (unknown language, model or file, out-of-range layer) print one
 line naming the problem and exit with status 2; no traceback.
@@ -62,6 +63,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("render every figure of a YAML figure set", "workbench.cli.export:add_export_parser"),
     "finetune": ("start a fine-tune job (every registered method)", "workbench.cli.finetune:add_finetune_parser"),
     "jobs": ("list, show or cancel fine-tune jobs", "workbench.cli.finetune:add_finetune_parser"),
+    "lens": ("train or list tuned lenses (the lenses of the latent and token views)",
+             "workbench.cli.lens:add_lens_parser"),
 }
 
 

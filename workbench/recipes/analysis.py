@@ -21,7 +21,7 @@ import pandas as pd
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.recipes.params import CompareParams, Params
 
-__all__ = ["Analysis", "Compare", "Need", "Report", "main_recording", "model_b", "record_spec", "sparkline"]
+__all__ = ["Analysis", "Compare", "LensNeed", "Need", "Report", "main_recording", "model_b", "record_spec", "sparkline"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,24 @@ class Need:
     record: RecordSpec
     pairs: tuple[tuple[str, str], ...] | None = None
     remote: bool = False  # recorded on NDIF (`ensure_recording(remote=True)`)
+
+
+@dataclass(frozen=True)
+class LensNeed:
+    """One lens readout a figure reads (`recordings.lens.LensRequest`'s fields, light: no torch here).
+
+    `role` names the state (``"main"`` or its label); `spec` holds `lenses.LensSpec`'s fields;
+    `lens` is ``"logit"`` or a tuned-lens id; `about` says how the prompts were made (it is
+    part of the store key, with everything else here and the model state's fingerprint).
+    """
+
+    role: str
+    model: ModelSpec
+    prompts: tuple[str, ...]
+    token_sets: tuple[tuple[str, tuple[int, ...]], ...]
+    spec: Mapping[str, Any]
+    lens: str = "logit"
+    about: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,7 +118,9 @@ class Analysis:
     recordings, side tables and resolved facts). `needs(canon) -> [Need]` names every
     recording a canonical spec reads (`build` records them; pages only look them up).
     `report(built, rebuild)`: the CLI's summary and files (`rebuild(spec)` builds another
-    spec from the same store, e.g. a second table).
+    spec from the same store, e.g. a second table). `lens_needs(ctx) -> [LensNeed]` names
+    the lens readouts a lens view reads (prompts and token sets need the tokenizer, which
+    the context hands over; `build` reads them, pages look them up and offer to record).
     """
 
     name: str
@@ -112,6 +132,7 @@ class Analysis:
     compare: Compare | None = None
     base: str | None = None  # a compare form: the analysis it compares
     extras: tuple[str, ...] = field(default=())  # side tables `build` puts in `ctx.extra` (CLI files)
+    lens_needs: Callable[[Any], list[LensNeed]] | None = None  # the lens readouts it reads (lens views)
 
     def defaults(self) -> dict[str, Any]:
         """Parameter name -> default."""

@@ -30,14 +30,15 @@ from workbench.evaluation.run import both_directions
 from workbench.evaluation.tables import combine, compare_scores
 from workbench.examples import DataSpec
 from workbench.progress import Progress, StatusFn
-from workbench.recipes.analysis import Need
+from workbench.recipes import lens_fetch
+from workbench.recipes.analysis import LensNeed, Need
 from workbench.recipes.commands import analyze_command
 from workbench.recipes.context import Ctx
 from workbench.recipes.registry import get_analysis
 from workbench.recipes.spec import normalize_spec
 from workbench.recordings import Recording, ensure_recording, store_status
 
-__all__ = ["Built", "build", "build_figure", "needs", "provenance", "stored_recordings"]
+__all__ = ["Built", "build", "build_figure", "lens_needs", "needs", "provenance", "stored_recordings"]
 
 
 def needs(canon: Mapping[str, Any]) -> list[Need]:
@@ -83,8 +84,26 @@ def _context(canon: dict[str, Any], *, status: StatusFn | None, progress: Progre
         return ensure_recording(n.model, n.corpus, n.record, pairs=n.pairs, progress=progress, status=status,
                                 num_processes=num_processes, remote=n.remote, force_processes=force_processes)
 
+    def lens(n: LensNeed) -> Any:
+        return lens_fetch.fetch_lens(n, stored_only=stored_only, status=status, progress=progress)
+
+    def tokenizer(model: ModelSpec) -> Any:
+        return lens_fetch.tokenizer(model, stored_only=stored_only)
+
     return Ctx(canon, needs(canon), fetch, _evaluate_states, status=status, progress=progress,
-               recordings=list(recordings))
+               recordings=list(recordings), lens=lens, tokenizer=tokenizer)
+
+
+def lens_needs(spec: Mapping[str, Any], *, stored_only: bool = True) -> list[LensNeed]:
+    """THE lens readouts a figure spec reads ([] for views of recordings); builds prompts, reads nothing.
+
+    `stored_only`: the tokenizer is never downloaded or converted for it (the pages' look).
+    """
+    canon = normalize_spec(spec)
+    analysis = get_analysis(canon["analysis"])
+    if analysis.lens_needs is None:
+        return []
+    return analysis.lens_needs(_context(canon, status=None, progress=None, stored_only=stored_only, num_processes=1))
 
 
 def provenance(spec: dict[str, Any], recordings: Sequence[tuple[str, Any]]) -> dict[str, Any]:
@@ -153,6 +172,8 @@ def build(spec: Mapping[str, Any], *, status: StatusFn | None = None, progress: 
     fig, data = get_analysis(canon["analysis"]).build(ctx)
     info = {"analysis": canon["analysis"], "params": dict(canon["params"]), "spec": canon, **_provenance(ctx),
             "commands": {"analyze": analyze_command(canon)}, **ctx.facts}
+    if ctx.lens_reads:
+        info["lens_readouts"] = lens_fetch.lens_provenance(ctx.lens_reads)
     return Built(fig, data.reset_index(drop=True), info, ctx.extra)
 
 

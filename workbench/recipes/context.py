@@ -14,9 +14,10 @@ from typing import Any
 import pandas as pd
 
 from workbench.corpus import ParallelCorpus, load_corpus
+from workbench.errors import ExportError
 from workbench.progress import Progress, StatusFn
 from workbench.recipes import tables
-from workbench.recipes.analysis import Need
+from workbench.recipes.analysis import LensNeed, Need
 
 __all__ = ["Ctx"]
 
@@ -34,6 +35,9 @@ class Ctx:
     recordings: list[tuple[str, Any]] = field(default_factory=list)
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)  # side tables (CLI files), not in manifests
     facts: dict[str, Any] = field(default_factory=dict)  # numbers the build resolved (e.g. SiLP's split)
+    lens: Callable[[LensNeed], Any] | None = None  # the stored lens readout of a need (read, or store only)
+    tokenizer: Callable[[Any], Any] | None = None  # a ModelSpec's tokenizer, without its weights
+    lens_reads: list[tuple[LensNeed, Any]] = field(default_factory=list)
 
     @property
     def p(self) -> dict[str, Any]:
@@ -46,6 +50,20 @@ class Ctx:
         rec = self.fetch(n)
         self.recordings.append((role, rec))
         return rec
+
+    def lens_readout(self, need: LensNeed) -> Any:
+        """The readout of a lens need (`recordings.lens.StoredLens`: `.readout`, `.key`), kept for provenance."""
+        if self.lens is None:
+            raise ExportError("this build has no lens reader (lens views need `recipes.build`)")
+        got = self.lens(need)
+        self.lens_reads.append((need, got))
+        return got
+
+    def tokenizer_of(self, model: Any) -> Any:
+        """The tokenizer of a ModelSpec (prompts and token sets are built with it)."""
+        if self.tokenizer is None:
+            raise ExportError("this build has no tokenizer loader (lens views need `recipes.build`)")
+        return self.tokenizer(model)
 
     def corpus(self, rec: Any) -> ParallelCorpus:
         """The spec's corpus, subset to the recording's languages and the limit."""

@@ -30,7 +30,7 @@ import torch
 
 from workbench.errors import Cancelled, RecordError
 from workbench.examples import MAX_PADDING, length_batches
-from workbench.lenses.readout import LensReadout, decode_stats, row_chunks, token_set_tensors
+from workbench.lenses.readout import FinalDist, LensReadout, decode_stats, row_chunks, token_set_tensors
 from workbench.lenses.spec import LensSpec
 from workbench.lenses.tuned import TunedLens
 from workbench.models import ModelState, get_path
@@ -109,7 +109,7 @@ def _decode(state: ModelState, hs: list[torch.Tensor], labels: Sequence[Any], tr
         for rows in row_chunks(hs[-1].shape[0], vocab):
             # the last block's lens is the model's own distribution (no translator): p_final
             last = lens_logits(state.model, state.arch, hs[-1][rows])
-            final = torch.log_softmax(last.double(), dim=-1)
+            final = FinalDist.of(last)  # once per chunk, for every layer's KL
             per_layer = []
             for label, h in zip(labels[:-1], hs[:-1]):
                 x = h[rows] if translator is None else translator.translate(h[rows], label)

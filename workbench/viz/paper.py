@@ -15,7 +15,9 @@
 - **Panels**: subplot columns and rows are re-spaced so that a panel's tick labels and axis
   title clear its neighbour; long titles and subplot titles wrap.
 - **Heatmap cell labels**: :data:`CELL_FONT_PX` (7.5 pt in a PDF) or none: ``0.75`` when it
-  fits the cell, ``.75`` when only that fits, else the colour bar alone.
+  fits the cell, ``.75`` when only that fits, else the colour bar alone. A heatmap whose
+  cells carry their own labels (``meta={"cell_text": "given"}``: the token view's decoded
+  tokens) keeps them, each cut to its cell with an ellipsis.
 
 Sizes are in CSS pixels (96 per inch; 1 px = 0.75 pt). Text widths are estimated from the
 character count (:func:`text_width`, deliberately generous), since nothing is rendered here.
@@ -421,16 +423,37 @@ def _cell_text(z: np.ndarray, short: bool) -> list[list[str]]:
     return [[fmt(float(v)) for v in row] for row in z]
 
 
+def _cut(text: str, max_px: float) -> str:
+    """`text` cut to `max_px` at :data:`CELL_FONT_PX`, an ellipsis marking the cut ('' if nothing fits)."""
+    if text_width(text, CELL_FONT_PX) <= max_px:
+        return text
+    for n in range(len(text) - 1, 0, -1):
+        if text_width(text[:n] + "…", CELL_FONT_PX) <= max_px:
+            return text[:n] + "…"
+    return ""
+
+
+def _x_share(fig: go.Figure, trace: Any) -> float:
+    """The share of the plot width a trace's x axis spans (its subplot column; 1 for a single plot)."""
+    axis = "xaxis" + str(trace.xaxis or "x")[1:]
+    domain = fig.layout[axis].domain if axis in fig.layout else None
+    return float(domain[1] - domain[0]) if domain else 1.0
+
+
 def _fit_heatmap_labels(fig: go.Figure, frame: Frame) -> None:
     """Cell labels at :data:`CELL_FONT_PX` when they fit their cells, else none."""
     for t in fig.data:
         if t.type != "heatmap" or not t.texttemplate or t.z is None:
             continue
         z = np.asarray(values(t.z), dtype=float)
-        cell_w = (frame.plot_width - COLORBAR_PX) / max(1, z.shape[1])
+        cell_w = (frame.plot_width - COLORBAR_PX) * _x_share(fig, t) / max(1, z.shape[1])
         cell_h = frame.plot_height / max(1, z.shape[0])
         if cell_h < CELL_FONT_PX + 2:
             t.update(texttemplate="", text=None)
+            continue
+        if (t.meta or {}).get("cell_text") == "given" and t.text is not None:  # labels of their own (tokens)
+            t.update(text=[[_cut(str(v), cell_w - 2) for v in row] for row in t.text], texttemplate="%{text}",
+                     textfont={"size": CELL_FONT_PX})
             continue
         for short in (False, True):
             text = _cell_text(z, short)
