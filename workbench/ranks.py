@@ -33,8 +33,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from workbench.errors import ParamError
 from workbench.fileio import atomic_write_json, read_json_or_none
 
@@ -65,6 +63,8 @@ _DIE_WITH_PARENT = (
 
 def visible_devices() -> int:
     """CUDA devices this process sees (0 without CUDA): how many ranks can have a GPU each."""
+    import torch  # here, not at the top: `cli._args` imports this module on the help path, which loads no torch
+
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 

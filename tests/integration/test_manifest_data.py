@@ -16,7 +16,6 @@ import pytest
 import yaml
 from faults import fails_clearly
 
-from workbench import cli
 from workbench.export import read_manifest
 from workbench.models import tiny_tokenizer
 

@@ -10,8 +10,7 @@ import torch
 
 from workbench.errors import ParamError
 from workbench.lenses import LensReadout, LensSpec, TunedLensSpec, decode_stats, entropy, kl_to_final
-from workbench.lenses.readout import FinalDist
-from workbench.lenses.readout import row_chunks, token_set_tensors
+from workbench.lenses.readout import FinalDist, row_chunks, token_set_tensors
 from workbench.tracing.lens import read_positions
 
 

@@ -34,5 +34,5 @@ from workbench.recordings.recording import Recording
 
 __all__ = ["LensRequest", "Recording", "StoreStatus", "StoredLens", "ensure_lens", "ensure_recording", "find_entry",
            "job_key", "job_label", "legacy_unit_key", "lookup", "record", "record_job", "record_job_args",
-           "recording_rows", "remote_problems", "start_lens", "start_recording", "store_status", "stored_by_fingerprint",
-           "stored_lens", "stored_recording", "unit_key"]
+           "recording_rows", "remote_problems", "start_lens", "start_recording", "store_status",
+           "stored_by_fingerprint", "stored_lens", "stored_recording", "unit_key"]
