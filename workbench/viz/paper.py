@@ -6,9 +6,8 @@
 - **Legend**: outside the plot, never on it. To the right, one entry per row, when every
   entry fits the figure's height and the legend takes at most :data:`RIGHT_LEGEND_SHARE` of
   its width; otherwise in columns below the x axis, the figure growing taller so that the
-  plot keeps :data:`MIN_PLOT_SHARE` of the height (unless the caller fixed the height).
-  Every entry is drawn (plotly clips a legend taller than the figure: how "ja" went
-  missing at single width).
+  plot keeps :data:`MIN_PLOT_SHARE` of the height (unless the caller fixed the height). Every
+  entry is drawn (plotly clips a legend taller than the figure: how "ja" went missing).
 - **Ticks**: horizontal. A category axis (layers ``emb, 0 … 17``) shows every k-th label,
   a linear one a coarser ``dtick`` and a log one decades only, when the labels would
   otherwise collide.
