@@ -33,6 +33,8 @@ from workbench.jobs import history
 from workbench.jobs.warm import memory_budget_gb, read_settings
 from workbench.progress import FINAL_STATES, RateMeter
 from workbench.recordings.ensure import record_job
+from workbench.recordings.lens import lens_job
+from workbench.recordings.tuned_lens import tuned_lens_job
 
 log = logging.getLogger("workbench.warm")
 
@@ -41,6 +43,8 @@ __all__ = ["KINDS", "Reporter", "main", "serve"]
 KINDS: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {
     "record": record_job,
     "evaluate": evaluate_job,
+    "lens": lens_job,
+    "tuned_lens": tuned_lens_job,
 }
 """Job kind -> the function that runs it (`args`, the job's `Reporter`) and returns a JSON-able result."""
 

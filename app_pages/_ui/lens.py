@@ -18,7 +18,7 @@ from app_pages._ui.recording import job_panel
 from workbench import models
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.errors import user_message
-from workbench.jobs.threads import JOBS
+from workbench.jobs.warm import WARM
 from workbench.lenses import TunedLensSpec
 from workbench.lenses.artifacts import LOGIT, list_lenses
 from workbench.paths import cache_root
@@ -64,7 +64,7 @@ def require_lens(spec: Mapping[str, Any], what: str) -> bool:
             "have it yet.", icon=":material/info:")
     for n in missing:
         key = lens_fetch.lens_job_of(n)
-        job = JOBS.get(key)
+        job = WARM.get(key)
         if job is None or not job.snapshot().running:
             label = f"Record {n.about.get('unit') or 'the prompts'} ({n.role})"
             if st.button(label, type="primary", icon=":material/fiber_manual_record:", key=f"lens-rec-{key}"):
@@ -87,7 +87,7 @@ def tuned_lens_panel(s: Settings) -> None:
     corpus = CorpusSpec(source=s.corpus.source, langs=s.corpus.langs, limit=int(limit) if limit else None)
     spec = TunedLensSpec(steps=steps)
     key = train_job_key(s.model, corpus, spec)
-    job = JOBS.get(key)
+    job = WARM.get(key)
     if job is None or not job.snapshot().running:
         if c[2].button(f"Train on {corpus.source} ({', '.join(corpus.langs)})", type="primary",
                        icon=":material/model_training:", key="lens-train"):

@@ -11,7 +11,7 @@ from test_pages import APP, figures, ok, trace, ys
 from workbench import models
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.finetune import jobs as finetune_jobs
-from workbench.jobs.threads import JOBS
+from workbench.jobs.warm import WARM
 from workbench.lenses.artifacts import list_lenses
 from workbench.recipes.build import build
 from workbench.recipes.settings import TINY_ENV, Settings
@@ -36,8 +36,8 @@ def app(page: str) -> AppTest:
 
 
 def wait_jobs() -> None:
-    for j in JOBS.jobs():
-        assert j.wait(120)
+    for j in WARM.jobs():  # the app's warm model worker runs lens readouts and tuned-lens training
+        assert j.wait(300)
         assert j.snapshot().state != "failed", j.snapshot().error
 
 

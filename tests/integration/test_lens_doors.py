@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import models
+from workbench import models, warm
 from workbench.analysis.latent_curves import latent_curves
 from workbench.cli import main
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.corpus import load_corpus
 from workbench.errors import ArtifactError, ExportError
-from workbench.jobs.threads import ThreadRegistry
+from workbench.jobs.threads import ThreadJob, ThreadRegistry
 from workbench.latent import SentencePromptSpec, load_words, sentence_latent_items, word_latent_items
 from workbench.lenses import LensSpec, TunedLensSpec
 from workbench.lenses.artifacts import lens_manifest, list_lenses
@@ -264,3 +264,14 @@ def test_on_gemma_the_last_layer_curve_is_the_models_own_next_token_mass(tmp_pat
     last = b.table.iloc[-1]
     assert last["layer"] == state.n_layers - 1 and last["n"] == 3
     assert last["p_target"] == pytest.approx(np.mean(own), abs=1e-5)
+
+
+def test_the_warm_workers_lens_job_reads_what_the_request_names(counted):
+    """The worker's "lens" kind rebuilds the request from its JSON arguments: the same store key, computed once."""
+    req = LensRequest(("Everyone has the right to life.",), (("a", (5, 6)),), LensSpec(positions="last", top_k=2),
+                      about={"unit": "one sentence"})
+    args = json.loads(json.dumps(lens_rec.lens_job_args(TINY, req)))  # what the worker's request.json holds
+    assert warm.KINDS["lens"] is lens_rec.lens_job
+    out = lens_rec.lens_job(args, ThreadJob("k", "lens"))
+    assert out == {"key": lens_rec.lens_key(models.fingerprint(TINY), req)} and counted == [1]
+    assert lens_rec.lens_job(args, ThreadJob("k", "lens")) == out and counted == [1]  # stored: nothing recomputed

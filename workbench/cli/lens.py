@@ -20,6 +20,7 @@ from typing import Any
 from workbench.cli._args import ProgressBar, add_field_args, add_model_args, csv_list, model_spec, spec_from_args
 from workbench.config import CorpusSpec
 from workbench.errors import JobError
+from workbench.jobs.threads import JOBS
 from workbench.lenses import TunedLensSpec
 from workbench.lenses.artifacts import list_lenses
 from workbench.models import fingerprint
@@ -41,7 +42,8 @@ def cmd_lens_train(a: argparse.Namespace) -> int:
     """Train a tuned lens (or find the saved one of the same request) and print its id."""
     spec = TunedLensSpec.from_dict(spec_from_args(a, dataclasses.fields(TunedLensSpec)))
     model = model_spec(a)
-    job = start_tuned_lens(model, CorpusSpec(source=a.corpus, langs=tuple(a.langs), limit=a.limit), spec)
+    job = start_tuned_lens(model, CorpusSpec(source=a.corpus, langs=tuple(a.langs), limit=a.limit), spec,
+                           registry=JOBS)  # in the foreground: this process trains it
     bar = ProgressBar(a.progress)
     try:
         while not job.wait(0.5):

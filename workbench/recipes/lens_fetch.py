@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench.errors import ExportError
-from workbench.jobs.threads import ThreadJob
 from workbench.lenses import LensSpec
 from workbench.progress import Progress, StatusFn
 from workbench.recipes.analysis import LensNeed
@@ -69,11 +68,11 @@ def lens_status(needs: Sequence[LensNeed]) -> list[tuple[LensNeed, StoredLens | 
 
 
 def lens_job_of(need: LensNeed) -> str:
-    """The key of the background job that computes a need (`jobs.threads.JOBS`)."""
+    """The key of the background job that computes a need (the warm worker's, `jobs.warm.WARM`)."""
     return lens_job_key(need.model, lens_request(need))
 
 
-def start_lens_need(need: LensNeed, *, rerun_done: bool = True) -> ThreadJob:
+def start_lens_need(need: LensNeed, *, rerun_done: bool = True) -> Any:
     """Compute a need in the background (`recordings.lens.start_lens`); returns the shared job."""
     return start_lens(need.model, lens_request(need), rerun_done=rerun_done)
 

@@ -11,7 +11,8 @@ versions; how prompts are batched is not part of it (it changes no number).
 `ensure_lens` returns the stored readout or computes it (the model loaded only then) and
 stores it atomically, holding the key's lock meanwhile so that two processes never compute
 it twice; `stored_lens` only looks (never loads a model, converts or downloads);
-`start_lens` is the same work as a background job of `workbench.jobs.threads`.
+`start_lens` is the same work as a background job: the app's warm model worker (`lens_job`,
+its job kind ``"lens"``) by default, or a thread of a `jobs.threads.ThreadRegistry`.
 
 What is stored is what views need (`lenses.LensReadout`): per (prompt, position) read and
 layer the top-k ids and probabilities, entropy, KL to the final layer and the mass of each
@@ -36,7 +37,8 @@ from transformers import AutoTokenizer
 from workbench import models
 from workbench.config import ModelSpec, stable_hash
 from workbench.errors import ParamError
-from workbench.jobs.threads import JOBS, ThreadJob, ThreadRegistry
+from workbench.jobs.threads import ThreadRegistry
+from workbench.jobs.warm import WARM
 from workbench.lenses import LensReadout, LensSpec
 from workbench.lenses.artifacts import LOGIT, check_lens, lens_label, load_lens
 from workbench.models import ModelState
@@ -45,8 +47,8 @@ from workbench.progress import Progress, StatusFn, StopFn
 from workbench.store import Entry, Store, make_key
 from workbench.tracing.lens import lens_readout
 
-__all__ = ["LENS_FORMAT", "LensRequest", "StoredLens", "ensure_lens", "lens_job_key", "lens_key", "lens_work",
-           "start_lens", "stored_lens", "tokenizer_for"]
+__all__ = ["LENS_FORMAT", "LensRequest", "StoredLens", "ensure_lens", "lens_job", "lens_job_args", "lens_job_key",
+           "lens_key", "lens_work", "start_lens", "stored_lens", "tokenizer_for"]
 
 LENS_FORMAT = 1
 """Version of a lens entry's arrays and manifest (part of the key)."""
@@ -237,23 +239,45 @@ def _label(model: ModelSpec, request: LensRequest) -> str:
     return f"{Path(model.source).name}{tuned} · {what} · {lens}"
 
 
-def lens_work(model: ModelSpec, request: LensRequest, job: ThreadJob) -> StoredLens:
+def lens_work(model: ModelSpec, request: LensRequest, job: Any) -> StoredLens:
     """A readout job's work: a plain function of its arguments and the job's reporter."""
-    job.status("checking the store")
+    job.phase("checking the store", unit="prompts")
     found = stored_lens(model, request)
     if found is not None:
         return found
-    job.status(f"loading {model.source}")
+    warm = models.normalize(model) in models.loaded_states()
+    job.phase(f"{Path(model.source).name} is loaded" if warm else f"loading {Path(model.source).name}",
+              load=None if warm else model.source)
     state = models.load(model, progress=job.status)
-    job.computing()
+    job.phase(f"reading {len(request.prompts)} prompt(s) through every layer", unit="prompts")
     return ensure_lens(model, request, state=state, progress=job.progress, status=job.status,
                        should_stop=job.should_stop)
 
 
-def start_lens(model: ModelSpec, request: LensRequest, *, registry: ThreadRegistry | None = None,
-               rerun_done: bool = False) -> ThreadJob:
-    """Compute a readout in the background unless stored; returns the (possibly shared) job (kind ``"lens"``)."""
-    return (registry or JOBS).submit(lens_job_key(model, request), _label(model, request),
-                                     functools.partial(lens_work, model, request), kind="lens",
-                                     rerun_done=rerun_done)
+def lens_job_args(model: ModelSpec, request: LensRequest) -> dict[str, Any]:
+    """The JSON arguments of the worker's ``"lens"`` job kind."""
+    return {"model": model.to_dict(), "prompts": list(request.prompts),
+            "token_sets": [[n, [int(i) for i in ids]] for n, ids in request.token_sets],
+            "spec": request.spec.to_dict(), "lens": request.lens, "about": dict(request.about)}
 
+
+def lens_job(args: Mapping[str, Any], job: Any) -> dict[str, Any]:
+    """The warm worker's ``"lens"`` job kind: `lens_work` of `lens_job_args`; returns the store key."""
+    request = LensRequest(tuple(args["prompts"]), tuple((str(n), tuple(int(i) for i in ids))
+                                                        for n, ids in args["token_sets"]),
+                          LensSpec.from_dict(dict(args["spec"])), str(args["lens"]), dict(args["about"]))
+    return {"key": lens_work(ModelSpec.from_dict(dict(args["model"])), request, job).key}
+
+
+def start_lens(model: ModelSpec, request: LensRequest, *, registry: ThreadRegistry | None = None,
+               rerun_done: bool = False) -> Any:
+    """Compute a readout in the background unless stored; returns the (possibly shared) job (kind ``"lens"``).
+
+    By default the app's warm model worker runs it (`jobs.warm.WARM`; the state it loads stays
+    loaded for the next view); a `ThreadRegistry` runs it in a thread of this process.
+    """
+    key, label = lens_job_key(model, request), _label(model, request)
+    if registry is not None:
+        return registry.submit(key, label, functools.partial(lens_work, model, request), kind="lens",
+                               rerun_done=rerun_done)
+    return WARM.submit(key, label, "lens", lens_job_args(model, request), rerun_done=rerun_done)

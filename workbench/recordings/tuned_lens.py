@@ -10,13 +10,14 @@ A request (model fingerprint, corpus content of its languages, limit, `TunedLens
 keyed (`train_key`) and the key written into the manifest, so asking again for the same
 training returns the saved lens without training. `tuned_lens_work(model, corpus, spec,
 job)` is the job's whole work (a plain function of its arguments and the `ThreadJob`
-reporter); `start_tuned_lens` submits it to the in-process job registry (progress: steps,
-the mean KL as the metric, ETA, cancel).
+reporter); `start_tuned_lens` submits it to the app's warm model worker (`tuned_lens_job`) or
+to a thread registry (progress: steps, the mean KL as the metric, ETA, cancel).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,14 @@ from workbench import models
 from workbench.config import CorpusSpec, ModelSpec, stable_hash
 from workbench.corpus import ParallelCorpus, load_corpus_spec
 from workbench.errors import ParamError
-from workbench.jobs.threads import JOBS, ThreadJob, ThreadRegistry
+from workbench.jobs.threads import ThreadJob, ThreadRegistry
+from workbench.jobs.warm import WARM
 from workbench.lenses import TunedLensSpec, lens_kl, train_tuned_lens
 from workbench.lenses.artifacts import list_lenses, save_lens
 from workbench.paths import cache_root
 
 __all__ = ["HELDOUT_EVERY", "find_trained", "start_tuned_lens", "train_job_key", "train_key", "training_texts",
-           "tuned_lens_work"]
+           "tuned_lens_job", "tuned_lens_work"]
 
 HELDOUT_EVERY = 10
 """Unit i is held out when i % HELDOUT_EVERY == HELDOUT_EVERY - 1 (every language of that unit)."""
@@ -81,14 +83,16 @@ def tuned_lens_work(model: ModelSpec, corpus_spec: CorpusSpec, spec: TunedLensSp
     found = find_trained(key)
     if found is not None:
         return found
-    job.status(f"loading {model.source}")
+    warm = models.normalize(model) in models.loaded_states()
+    job.phase(f"{Path(model.source).name} is loaded" if warm else f"loading {Path(model.source).name}",
+              load=None if warm else model.source)
     state = models.load(model, progress=job.status)
-    job.computing()
+    job.phase(f"training {spec.steps} steps", unit="steps")
     kw = {"max_length": spec.max_length, "batch_tokens": spec.batch_tokens}
     lens = train_tuned_lens(state, train, steps=spec.steps, lr=spec.lr, momentum=spec.momentum,
                             weight_decay=spec.weight_decay, seed=spec.seed, progress=job.progress,
                             should_stop=job.should_stop, **kw)
-    job.status("measuring the held-out KL")
+    job.phase("measuring the held-out KL")
     lens.metrics.update(heldout_kl_logit=lens_kl(state, held, None, **kw).tolist(),
                         heldout_kl_tuned=lens_kl(state, held, lens, **kw).tolist(),
                         data=_describe(corpus, corpus_spec, len(train), len(held), key))
@@ -102,13 +106,26 @@ def train_job_key(model: ModelSpec, corpus_spec: CorpusSpec, spec: TunedLensSpec
                         "spec": spec.to_dict(), "root": str(cache_root())}, n=20)
 
 
+def tuned_lens_job(args: Mapping[str, Any], job: Any) -> dict[str, Any]:
+    """The warm worker's ``"tuned_lens"`` job kind: `tuned_lens_work` of (model, corpus, spec) as JSON."""
+    return tuned_lens_work(ModelSpec.from_dict(dict(args["model"])), CorpusSpec.from_dict(dict(args["corpus"])),
+                           TunedLensSpec.from_dict(dict(args["spec"])), job)
+
+
 def start_tuned_lens(model: ModelSpec, corpus_spec: CorpusSpec, spec: TunedLensSpec | None = None, *,
-                     registry: ThreadRegistry | None = None, rerun_done: bool = False) -> ThreadJob:
-    """Train a tuned lens in the background (kind ``"tuned_lens"``); joins a running job of the same specs."""
+                     registry: ThreadRegistry | None = None, rerun_done: bool = False) -> Any:
+    """Train a tuned lens in the background (kind ``"tuned_lens"``); joins a running job of the same specs.
+
+    By default the app's warm model worker trains it (the state stays loaded for the lens
+    views after it); a `ThreadRegistry` trains it in a thread of this process (the CLI).
+    """
     spec = spec or TunedLensSpec()
     tuned = f" + {Path(model.artifact).parent.name}" if model.artifact else ""
     label = (f"tuned lens · {Path(model.source).name}{tuned} · {Path(corpus_spec.source).name} "
              f"{', '.join(corpus_spec.langs)} · {spec.steps} steps")
-    return (registry or JOBS).submit(train_job_key(model, corpus_spec, spec), label,
-                                     functools.partial(tuned_lens_work, model, corpus_spec, spec),
-                                     kind="tuned_lens", rerun_done=rerun_done)
+    key = train_job_key(model, corpus_spec, spec)
+    if registry is not None:
+        return registry.submit(key, label, functools.partial(tuned_lens_work, model, corpus_spec, spec),
+                               kind="tuned_lens", rerun_done=rerun_done)
+    args = {"model": model.to_dict(), "corpus": corpus_spec.to_dict(), "spec": spec.to_dict()}
+    return WARM.submit(key, label, "tuned_lens", args, rerun_done=rerun_done)
