@@ -96,8 +96,9 @@ def settle(page, timeout_ms: float = 600_000) -> None:
 
 def shows_limit(page, value: int, timeout_ms: float = 600_000) -> None:
     """Wait until the Store section shows `value` units per language (the page's run with it finished)."""
-    metric = page.locator('[data-testid="stMetric"]', has_text="Units per language")
-    metric.filter(has_text=re.compile(rf"\b{value}\b")).first.wait_for(timeout=timeout_ms)
+    metric = page.locator('[data-testid="stMetric"]', has_text="Units per language")  # display: contents
+    metric.locator('[data-testid="stMetricValue"]', has_text=re.compile(rf"^{value}$")).first.wait_for(
+        timeout=timeout_ms)
 
 
 def set_limit(page, value: int) -> float:
@@ -138,13 +139,17 @@ def watch(page, t_click: float, timeout: float = 1800) -> dict:
             if loading_shown(page):
                 out["loading_from"] = out["loading_from"] if out["loading_from"] is not None else now
                 out["loading_to"] = now
-            if progress_done(page) > 0:
+            if progress_done(page) > 0 or finished(page):  # a short run can finish between two looks
                 out["first"] = now
                 return out
         except Exception:  # noqa: BLE001 - the page is rerunning; look again
             pass
         page.wait_for_timeout(100)
     return out
+
+
+def finished(page) -> bool:
+    return page.get_by_text(re.compile(r"Recorded \d+ languages")).count() > 0
 
 
 def wait_stored(page, timeout_ms: float = 1_800_000) -> None:
@@ -186,6 +191,7 @@ def scenario(name: str, root: Path, work: Path, args: argparse.Namespace) -> dic
             res["widget idle"] = [set_limit(page, args.limit - 1 - i % 2) for i in range(4)]
             set_limit(page, args.limit)
             settle(page)
+            print(f"[{name}] idle probes done; recording", flush=True)
             t_click = click_record(page)
             first = watch(page, t_click)  # the load happens here, in the app
             res["first click->first sentence"] = first["first"]
@@ -206,6 +212,7 @@ def scenario(name: str, root: Path, work: Path, args: argparse.Namespace) -> dic
             wait_stored(page)
             set_limit(page, args.limit + 10)  # a new corpus choice of the same model: all computed
             settle(page)
+            print(f"[{name}] first recording stored; a second corpus choice", flush=True)
             t_click = click_record(page)
             second = watch(page, t_click)
             res["second click->first sentence"] = second["first"]
