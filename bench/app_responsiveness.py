@@ -137,7 +137,7 @@ def click_record(page) -> float:
 
 def watch(page, t_click: float, timeout: float = 1800) -> dict:
     """After a Record click: when loading was first/last shown and when the first sentence was counted."""
-    out: dict = {"loading_from": None, "loading_to": None, "first": None}
+    out: dict = {"loading_from": None, "loading_to": None, "first": None, "computing": None}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         now = time.perf_counter() - t_click
@@ -145,6 +145,9 @@ def watch(page, t_click: float, timeout: float = 1800) -> dict:
             if loading_shown(page):
                 out["loading_from"] = out["loading_from"] if out["loading_from"] is not None else now
                 out["loading_to"] = now
+            bars = page.locator('[data-testid="stProgress"]').all_inner_texts()
+            if out["computing"] is None and bars and not any("loading" in b.lower() for b in bars):
+                out["computing"] = now  # a progress bar past loading: the job computes (its batch still running)
             if progress_done(page) > 0 or finished(page):  # a short run can finish between two looks
                 out["first"] = now
                 return out
@@ -223,6 +226,7 @@ def scenario(name: str, root: Path, work: Path, args: argparse.Namespace) -> dic
             t_click = click_record(page)
             second = watch(page, t_click)
             res["second click->first sentence"] = second["first"]
+            res["second click->computing shown"] = second["computing"]
             wait_stored(page)
             browser.close()
     finally:
