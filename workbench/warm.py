@@ -48,6 +48,9 @@ KINDS: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {
 }
 """Job kind -> the function that runs it (`args`, the job's `Reporter`) and returns a JSON-able result."""
 
+NICE = 10
+"""How much lower the worker's CPU priority is than the app's (`os.nice`): pages stay responsive while it works."""
+
 _WRITE_EVERY_S = 0.25
 _POLL_S = 0.1
 
@@ -264,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = dict(zip(args[1::2], args[2::2]))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    os.nice(NICE)  # background work: on a busy machine the app's own process answers first
     return serve(root, int(opts["--parent"]) if "--parent" in opts else None,
                  idle_s=float(opts["--idle"]) if "--idle" in opts else None)
 

@@ -309,6 +309,17 @@ def test_every_page_keeps_its_choices_in_the_url_through_reloads_browsers_and_a_
             page.reload()
             shows_the_choices(page)
             _screenshot(page, "finetune-after-restart")
+            # A link with one unusable value: that choice is dropped with a warning naming it, the others stay.
+            bad = browser.new_page(viewport={"width": 1400, "height": 1000})
+            bad.goto(url + "/?model=tiny:llama&langs=en,sw&limit=-5")
+            expect(bad.get_by_text(re.compile(r"limit=-5.*could not be used and was dropped"))).to_be_visible(
+                timeout=60_000)
+            _settle(bad)
+            for kept in ("en — English", "sw — Swahili"):
+                expect(bad.get_by_text(kept, exact=True).first).to_be_visible()
+            expect(bad.get_by_text("zh — Mandarin Chinese", exact=False)).to_have_count(0)
+            expect(bad.get_by_role("spinbutton", name="Limit units (optional)")).to_have_value("")
+            _no_errors(bad)
         finally:
             browser.close()
             next(server, None)

@@ -18,6 +18,7 @@ from workbench.evaluation.jobs import start_evaluation
 from workbench.examples import DataSpec
 from workbench.jobs import warm
 from workbench.recordings import store_status
+from workbench.warm import NICE
 
 MODEL = ModelSpec(source="tiny:llama")
 SPEC = RecordSpec(poolings=("mean",), max_length=32)
@@ -49,6 +50,8 @@ def test_a_recording_runs_in_the_worker_and_a_second_one_finds_the_state_loaded(
     assert (second.done, second.total) == (4, 4)
     state = warm.worker_state()
     assert state["pid"] != os.getpid() and [m["source"] for m in state["loaded"]] == ["tiny:llama"]
+    # background work: the worker runs at a lower CPU priority than the app that started it
+    assert os.getpriority(os.PRIO_PROCESS, state["pid"]) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICE)
     assert state["budget_bytes"] == int(warm.default_memory_gb() * 2**30)  # the default: half the machine
     warm.write_settings(memory_gb=0.25)  # the setting the app writes; read before each job
     assert _wait(_record(["de"])).state == "done"
