@@ -9,7 +9,8 @@ corpus and record spec; the analysis parameters). Sources (keys of `requests.SOU
 
 - neurons `lang=X`: X's LAPE neurons (`analysis.overlap.language_specific_neurons` over the
   corpus languages, `entropy_quantile`, `prob_quantile`); `random=SEED` with `lang=X`: as
-  many neurons per layer as X's set, drawn uniformly (the deactivation control);
+  many neurons per layer as X's set, drawn uniformly (the deactivation control; `lang=mean`:
+  the languages' mean size per layer, rounded);
   `file=...neuron.pth` (+ `index=K` or `lang=X, file_langs=a+b+...`): a RUCAIBox mask;
   mode mean: the mean activation of `mean_lang` (default X) over its corpus sentences
   (counted tokens: no special tokens, no padding), by one forward pass with hooks.
@@ -127,10 +128,14 @@ def _neurons(iv: InterventionSpec, src: dict[str, Any], s: _Sources) -> tuple[di
                              "control, or file=...neuron.pth")
         rec = s.recording()
         eq, pq = float(src.get("entropy_quantile", 0.01)), float(src.get("prob_quantile", 0.95))
-        if src["lang"] not in rec.entries:
+        control = src["lang"] == "mean" and "random" in src  # the control of a matrix: the languages' mean size
+        if src["lang"] not in rec.entries and not control:
             raise ParamError(f"--intervention neurons: {src['lang']!r} is not among the corpus languages "
                              f"{list(rec.entries)} (--langs)")
-        sets = lape_sets(rec, list(rec.entries), entropy_quantile=eq, prob_quantile=pq)[str(src["lang"])]
+        every = lape_sets(rec, list(rec.entries), entropy_quantile=eq, prob_quantile=pq)
+        sets = every[str(src["lang"])] if not control else {
+            layer: [0] * round(sum(len(v.get(layer, ())) for v in every.values()) / len(every))
+            for layer in sorted({x for v in every.values() for x in v})}
         info = {"recording": s.recording_id(), "entropy_quantile": eq, "prob_quantile": pq,
                 "langs": "+".join(rec.entries)}
         if "random" in src:
