@@ -153,7 +153,7 @@ def deactivation_matrix(base: ModelSpec, corpus: CorpusSpec, record: RecordSpec,
     return pd.DataFrame(matrix, columns=MATRIX_COLUMNS), pd.DataFrame(shift, columns=SHIFT_COLUMNS)
 
 
-def steering_curve(base: ModelSpec, corpus: CorpusSpec, record: RecordSpec, data: DataSpec, *, src: str, tgt: str,
+def steering_curve(base: ModelSpec, corpus: CorpusSpec, record: RecordSpec, data: DataSpec | Mapping[str, Any], *, src: str, tgt: str,
                    direction: tuple[str, str], alphas: Sequence[float] = (0, 1, 2, 4, 8),
                    layers: tuple[int, ...] | None = None, positions: str = "all", norm: bool = False,
                    limit: int | None = None, max_new_tokens: int = 64, store: Store | None = None,
@@ -165,6 +165,7 @@ def steering_curve(base: ModelSpec, corpus: CorpusSpec, record: RecordSpec, data
     generations: alpha + the translation suite's generation columns).
     """
     store = store or Store()
+    data = data if isinstance(data, DataSpec) else DataSpec.from_dict(dict(data))
     request = InterventionSpec(kind="vector", layers=layers, positions=positions, strength=1.0,
                                options=(("norm", norm),), source=(("src", src), ("tgt", tgt)))
     unit = resolve_spec(dataclasses.replace(base, interventions=(*base.interventions, request)), corpus=corpus,

@@ -10,7 +10,8 @@
 Spec keys: `layers` (`6-12`, `3+5+7`), `positions` (all, last, from:K), `strength` (alias
 `alpha`). Kind options: neurons `mode`, `factor`; vector `beta`, `norm`; subspace `mode`.
 Every other key says where the tensors come from (`source`) and is read by
-`interventions.resolve`. Values are numbers, true/false, or text.
+`interventions.resolve`; `corpus=udhr,langs=en+sw+fr,limit=50` name the recording they are
+computed from (default: the command's own corpus, languages and limit). Values are numbers, true/false, or text.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ __all__ = ["SOURCE_KEYS", "SYNTAX", "parse_intervention"]
 
 SYNTAX = "KIND:key=value,... e.g. neurons:lang=sw,mode=zero or vector:src=en,tgt=sw,alpha=4,layers=6-12"
 OPTION_KEYS = {"neurons": ("mode", "factor"), "vector": ("beta", "norm"), "subspace": ("mode",)}
+CORPUS_KEYS = ("corpus", "langs", "limit")
+"""Source keys naming the recording the tensors come from (default: the command's corpus)."""
 SOURCE_KEYS = {
-    "neurons": ("lang", "random", "file", "index", "file_langs", "entropy_quantile", "prob_quantile", "mean_lang"),
-    "vector": ("src", "tgt", "file"),
-    "subspace": ("lang", "tgt", "rank", "file"),
+    "neurons": ("lang", "random", "file", "index", "file_langs", "entropy_quantile", "prob_quantile", "mean_lang",
+                *CORPUS_KEYS),
+    "vector": ("src", "tgt", "file", *CORPUS_KEYS),
+    "subspace": ("lang", "tgt", "rank", "file", *CORPUS_KEYS),
 }
 """Keys of `source` each kind's resolver reads (`interventions.resolve`)."""
 

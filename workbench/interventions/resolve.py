@@ -48,7 +48,7 @@ from workbench.models.interventions import save_tensors
 from workbench.progress import Progress, StatusFn
 from workbench.recordings import Recording, ensure_recording
 
-__all__ = ["lape_sets", "neuron_means", "resolve_one", "resolve_spec"]
+__all__ = ["lape_sets", "neuron_means", "corpus_of", "resolve_one", "resolve_spec"]
 
 
 @dataclasses.dataclass
@@ -206,9 +206,11 @@ def resolve_one(iv: InterventionSpec, s: _Sources) -> InterventionSpec:
     return dataclasses.replace(iv, file=save_tensors(tensors), source=tuple(sorted(source.items())))
 
 
-def resolve_spec(model: ModelSpec, *, corpus: CorpusSpec, record: RecordSpec | None = None,
+def resolve_spec(model: ModelSpec, *, corpus: CorpusSpec | None = None, record: RecordSpec | None = None,
                  progress: Progress | None = None, status: StatusFn | None = None) -> ModelSpec:
     """`model` with every intervention concrete (see the module docstring); no-op without unresolved ones.
+
+    `corpus`: the recording's corpus where an intervention names none (default `CorpusSpec()`).
 
     Raises:
         ParamError: a source that names no language of the corpus, a bad file (one line).
@@ -216,5 +218,20 @@ def resolve_spec(model: ModelSpec, *, corpus: CorpusSpec, record: RecordSpec | N
     """
     if all(iv.resolved for iv in model.interventions):
         return model
-    s = _Sources(dataclasses.replace(model, interventions=()), corpus, record or RecordSpec(), progress, status)
-    return dataclasses.replace(model, interventions=tuple(resolve_one(iv, s) for iv in model.interventions))
+    base = dataclasses.replace(model, interventions=())
+    sources: dict[CorpusSpec, _Sources] = {}
+    out = []
+    for iv in model.interventions:
+        c = corpus_of(iv, corpus)
+        s = sources.setdefault(c, _Sources(base, c, record or RecordSpec(), progress, status))
+        out.append(resolve_one(iv, s))
+    return dataclasses.replace(model, interventions=tuple(out))
+
+
+def corpus_of(iv: InterventionSpec, default: CorpusSpec | None) -> CorpusSpec:
+    """The corpus an intervention's tensors come from: its `corpus`/`langs`/`limit` source keys over `default`."""
+    src = dict(iv.source)
+    d = default or CorpusSpec()
+    langs = tuple(str(src["langs"]).split("+")) if "langs" in src else d.langs
+    limit = src.get("limit", d.limit if "corpus" not in src else None)
+    return CorpusSpec(source=str(src.get("corpus", d.source)), langs=langs, limit=limit)
