@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pickle
+
 import torch
 
 from workbench.errors import ParamError
@@ -33,7 +35,7 @@ def read_neuron_pth(path: str | Path) -> list[list[torch.Tensor]]:
     p = Path(path)
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as e:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:  # weights_only refuses code
         raise ParamError(f"{p}: cannot read it as a .neuron.pth mask ({type(e).__name__}: {str(e)[:150]})") from None
     ok = isinstance(data, list | tuple) and all(
         isinstance(lang, list | tuple) and all(isinstance(t, torch.Tensor) and not t.is_floating_point()

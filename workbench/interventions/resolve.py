@@ -44,7 +44,7 @@ from workbench.examples import collate
 from workbench.examples.encode import encode_texts
 from workbench.interventions.neuron_pth import language_index, read_neuron_pth
 from workbench.models.architectures import get_path
-from workbench.models.interventions import save_tensors
+from workbench.models.interventions import KINDS, save_tensors
 from workbench.progress import Progress, StatusFn
 from workbench.recordings import Recording, ensure_recording
 
@@ -218,6 +218,8 @@ def resolve_spec(model: ModelSpec, *, corpus: CorpusSpec | None = None, record: 
     """
     if all(iv.resolved for iv in model.interventions):
         return model
+    for iv in model.interventions:  # a bad option: one line before any recording
+        KINDS[iv.kind].check(iv)
     base = dataclasses.replace(model, interventions=())
     sources: dict[CorpusSpec, _Sources] = {}
     out = []

@@ -70,10 +70,13 @@ def install(model: Any, arch: ArchEntry, specs: Sequence[InterventionSpec]) -> l
     positions = Positions()
     body = get_path(model, arch.base)
     handles = [body.register_forward_pre_hook(positions.pre_hook, with_kwargs=True)]
+    sites = []
     for iv in specs:
         try:
-            sites = KINDS[iv.kind].sites(iv, load_tensors(str(iv.file)), model, arch, positions)
+            sites += KINDS[iv.kind].sites(iv, load_tensors(str(iv.file)), model, arch, positions)
         except (KeyError, ValueError) as e:  # a file of another kind (names it lacks, a malformed name)
             raise ModelError(f"{iv.kind} intervention: its tensor file {iv.file} is not a {iv.kind} file ({e})") from e
-        handles += [s.module.register_forward_hook(s.hook) for s in sites]
+    # Ours run before any hook already there (transformers' output-capturing hooks, copied with the model), so
+    # `output_hidden_states` and every recorder see the intervened output; prepended in reverse: spec order kept.
+    handles += [s.module.register_forward_hook(s.hook, prepend=True) for s in reversed(sites)]
     return handles

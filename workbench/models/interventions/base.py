@@ -5,11 +5,12 @@ named by the sha256 of its bytes (`save_tensors` writes it, `load_tensors` reads
 it), so an `InterventionSpec` names its tensors by content and the state's fingerprint
 changes exactly when they do. Names in a file: `layer.<l>.<what>` (e.g. `layer.3.index`).
 
-Positions: a pre-hook on the model's body records how many positions the KV cache already
-holds, so a block's hook knows the absolute index of each position it sees (generation
-with the cache included). `all`: every position; `last`: the last position of each forward
-call (a left-padded prompt's last token, then each new token); `from:K`: absolute index
->= K (with left padding the pads count, as in HF's own position ids).
+Positions: a pre-hook on the model's body records the call's `position_ids` (or, where the
+caller passes none, how many positions the KV cache already holds), so a block's hook knows
+the absolute index of each position it sees, generation with the cache included. `all`:
+every position; `last`: the last position of each forward call (a left-padded prompt's last
+token, then each new token); `from:K`: absolute position >= K (HF's position ids: with
+left padding, as `generate` makes them, the pads do not count).
 """
 
 from __future__ import annotations
@@ -100,15 +101,18 @@ class Positions:
     """The absolute position offset of the current forward call (set by a pre-hook on the model body)."""
 
     past: int = 0
+    ids: torch.Tensor | None = None  # (B, T) position ids of the call, when the caller gave them
 
     def pre_hook(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Record how many positions the KV cache holds before this call."""
-        cache = kwargs.get("past_key_values")
+        """Record the call's position ids, or how many positions the KV cache holds before it."""
+        ids = kwargs.get("position_ids")
+        self.ids = ids if isinstance(ids, torch.Tensor) else None
+        cache = kwargs.get("past_key_values", kwargs.get("cache"))
         self.past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
 
 
 def select(spec: str, positions: Positions, t: int, device: Any) -> torch.Tensor | None:
-    """`(T,)` bool mask of the positions `spec` acts at in a call of `t` positions (None: all)."""
+    """`(T,)` or `(B, T)` bool mask of the positions `spec` acts at in a call of `t` positions (None: all)."""
     if spec == "all":
         return None
     if spec == "last":
@@ -116,12 +120,14 @@ def select(spec: str, positions: Positions, t: int, device: Any) -> torch.Tensor
         mask[-1] = True
         return mask
     start = int(spec.split(":", 1)[1])
+    if positions.ids is not None and positions.ids.shape[-1] == t:
+        return positions.ids.to(device) >= start  # (1 or B, T)
     return (torch.arange(t, device=device) + positions.past) >= start
 
 
 def where(mask: torch.Tensor | None, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    """`new` at the masked positions (dim -2), `old` elsewhere; `new` itself when every position is changed."""
-    return new if mask is None else torch.where(mask[:, None], new, old)
+    """`new` at the masked positions (`(T,)` or `(B, T)` over dims 0-1 of `(B, T, ·)`), `old` elsewhere."""
+    return new if mask is None else torch.where(mask[..., None], new, old)
 
 
 @dataclass
