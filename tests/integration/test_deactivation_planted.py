@@ -27,7 +27,8 @@ EQ = len(LANGS) * N_PER_LANG / (2 * 128)  # LAPE keeps as many neurons as were p
 
 
 def _sentences(letters: str, n: int, rng: random.Random) -> list[str]:
-    return [" ".join("".join(rng.choice(letters) for _ in range(rng.randint(2, 4))) for _ in range(8)) for _ in range(n)]
+    word = lambda: "".join(rng.choice(letters) for _ in range(rng.randint(2, 4)))  # noqa: E731
+    return [" ".join(word() for _ in range(8)) for _ in range(n)]
 
 
 @pytest.fixture(scope="module")

@@ -89,7 +89,8 @@ def test_a_steered_forward_equals_the_hand_computed_residual_update():
     base = models.load("tiny:llama")
     with torch.no_grad():
         h = base.model(input_ids=IDS, output_hidden_states=True, use_cache=False).hidden_states
-    for kw, rows in (({}, slice(None)), ({"positions": "from:5"}, slice(5, None)), ({"positions": "last"}, slice(7, 8))):
+    cases = (({}, slice(None)), ({"positions": "from:5"}, slice(5, None)), ({"positions": "last"}, slice(7, 8)))
+    for kw, rows in cases:
         iv = _vector(1, v_src, v_tgt, strength=2.0, options=(("beta", 3.0),), **kw)
         with torch.no_grad():
             got = models.load(_spec("tiny:llama", iv)).model(input_ids=IDS, output_hidden_states=True,

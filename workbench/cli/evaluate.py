@@ -33,8 +33,8 @@ from workbench.evaluation.run import both_directions
 from workbench.evaluation.tables import combine
 from workbench.examples import DataSpec
 from workbench.fileio import atomic_write_files, writable_dir
-from workbench.interventions.resolve import resolve_spec
 from workbench.finetune import jobs as finetune_jobs
+from workbench.interventions.resolve import resolve_spec
 from workbench.models import artifacts
 from workbench.models.hooks import describe_inference, inference_kind
 

@@ -104,19 +104,31 @@ def _row_spec(base: ModelSpec, source: dict[str, Any], mode: str) -> ModelSpec:
     return dataclasses.replace(base, interventions=(*base.interventions, iv))
 
 
-def deactivation_matrix(base: ModelSpec, corpus: CorpusSpec, record: RecordSpec, eval_texts: Mapping[str, Sequence[str]],
-                        *, entropy_quantile: float = 0.01, prob_quantile: float = 0.95, mode: str = "zero",
-                        control_seed: int | None = 0, n_gen: int = 5, prompt_words: int = 5,
-                        max_new_tokens: int = 24, max_length: int = 128, n_boot: int = 1000, seed: int = 0,
-                        store: Store | None = None, status: Status = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def deactivation_matrix(base: ModelSpec, corpus: CorpusSpec, record: RecordSpec,
+                        eval_texts: Mapping[str, Sequence[str]], *, entropy_quantile: float = 0.01,
+                        prob_quantile: float = 0.95, mode: str = "zero", control_seed: int | None = 0, n_gen: int = 5,
+                        prompt_words: int = 5, max_new_tokens: int = 24, max_length: int = 128, n_boot: int = 1000,
+                        seed: int = 0, store: Store | None = None,
+                        status: Status = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The deactivation matrix and the generation language shift (see the module docstring).
 
     Args:
         base: the state whose neurons are switched off (its own interventions stay on).
-        corpus, record: the recording LAPE's sets come from (its languages are the rows).
+        corpus: the corpus of the recording LAPE's sets come from (its languages are the rows).
+        record: that recording's options.
         eval_texts: language -> held-out sentences (the columns); keep them out of `corpus`.
+        entropy_quantile: LAPE's entropy quantile (METHODS §3).
+        prob_quantile: LAPE's activation-probability quantile.
+        mode: what the neurons are set to (`models.interventions.neurons`: zero, mean, scale).
         control_seed: seed of the random-neuron control row (None: no control row).
         n_gen: prompts per language for the shift (the first words of its held-out sentences; 0: none).
+        prompt_words: words of a held-out sentence that make a prompt.
+        max_new_tokens: tokens per continuation.
+        max_length: truncate held-out sentences to this many tokens.
+        n_boot: bootstrap resamples.
+        seed: seed of the bootstrap.
+        store: where per-sentence NLLs and generations live (default: the workbench store).
+        status: one-line messages (which row runs).
 
     Returns:
         (matrix: `MATRIX_COLUMNS`, one row per (row state, evaluated language); shift:
@@ -153,8 +165,8 @@ def deactivation_matrix(base: ModelSpec, corpus: CorpusSpec, record: RecordSpec,
     return pd.DataFrame(matrix, columns=MATRIX_COLUMNS), pd.DataFrame(shift, columns=SHIFT_COLUMNS)
 
 
-def steering_curve(base: ModelSpec, corpus: CorpusSpec, record: RecordSpec, data: DataSpec | Mapping[str, Any], *, src: str, tgt: str,
-                   direction: tuple[str, str], alphas: Sequence[float] = (0, 1, 2, 4, 8),
+def steering_curve(base: ModelSpec, corpus: CorpusSpec, record: RecordSpec, data: DataSpec | Mapping[str, Any], *,
+                   src: str, tgt: str, direction: tuple[str, str], alphas: Sequence[float] = (0, 1, 2, 4, 8),
                    layers: tuple[int, ...] | None = None, positions: str = "all", norm: bool = False,
                    limit: int | None = None, max_new_tokens: int = 64, store: Store | None = None,
                    status: Status = None) -> tuple[pd.DataFrame, pd.DataFrame]:

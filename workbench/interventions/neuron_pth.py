@@ -9,11 +9,10 @@ dimension of `act_fn(gate)` — our `neurons` kind with mode zero.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import pickle
 
 import torch
 

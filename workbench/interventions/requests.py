@@ -62,6 +62,29 @@ def parse_layers(text: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _one_pair(text: str, kind: str, pair: str, spec: dict[str, Any], options: list[tuple[str, Any]],
+              source: list[tuple[str, Any]]) -> None:
+    """File one `key=value` of a request under the spec's fields, its kind options or its source."""
+    key, eq, raw = pair.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise ParamError(f"--intervention {text!r}: {pair!r} is not key=value; use {SYNTAX}")
+    value = _value(raw.strip())
+    if key == "layers":
+        spec["layers"] = parse_layers(raw.strip())
+    elif key == "positions":
+        spec["positions"] = str(raw.strip())
+    elif key in ("strength", "alpha"):
+        spec["strength"] = value
+    elif key in OPTION_KEYS[kind]:
+        options.append((key, value))
+    elif key in SOURCE_KEYS[kind]:
+        source.append((key, value))
+    else:
+        known = ("layers", "positions", "strength", *OPTION_KEYS[kind], *SOURCE_KEYS[kind])
+        raise ParamError(f"--intervention {text!r}: unknown key {key!r} for {kind}; keys: {', '.join(known)}")
+
+
 def parse_intervention(text: str) -> InterventionSpec:
     """`KIND:key=value,...` -> an unresolved InterventionSpec (see the module docstring).
 
@@ -73,26 +96,10 @@ def parse_intervention(text: str) -> InterventionSpec:
     if kind not in INTERVENTION_KINDS:
         raise ParamError(f"--intervention {text!r}: unknown kind {kind!r}; use {SYNTAX}")
     spec: dict[str, Any] = {"kind": kind}
-    options, source = [], []
+    options: list[tuple[str, Any]] = []
+    source: list[tuple[str, Any]] = []
     for pair in filter(None, (p.strip() for p in rest.split(","))) if sep else ():
-        key, eq, raw = pair.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ParamError(f"--intervention {text!r}: {pair!r} is not key=value; use {SYNTAX}")
-        value = _value(raw.strip())
-        if key == "layers":
-            spec["layers"] = parse_layers(raw.strip())
-        elif key == "positions":
-            spec["positions"] = str(raw.strip())
-        elif key in ("strength", "alpha"):
-            spec["strength"] = value
-        elif key in OPTION_KEYS[kind]:
-            options.append((key, value))
-        elif key in SOURCE_KEYS[kind]:
-            source.append((key, value))
-        else:
-            known = ("layers", "positions", "strength", *OPTION_KEYS[kind], *SOURCE_KEYS[kind])
-            raise ParamError(f"--intervention {text!r}: unknown key {key!r} for {kind}; keys: {', '.join(known)}")
+        _one_pair(text, kind, pair, spec, options, source)
     if not source:
         need = {"neurons": "lang=, random= or file=", "vector": "src= and/or tgt=", "subspace": "lang= or tgt="}[kind]
         raise ParamError(f"--intervention {text!r}: say where its tensors come from ({need})")

@@ -199,7 +199,7 @@ def resolve_one(iv: InterventionSpec, s: _Sources) -> InterventionSpec:
         return iv
     src = dict(iv.source)
     if str(src.get("file", "")).endswith(".safetensors"):
-        tensors, info = load_file(str(Path(src["file"]).expanduser())), {}
+        tensors, info = load_file(str(Path(src["file"]).expanduser())), dict[str, Any]()
     else:
         tensors, info = _KINDS[iv.kind](iv, src, s)
     source = {**src, **{k: v for k, v in info.items() if v is not None}}

@@ -49,5 +49,6 @@ __all__ = [
     "list_models", "load", "loaded_states", "memory_in_use", "meta_state", "normalize", "prepare",
     "remote_fingerprint", "remote_state",
     "resolve_device", "same_base", "set_memory_budget",
-    "state_from_model", "tensor_fingerprint", "tiny_model", "tiny_name", "tiny_tokenizer", "verify", "with_artifact", "with_interventions",
+    "state_from_model", "tensor_fingerprint", "tiny_model", "tiny_name", "tiny_tokenizer", "verify", "with_artifact",
+    "with_interventions",
 ]

@@ -30,7 +30,10 @@ __all__ = ["ANALYSES", "DeactivationParams", "SteeringParams"]
 class DeactivationParams(Params):
     """ΔPPL[neurons of language i off, text of language j] with intervals, a random control, the language shift."""
 
-    eval_limit: int = spec_field("held-out sentences per language: the units after the spec's --limit", 50)
+    eval_limit: int = spec_field("held-out sentences per language", 50)
+    heldout: str = spec_field("where they come from: after-limit (the corpus's units after --limit) or tatoeba "
+                              "(the first of tatoeba:<lang>; English from tatoeba:sw)", "after-limit",
+                              choices=("after-limit", "tatoeba"))
     entropy_quantile: float = spec_field("LAPE: keep neurons in the lowest entropy quantile", 0.01)
     prob_quantile: float = spec_field("LAPE: whose top activation probability is above this quantile", 0.95)
     mode: str = spec_field("zero (Tang et al.), mean (the language's mean activation) or scale", "zero",
@@ -44,6 +47,7 @@ class DeactivationParams(Params):
     def __post_init__(self) -> None:
         super().__post_init__()
         choice("mode", self.mode, ("zero", "mean", "scale"))
+        choice("heldout", self.heldout, ("after-limit", "tatoeba"))
         if self.eval_limit < 2:
             raise ParamError(f"eval_limit must be at least 2 sentences, got {self.eval_limit}")
 
@@ -81,21 +85,30 @@ def _deactivation(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:
     p = c.p
     need = main_recording(c.spec)[0]
     c.record()  # the LAPE counts (recorded once, store first), kept for provenance
-    start = c.spec["limit"]
-    if start is None:
-        raise ParamError("deactivation needs --limit N: LAPE's neurons come from the first N units, the held-out "
-                         "sentences are the next eval_limit")
-    corpus = load_corpus(c.spec["corpus"])
-    texts = {j: corpus.texts(j)[start:start + p["eval_limit"]] for j in need.corpus.langs}
-    short = [j for j, t in texts.items() if len(t) < 2]
-    if short:
-        raise ParamError(f"the corpus has fewer than 2 units after the first {start} in {short}: lower --limit")
+    texts = _heldout(c.spec, p, need.corpus.langs)
     matrix, shift = _experiments(c).deactivation_matrix(
         need.model, need.corpus, need.record, texts, entropy_quantile=p["entropy_quantile"],
         prob_quantile=p["prob_quantile"], mode=p["mode"], control_seed=p["control_seed"], n_gen=p["n_gen"],
         max_new_tokens=p["max_new_tokens"], max_length=p["max_length"], n_boot=p["n_boot"], status=c.status)
     c.extra["shift"] = shift
     return deactivation_figure(matrix, shift, title=c.spec["title"]), matrix
+
+
+def _heldout(spec: dict[str, Any], p: dict[str, Any], langs: tuple[str, ...]) -> dict[str, list[str]]:
+    """Language -> its held-out sentences (never the units LAPE's neurons were chosen on)."""
+    n = p["eval_limit"]
+    if p["heldout"] == "tatoeba":
+        return {j: load_corpus("tatoeba:sw" if j == "en" else f"tatoeba:{j}").texts(j)[:n] for j in langs}
+    start = spec["limit"]
+    if start is None:
+        raise ParamError("deactivation needs --limit N: LAPE's neurons come from the first N units, the held-out "
+                         "sentences are the next eval_limit (or --heldout tatoeba)")
+    corpus = load_corpus(spec["corpus"])
+    texts = {j: corpus.texts(j)[start:start + n] for j in langs}
+    short = [j for j, t in texts.items() if len(t) < 2]
+    if short:
+        raise ParamError(f"the corpus has fewer than 2 units after the first {start} in {short}: lower --limit")
+    return texts
 
 
 def _steering(c: Ctx) -> tuple[go.Figure, pd.DataFrame]:

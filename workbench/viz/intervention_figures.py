@@ -1,4 +1,4 @@
-"""Intervention figures: the deactivation matrix (ΔPPL with intervals) and the steering curve (returned, never rendered)."""
+"""Intervention figures: the deactivation matrix (ΔPPL with intervals) and the steering curve (never rendered)."""
 
 from __future__ import annotations
 
