@@ -14,6 +14,9 @@ from workbench.config import CorpusSpec, InterventionSpec, ModelSpec, RecordSpec
 from workbench.errors import ModelError, ParamError
 from workbench.interventions import experiments, parse_intervention
 from workbench.interventions.neuron_pth import read_neuron_pth, write_neuron_pth
+from workbench.interventions.requests import request_text
+from workbench.recipes.commands import analyze_command
+from workbench.recipes.spec import normalize_spec
 from workbench.interventions.resolve import resolve_spec
 from workbench.models.architectures import get_path
 from workbench.models.interventions import save_tensors
@@ -204,3 +207,43 @@ def test_record_with_an_intervention_is_its_own_recording(capsys):
     spec = resolve_spec(_spec("tiny:llama", parse_intervention("vector:src=en,tgt=sw,alpha=2,layers=1-2")),
                         corpus=CorpusSpec("udhr", ("en", "sw", "fr"), 3), record=RecordSpec(max_length=32))
     assert dict(spec.interventions[0].source)["recording"]
+
+
+def test_request_text_round_trips_and_names_the_intervention_in_analyze_commands():
+    for text in ("neurons:lang=sw,mode=zero", "vector:src=en,tgt=sw,alpha=4,layers=6-12,norm=true,positions=from:5",
+                 "neurons:lang=mean,random=0,entropy_quantile=0.02", "subspace:lang=sw,mode=swap,rank=2"):
+        iv = parse_intervention(text)
+        assert parse_intervention(request_text(iv)) == iv
+    spec = normalize_spec({"analysis": "overlap", "model": _spec("tiny:llama", parse_intervention(
+        "neurons:lang=sw")).to_dict(), "corpus": "udhr", "langs": ["en", "sw"], "limit": 3})
+    assert "--intervention" in analyze_command(spec)
+
+
+def test_analyze_deactivation_and_steering_and_the_preview_on_a_tiny_model(tmp_path, capsys):
+    common = ["--model", "tiny:llama", "--langs", "en,sw,fr", "--limit", "6", "--max-length", "32"]
+    assert main(["analyze", "deactivation", *common, "--eval-limit", "4", "--n-gen", "1", "--max-new-tokens", "4",
+                 "--n-boot", "50", "--out", str(tmp_path)]) == 0
+    assert main(["analyze", "steering", *common, "--alphas", "[0, 2]", "--layers", "1,2", "--eval-limit", "2",
+                 "--max-new-tokens", "4", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "diagonal mean" in out and "α=2" in out
+    assert {p.name for p in tmp_path.iterdir()} >= {"deactivation.csv", "deactivation_shift.csv", "steering.csv"}
+    steered = resolve_spec(_spec("tiny:llama", parse_intervention("vector:src=en,tgt=sw,alpha=8,layers=1-3")),
+                           corpus=CorpusSpec("udhr", ("en", "sw", "fr"), 6), record=RecordSpec(max_length=32))
+    table = experiments.preview_generations(ModelSpec(source="tiny:llama"), steered, ["the cat", "a dog"],
+                                            max_new_tokens=6, langs=("en", "sw"))
+    assert list(table.columns) == ["prompt", "before", "after", "before_lang", "after_lang"]
+    assert (table["before"] != table["after"]).any()
+
+
+def test_lens_language_directions_lie_in_the_language_specific_subspace():
+    corpus, record = CorpusSpec("udhr", ("en", "sw", "fr"), 6), RecordSpec(max_length=32)
+    lens = resolve_spec(_spec("tiny:llama", parse_intervention("vector:tgt=sw,lens=true,layers=2")), corpus=corpus,
+                        record=record).interventions[0]
+    sub = resolve_spec(_spec("tiny:llama", parse_intervention("subspace:lang=sw,layers=2")), corpus=corpus,
+                       record=record).interventions[0]
+    delta = models.interventions.load_tensors(lens.file)["layer.2.tgt"].double()
+    basis = models.interventions.load_tensors(sub.file)["layer.2.basis"].double()
+    assert delta.norm() > 0
+    assert torch.allclose(basis @ (basis.T @ delta), delta, atol=1e-5)
+    assert dict(lens.source)["central"] == "en"

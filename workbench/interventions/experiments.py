@@ -145,7 +145,9 @@ def deactivation_matrix(base: ModelSpec, corpus: CorpusSpec, record: RecordSpec,
     ident = Identifier(tuple(eval_texts))
     base_nll = {j: sentence_nll(base, t, max_length=max_length, store=store) for j, t in eval_texts.items()}
     matrix, shift = [], []
-    states = [(BASE, base), *((name, resolve_spec(_row_spec(base, src, mode), corpus=corpus, record=record))
+    # the control under mode=mean is switched off (mode zero): random neurons have no language to take the mean of
+    states = [(BASE, base), *((name, resolve_spec(_row_spec(base, src, "zero" if name == CONTROL and mode == "mean"
+                                                            else mode), corpus=corpus, record=record))
                               for name, src in rows.items())]
     for name, spec in states:
         if status:

@@ -22,7 +22,7 @@ from typing import Any
 from workbench.config import INTERVENTION_KINDS, InterventionSpec
 from workbench.errors import ParamError
 
-__all__ = ["SOURCE_KEYS", "SYNTAX", "parse_intervention"]
+__all__ = ["SOURCE_KEYS", "SYNTAX", "parse_intervention", "request_text"]
 
 SYNTAX = "KIND:key=value,... e.g. neurons:lang=sw,mode=zero or vector:src=en,tgt=sw,alpha=4,layers=6-12"
 OPTION_KEYS = {"neurons": ("mode", "factor"), "vector": ("beta", "norm"), "subspace": ("mode",)}
@@ -31,7 +31,7 @@ CORPUS_KEYS = ("corpus", "langs", "limit")
 SOURCE_KEYS = {
     "neurons": ("lang", "random", "file", "index", "file_langs", "entropy_quantile", "prob_quantile", "mean_lang",
                 *CORPUS_KEYS),
-    "vector": ("src", "tgt", "file", *CORPUS_KEYS),
+    "vector": ("src", "tgt", "file", "lens", "central", *CORPUS_KEYS),
     "subspace": ("lang", "tgt", "rank", "file", *CORPUS_KEYS),
 }
 """Keys of `source` each kind's resolver reads (`interventions.resolve`)."""
@@ -107,3 +107,22 @@ def parse_intervention(text: str) -> InterventionSpec:
         return InterventionSpec(**spec, options=tuple(options), source=tuple(source))
     except TypeError as e:
         raise ParamError(f"--intervention {text!r}: {e}") from None
+
+
+def request_text(iv: InterventionSpec | dict[str, Any]) -> str:
+    """The `--intervention` text that resolves to `iv` again (its spec fields, options and request keys).
+
+    Provenance keys `resolve` added (the recording's hash) are left out: the command
+    recomputes them. `parse_intervention(request_text(iv))` has `iv`'s fields, unresolved.
+    """
+    iv = iv if isinstance(iv, InterventionSpec) else InterventionSpec.from_dict(dict(iv))
+    parts = []
+    if iv.layers is not None:
+        parts.append("layers=" + "+".join(str(x) for x in iv.layers))
+    if iv.positions != "all":
+        parts.append(f"positions={iv.positions}")
+    if iv.strength != 1.0:
+        parts.append(f"strength={iv.strength:g}")
+    parts += [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in (*iv.options, *iv.source)
+              if k in OPTION_KEYS[iv.kind] or k in SOURCE_KEYS[iv.kind]]
+    return f"{iv.kind}:{','.join(parts)}"

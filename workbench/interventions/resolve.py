@@ -15,7 +15,8 @@ corpus and record spec; the analysis parameters). Sources (keys of `requests.SOU
   mode mean: the mean activation of `mean_lang` (default X) over its corpus sentences
   (counted tokens: no special tokens, no padding), by one forward pass with hooks.
 - vector `src=`/`tgt=`: `v_L^l` = mean over L's sentences of their mean-pooled `h_l` from
-  the recording. METHODS §10 says the mean over tokens; the recording keeps per-sentence
+  the recording (`lens=true`: LENS's language expression direction `δ_L = U_s U_sᵀ (m_L −
+  m_c)` instead, `central=` c, default English). METHODS §10 says the mean over tokens; the recording keeps per-sentence
   means, so each sentence weighs equally here (the same when sentences are equally long).
 - subspace `lang=`/`tgt=`: LENS's language-specific basis `U_s` (rank `rank`, default
   n − 1) of the corpus languages' mean vectors per layer, μ = their centre, and the
@@ -169,9 +170,29 @@ def _vector(iv: InterventionSpec, src: dict[str, Any], s: _Sources) -> tuple[dic
     if "src" not in src and "tgt" not in src:
         raise ParamError("--intervention vector: give src=L and/or tgt=L (languages of the corpus)")
     rec = s.recording()
+    if src.get("lens"):
+        return _lens_vectors(iv, src, s)
     tensors = {f"layer.{layer}.{role}": _lang_mean(rec, str(src[role]), layer)
                for layer in _blocks(iv, s) for role in ("src", "tgt") if role in src}
     return tensors, {"recording": s.recording_id(), "pooling": "mean"}
+
+
+def _lens_vectors(iv: InterventionSpec, src: dict[str, Any], s: _Sources) -> tuple[dict[str, torch.Tensor],
+                                                                                   dict[str, Any]]:
+    """LENS's language expression directions `δ_L = U_s U_sᵀ (m_L − m_c)` (METHODS §4) as the vectors."""
+    rec = s.recording()
+    langs = list(rec.entries)
+    central = str(src.get("central", "en" if "en" in langs else langs[0]))
+    tensors = {}
+    for layer in _blocks(iv, s):
+        means = {x: _lang_mean(rec, x, layer).double() for x in langs}
+        basis = torch.tensor(np.array(language_subspace(torch.stack(list(means.values())).numpy(),
+                                                        languages=langs).specific))
+        for role in ("src", "tgt"):
+            if role in src:
+                delta = basis @ (basis.T @ (means[str(src[role])] - means[central]))
+                tensors[f"layer.{layer}.{role}"] = delta.float()
+    return tensors, {"recording": s.recording_id(), "pooling": "mean", "central": central, "langs": "+".join(langs)}
 
 
 def _subspace(iv: InterventionSpec, src: dict[str, Any], s: _Sources) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
