@@ -223,7 +223,7 @@ def test_analyze_deactivation_and_steering_and_the_preview_on_a_tiny_model(tmp_p
     common = ["--model", "tiny:llama", "--langs", "en,sw,fr", "--limit", "6", "--max-length", "32"]
     assert main(["analyze", "deactivation", *common, "--eval-limit", "4", "--n-gen", "1", "--max-new-tokens", "4",
                  "--n-boot", "50", "--out", str(tmp_path)]) == 0
-    assert main(["analyze", "steering", *common, "--alphas", "[0, 2]", "--layers", "1,2", "--eval-limit", "2",
+    assert main(["analyze", "steering", *common, "--alphas", "0,2", "--param-layers", "1,2", "--eval-limit", "2",
                  "--max-new-tokens", "4", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "diagonal mean" in out and "α=2" in out

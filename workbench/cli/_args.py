@@ -32,6 +32,14 @@ def int_list(s: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated block indices, got {s!r}") from None
 
 
+def float_list(s: str) -> tuple[float, ...]:
+    """Comma-separated numbers (e.g. steering strengths 0,1,2,4,8)."""
+    try:
+        return tuple(float(x) for x in csv_list(s))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
+
+
 def key_value(s: str) -> tuple[str, Any]:
     """``KEY=VALUE``; the value is read as JSON when it parses (numbers, true, null, lists), else text.
 
@@ -184,7 +192,8 @@ def _field_kind(f: dataclasses.Field[Any]) -> tuple[Any, str]:
     ann = str(f.type).replace(" | None", "").strip()
     kinds: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool,
                              "tuple[int, ...]": lambda v: tuple(int_list(v)),
-                             "tuple[str, ...]": lambda v: tuple(csv_list(v))}
+                             "tuple[str, ...]": lambda v: tuple(csv_list(v)),
+                             "tuple[float, ...]": float_list}
     if f.name == "layer":
         return layer_arg, ann
     if ann.startswith(("dict", "tuple[dict", "tuple[tuple")):

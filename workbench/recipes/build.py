@@ -98,7 +98,7 @@ def _context(canon: dict[str, Any], *, status: StatusFn | None, progress: Progre
 
 def resolve_interventions(canon: dict[str, Any], *, stored_only: bool = False, status: StatusFn | None = None,
                           progress: Progress | None = None) -> dict[str, Any]:
-    """The canonical spec with its model's interventions concrete (`interventions.resolve_spec` on its corpus).
+    """The canonical spec with its states' interventions concrete (`interventions.resolve_spec` on its corpus).
 
     A request such as "LAPE neurons of sw" is resolved on the spec's own corpus, languages and
     recording options (recorded once, store first), so the manifest names the tensors' hash.
@@ -106,15 +106,24 @@ def resolve_interventions(canon: dict[str, Any], *, stored_only: bool = False, s
     Raises:
         ExportError: `stored_only` (a page) and an intervention not resolved yet.
     """
-    model = ModelSpec.from_dict(canon["model"])
-    if all(iv.resolved for iv in model.interventions):
-        return canon
-    if stored_only:
-        raise ExportError("this view's model has an intervention that is not resolved yet; resolve it first "
-                          "(workbench.interventions.resolve_spec)")
     corpus = CorpusSpec(source=canon["corpus"], langs=tuple(canon["langs"]), limit=canon["limit"])
-    model = resolve_spec(model, corpus=corpus, record=record_spec(canon), status=status, progress=progress)
-    return {**canon, "model": model.to_dict()}
+
+    def resolved(d: Mapping[str, Any]) -> dict[str, Any]:
+        model = ModelSpec.from_dict({**canon["model"], **d} if "source" not in d else dict(d))
+        if all(iv.resolved for iv in model.interventions):
+            return dict(d)
+        if stored_only:
+            raise ExportError("this view's model has an intervention that is not resolved yet; resolve it first "
+                              "(workbench.interventions.resolve_spec)")
+        model = resolve_spec(model, corpus=corpus, record=record_spec(canon), status=status, progress=progress)
+        return model.to_dict()
+
+    p = dict(canon["params"])
+    if p.get("others"):  # the outcomes view's other states
+        p["others"] = [resolved(o) for o in p["others"]]
+    if isinstance(p.get("state_b"), Mapping) and "interventions" in p["state_b"]:  # a compare form's state B
+        p["state_b"] = resolved(p["state_b"])
+    return {**canon, "model": resolved(canon["model"]), "params": p}
 
 
 def lens_needs(spec: Mapping[str, Any], *, stored_only: bool = True) -> list[LensNeed]:
