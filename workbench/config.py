@@ -267,9 +267,9 @@ class InterventionSpec(Spec):
     layers: tuple[int, ...] | None = spec_field("blocks it acts on (0-based); None = every block its file has", None)
     positions: str = spec_field("'all', 'last' (the last position of each forward call) or 'from:K' (absolute "
                                 "positions >= K)", "all")
-    strength: float = spec_field("neurons: the factor of mode 'scale'; vector: alpha (on v_src); subspace: the "
-                                 "share of the component removed or swapped (1 = METHODS' formula); 0 = no change",
-                                 1.0)
+    strength: float = spec_field("how far it goes (0 = no change): neurons: A moves this share of the way to its "
+                                 "target (1: exactly 0, the mean, or factor*A); vector: alpha (on v_src); subspace: "
+                                 "the share of the component removed or swapped (1 = METHODS' formula)", 1.0)
     options: tuple[tuple[str, Any], ...] = spec_field(
         "kind options as (key, value) pairs: neurons mode=zero|mean|scale; vector beta, norm; subspace mode="
         "remove|swap", ())
