@@ -46,11 +46,11 @@ def _forward(state, batch) -> float:
     return time.perf_counter() - t
 
 
-def overhead(base_spec: ModelSpec, repeats: int) -> None:
+def overhead(base_spec: ModelSpec, repeats: int, n_texts: int, max_tokens: int) -> None:
     base = models.load(base_spec)
     tok = base.tokenizer
-    texts = load_corpus("udhr").texts("en")[:8]
-    batch = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=64)
+    texts = load_corpus("udhr").texts("en")[:n_texts]
+    batch = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_tokens)
     g = torch.Generator().manual_seed(0)
     m = base.n_neurons
     neurons = save_tensors({f"layer.{i}.index": torch.randperm(m, generator=g)[: m // 100]
@@ -74,21 +74,23 @@ def overhead(base_spec: ModelSpec, repeats: int) -> None:
         print(f"  {k:<38} {statistics.median(v) * 1000:8.1f} ms   ratio {statistics.median(v) / plain:.3f}")
 
 
-def matrix(base_spec: ModelSpec) -> None:
+def matrix(base_spec: ModelSpec, n_eval: int, n_gen: int) -> None:
     corpus, record = CorpusSpec("udhr", LANGS, None), RecordSpec(max_length=128)
-    held = {j: load_corpus("tatoeba:sw" if j == "en" else f"tatoeba:{j}").texts(j)[:50] for j in LANGS}
+    held = {j: load_corpus("tatoeba:sw" if j == "en" else f"tatoeba:{j}").texts(j)[:n_eval] for j in LANGS}
     t = time.perf_counter()
     resolve_spec(_with(base_spec, parse_intervention("neurons:lang=en")), corpus=corpus, record=record)
     rec_s = time.perf_counter() - t
     runs = []
     for label in ("cold", "warm (store)"):
         t = time.perf_counter()
-        table, shift = deactivation_matrix(base_spec, corpus, record, held)
+        table, shift = deactivation_matrix(base_spec, corpus, record, held, n_gen=n_gen)
         runs.append((label, time.perf_counter() - t))
     own = table[table["row"] == table["lang"]]
     other = table[(table["row"] != table["lang"]) & (table["row"] != "random")]
     ctrl = table[table["row"] == "random"]
-    print(f"\n2. deactivation matrix {len(LANGS)} x 50 (recording + LAPE first: {rec_s:.1f} s)")
+    tokens = sum(len(t.split()) for ts in held.values() for t in ts)
+    print(f"\n2. deactivation matrix {len(LANGS)} x {n_eval} ({tokens} words held out, {n_gen} continuations per "
+          f"language; recording + LAPE first: {rec_s:.1f} s)")
     for label, s in runs:
         print(f"  {label:<14} {s:7.1f} s")
     print(f"  diagonal mean ΔPPL {own['delta'].mean():+.2f}, off-diagonal {other['delta'].mean():+.2f}, "
@@ -113,16 +115,20 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--skip-matrix", action="store_true")
+    p.add_argument("--texts", type=int, default=8, help="sentences in the overhead batch")
+    p.add_argument("--tokens", type=int, default=64, help="tokens per sentence in the overhead batch")
+    p.add_argument("--eval-n", type=int, default=50, help="held-out sentences per language")
+    p.add_argument("--n-gen", type=int, default=5, help="continuations per language and row")
     a = p.parse_args()
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()}")
     base = ModelSpec(source="gemma-3-270m", device="cpu", dtype="float32")
     t = time.perf_counter()
     models.load(base)
     print(f"loaded in {time.perf_counter() - t:.1f} s")
-    overhead(base, a.repeats)
+    overhead(base, a.repeats, a.texts, a.tokens)
     preview(base)
     if not a.skip_matrix:
-        matrix(base)
+        matrix(base, a.eval_n, a.n_gen)
     print(f"\nload average at the end {os.getloadavg()}")
 
 
