@@ -115,6 +115,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--skip-matrix", action="store_true")
+    p.add_argument("--skip-preview", action="store_true")
     p.add_argument("--texts", type=int, default=8, help="sentences in the overhead batch")
     p.add_argument("--tokens", type=int, default=64, help="tokens per sentence in the overhead batch")
     p.add_argument("--eval-n", type=int, default=50, help="held-out sentences per language")
@@ -126,7 +127,8 @@ def main() -> None:
     models.load(base)
     print(f"loaded in {time.perf_counter() - t:.1f} s")
     overhead(base, a.repeats, a.texts, a.tokens)
-    preview(base)
+    if not a.skip_preview:
+        preview(base)
     if not a.skip_matrix:
         matrix(base, a.eval_n, a.n_gen)
     print(f"\nload average at the end {os.getloadavg()}")

@@ -44,6 +44,8 @@ def _fn(idx: torch.Tensor, value: torch.Tensor | None, mode: str, s: float, fact
         pos: Positions) -> Any:
     def fn(a: torch.Tensor) -> torch.Tensor:
         i = on_device(idx, a)
+        if mode == "zero" and s == 1.0 and positions == "all":  # RUCAIBox's index_fill_; in place off the graph
+            return a.index_fill_(-1, i, 0.0) if not a.requires_grad else a.index_fill(-1, i, 0.0)
         old = a.index_select(-1, i)
         if mode == "zero":
             target = torch.zeros_like(old)
