@@ -15,11 +15,11 @@ from workbench.errors import ModelError, ParamError
 from workbench.interventions import experiments, parse_intervention
 from workbench.interventions.neuron_pth import read_neuron_pth, write_neuron_pth
 from workbench.interventions.requests import request_text
-from workbench.recipes.commands import analyze_command
-from workbench.recipes.spec import normalize_spec
 from workbench.interventions.resolve import resolve_spec
 from workbench.models.architectures import get_path
 from workbench.models.interventions import save_tensors
+from workbench.recipes.commands import analyze_command
+from workbench.recipes.spec import normalize_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
