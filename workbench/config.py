@@ -186,10 +186,14 @@ class ModelSpec(Spec):
         "options handed to the artifact's inference kind as (key, value) pairs, e.g. (('decide', 'argmax'),) for a "
         "CC-Tuning state; checked by the kind (`models.hooks`); () = the kind's defaults. Not part of the "
         "fingerprint (recordings do not run them); part of every evaluation's store key", ())
+    interventions: tuple[InterventionSpec, ...] = spec_field(
+        "forward-time interventions on the state (METHODS §10: neurons, language vectors, subspace), applied in "
+        "order; part of the fingerprint; () = none", ())
 
     def __post_init__(self) -> None:
         _check_type("ModelSpec", "source", self.source, str, "a model name, hub id or path")
         object.__setattr__(self, "inference", _options("ModelSpec.inference (--inference)", self.inference))
+        object.__setattr__(self, "interventions", _interventions(self.interventions))
         if not self.source.strip():
             raise ParamError("ModelSpec.source (--model) is empty: give a bundled name, a hub id or a local path")
         _check_type("ModelSpec", "device", self.device, str, f"one of {', '.join(DEVICES)}")
@@ -214,6 +218,10 @@ class ModelSpec(Spec):
             d.pop("inference")
         else:
             d["inference"] = [list(kv) for kv in self.inference]
+        if not self.interventions:  # omitted when empty: existing dicts, store keys and manifests unchanged
+            d.pop("interventions")
+        else:
+            d["interventions"] = [iv.to_dict() for iv in self.interventions]
         return d
 
 
@@ -234,6 +242,105 @@ def _options(name: str, value: Any) -> tuple[tuple[str, Any], ...]:
             raise ParamError(f"{name}: {key} must be a number, a string, true/false or null, got {val!r}")
         out[key] = val
     return tuple(sorted(out.items()))
+
+
+INTERVENTION_KINDS = ("neurons", "vector", "subspace")
+"""The intervention kinds (`models.interventions.KINDS` registers one module each)."""
+_POSITIONS = re.compile(r"all|last|from:[0-9]+")
+_HASH = re.compile(r"[0-9a-f]{16,64}")
+
+
+@dataclass(frozen=True)
+class InterventionSpec(Spec):
+    """One forward-time intervention of a model state (METHODS §10); frozen and hashable.
+
+    Concrete (`file` set, or a kind that needs no tensors): `models.load` applies it. Its
+    tensors (neuron indices and values, vectors, bases) live in one content-addressed file
+    `<cache>/interventions/<file>.safetensors`, named by the hash of its bytes, so the spec
+    (and the state's fingerprint) changes exactly when they do. `source` says where they
+    came from (a recording key and the analysis parameters that chose them, or a user file)
+    and is kept for provenance; an unresolved request (from `--intervention`) has a
+    `source` and no `file` until `workbench.interventions.resolve_spec` resolves it.
+    """
+
+    kind: str = spec_field("neurons, vector or subspace", "neurons", choices=INTERVENTION_KINDS)
+    layers: tuple[int, ...] | None = spec_field("blocks it acts on (0-based); None = every block its file has", None)
+    positions: str = spec_field("'all', 'last' (the last position of each forward call) or 'from:K' (absolute "
+                                "positions >= K)", "all")
+    strength: float = spec_field("how far it goes (0 = no change): neurons: A moves this share of the way to its "
+                                 "target (1: exactly 0, the mean, or factor*A); vector: alpha (on v_src); subspace: "
+                                 "the share of the component removed or swapped (1 = METHODS' formula)", 1.0)
+    options: tuple[tuple[str, Any], ...] = spec_field(
+        "kind options as (key, value) pairs: neurons mode=zero|mean|scale; vector beta, norm; subspace mode="
+        "remove|swap", ())
+    file: str | None = spec_field("content hash of its tensor file under <cache>/interventions (None: unresolved)",
+                                  None)
+    source: tuple[tuple[str, Any], ...] = spec_field(
+        "where its tensors came from (provenance): e.g. lang, recording key, LAPE parameters, or a user file", ())
+
+    def __post_init__(self) -> None:
+        _check_type("InterventionSpec", "kind", self.kind, str, f"one of {', '.join(INTERVENTION_KINDS)}")
+        if self.kind not in INTERVENTION_KINDS:
+            raise ParamError(f"InterventionSpec.kind: unknown intervention {self.kind!r}; choose from "
+                             f"{', '.join(INTERVENTION_KINDS)}")
+        if self.layers is not None:
+            bad = [x for x in self.layers if isinstance(x, bool) or not isinstance(x, int) or x < 0]
+            if bad or not self.layers or len(set(self.layers)) != len(self.layers):
+                raise ParamError(f"InterventionSpec.layers must be distinct block indices >= 0, got "
+                                 f"{list(self.layers)}")
+            object.__setattr__(self, "layers", tuple(sorted(self.layers)))
+        if not isinstance(self.positions, str) or not _POSITIONS.fullmatch(self.positions):
+            raise ParamError(f"InterventionSpec.positions must be 'all', 'last' or 'from:K', got {self.positions!r}")
+        if isinstance(self.strength, bool) or not isinstance(self.strength, int | float):
+            raise ParamError(f"InterventionSpec.strength must be a number, got {self.strength!r}")
+        object.__setattr__(self, "strength", float(self.strength))
+        object.__setattr__(self, "options", _options("InterventionSpec.options", self.options))
+        object.__setattr__(self, "source", _options("InterventionSpec.source", self.source))
+        if self.file is not None and (not isinstance(self.file, str) or not _HASH.fullmatch(self.file)):
+            raise ParamError(f"InterventionSpec.file must be a content hash (hex), got {self.file!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict (pairs as lists)."""
+        d = super().to_dict()
+        d["options"] = [list(kv) for kv in self.options]
+        d["source"] = [list(kv) for kv in self.source]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InterventionSpec:
+        """Inverse of `to_dict` (pairs from lists or a dict)."""
+        d = dict(d)
+        for k in ("options", "source"):
+            if isinstance(d.get(k), dict):
+                d[k] = list(d[k].items())
+            if k in d:
+                d[k] = [tuple(kv) if isinstance(kv, list) else kv for kv in d[k]]
+        return super().from_dict(d)
+
+    @property
+    def resolved(self) -> bool:
+        """True when `models.load` can apply it (its tensors are in a file)."""
+        return self.file is not None
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """One kind option (`options`), or `default`."""
+        return dict(self.options).get(key, default)
+
+
+def _interventions(value: Any) -> tuple[InterventionSpec, ...]:
+    """ModelSpec.interventions as a tuple of InterventionSpec (from specs or their dicts)."""
+    if isinstance(value, InterventionSpec | dict):
+        value = (value,)
+    if not isinstance(value, tuple | list):
+        raise ParamError(f"ModelSpec.interventions must be a list of interventions, got {value!r}")
+    out = []
+    for v in value:
+        if isinstance(v, dict):
+            v = InterventionSpec.from_dict(v)
+        if not isinstance(v, InterventionSpec):
+            raise ParamError(f"ModelSpec.interventions: not an intervention: {v!r}")
+        out.append(v)
+    return tuple(out)
 
 
 @dataclass(frozen=True)

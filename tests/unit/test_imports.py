@@ -34,6 +34,7 @@ LAYERS = [
     ("tracing",),
     ("recordings",),
     ("evaluation",),
+    ("interventions",),
     ("finetune",),
     ("viz",),
     ("recipes",),

@@ -12,6 +12,7 @@ from typing import Any
 from tqdm import tqdm
 
 from workbench.config import SILP_TEMPLATE, CorpusSpec, ModelSpec, RecordSpec
+from workbench.interventions.requests import SYNTAX, parse_intervention
 from workbench.presets import apply_preset, preset_names
 from workbench.ranks import FORCE_FLAG
 from workbench.recipes.commands import param_flag
@@ -29,6 +30,14 @@ def int_list(s: str) -> list[int]:
         return [int(x) for x in csv_list(s)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated block indices, got {s!r}") from None
+
+
+def float_list(s: str) -> tuple[float, ...]:
+    """Comma-separated numbers (e.g. steering strengths 0,1,2,4,8)."""
+    try:
+        return tuple(float(x) for x in csv_list(s))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {s!r}") from None
 
 
 def key_value(s: str) -> tuple[str, Any]:
@@ -69,6 +78,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda (default: %(default)s)")
     g.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16")
     g.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the hub")
+    g.add_argument("--intervention", action="append", default=None, metavar="KIND:KEY=VALUE,...",
+                   help=f"an intervention on the state (repeatable, applied in order): {SYNTAX}; see "
+                        "workbench.interventions.requests")
 
 
 def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,sw,ar,hi,es,fr,ja") -> None:
@@ -103,9 +115,15 @@ def add_record_args(p: argparse.ArgumentParser, *, langs_default: str = "en,zh,s
 
 
 def model_spec(a: argparse.Namespace) -> ModelSpec:
-    """ModelSpec from parsed arguments (`--inference KEY=VALUE` where the command has it)."""
+    """ModelSpec from parsed arguments (`--inference KEY=VALUE` where the command has it).
+
+    `--intervention` requests come back unresolved (parsing needs no model); the command
+    resolves them (`interventions.resolve.resolve_spec`) on its corpus before any load.
+    A bad value raises ParamError: one line, exit 2.
+    """
     return ModelSpec(source=a.model, device=a.device, dtype=a.dtype, artifact=a.artifact,
-                     trust_remote_code=a.trust_remote_code, inference=tuple(getattr(a, "inference", None) or ()))
+                     trust_remote_code=a.trust_remote_code, inference=tuple(getattr(a, "inference", None) or ()),
+                     interventions=tuple(parse_intervention(t) for t in getattr(a, "intervention", None) or ()))
 
 
 def record_spec(a: argparse.Namespace, **override: Any) -> RecordSpec:
@@ -174,7 +192,8 @@ def _field_kind(f: dataclasses.Field[Any]) -> tuple[Any, str]:
     ann = str(f.type).replace(" | None", "").strip()
     kinds: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool,
                              "tuple[int, ...]": lambda v: tuple(int_list(v)),
-                             "tuple[str, ...]": lambda v: tuple(csv_list(v))}
+                             "tuple[str, ...]": lambda v: tuple(csv_list(v)),
+                             "tuple[float, ...]": float_list}
     if f.name == "layer":
         return layer_arg, ann
     if ann.startswith(("dict", "tuple[dict", "tuple[tuple")):

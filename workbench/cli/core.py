@@ -21,6 +21,7 @@ from workbench.cli._args import (
 )
 from workbench.config import ModelSpec
 from workbench.corpus import list_corpora, load_corpus
+from workbench.interventions.resolve import resolve_spec
 from workbench.recordings import ensure_recording
 from workbench.recordings.sharding import remove_abandoned
 from workbench.store import Store, damaged_error
@@ -33,7 +34,10 @@ def get_recording(a: argparse.Namespace, *, langs: Sequence[str] | None = None,
     """Record what is missing (with progress if asked) and return the Recording."""
     bar = ProgressBar(getattr(a, "progress", False))
     try:
-        return ensure_recording(model_spec(a), corpus_spec(a, langs), record_spec(a, **override), pairs=pairs,
+        corpus, record = corpus_spec(a, langs), record_spec(a, **override)
+        model = resolve_spec(model_spec(a), corpus=corpus, record=record, progress=bar,
+                             status=lambda m: print(m, file=sys.stderr))
+        return ensure_recording(model, corpus, record, pairs=pairs,
                                 progress=bar, status=lambda m: print(m, file=sys.stderr),
                                 num_processes=getattr(a, "num_processes", 1), remote=getattr(a, "remote", False),
                                 force_processes=getattr(a, "force_processes", False))

@@ -34,6 +34,7 @@ from workbench.evaluation.tables import combine
 from workbench.examples import DataSpec
 from workbench.fileio import atomic_write_files, writable_dir
 from workbench.finetune import jobs as finetune_jobs
+from workbench.interventions.resolve import resolve_spec
 from workbench.models import artifacts
 from workbench.models.hooks import describe_inference, inference_kind
 
@@ -96,7 +97,7 @@ def _write(out: Path, result: EvalResult, extra: dict[str, pd.DataFrame] | None 
 def cmd_eval(a: argparse.Namespace) -> int:
     """Evaluate one model state."""
     out = _out(a, ["eval.csv", "generations.csv"])
-    spec = model_spec(a)
+    spec = resolve_spec(model_spec(a), status=lambda m: print(m, file=sys.stderr))
     label = a.label or (_artifact_label(Path(spec.artifact)) if spec.artifact else Path(spec.source).name)
     result = _run(a, {label: spec})
     _summary(result, [label])
@@ -117,13 +118,20 @@ def _resolve_states(a: argparse.Namespace) -> dict[str, ModelSpec]:
     CC-Tuning state's modes: `JOB,JOB@decide=argmax`); `--inference` goes to every tuned state
     whose inference kind takes options.
     """
-    base = dataclasses.replace(model_spec(a), inference=())
+    asked = dataclasses.replace(model_spec(a), inference=())
+    base = dataclasses.replace(asked, interventions=())
+    if asked.interventions and "intervened" not in a.states:
+        a.states = [*a.states, "intervened"]
     tuned = {t["job_id"]: t for t in finetune_jobs.tuned_states()}
     out: dict[str, ModelSpec] = {}
     for item in a.states:
         name, *opts = item.split("@")
         if name == "base":
             spec, label = base, item
+        elif name == "intervened":  # the --model with its --intervention (resolved on the default corpus)
+            if not asked.interventions:
+                raise EvalError("--states intervened: give the intervention with --intervention KIND:KEY=VALUE,...")
+            spec, label = resolve_spec(asked, status=lambda m: print(m, file=sys.stderr)), item
         elif len(match := [t for j, t in tuned.items() if j == name or j.endswith(name)]) == 1:
             # custom model code only as this command allows it, never as the job's files say
             spec = ModelSpec.from_dict({**match[0]["model"], "trust_remote_code": base.trust_remote_code})
@@ -219,6 +227,7 @@ def add_eval_parser(sub: Any) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _common(c)
     c.add_argument("--states", type=csv_list, required=True,
-                   help="comma-separated: base (the --model), finished job ids, or artifact directories")
+                   help="comma-separated: base (the --model), intervened (the --model with its --intervention; "
+                        "added when --intervention is given), finished job ids, or artifact directories")
     c.add_argument("--reference", default=None, help="the state differences are taken against (default: the first)")
     c.set_defaults(func=cmd_compare, out="out/compare")

@@ -37,6 +37,7 @@ from workbench.models.state import (
     set_memory_budget,
     state_from_model,
     with_artifact,
+    with_interventions,
 )
 from workbench.models.tiny import TINY_DEFAULT, TINY_TYPES, is_tiny, tiny_model, tiny_name, tiny_tokenizer
 
@@ -49,4 +50,5 @@ __all__ = [
     "remote_fingerprint", "remote_state",
     "resolve_device", "same_base", "set_memory_budget",
     "state_from_model", "tensor_fingerprint", "tiny_model", "tiny_name", "tiny_tokenizer", "verify", "with_artifact",
+    "with_interventions",
 ]

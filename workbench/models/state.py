@@ -5,7 +5,7 @@ A model state = a base model + an optional fine-tune artifact, in a dtype on a d
 workers all share one read-only copy per spec); `fingerprint(spec)` says what a loaded
 state's fingerprint will be without loading weights, and is the one definition:
 
-    <base files hash>[+<artifact files hash>]-<dtype>
+    <base files hash>[+<artifact files hash>][+iv<interventions hash>]-<dtype>
 
 It is part of every store key, so a state's recordings and evaluations never mix with
 another's.
@@ -34,6 +34,8 @@ from workbench.models.architectures import ArchEntry, architecture_for, get_path
 from workbench.models.artifacts import apply_artifact, artifact_fingerprint, delta_names, read_manifest
 from workbench.models.hooks import Inference, Plain, describe_inference, inference_for_artifact
 from workbench.models.integrity import tensor_fingerprint
+from workbench.models.interventions import digest as interventions_digest
+from workbench.models.interventions import install as install_interventions
 from workbench.models.sources import BUNDLED, PreparedModel, bundled_status, prepare
 from workbench.models.tiny import build_tiny, is_tiny, parse_tiny, tiny_name
 
@@ -178,6 +180,8 @@ def fingerprint(spec: ModelSpec | str, *, prep: PreparedModel | None = None, dow
     fp = _base_fingerprint(spec, prep)
     if spec.artifact:
         fp = artifact_fingerprint(Path(spec.artifact), fp)
+    if spec.interventions:
+        fp = f"{fp}+iv{interventions_digest(spec.interventions)}"
     return f"{fp}-{spec.dtype}"
 
 
@@ -293,6 +297,22 @@ def with_artifact(base: ModelState, path: str | Path, options: tuple[tuple[str, 
     return dataclasses.replace(state, inference=inference_for_artifact(p, manifest, state, options))
 
 
+def with_interventions(base: ModelState, spec: ModelSpec) -> ModelState:
+    """A new state: a copy of `base.model` sharing ALL its parameters and buffers, with `spec.interventions` hooked.
+
+    The hooks (`models.interventions.install`) sit on the copy only, so the base state runs
+    unchanged beside it; the copy costs no weight memory. `spec` is the intervened spec
+    (base's plus its interventions); its fingerprint is `fingerprint(spec)`.
+    """
+    tensors = [*base.model.parameters(), *base.model.buffers()]
+    model = copy.deepcopy(base.model, {id(t): t for t in tensors})  # the memo maps each tensor to itself
+    install_interventions(model, base.arch, spec.interventions)
+    head, sep, dtype = base.fingerprint.rpartition("-")
+    fp = f"{head}+iv{interventions_digest(spec.interventions)}-{dtype}" if sep else (
+        f"{base.fingerprint}+iv{interventions_digest(spec.interventions)}")
+    return dataclasses.replace(base, model=model, name=f"{base.name}+interventions", fingerprint=fp, spec=spec)
+
+
 def _with_options(shared: ModelState, spec: ModelSpec) -> ModelState:
     """The tuned state `shared` with other inference options: the same weights (one copy), its own `inference`."""
     path = Path(str(spec.artifact))
@@ -323,7 +343,10 @@ def load(spec: ModelSpec | str, *, progress: Callable[[str], None] | None = None
         with _LOCK:
             if spec in _STATES:
                 return _STATES[spec]
-        if spec.artifact and spec.inference:  # inference options do not change the weights: share them
+        if spec.interventions:  # hooks on a copy of the (memoised) state without them
+            interventions_digest(spec.interventions)  # an unresolved or bad one: one line, nothing loaded
+            state = with_interventions(load(dataclasses.replace(spec, interventions=()), progress=progress), spec)
+        elif spec.artifact and spec.inference:  # inference options do not change the weights: share them
             state = _with_options(load(dataclasses.replace(spec, inference=()), progress=progress), spec)
         elif spec.artifact:
             state = with_artifact(load(dataclasses.replace(spec, artifact=None), progress=progress), spec.artifact)

@@ -23,15 +23,17 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench import models
-from workbench.config import ModelSpec
+from workbench.config import CorpusSpec, ModelSpec
 from workbench.errors import ExportError
 from workbench.evaluation import evaluate
 from workbench.evaluation.run import both_directions
 from workbench.evaluation.tables import combine, compare_scores
 from workbench.examples import DataSpec
+from workbench.interventions import experiments
+from workbench.interventions.resolve import resolve_spec
 from workbench.progress import Progress, StatusFn
 from workbench.recipes import lens_fetch
-from workbench.recipes.analysis import LensNeed, Need
+from workbench.recipes.analysis import LensNeed, Need, record_spec
 from workbench.recipes.commands import analyze_command
 from workbench.recipes.context import Ctx
 from workbench.recipes.registry import get_analysis
@@ -91,7 +93,37 @@ def _context(canon: dict[str, Any], *, status: StatusFn | None, progress: Progre
         return lens_fetch.tokenizer(model, stored_only=stored_only)
 
     return Ctx(canon, needs(canon), fetch, _evaluate_states, status=status, progress=progress,
-               recordings=list(recordings), lens=lens, tokenizer=tokenizer)
+               recordings=list(recordings), lens=lens, tokenizer=tokenizer, experiments=experiments)
+
+
+def resolve_interventions(canon: dict[str, Any], *, stored_only: bool = False, status: StatusFn | None = None,
+                          progress: Progress | None = None) -> dict[str, Any]:
+    """The canonical spec with its states' interventions concrete (`interventions.resolve_spec` on its corpus).
+
+    A request such as "LAPE neurons of sw" is resolved on the spec's own corpus, languages and
+    recording options (recorded once, store first), so the manifest names the tensors' hash.
+
+    Raises:
+        ExportError: `stored_only` (a page) and an intervention not resolved yet.
+    """
+    corpus = CorpusSpec(source=canon["corpus"], langs=tuple(canon["langs"]), limit=canon["limit"])
+
+    def resolved(d: Mapping[str, Any]) -> dict[str, Any]:
+        model = ModelSpec.from_dict({**canon["model"], **d} if "source" not in d else dict(d))
+        if all(iv.resolved for iv in model.interventions):
+            return dict(d)
+        if stored_only:
+            raise ExportError("this view's model has an intervention that is not resolved yet; resolve it first "
+                              "(workbench.interventions.resolve_spec)")
+        model = resolve_spec(model, corpus=corpus, record=record_spec(canon), status=status, progress=progress)
+        return model.to_dict()
+
+    p = dict(canon["params"])
+    if p.get("others"):  # the outcomes view's other states
+        p["others"] = [resolved(o) for o in p["others"]]
+    if isinstance(p.get("state_b"), Mapping) and "interventions" in p["state_b"]:  # a compare form's state B
+        p["state_b"] = resolved(p["state_b"])
+    return {**canon, "model": resolved(canon["model"]), "params": p}
 
 
 def lens_needs(spec: Mapping[str, Any], *, stored_only: bool = True) -> list[LensNeed]:
@@ -166,7 +198,7 @@ def build(spec: Mapping[str, Any], *, status: StatusFn | None = None, progress: 
     record what is missing on N processes (`recordings.sharding`; same bytes; bounded by
     `ranks.check_num_processes`, the machine's bound lifted by `force_processes`).
     """
-    canon = normalize_spec(spec)
+    canon = resolve_interventions(normalize_spec(spec), stored_only=stored_only, status=status, progress=progress)
     ctx = _context(canon, status=status, progress=progress, stored_only=stored_only, num_processes=num_processes,
                    force_processes=force_processes)
     fig, data = get_analysis(canon["analysis"]).build(ctx)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workbench.config import SILP_TEMPLATE
+from workbench.interventions.requests import request_text
 from workbench.recipes.registry import get_analysis
 from workbench.recipes.spec import normalize_spec
 
@@ -15,7 +16,8 @@ _RECORD_FLAGS = {"poolings": "--poolings", "max_length": "--max-length", "layers
                  "template": "--template", "token_span": "--token-span", "batch_tokens": "--batch-tokens"}
 FIXED_FLAGS = frozenset({"model", "artifact", "device", "dtype", "trust-remote-code", "corpus", "langs", "limit",
                          "preset", "poolings", "max-length", "layers", "template", "chat-template", "token-span",
-                         "no-ffn", "batch-tokens", "progress", "num-processes", "remote", "out", "overwrite"})
+                         "no-ffn", "batch-tokens", "progress", "num-processes", "remote", "out", "overwrite",
+                         "intervention"})
 """The flags every `workbench analyze` sub-command has (model, corpus, recording, output)."""
 
 
@@ -34,6 +36,7 @@ def _model_flags(m: Mapping[str, Any]) -> list[str]:
     for key, flag in (("artifact", "--artifact"), ("device", "--device"), ("dtype", "--dtype")):
         if m.get(key) not in (None, "auto"):
             argv += [flag, str(m[key])]
+    argv += [x for iv in m.get("interventions") or () for x in ("--intervention", request_text(iv))]
     return argv + (["--trust-remote-code"] if m.get("trust_remote_code") else [])
 
 

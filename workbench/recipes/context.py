@@ -38,6 +38,7 @@ class Ctx:
     lens: Callable[[LensNeed], Any] | None = None  # the stored lens readout of a need (read, or store only)
     tokenizer: Callable[[Any], Any] | None = None  # a ModelSpec's tokenizer, without its weights
     lens_reads: list[tuple[LensNeed, Any]] = field(default_factory=list)
+    experiments: Any = None  # `workbench.interventions.experiments` (the intervention views), handed over by build
 
     @property
     def p(self) -> dict[str, Any]:

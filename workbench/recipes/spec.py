@@ -38,7 +38,7 @@ EXPORT_KEYS = ("name", "width", "width_in", "height_in", "formats", "dpi", "capt
 
 _NONE = type(None)
 MODEL_SCHEMA = Obj({"source": str, "revision": (str, _NONE), "device": str, "dtype": str, "trust_remote_code": bool,
-                    "artifact": (str, _NONE)})
+                    "artifact": (str, _NONE), "interventions": ListOf(dict)})
 """A model state in a spec (`ModelSpec.to_dict`); a bare source string is one too."""
 SPEC_SCHEMA = Obj({"analysis": str, "model": OneOf((str, MODEL_SCHEMA)), "artifact": (str, _NONE), "corpus": str,
                    "langs": OneOf((str, ListOf(str), _NONE)), "limit": (int, _NONE), "record": (dict, _NONE),

@@ -1,7 +1,8 @@
 """Inference-time changes of a model state: one module per kind, one registration each.
 
-A state = base + optional artifact (+ later, interventions); what it does differently at
-inference is its `Inference` (`base.py`): `Plain`, or a registered kind. An artifact
+A state = base + optional artifact (+ interventions: forward hooks on a parameter-sharing
+copy, `models.interventions`, which every door runs unchanged); what an artifact makes it do
+differently at inference is its `Inference` (`base.py`): `Plain`, or a registered kind. An artifact
 names its kind in its manifest (`"inference": "cctuning"`, written from the fine-tune
 method's record), and `inference_for_artifact` builds it when `models.load` applies the
 artifact, so evaluation, lm-eval and generation never name a method.

@@ -1,9 +1,9 @@
 """The inference protocol: how a model state runs a forward pass and generates.
 
 Every door that runs a state (scoring, generation, lm-eval) calls its `Inference`, so a
-change that a state makes at inference (CC-Tuning's connection; the interventions of
-`models.hooks`) reaches all of them without any door naming it. `Plain` is the unmodified
-HF forward and `generate`.
+change that an artifact makes at inference (CC-Tuning's connection) reaches all of them
+without any door naming it (interventions need no `Inference`: they are forward hooks on the
+state's model, `models.interventions`). `Plain` is the unmodified HF forward and `generate`.
 """
 
 from __future__ import annotations
