@@ -36,6 +36,7 @@ st.navigation({
     ],
     "Tune": [
         st.Page("app_pages/finetune.py", title="Fine-tune", icon=":material/model_training:"),
+        st.Page("app_pages/intervene.py", title="Intervene", icon=":material/science:"),
         st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     ],
 }).run()

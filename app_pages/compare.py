@@ -21,6 +21,7 @@ from workbench.analysis import embed2d, retrieval, sensitivity
 from workbench.config import CorpusSpec, ModelSpec, RecordSpec
 from workbench.errors import user_message
 from workbench.finetune import jobs as finetune_jobs
+from workbench.interventions import saved
 from workbench.jobs.warm import WARM
 from workbench.models import artifacts
 from workbench.recipes.settings import Settings
@@ -55,6 +56,8 @@ def state_options(s: Settings) -> dict[str, dict[str, Any]]:
         if not any(models.same_base(base, ModelSpec.from_dict(o["model"])) for o in options.values()):
             options[f"base:{base.source}"] = {"label": f"Base: {Path(base.source).name}", "model": base.to_dict()}
     options.update({t["job_id"]: t for t in tuned})
+    for k in saved.kept_states():  # intervened states kept on the Intervene page
+        options[k["id"]] = {**k, "label": f"Intervened: {k['label']}", "short": f"iv-{k['label']}", "intervened": True}
     for t in [t for t in tuned if t["method"] == "cctuning"]:  # its deterministic variant, beside the default
         options[f"{t['job_id']}@argmax"] = {**t, "label": f"{t['label']} · Decision Maker argmax",
                                             "short": f"cctuning-{t['job_id'][-6:]}-argmax",
@@ -292,10 +295,10 @@ def cctuning_tab(option: dict) -> None:
 # --------------------------------------------------------------------------- page
 
 options = state_options(s)
-tuned_ids = [k for k, o in options.items() if "job_id" in o]
+tuned_ids = [k for k, o in options.items() if "job_id" in o or o.get("intervened")]
 if not tuned_ids:
-    st.info("No tuned model state yet. Start a fine-tune; each finished job adds a state to compare.",
-            icon=":material/info:")
+    st.info("No tuned or intervened model state yet. Start a fine-tune (each finished job adds a state to "
+            "compare) or keep an intervened state on the Intervene page.", icon=":material/info:")
     st.page_link(FINETUNE_PAGE, label="Fine-tune", icon=":material/model_training:")
     st.stop()
 
@@ -338,7 +341,7 @@ if ra is None or rb is None:
     st.stop()
 
 langs = list(ra.entries)
-tuned_langs = next((options[x]["languages"] for x in (b, a) if "job_id" in options[x]), [])
+tuned_langs = next((options[x]["languages"] for x in (b, a) if "languages" in options[x]), [])
 pair0 = ui_st.default_pair(langs, s.pivot)
 if len(tuned_langs) >= 2 and all(x in langs for x in tuned_langs[:2]):
     pair0 = (tuned_langs[0], tuned_langs[1])

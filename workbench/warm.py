@@ -29,9 +29,11 @@ from workbench import models
 from workbench.errors import Cancelled, user_message
 from workbench.evaluation.jobs import evaluate_job
 from workbench.fileio import atomic_write_json, read_json_or_none
+from workbench.interventions.jobs import preview_job
 from workbench.jobs import history
 from workbench.jobs.warm import memory_budget_gb, read_settings
 from workbench.progress import FINAL_STATES, RateMeter
+from workbench.recipes.jobs import view_job
 from workbench.recordings.ensure import record_job
 from workbench.recordings.lens import lens_job
 from workbench.recordings.tuned_lens import tuned_lens_job
@@ -45,6 +47,8 @@ KINDS: dict[str, Callable[[Mapping[str, Any], Any], Any]] = {
     "evaluate": evaluate_job,
     "lens": lens_job,
     "tuned_lens": tuned_lens_job,
+    "intervene_preview": preview_job,
+    "view": view_job,
 }
 """Job kind -> the function that runs it (`args`, the job's `Reporter`) and returns a JSON-able result."""
 

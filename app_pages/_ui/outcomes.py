@@ -68,10 +68,10 @@ def _default_states(options: dict[str, dict[str, Any]], a: str, b: str) -> list[
     """
     out: list[str] = []
     for x in (a, b):
-        if "job_id" in options[x]:
-            base = ModelSpec.from_dict({**options[x]["model"], "artifact": None})
-            out += [k for k, o in options.items() if "job_id" not in o and same_base(ModelSpec.from_dict(o["model"]),
-                                                                                     base)][:1]
+        if "job_id" in options[x] or options[x].get("intervened"):  # tuned or intervened: with its base
+            base = ModelSpec.from_dict({**options[x]["model"], "artifact": None, "interventions": []})
+            out += [k for k, o in options.items() if "job_id" not in o and not o.get("intervened")
+                    and same_base(ModelSpec.from_dict(o["model"]), base)][:1]
             out.append(x)
     return list(dict.fromkeys(out)) or [a, b]
 
@@ -79,10 +79,11 @@ def _default_states(options: dict[str, dict[str, Any]], a: str, b: str) -> list[
 def outcomes(s: Settings, options: dict[str, dict[str, Any]], a: str, b: str) -> tuple[Any, Any] | None:
     """Pick states, data and suites; run (or join) the evaluation; return (figure and table, generations)."""
     states = chosen_states(options, _default_states(options, a, b))
-    tuned = [o for o in options.values() if "job_id" in o and _short(o, o["job_id"]) in states]
+    # a tuned state (its own held-out split) or a kept intervened state (Tatoeba of its language) says the data
+    tuned = [o for k, o in options.items() if "data" in o and _short(o, k) in states]
     if len(states) < 1 or not tuned:
-        st.info("Outcomes are scored on a fine-tune's own held-out split: pick at least one tuned state.",
-                icon=":material/info:")
+        st.info("Outcomes are scored on a fine-tune's own held-out split (or an intervened state's Tatoeba "
+                "language): pick at least one tuned or intervened state.", icon=":material/info:")
         return None
     t = tuned[0]
     langs = t["languages"]

@@ -29,6 +29,7 @@ PAGES = {
     "layer_predictions": "app_pages/layer_predictions.py",
     "analyses": "app_pages/analyses.py",
     "finetune": "app_pages/finetune.py",
+    "intervene": "app_pages/intervene.py",
     "compare": "app_pages/compare.py",
 }
 # The URL parameters of the Setup choices. Model options that change the store key (device

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from workbench.errors import ParamError
+
 __all__ = ["field_widget", "widget_fields"]
 
 
@@ -56,5 +58,21 @@ def field_widget(prefix: str, f: dataclasses.Field, help_text: str, col: Any, *,
             return tuple(x.strip() for x in v.split(",") if x.strip())
         return tuple(col.multiselect(label, options, default=list(default), key=key, help=help_text,
                                      persist_state=PERSIST))
+    if kind.startswith(("tuple[int", "tuple[float")):  # numbers, comma-separated (layers, strengths)
+        return _numbers(col.text_input(label, value=", ".join(f"{x:g}" for x in default or ()), key=key,
+                                       help=help_text, persist_state=PERSIST,
+                                       placeholder="none" if "None" in kind else "e.g. 0, 2, 4"),
+                        int if kind.startswith("tuple[int") else float, none_if_empty="None" in kind, label=label)
     v = col.text_input(label, value=default or "", key=key, help=help_text, persist_state=PERSIST, placeholder="none")
     return (v.strip() or None) if kind == "str | None" else v
+
+
+def _numbers(text: str, cast: type, *, none_if_empty: bool, label: str) -> tuple[Any, ...] | None:
+    """`"0, 2, 4"` → (0, 2, 4) in `cast`; empty → None where the field allows it, else ()."""
+    parts = [x.strip() for x in str(text).split(",") if x.strip()]
+    if not parts:
+        return None if none_if_empty else ()
+    try:
+        return tuple(cast(float(x)) if cast is int and float(x).is_integer() else cast(x) for x in parts)
+    except ValueError:
+        raise ParamError(f"{label}: {text!r} is not a comma-separated list of numbers") from None

@@ -114,7 +114,7 @@ def test_finetune_page_shows_the_papers_defaults():
     assert at.selectbox(key="ft_central").value == "en"
     at.switch_page("app_pages/compare.py").run()  # no job has finished yet: nothing to compare
     ok(at)
-    assert any("No tuned model state yet" in i.value for i in at.info)
+    assert any("No tuned or intervened model state yet" in i.value for i in at.info)
 
 
 def test_silp_layers_are_prefilled_from_a_stored_pair_pass(tiny_state):
