@@ -15,7 +15,7 @@ from typing import Any
 
 from workbench import plugins
 from workbench.errors import ParamError
-from workbench.recipes import latent, maps, neurons, outcomes, retrieval, sensitivity, subspace, tokens
+from workbench.recipes import latent, maps, neurons, outcomes, patching, retrieval, sensitivity, subspace, tokens
 from workbench.recipes.analysis import Analysis
 from workbench.recipes.params import Params
 
@@ -23,7 +23,8 @@ __all__ = ["ALIASES", "ANALYSES", "BUILTIN", "PARAMS", "REGISTRY", "get_analysis
            "unregister_analysis"]
 
 BUILTIN: tuple[Analysis, ...] = (*retrieval.ANALYSES, *sensitivity.ANALYSES, *neurons.ANALYSES, *maps.ANALYSES,
-                                 *subspace.ANALYSES, *outcomes.ANALYSES, *latent.ANALYSES, *tokens.ANALYSES)
+                                 *subspace.ANALYSES, *outcomes.ANALYSES, *latent.ANALYSES, *tokens.ANALYSES,
+                                 *patching.ANALYSES)
 
 ALIASES = {"compare_retrieval_matrix": "compare_retrieval_heatmap"}
 """Old analysis names still read from specs and manifests (`retrieval_compare`: `recipes.spec`)."""
