@@ -41,7 +41,8 @@ from workbench.latent.prompts import WENDLER_2024, WordPromptSpec, word_prompts
 from workbench.latent.tokens import token_index
 from workbench.latent.words import WordList
 
-__all__ = ["PATCH_DROPS", "PATCH_ROLES", "UNPATCHED", "VARIANTS", "PatchItem", "PatchItems", "cut_at_object", "object_offset", "patch_items"]
+__all__ = ["PATCH_DROPS", "PATCH_ROLES", "UNPATCHED", "VARIANTS", "PatchItem", "PatchItems", "cut_at_object",
+           "object_offset", "patch_items"]
 
 PATCH_ROLES = ("c1_in_target", "c2_in_target", "c1_in_source")
 """Order of the three token sets of a pair (and of the last axis of the patching masses)."""

@@ -18,6 +18,7 @@ from workbench.lenses.spec import LensSpec, TunedLensSpec
 from workbench.lenses.tuned import TunedLens, lens_kl, load_tuned_lens, save_tuned_lens, train_tuned_lens
 
 __all__ = [
-    "UNPATCHED", "LensReadout", "LensSpec", "PatchSpec", "TunedLens", "TunedLensSpec", "decode_stats", "entropy", "kl_to_final", "lens_kl",
+    "UNPATCHED", "LensReadout", "LensSpec", "PatchSpec",
+    "TunedLens", "TunedLensSpec", "decode_stats", "entropy", "kl_to_final", "lens_kl",
     "load_tuned_lens", "save_tuned_lens", "token_set_tensors", "train_tuned_lens",
 ]

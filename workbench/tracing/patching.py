@@ -95,7 +95,8 @@ def _decode(state: ModelState, h: torch.Tensor, sets: Mapping[str, torch.Tensor]
             f = FinalDist(base.logits.expand(x.shape[0], -1), base.lse.expand(x.shape[0], -1),
                           base.p.expand(x.shape[0], -1))
             parts.append(decode_stats(x, f, top_k=top_k, token_sets=sets))
-    out = {k: torch.cat([p[k] for p in parts]).cpu().numpy() for k in ("top_ids", "top_probs", "entropy", "kl")}
+    out: dict[str, Any] = {k: torch.cat([p[k] for p in parts]).cpu().numpy()
+                           for k in ("top_ids", "top_probs", "entropy", "kl")}
     out["mass"] = {n: torch.cat([p["mass"][n] for p in parts]).cpu().numpy() for n in sets}
     return out
 
@@ -156,9 +157,8 @@ def patch_readout(state: ModelState, targets: Sequence[str], patch: PatchSpec, s
                 acc["mass"][n].append(got["mass"][n])
             if progress is not None:
                 progress(i + 1, len(ids_t), "patching")
-    n = len(ids_t)
     return LensReadout(
-        (*range(L), UNPATCHED), prompt=np.arange(n, dtype=np.int64),
+        (*range(L), UNPATCHED), prompt=np.arange(len(ids_t), dtype=np.int64),
         position=np.array([len(t) - 1 for t in ids_t], dtype=np.int64),
         token=np.array([t[-1] for t in ids_t], dtype=np.int64),
         top_ids=np.stack(acc["top_ids"]).astype(np.int64), top_probs=np.stack(acc["top_probs"]).astype(np.float32),
