@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -200,3 +202,16 @@ def test_cli_round_trip_and_bad_input(tmp_path, capsys):
     code = cli.main([*argv[:-2], "--words", str(words), "--n-shots", "0", "--out", str(tmp_path / "bad2")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "patching needs two" in err[0], err
+
+
+def test_export_manifest_regenerates_the_same_table(tmp_path):
+    sets = ["--set", "source=fr", "--set", "target=zh", "--set", "max_items=3", "--set", "n_boot=50",
+            "--set", "variant=from", "--set", "position=object"]
+    assert cli.main(["export", "--analysis", "patching", "--model", "tiny:llama", *sets, "--formats", "html",
+                     "--out", str(tmp_path / "e")]) == 0
+    manifest = json.loads((tmp_path / "e" / "patching.manifest.json").read_text())
+    read = manifest["lens_readouts"][0]
+    assert read["store_key"] and read["patch"] == {"variant": "from"} and read["about"]["position"] == "object"
+    assert cli.main(["export", "--manifest", str(tmp_path / "e" / "patching.manifest.json"),
+                     "--out", str(tmp_path / "again")]) == 0
+    assert (tmp_path / "again" / "patching.csv").read_bytes() == (tmp_path / "e" / "patching.csv").read_bytes()
