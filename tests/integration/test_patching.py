@@ -1,4 +1,4 @@
-"""Cross-lingual activation patching on a tiny random-init Llama: the patch is what it claims, stored once, CLI."""
+"""Cross-lingual activation patching on tiny random-init models: the patch is what it claims, stored once, CLI."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ import torch
 
 from workbench import cli, models
 from workbench.lenses import PatchSpec
+from workbench.models import get_path
 from workbench.recipes.build import build
 from workbench.recordings import lens as rec_lens
 from workbench.tracing.patching import patch_readout
+
+# One torch thread: with several, a BLAS may split a batch's rows between threads and round the halves
+# differently, so two identical rows of one batch can differ in their last bit (the bitwise checks need one).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SRC = ['Deutsch: "Hund" - Français: "', 'Español: "perro" - Français: "']
 TGT = 'English: "water" - 中文: "'
@@ -27,7 +32,7 @@ def st():
 
 
 def _blocks(st):
-    return st.model.model.layers
+    return get_path(st.model, st.arch.layers)
 
 
 def _ids(st, text):
@@ -94,28 +99,32 @@ def test_unpatched_row_is_the_models_own_distribution(st):
 
 
 def test_patched_state_at_layer_l_is_the_sources_read_back(st):
-    """Hooks read the block outputs of the batched trace: row k + l holds the source's h_l at the patched position.
+    """Hooks read the block outputs of the suffix pass: copy l holds the source's h_l at the patched position.
 
-    The trace stops inside the last block's output (nothing after it runs), so that block's hook never fires:
-    there, the patched run's next-token distribution is the source's own (its state is the source's last one).
+    The suffix pass's rows: the source's last token, the L patched copies of the target's last token, the
+    unpatched target; column 0 is the patch position. The trace stops inside the last block's output (nothing
+    after it runs), so that block's hook never fires: there, the patched run's next-token distribution is the
+    source's own (its state is the source's last one).
     """
-    seen: dict[int, torch.Tensor] = {}
-    hooks = [b.register_forward_hook(lambda m, i, o, j=j: seen.__setitem__(j, o[0] if isinstance(o, tuple) else o))
-             for j, b in enumerate(_blocks(st))]
+    seen: dict[int, list[torch.Tensor]] = {}
+    hooks = [b.register_forward_hook(lambda m, i, o, j=j: seen.setdefault(j, []).append(
+        (o[0] if isinstance(o, tuple) else o).clone())) for j, b in enumerate(_blocks(st))]
     try:
-            r = patch_readout(st, [TGT], PatchSpec(((SRC[0],),), (-1,)), token_sets=SETS)
+        r = patch_readout(st, [TGT], PatchSpec(((SRC[0],),), (-1,)), token_sets=SETS)
     finally:
         for h in hooks:
             h.remove()
-    n_src, n_tgt = _ids(st, SRC[0]).shape[1], _ids(st, TGT).shape[1]
-    ref = _block_outputs(st, SRC[0])
+    ref_src, ref_tgt = _block_outputs(st, SRC[0]), _block_outputs(st, TGT)
     assert sorted(seen) == list(range(st.n_layers - 1))
     for la in range(st.n_layers - 1):
-        h = seen[la]  # (1 + L + 1, T, d): the source, the L patched copies, the unpatched target
-        assert torch.equal(h[1 + la, n_tgt - 1], h[0, n_src - 1]), la
-        torch.testing.assert_close(h[0, n_src - 1], ref[la][-1], rtol=1e-5, atol=1e-5)
-        others = [r for r in range(st.n_layers) if r < la]  # patched earlier: their state here is not the source's
-        assert all(not torch.equal(h[1 + r, n_tgt - 1], h[0, n_src - 1]) for r in others)
+        prefix, h = seen[la]  # the prefix pass (source and target prefixes), then the suffix pass
+        assert h.shape[:2] == (1 + st.n_layers + 1, 1)
+        assert torch.equal(h[1 + la, 0], h[0, 0]), la
+        torch.testing.assert_close(h[0, 0], ref_src[la][-1], rtol=1e-5, atol=1e-5)  # the source's own h_l
+        torch.testing.assert_close(h[-1, 0], ref_tgt[la][-1], rtol=1e-5, atol=1e-5)  # the unpatched target's
+        torch.testing.assert_close(prefix[1, -ref_tgt[la].shape[0] + 1:], ref_tgt[la][:-1], rtol=1e-5, atol=1e-5)
+        assert all(not torch.equal(h[1 + q, 0], h[0, 0]) for q in range(la))  # patched earlier: no longer equal
+        assert all(torch.equal(h[1 + q, 0], h[-1, 0]) for q in range(la + 1, st.n_layers))  # not patched yet
     with torch.inference_mode():
         own = torch.softmax(st.model(_ids(st, SRC[0]), use_cache=False).logits[0, -1].double(), -1)
     for name, ids in SETS.items():
@@ -144,6 +153,19 @@ def test_probabilities_match_a_hand_patched_forward(st, variant, sources):
         for name in SETS:
             np.testing.assert_allclose(readout.set_mass[name][0, la], want[name], rtol=1e-5, atol=1e-7,
                                        err_msg=f"layer {la} {name}")
+
+
+@pytest.mark.parametrize("model_type", models.tiny.TINY_TYPES)
+def test_every_architecture_matches_a_hand_patched_forward(model_type):
+    """The prefix cache and the suffix pass of each architecture (rotary, absolute, ALiBi, sliding windows)."""
+    st = models.load(models.tiny_name(model_type, 4))
+    readout = patch_readout(st, [TGT], PatchSpec(((SRC[1],),), (-2,), "from"), token_sets=SETS)
+    vectors = [o[-1] for o in _block_outputs(st, SRC[1])]
+    pos = _ids(st, TGT).shape[1] - 2
+    for la in (0, 2):
+        want = _masses(_hand_patched(st, list(range(la, 4)), vectors, pos))
+        for name in SETS:
+            np.testing.assert_allclose(readout.set_mass[name][0, la], want[name], rtol=1e-5, atol=1e-7)
 
 
 def test_object_position_patches_the_query_word(st):
