@@ -2,8 +2,9 @@
 
     PYTHONPATH=. WORKBENCH_CACHE=... python bench/patching.py [--model gemma-3-270m] [--repeats 3] [--variant single]
 
-The batched readout (`tracing.patching.patch_readout`) runs the source and the L patched
-copies of the target (and the unpatched target) as one batch in one nnsight trace. The
+The batched readout (`tracing.patching.patch_readout`) runs the prompts up to the patch
+position once (a key/value cache) and then, as one batch, the source's last token, the L
+patched copies of the target's last token and the unpatched target. The
 baseline is the authors' loop (Butanium/llm-lang-agnostic ``object_lens``): one trace that
 collects the source's last-token state at every layer, then one trace of the target per
 patched layer. Both decode the target's last token with the model's own head (the same
@@ -27,6 +28,7 @@ from workbench.latent.patching import patch_items
 from workbench.lenses import PatchSpec
 from workbench.models import get_path, load
 from workbench.models.unembed import lens_logits
+from workbench.tracing import patching
 from workbench.tracing.patching import patch_readout
 from workbench.tracing.recorder import _hidden, _nns, traced
 
@@ -54,6 +56,23 @@ def naive(state, source: str, target: str, variant: str) -> torch.Tensor:
     return torch.stack(out)
 
 
+SPENT: dict[str, float] = {}
+
+
+def _timed(name: str):
+    """Wrap a step of `tracing.patching` to add its wall time to `SPENT` (the batched readout's breakdown)."""
+    fn = getattr(patching, name)
+
+    def run(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            SPENT[name] = SPENT.get(name, 0.0) + time.perf_counter() - t0
+
+    setattr(patching, name, run)
+
+
 def main() -> None:
     """Time both ways on one fr→zh pair and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,6 +91,8 @@ def main() -> None:
     # one warm-up of each (nnsight's first trace of a model pays for its set-up)
     patch_readout(state, [it.target_prompt], spec, token_sets=sets)
     naive(state, it.source_prompts[0], it.target_prompt, a.variant)
+    for name in ("_prefix_cache", "_suffix_pass", "_decode"):
+        _timed(name)
     t_batched, t_naive = [], []
     for _ in range(a.repeats):
         t0 = time.perf_counter()
@@ -91,6 +112,8 @@ def main() -> None:
     print(f"{'batched: 1 trace, 1 + L + 1 rows':<44}{b:>10.3f}")
     print(f"{'naive: 1 source trace + L patched traces':<44}{n:>10.3f}")
     print(f"ratio naive / batched: {n / b:.2f}")
+    parts = ", ".join(f"{k.strip('_')} {v / a.repeats:.3f} s" for k, v in SPENT.items())
+    print(f"batched, per run: {parts}")
 
 
 if __name__ == "__main__":
