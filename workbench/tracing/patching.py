@@ -16,10 +16,10 @@ For a target prompt with `k` source prompts and a model of `L` blocks:
 Source rows are never written, so the state copied at `j` is the source run's `h_j`; and a
 source equal to the target computes exactly what the unpatched row computes (same prefix,
 same batch), so such a patch changes no bit (on one CPU thread: with several, a BLAS may split
-a batch's rows between threads and round them differently in the last bit). Position ids count each row's real tokens and
-the attention mask hides the padding, so padding moves no position. The authors'
-``object_lens`` runs the whole target once per layer; here the prefix is run once and each
-layer's copy costs only the tokens from `t` (one for the last token).
+a batch's rows between threads and round them differently in the last bit). Position ids
+count each row's real tokens and the attention mask hides the padding, so padding moves no
+position. The authors' ``object_lens`` runs the whole target once per layer; here the prefix
+is run once and each layer's copy costs only the tokens from `t` (one for the last token).
 
 The suffix pass keeps only the last block's output at each target row's last token and stops
 there; that state is decoded with the model's own final norm, unembedding and logit
