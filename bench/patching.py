@@ -109,7 +109,7 @@ def main() -> None:
     print(f"model {a.model} ({state.n_layers} blocks), pair {it.name} ({n_tok} target tokens), variant {a.variant}, "
           f"{a.threads} threads, load {os.getloadavg()[0]:.2f}; max |Δp| batched vs naive {diff:.1e}")
     print(f"{'way':<44}{'median s':>10}")
-    print(f"{'batched: 1 trace, 1 + L + 1 rows':<44}{b:>10.3f}")
+    print(f"{'batched: prefix pass + 1 suffix batch':<44}{b:>10.3f}")
     print(f"{'naive: 1 source trace + L patched traces':<44}{n:>10.3f}")
     print(f"ratio naive / batched: {n / b:.2f}")
     parts = ", ".join(f"{k.strip('_')} {v / a.repeats:.3f} s" for k, v in SPENT.items())
