@@ -37,7 +37,8 @@ def keep_state(label: str, model: ModelSpec, languages: list[str]) -> dict[str, 
         raise ValueError("only a resolved intervened state can be kept")
     fp = str(models.fingerprint(model))
     other = next((x for x in languages if x != "en"), languages[0])
-    entry = {"id": f"iv:{stable_hash(fp, n=12)}", "label": label, "model": model.to_dict(), "languages": list(languages),
+    entry = {"id": f"iv:{stable_hash(fp, n=12)}", "label": label, "model": model.to_dict(),
+             "languages": list(languages),
              "pivot": "en" if "en" in languages else languages[0],
              "data": DataSpec(source=f"tatoeba:{other}").to_dict(), "fingerprint": fp}
     rows = [r for r in kept_states() if r["id"] != entry["id"]] + [entry]

@@ -8,6 +8,7 @@ the probability of these token sets, is in ``workbench.tracing``). One job per m
 - `words`: `WordList`, `load_words` (the bundled ``basic-nouns`` list, a user's TSV).
 - `items`: `latent_items` (three token sets per concept; drops counted per reason).
 - `prompts`: Wendler et al.'s word prompt (`WENDLER_2024`), the Tatoeba sentence variant.
+- `patching`: pairs of word prompts for cross-lingual activation patching (`patch_items`, METHODS §10).
 
 Why a package of its own: token sets take a tokenizer and prompts read corpora, so they are
 not `analysis` (arrays in, arrays out); the curves over the lens's masses are, and live in

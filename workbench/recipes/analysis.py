@@ -43,6 +43,8 @@ class LensNeed:
     `role` names the state (``"main"`` or its label); `spec` holds `lenses.LensSpec`'s fields;
     `lens` is ``"logit"`` or a tuned-lens id; `about` says how the prompts were made (it is
     part of the store key, with everything else here and the model state's fingerprint).
+    `patch` (a `lenses.PatchSpec`'s fields) makes it a patching readout: the prompts are the
+    target runs (`recipes.patching`).
     """
 
     role: str
@@ -52,6 +54,7 @@ class LensNeed:
     spec: Mapping[str, Any]
     lens: str = "logit"
     about: Mapping[str, Any] = field(default_factory=dict)
+    patch: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench.errors import ExportError
-from workbench.lenses import LensSpec
+from workbench.lenses import LensSpec, PatchSpec
 from workbench.progress import Progress, StatusFn
 from workbench.recipes.analysis import LensNeed
 from workbench.recordings.lens import (
@@ -32,13 +32,15 @@ __all__ = ["fetch_lens", "lens_job_of", "lens_provenance", "lens_request", "lens
 
 def lens_request(need: LensNeed) -> LensRequest:
     """The `recordings.lens.LensRequest` of a need."""
+    patch = None if need.patch is None else PatchSpec.from_dict(dict(need.patch))
     return LensRequest(tuple(need.prompts), tuple((n, tuple(ids)) for n, ids in need.token_sets),
-                       LensSpec.from_dict(dict(need.spec)), need.lens, dict(need.about))
+                       LensSpec.from_dict(dict(need.spec)), need.lens, dict(need.about), patch)
 
 
 def _missing(need: LensNeed) -> ExportError:
     return ExportError(f"the lens readout behind this figure ({need.role}: {need.model.source}, "
-                       f"{len(need.prompts)} prompt(s), {need.lens} lens) is not in the store; record it first")
+                       f"{len(need.prompts)} prompt(s), {'patching' if need.patch else need.lens + ' lens'}) is not in "
+                       "the store; record it first")
 
 
 def fetch_lens(need: LensNeed, *, stored_only: bool, status: StatusFn | None = None,
@@ -81,4 +83,5 @@ def lens_provenance(reads: Sequence[tuple[LensNeed, StoredLens]]) -> list[dict[s
     """What a manifest records of the lens readouts a figure read: role, model, store key, lens, prompts."""
     return [{"role": n.role, "model": n.model.to_dict(), "store_key": got.key,
              "fingerprint": got.entry.manifest.get("model_fingerprint"), "lens": got.readout.lens,
-             "n_prompts": len(n.prompts), "about": dict(n.about), "spec": dict(n.spec)} for n, got in reads]
+             "n_prompts": len(n.prompts), "about": dict(n.about), "spec": dict(n.spec),
+             **({} if n.patch is None else {"patch": {"variant": n.patch["variant"]}})} for n, got in reads]

@@ -15,7 +15,18 @@ from typing import Any
 
 from workbench import plugins
 from workbench.errors import ParamError
-from workbench.recipes import interventions, latent, maps, neurons, outcomes, retrieval, sensitivity, subspace, tokens
+from workbench.recipes import (
+    interventions,
+    latent,
+    maps,
+    neurons,
+    outcomes,
+    patching,
+    retrieval,
+    sensitivity,
+    subspace,
+    tokens,
+)
 from workbench.recipes.analysis import Analysis
 from workbench.recipes.params import Params
 
@@ -24,7 +35,7 @@ __all__ = ["ALIASES", "ANALYSES", "BUILTIN", "PARAMS", "REGISTRY", "get_analysis
 
 BUILTIN: tuple[Analysis, ...] = (*retrieval.ANALYSES, *sensitivity.ANALYSES, *neurons.ANALYSES, *maps.ANALYSES,
                                  *subspace.ANALYSES, *outcomes.ANALYSES, *latent.ANALYSES, *tokens.ANALYSES,
-                                 *interventions.ANALYSES)
+                                 *interventions.ANALYSES, *patching.ANALYSES)
 
 ALIASES = {"compare_retrieval_matrix": "compare_retrieval_heatmap"}
 """Old analysis names still read from specs and manifests (`retrieval_compare`: `recipes.spec`)."""

@@ -14,6 +14,10 @@ it twice; `stored_lens` only looks (never loads a model, converts or downloads);
 `start_lens` is the same work as a background job: the app's warm model worker (`lens_job`,
 its job kind ``"lens"``) by default, or a thread of a `jobs.threads.ThreadRegistry`.
 
+A request with a `lenses.PatchSpec` (`patch`) is a cross-lingual patching readout
+(`tracing.patching.patch_readout`: the prompts are the target runs, one "layer" per patched
+layer); the same store, locks and jobs serve it, its key holding the patch spec.
+
 What is stored is what views need (`lenses.LensReadout`): per (prompt, position) read and
 layer the top-k ids and probabilities, entropy, KL to the final layer and the mass of each
 token set — never a [layer × position × vocabulary] tensor.
@@ -39,13 +43,14 @@ from workbench.config import ModelSpec, stable_hash
 from workbench.errors import ParamError
 from workbench.jobs.threads import ThreadRegistry
 from workbench.jobs.warm import WARM
-from workbench.lenses import LensReadout, LensSpec
+from workbench.lenses import LensReadout, LensSpec, PatchSpec
 from workbench.lenses.artifacts import LOGIT, check_lens, lens_label, load_lens
 from workbench.models import ModelState
 from workbench.paths import cache_root
 from workbench.progress import Progress, StatusFn, StopFn
 from workbench.store import Entry, Store, make_key
 from workbench.tracing.lens import lens_readout
+from workbench.tracing.patching import patch_readout
 
 __all__ = ["LENS_FORMAT", "LensRequest", "StoredLens", "ensure_lens", "lens_job", "lens_job_args", "lens_job_key",
            "lens_key", "lens_work", "start_lens", "stored_lens", "tokenizer_for"]
@@ -65,6 +70,7 @@ class LensRequest:
     spec: LensSpec = field(default_factory=LensSpec)
     lens: str = LOGIT  # "logit" or a tuned-lens id (`lenses.artifacts`)
     about: Mapping[str, Any] = field(default_factory=dict)  # how the prompts were made (kind, pair, data hash)
+    patch: PatchSpec | None = None  # a patching readout: the prompts are its target runs
 
     def __post_init__(self) -> None:
         if not self.prompts or not all(isinstance(p, str) and p for p in self.prompts):
@@ -73,12 +79,17 @@ class LensRequest:
         if len(set(names)) != len(names):
             raise ParamError("token set names must be distinct")
         lens_label(self.lens)  # a malformed lens value fails here, before any look-up
+        if self.patch is not None and self.lens != LOGIT:
+            raise ParamError("a patching readout reads the model's own output; its lens must be 'logit'")
 
     def key_parts(self) -> dict[str, Any]:
         """Everything of the request that goes into the store key."""
         return {"prompts": stable_hash(list(self.prompts), n=32), "n_prompts": len(self.prompts),
                 "token_sets": stable_hash([[n, [int(i) for i in ids]] for n, ids in self.token_sets], n=32),
-                "spec": self.spec.to_dict(), "lens": lens_label(self.lens), "about": dict(self.about)}
+                "spec": self.spec.to_dict(), "lens": lens_label(self.lens), "about": dict(self.about),
+                # only when set: the keys of plain readouts stay what they were
+                **({} if self.patch is None else {"patch": stable_hash(self.patch.to_dict(), n=32),
+                                                  "patch_format": PatchSpec.FORMAT_VERSION})}
 
 
 @dataclass(frozen=True)
@@ -125,7 +136,21 @@ def _manifest(state: ModelState, request: LensRequest, readout: LensReadout, sec
             "n_units": len(request.prompts), "layer_labels": list(readout.layer_labels),
             "set_names": [n for n, _ in request.token_sets], "lens": readout.lens, "spec": request.spec.to_dict(),
             "about": about, "seconds": round(seconds, 3),
+            **({} if request.patch is None else {"patch": {"variant": request.patch.variant,
+                                                           "target_offsets": list(request.patch.target_offsets),
+                                                           "n_sources": [len(x) for x in request.patch.sources]}}),
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}
+
+
+def _compute(state: ModelState, request: LensRequest, batch_tokens: int, progress: Progress | None,
+             should_stop: StopFn | None) -> LensReadout:
+    sets = {n: list(ids) for n, ids in request.token_sets}
+    if request.patch is not None:
+        return patch_readout(state, list(request.prompts), request.patch, request.spec, token_sets=sets,
+                             progress=progress, should_stop=should_stop)
+    translator = None if request.lens == LOGIT else load_lens(request.lens, state)
+    return lens_readout(state, list(request.prompts), request.spec, token_sets=sets, translator=translator,
+                        batch_tokens=batch_tokens, progress=progress, should_stop=should_stop)
 
 
 def _lookup(store: Store, key: str) -> StoredLens | None:
@@ -176,12 +201,8 @@ def ensure_lens(model: ModelSpec, request: LensRequest, *, store: Store | None =
         with store.lock(key):
             hit = _lookup(store, key)  # another process may have stored it while we waited
             if hit is None:
-                translator = None if request.lens == LOGIT else load_lens(request.lens, state)
                 t0 = time.perf_counter()
-                readout = lens_readout(state, list(request.prompts), request.spec,
-                                       token_sets={n: list(ids) for n, ids in request.token_sets},
-                                       translator=translator, batch_tokens=batch_tokens, progress=progress,
-                                       should_stop=should_stop)
+                readout = _compute(state, request, batch_tokens, progress, should_stop)
                 names = [n for n, _ in request.token_sets]
                 entry = store.put(key, _arrays(readout, names),
                                   _manifest(state, request, readout, time.perf_counter() - t0))
@@ -234,7 +255,8 @@ def lens_job_key(model: ModelSpec, request: LensRequest) -> str:
 
 def _label(model: ModelSpec, request: LensRequest) -> str:
     what = request.about.get("unit") or f"{len(request.prompts)} prompts"
-    lens = "logit lens" if request.lens == LOGIT else f"tuned lens {request.lens[:8]}"
+    lens = ("patching" if request.patch is not None else "logit lens" if request.lens == LOGIT
+            else f"tuned lens {request.lens[:8]}")
     tuned = f" + {Path(model.artifact).parent.name}" if model.artifact else ""
     return f"{Path(model.source).name}{tuned} · {what} · {lens}"
 
@@ -258,14 +280,16 @@ def lens_job_args(model: ModelSpec, request: LensRequest) -> dict[str, Any]:
     """The JSON arguments of the worker's ``"lens"`` job kind."""
     return {"model": model.to_dict(), "prompts": list(request.prompts),
             "token_sets": [[n, [int(i) for i in ids]] for n, ids in request.token_sets],
-            "spec": request.spec.to_dict(), "lens": request.lens, "about": dict(request.about)}
+            "spec": request.spec.to_dict(), "lens": request.lens, "about": dict(request.about),
+            "patch": None if request.patch is None else request.patch.to_dict()}
 
 
 def lens_job(args: Mapping[str, Any], job: Any) -> dict[str, Any]:
     """The warm worker's ``"lens"`` job kind: `lens_work` of `lens_job_args`; returns the store key."""
     request = LensRequest(tuple(args["prompts"]), tuple((str(n), tuple(int(i) for i in ids))
                                                         for n, ids in args["token_sets"]),
-                          LensSpec.from_dict(dict(args["spec"])), str(args["lens"]), dict(args["about"]))
+                          LensSpec.from_dict(dict(args["spec"])), str(args["lens"]), dict(args["about"]),
+                          None if args.get("patch") is None else PatchSpec.from_dict(dict(args["patch"])))
     return {"key": lens_work(ModelSpec.from_dict(dict(args["model"])), request, job).key}
 
 
