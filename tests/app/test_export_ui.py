@@ -104,7 +104,7 @@ def test_export_zip_holds_paper_figures_data_and_manifest(recording, tiny_state,
     assert m["format"] == "workbench-figure-manifest" and m["name"] == stem
     assert m["languages"] == list(LANGS)
     assert m["params"] == {"pooling": "mean", "method": "cosine", "k": 4, "pivot": "zh", "center": True,
-                           "per_language": True}
+                           "per_language": True, "layers": "all", "aggregate": "all"}  # the MEXA preset's two
     assert m["model"]["source"] == TINY_MODEL and m["model"]["fingerprint"] == tiny_state.fingerprint
     assert set(m["corpus"]["hash"]) == set(LANGS) and all(m["corpus"]["hash"].values())
     assert m["corpus"]["limit"] == 6 and m["record_spec"]["max_length"] == SETTINGS.max_length

@@ -15,6 +15,7 @@ same table. This is the one place that hands the analyses a recorder and an eval
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,15 +109,20 @@ def resolve_interventions(canon: dict[str, Any], *, stored_only: bool = False, s
     """
     corpus = CorpusSpec(source=canon["corpus"], langs=tuple(canon["langs"]), limit=canon["limit"])
 
+    fields = {f.name for f in dataclasses.fields(ModelSpec)}
+
     def resolved(d: Mapping[str, Any]) -> dict[str, Any]:
-        model = ModelSpec.from_dict({**canon["model"], **d} if "source" not in d else dict(d))
+        own = {k: v for k, v in d.items() if k in fields}  # a state of `others` may carry view keys (its `lens`)
+        if not own.get("interventions"):
+            return dict(d)
+        model = ModelSpec.from_dict({**canon["model"], **own} if "source" not in own else own)
         if all(iv.resolved for iv in model.interventions):
             return dict(d)
         if stored_only:
             raise ExportError("this view's model has an intervention that is not resolved yet; resolve it first "
                               "(workbench.interventions.resolve_spec)")
         model = resolve_spec(model, corpus=corpus, record=record_spec(canon), status=status, progress=progress)
-        return model.to_dict()
+        return {**d, **model.to_dict()}
 
     p = dict(canon["params"])
     if p.get("others"):  # the outcomes view's other states
