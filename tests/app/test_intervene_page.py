@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_pages import APP, figures, ok
+from test_pages import app as open_app
+from test_pages import figures, ok, wait_warm_jobs
 
 from workbench import models
 from workbench.config import CorpusSpec, ModelSpec
@@ -26,17 +27,7 @@ def _tiny(monkeypatch):
 
 
 def app(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["wb_settings"] = SETTINGS.to_dict()
-    at.run()
-    at.switch_page(page).run()
-    return at
-
-
-def wait_jobs() -> None:
-    for j in WARM.jobs():
-        assert j.wait(300)
-        assert j.snapshot().state != "failed", j.snapshot().error
+    return open_app(page, SETTINGS, timeout=120)
 
 
 def test_preview_shows_generations_before_and_after_and_keeps_the_state_for_compare():
@@ -52,7 +43,7 @@ def test_preview_shows_generations_before_and_after_and_keeps_the_state_for_comp
     button.click().run()
     [job] = WARM.jobs("intervene_preview")
     assert job.request()["lane"] == "quick"  # beside a long recording, not behind it
-    wait_jobs()
+    wait_warm_jobs()
     at.run()
     ok(at)
     rows = at.dataframe[0].value
@@ -84,7 +75,7 @@ def test_an_experiment_is_built_in_the_worker_and_drawn_with_its_table():
     [button] = [b for b in at.button if b.label == "Compute"]
     button.click().run()
     assert [j.request()["kind"] for j in WARM.jobs()] == ["view"]
-    wait_jobs()
+    wait_warm_jobs()
     at.run()
     ok(at)
     assert figures(at)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_pages import APP, figures, ok, trace, ys
+from test_pages import app as open_app
+from test_pages import figures, ok, trace, wait_warm_jobs, ys
 
 from workbench import models
 from workbench.config import CorpusSpec, ModelSpec
 from workbench.finetune import jobs as finetune_jobs
-from workbench.jobs.warm import WARM
 from workbench.lenses.artifacts import list_lenses
 from workbench.recipes.build import build
 from workbench.recipes.settings import TINY_ENV, Settings
@@ -28,24 +28,14 @@ def _tiny(monkeypatch):
 
 
 def app(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["wb_settings"] = SETTINGS.to_dict()
-    at.run()
-    at.switch_page(page).run()
-    return at
-
-
-def wait_jobs() -> None:
-    for j in WARM.jobs():  # the app's warm model worker runs lens readouts and tuned-lens training
-        assert j.wait(300)
-        assert j.snapshot().state != "failed", j.snapshot().error
+    return open_app(page, SETTINGS, timeout=120)
 
 
 def press_record(at: AppTest, prefix: str = "lens-rec-") -> int:
     buttons = [b for b in at.button if (b.key or "").startswith(prefix)]
     for b in buttons:
         b.click().run()
-    wait_jobs()
+    wait_warm_jobs()
     at.run()
     return len(buttons)
 
@@ -85,7 +75,7 @@ def test_token_view_and_tuned_lens_tabs():
     at.number_input(key="lens_steps").set_value(2).run()
     assert list_lenses() == []
     at.button(key="lens-train").click().run()
-    wait_jobs()
+    wait_warm_jobs()
     at.run()
     ok(at)
     (row,) = list_lenses()

@@ -84,14 +84,21 @@ def pair_recording(_recorded_store, tiny_state, recording):
                             pairs=[("en", "zh")], state=tiny_state)
 
 
-def app(page: str | None = None, settings: Settings | None = SETTINGS) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
+def app(page: str | None = None, settings: Settings | None = SETTINGS, timeout: float = 60) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout)
     if settings is not None:
         at.session_state["wb_settings"] = settings.to_dict()
     at.run()
     if page:
         at.switch_page(page).run()
     return at
+
+
+def wait_warm_jobs(timeout: float = 300) -> None:
+    """Every job of the app's model worker finished, none failed."""
+    for j in WARM.jobs():
+        assert j.wait(timeout), j.snapshot()
+        assert j.snapshot().state != "failed", j.snapshot().error
 
 
 def ok(at: AppTest) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from workbench import models
@@ -22,6 +21,7 @@ from workbench.interventions.experiments import preview_generations
 from workbench.interventions.requests import parse_intervention
 from workbench.interventions.resolve import resolve_spec
 from workbench.paths import cache_root
+from workbench.recordings.ensure import load_in_job
 
 __all__ = ["PREVIEW_PROMPTS", "PREVIEW_WORDS", "preview_args", "preview_job", "preview_key", "preview_prompts"]
 
@@ -65,10 +65,7 @@ def preview_job(args: Mapping[str, Any], job: Any) -> dict[str, Any]:
     job.phase("resolving the intervention (its neurons or vectors from the recording)", unit="sentences")
     intervened = resolve_spec(wanted, corpus=corpus, record=record, progress=job.progress, status=job.status)
     prompts = preview_prompts(corpus, str(args["lang"]))
-    warm = models.normalize(base) in models.loaded_states()
-    job.phase(f"{Path(base.source).name} is loaded" if warm else f"loading {Path(base.source).name}",
-              load=None if warm else base.source)
-    models.load(base, progress=job.status)
+    load_in_job(base, job)
     job.phase(f"generating {len(prompts)} continuations before and after", unit="prompts")
     rows = preview_generations(base, intervened, prompts, max_new_tokens=int(args["max_new_tokens"]),
                                langs=tuple(corpus.langs))

@@ -235,6 +235,18 @@ def job_label(model: ModelSpec, corpus_spec: CorpusSpec, pairs: Sequence[tuple[s
     return f"{Path(model.source).name}{tuned} · {Path(corpus_spec.source).name} · {what}{limit}"
 
 
+def load_in_job(model: ModelSpec, job: Any) -> tuple[Any, bool]:
+    """A job's loading phase: the state of `model` and whether it was loaded already (the warm worker keeps it).
+
+    The phase says "loading <name>" (with `load=` so the rate history learns load times) or
+    "<name> is loaded"; every worker job kind that needs a state starts with it.
+    """
+    warm = models.normalize(model) in models.loaded_states()
+    name = Path(model.source).name
+    job.phase(f"{name} is loaded" if warm else f"loading {name}", load=None if warm else model.source)
+    return models.load(model, progress=job.status), warm
+
+
 def record_job(args: Mapping[str, Any], job: Any) -> dict[str, Any]:
     """The worker's `record` job kind: record what the store lacks for `args` (model, corpus, spec, pairs, remote).
 
@@ -255,10 +267,7 @@ def record_job(args: Mapping[str, Any], job: Any) -> dict[str, Any]:
         rec = ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress, status=job.status,
                                remote=True)
         return {"fingerprint": rec.fingerprint, "computed": len(found.missing)}
-    warm = models.normalize(model) in models.loaded_states()
-    job.phase(f"loading {Path(model.source).name}" if not warm else f"{Path(model.source).name} is loaded",
-              load=None if warm else model.source)
-    state = models.load(model, progress=job.status)
+    state, warm = load_in_job(model, job)
     job.phase(f"recording {len(found.missing) or len(found.units)} unit(s)", unit="sentences")
     rec = ensure_recording(model, corpus_spec, spec, pairs=pairs, progress=job.progress, status=job.status, state=state)
     return {"fingerprint": rec.fingerprint, "computed": len(found.missing) or len(found.units), "was_loaded": warm}

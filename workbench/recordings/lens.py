@@ -48,6 +48,7 @@ from workbench.lenses.artifacts import LOGIT, check_lens, lens_label, load_lens
 from workbench.models import ModelState
 from workbench.paths import cache_root
 from workbench.progress import Progress, StatusFn, StopFn
+from workbench.recordings.ensure import load_in_job
 from workbench.store import Entry, Store, make_key
 from workbench.tracing.lens import lens_readout
 from workbench.tracing.patching import patch_readout
@@ -267,10 +268,7 @@ def lens_work(model: ModelSpec, request: LensRequest, job: Any) -> StoredLens:
     found = stored_lens(model, request)
     if found is not None:
         return found
-    warm = models.normalize(model) in models.loaded_states()
-    job.phase(f"{Path(model.source).name} is loaded" if warm else f"loading {Path(model.source).name}",
-              load=None if warm else model.source)
-    state = models.load(model, progress=job.status)
+    state, _ = load_in_job(model, job)
     job.phase(f"reading {len(request.prompts)} prompt(s) through every layer", unit="prompts")
     return ensure_lens(model, request, state=state, progress=job.progress, status=job.status,
                        should_stop=job.should_stop)

@@ -30,6 +30,7 @@ from workbench.jobs.warm import WARM
 from workbench.lenses import TunedLensSpec, lens_kl, train_tuned_lens
 from workbench.lenses.artifacts import list_lenses, save_lens
 from workbench.paths import cache_root
+from workbench.recordings.ensure import load_in_job
 
 __all__ = ["HELDOUT_EVERY", "find_trained", "start_tuned_lens", "train_job_key", "train_key", "training_texts",
            "tuned_lens_job", "tuned_lens_work"]
@@ -83,10 +84,7 @@ def tuned_lens_work(model: ModelSpec, corpus_spec: CorpusSpec, spec: TunedLensSp
     found = find_trained(key)
     if found is not None:
         return found
-    warm = models.normalize(model) in models.loaded_states()
-    job.phase(f"{Path(model.source).name} is loaded" if warm else f"loading {Path(model.source).name}",
-              load=None if warm else model.source)
-    state = models.load(model, progress=job.status)
+    state, _ = load_in_job(model, job)
     job.phase(f"training {spec.steps} steps", unit="steps")
     kw = {"max_length": spec.max_length, "batch_tokens": spec.batch_tokens}
     lens = train_tuned_lens(state, train, steps=spec.steps, lr=spec.lr, momentum=spec.momentum,
