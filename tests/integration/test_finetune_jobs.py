@@ -80,7 +80,18 @@ def started(cache):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return ids
+    yield ids
+    # the workers are detached (they outlive the app by design): stop any a partial run left going
+    os.environ["WORKBENCH_CACHE"] = str(cache)
+    try:
+        for job_id in ids.values():
+            if jobs.job_status(job_id)["state"] not in jobs.FINAL_STATES:
+                jobs.cancel_job(job_id, grace_s=10)
+    finally:
+        if old["WORKBENCH_CACHE"] is None:
+            os.environ.pop("WORKBENCH_CACHE", None)
+        else:
+            os.environ["WORKBENCH_CACHE"] = old["WORKBENCH_CACHE"]
 
 
 def test_cancel_flag_stops_a_running_job(started):

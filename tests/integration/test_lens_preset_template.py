@@ -37,7 +37,7 @@ def test_the_problem_names_the_preset_the_missing_template_and_the_choices(base_
     line = chat_template_problem(spec, apply_preset("lens"))
     assert line is not None and "\n" not in line
     for part in ("preset 'lens'", "base-model has no chat template", "instruct or chat model",
-                 "another preset (lape, mexa, midalign, silp)"):
+                 "another preset (lape, mexa, midalign, silp, wendler)"):
         assert part in line, part
     manual = chat_template_problem(spec, RecordSpec(chat_template=True))
     assert "--chat-template" in manual and "preset" not in manual

@@ -111,7 +111,8 @@ def test_damaged_cache_files_are_ignored_or_reported(model_dir, capsys):
     (job / "config.json").write_text("{}")
     (job / "status.json").write_bytes(b"\x00\xff not json")
     rows = processes.list_jobs()
-    assert rows[0]["state"] == "failed" and "damaged" in rows[0]["reason"]
+    # reported as damaged with what is wrong, never rewritten into a false "failed" (issue 21)
+    assert rows[0]["state"] == "damaged" and "status.json" in rows[0]["reason"], rows[0]
     assert main(["jobs", "ls"]) == 0
     assert "silp-broken" in capsys.readouterr().out
 

@@ -196,7 +196,7 @@ def finish(d: Path, result: dict[str, Any]) -> int:
         path = Path(result["artifact"])
         metrics = read_job_file(path / "manifest.json").get("metrics", {})
         summary = {k: metrics.get(k) for k in ("steps", "seconds", "steps_per_s", "eval_before", "eval_after")}
-        write_status(d, state="done", artifact=str(path), finished=now(), message="done", metrics=summary)
+        write_status(d, state="done", artifact=str(path), finished=now(), message="done", metrics=summary, eta_s=0)
         log.info("done: %s", path)
         return 0
     write_status(d, state=result["state"], reason=result["reason"], finished=now(), message=result["state"])
