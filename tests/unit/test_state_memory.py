@@ -8,14 +8,19 @@ import torch
 from workbench import models
 from workbench.config import ModelSpec
 from workbench.finetune import artifact_io
+from workbench.models import state
 
 
 @pytest.fixture(autouse=True)
 def _fresh_memo():
+    """An empty memo for each test; the session's memoised states (other tests' fixtures) come back after."""
+    kept = dict(state._STATES)
     models.forget()
     yield
     models.set_memory_budget(None)
     models.forget()
+    with state._LOCK:
+        state._STATES.update(kept)
 
 
 def _bytes(state):
