@@ -23,6 +23,7 @@ log = logging.getLogger("workbench.app")
 PERSIST = "session"
 # Forms that need inputs this page has no widgets for: two states (the Compare page), N states' outcomes.
 SKIP = {"eval_scores"}
+WORKER_VIEWS = {"deactivation", "steering"}  # listed here, built on the Intervene page (workbench.recipes.jobs)
 
 s = ui_st.page_header(
     "Every analysis",
@@ -33,6 +34,11 @@ names = [n for n, a in REGISTRY.items() if a.base is None and n not in SKIP]
 name = st.selectbox("Analysis", names, key="an_analysis", bind="query-params", persist_state=PERSIST,
                     format_func=lambda n: f"{n}: {REGISTRY[n].help}")
 analysis = get_analysis(name)
+if name in WORKER_VIEWS:  # they evaluate intervened states: the model worker computes them, never this page
+    st.info(f"**{name}** evaluates intervened model states; it is computed in the model worker on the Intervene "
+            "page (with its parameters and Export).", icon=":material/science:")
+    st.page_link("app_pages/intervene.py", label="Intervene", icon=":material/science:")
+    st.stop()
 helps = analysis.params.help()
 params = {}
 with st.expander("Parameters", expanded=True):

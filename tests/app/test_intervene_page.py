@@ -82,3 +82,11 @@ def test_an_experiment_is_built_in_the_worker_and_drawn_with_its_table():
     table = at.dataframe[0].value if at.dataframe else None
     assert isinstance(table, pd.DataFrame) and set(table["metric"]) >= {"fidelity"}
     assert [b.label for b in at.button if b.label.startswith("Compute")] == ["Compute again"]
+
+
+def test_the_every_analysis_page_sends_the_intervention_experiments_to_the_intervene_page():
+    at = app("app_pages/analyses.py")
+    at.selectbox(key="an_analysis").set_value("deactivation").run()
+    ok(at)
+    assert any("computed in the model worker on the Intervene page" in i.value for i in at.info)
+    assert not figures(at) and not WARM.jobs()  # nothing evaluated in the page, nothing started
