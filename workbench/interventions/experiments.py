@@ -202,12 +202,14 @@ def preview_generations(base: ModelSpec, intervened: ModelSpec, prompts: Sequenc
                         langs: Sequence[str] = ()) -> pd.DataFrame:
     """A handful of greedy continuations before and after: prompt, before, after (+ their languages if `langs`).
 
-    Not stored (a preview of a few prompts is quicker than the store's bookkeeping); both
-    states are the memoised ones, the intervened one a hooked copy sharing the weights.
+    Both are kept in the store per state fingerprint (`generations`): the base's "before" is
+    generated once for every later preview of the same prompts (another kind, strength or
+    layer set costs only its "after"). The states are the memoised ones, the intervened one a
+    hooked copy sharing the weights.
     """
     decoding = DecodingSpec(max_new_tokens=max_new_tokens, stop_at_newline=False)
-    before = generate(models.load(base), list(prompts), decoding)
-    after = generate(models.load(intervened), list(prompts), decoding)
+    before = generations(base, list(prompts), decoding)
+    after = generations(intervened, list(prompts), decoding)
     out = pd.DataFrame({"prompt": list(prompts), "before": before, "after": after})
     if langs:
         ident = Identifier(tuple(langs))
